@@ -1,0 +1,82 @@
+//! The Django app of seed 002: per-turnus page caches and user profiles.
+//!
+//! - `kinder`, `schwerpunkte`, `notizen`, `geld`: key `turnus_data_{turnus_id}`
+//!   (both turnuses when a row moves from one to another).
+//! - `auslagerorte`: pattern `turnus_data_*`, since a location can affect
+//!   every turnus (the seed's `invalidate_all_turnus_caches`).
+//! - `user_profiles` (key `id`): key `user_profile_{id}`.
+
+use invalidator_rules::{Commit, Rule, RuleError, RuleInfo, Target, Targets};
+
+/// The turnus rule.
+pub struct Turnus;
+
+/// Tables whose rows belong to one turnus.
+const PER_TURNUS: &[&str] = &["kinder", "schwerpunkte", "notizen", "geld"];
+
+impl Rule for Turnus {
+    fn describe() -> RuleInfo {
+        RuleInfo::new("turnus", "1.0.0")
+            .tables(PER_TURNUS.iter().copied().chain(["auslagerorte", "user_profiles"]))
+            .fallback([
+                Target::pattern("turnus_data_*"),
+                Target::pattern("user_profile_*"),
+            ])
+    }
+
+    fn on_commit(commit: &Commit, out: &mut Targets) -> Result<(), RuleError> {
+        for w in &commit.writes {
+            match w.table.as_str() {
+                t if PER_TURNUS.contains(&t) => {
+                    for turnus in w.each("turnus_id")? {
+                        out.key(format!("turnus_data_{turnus}"));
+                    }
+                }
+                "auslagerorte" => {
+                    out.pattern("turnus_data_*");
+                }
+                "user_profiles" => {
+                    for id in w.each("id")? {
+                        out.key(format!("user_profile_{id}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+invalidator_rules::export_rule!(Turnus);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use invalidator_rules::{Write, evaluate, row};
+
+    #[test]
+    fn a_child_moved_to_another_turnus_invalidates_both() {
+        let w = Write::update(
+            "kinder",
+            row! {"id" => 3},
+            Some(row! {"id" => 3, "turnus_id" => 1}),
+            row! {"id" => 3, "turnus_id" => 2},
+        );
+        let got = evaluate::<Turnus>(&Commit::new("t", vec![w])).unwrap();
+        assert_eq!(
+            got,
+            [Target::key("turnus_data_2"), Target::key("turnus_data_1")]
+        );
+    }
+
+    #[test]
+    fn a_null_turnus_produces_nothing() {
+        let w = Write::insert(
+            "geld",
+            row! {"id" => 3},
+            row! {"id" => 3, "turnus_id" => None::<i64>},
+        );
+        let got = evaluate::<Turnus>(&Commit::new("t", vec![w])).unwrap();
+        assert!(got.is_empty(), "{got:?}");
+    }
+}
