@@ -1,1 +1,30 @@
+//! Invalidator: a cache-invalidation rules engine.
+//!
+//! Services hand it their committed transactions; it runs each team's
+//! invalidation rules, sandboxed WebAssembly components written against the
+//! `invalidator:rules` WIT contract, and turns every commit into the exact
+//! cache keys, glob patterns and tags to invalidate.
+//!
+//! The flow of one commit, one module per step:
+//! [`commit`] (what was written) → [`rules`] (the sandboxed rule set) →
+//! [`targets`] (what to invalidate, merged). [`dry_run`] wires them together
+//! for the `invalidator run` command.
+//!
+//! ```no_run
+//! use invalidator::rules::{Runtime, RuleSet, SandboxConfig};
+//!
+//! let runtime = Runtime::new(SandboxConfig::default())?;
+//! let rules = RuleSet::load(&runtime, "target/rules".as_ref())?;
+//! let commit = invalidator::commit::parse_json(
+//!     r#"{"txn":"t-1","writes":[{"table":"user_profiles","op":"update","key":{"id":7},"after":{"id":7}}]}"#,
+//! )?;
+//! let outcome = rules.evaluate(&commit);
+//! println!("{:?}", outcome.targets.keys);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+mod bindings;
+pub mod commit;
+pub mod dry_run;
+pub mod rules;
+pub mod targets;

@@ -1,0 +1,229 @@
+//! The JSON event format: one commit per line.
+//!
+//! ```text
+//! {"txn":"t-1","source":"app","writes":[{"table":"customers","op":"update",
+//!   "key":{"id":"C1"},"before":{"id":"C1","payment_method":"card"},
+//!   "after":{"id":"C1","payment_method":"cash"}}]}
+//! ```
+//! `before` is absent on insert and `after` on delete; `source` is optional;
+//! column values are JSON scalars. Unknown fields are rejected rather than
+//! ignored, so that a misspelt `befor` cannot silently change what a rule
+//! sees.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+
+use super::{Column, Commit, Op, Row, Value, Write};
+
+/// Why a line is not a valid commit.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CommitParseError(String);
+
+/// Parses one JSON commit.
+pub fn parse_json(line: &str) -> Result<Commit, CommitParseError> {
+    let wire: WireCommit =
+        serde_json::from_str(line).map_err(|e| CommitParseError(e.to_string()))?;
+    wire.into_commit()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireCommit {
+    txn: String,
+    #[serde(default)]
+    source: Option<String>,
+    writes: Vec<WireWrite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireWrite {
+    table: String,
+    op: WireOp,
+    key: WireRow,
+    #[serde(default)]
+    before: Option<WireRow>,
+    #[serde(default)]
+    after: Option<WireRow>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum WireOp {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl WireCommit {
+    fn into_commit(self) -> Result<Commit, CommitParseError> {
+        let writes = self
+            .writes
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| w.into_write(i + 1))
+            .collect::<Result<_, _>>()?;
+        Ok(Commit {
+            txn: self.txn,
+            source: self.source,
+            writes,
+        })
+    }
+}
+
+impl WireWrite {
+    /// Checks that the row images fit the operation; `n` counts from 1.
+    fn into_write(self, n: usize) -> Result<Write, CommitParseError> {
+        let fail = |what: &str| {
+            Err(CommitParseError(format!(
+                "write {n} (table `{}`): {what}",
+                self.table
+            )))
+        };
+        let op = match self.op {
+            WireOp::Insert if self.after.is_none() => return fail("an insert needs `after`"),
+            WireOp::Insert if self.before.is_some() => {
+                return fail("an insert cannot have `before`");
+            }
+            WireOp::Update if self.after.is_none() => return fail("an update needs `after`"),
+            WireOp::Delete if self.after.is_some() => return fail("a delete cannot have `after`"),
+            WireOp::Insert => Op::Insert,
+            WireOp::Update => Op::Update,
+            WireOp::Delete => Op::Delete,
+        };
+        if self.table.is_empty() {
+            return fail("the table name is empty");
+        }
+        Ok(Write {
+            table: self.table,
+            op,
+            key: self.key.0,
+            before: self.before.map(|r| r.0),
+            after: self.after.map(|r| r.0),
+        })
+    }
+}
+
+/// A row: a JSON object of column name to scalar.
+struct WireRow(Row);
+
+impl<'de> Deserialize<'de> for WireRow {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RowVisitor)
+    }
+}
+
+struct RowVisitor;
+
+impl<'de> Visitor<'de> for RowVisitor {
+    type Value = WireRow;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of column names to scalar values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WireRow, A::Error> {
+        let mut row = Vec::with_capacity(map.size_hint().unwrap_or(4));
+        while let Some(name) = map.next_key::<String>()? {
+            let json: serde_json::Value = map.next_value()?;
+            let value = scalar(&name, json).map_err(de::Error::custom)?;
+            row.push(Column { name, value });
+        }
+        Ok(WireRow(row))
+    }
+}
+
+/// Converts a JSON value into a column value, refusing what the contract
+/// cannot carry rather than guessing.
+fn scalar(column: &str, json: serde_json::Value) -> Result<Value, String> {
+    use serde_json::Value as J;
+    Ok(match json {
+        J::Null => Value::Null,
+        J::Bool(b) => Value::Boolean(b),
+        J::String(s) => Value::Text(s),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::Integer(i)
+            } else if n.is_u64() {
+                return Err(format!(
+                    "column `{column}`: integer `{n}` does not fit in 64 signed bits"
+                ));
+            } else {
+                Value::Float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        J::Array(_) | J::Object(_) => {
+            return Err(format!(
+                "column `{column}`: values must be JSON scalars (null, boolean, number, string)"
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = parse_json(r#"{"txn":"t-1","source":"app","writes":[{"table":"customers","op":"update","key":{"id":"C1"},"before":{"id":"C1","payment_method":"card"},"after":{"id":"C1","payment_method":"cash","score":700,"rate":1.5,"vip":true,"note":null}}]}"#).unwrap();
+        assert_eq!(c.txn, "t-1");
+        assert_eq!(c.source.as_deref(), Some("app"));
+        let w = &c.writes[0];
+        assert_eq!(w.op, Op::Update);
+        assert_eq!(w.key[0].value, Value::Text("C1".into()));
+        let after = w.after.as_ref().unwrap();
+        let values: Vec<_> = after.iter().map(|c| c.value.clone()).collect();
+        assert_eq!(
+            values,
+            [
+                Value::Text("C1".into()),
+                Value::Text("cash".into()),
+                Value::Integer(700),
+                Value::Float(1.5),
+                Value::Boolean(true),
+                Value::Null
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_nested_values_naming_the_column() {
+        let err = parse_json(
+            r#"{"txn":"t","writes":[{"table":"a","op":"insert","key":{"id":1},"after":{"tags":[1]}}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("column `tags`"), "{err}");
+    }
+
+    #[test]
+    fn rejects_an_insert_without_after() {
+        let err = parse_json(r#"{"txn":"t","writes":[{"table":"a","op":"insert","key":{"id":1}}]}"#)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "write 1 (table `a`): an insert needs `after`");
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_ops() {
+        let err = parse_json(r#"{"txn":"t","writes":[{"table":"a","op":"upsert","key":{}}]}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("upsert"), "{err}");
+        let err = parse_json(
+            r#"{"txn":"t","writes":[{"table":"a","op":"update","key":{},"befor":{},"after":{}}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("befor"), "{err}");
+    }
+
+    #[test]
+    fn rejects_integers_beyond_i64() {
+        let err = parse_json(
+            r#"{"txn":"t","writes":[{"table":"a","op":"delete","key":{"id":18446744073709551615}}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("18446744073709551615"), "{err}");
+    }
+}

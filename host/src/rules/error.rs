@@ -1,0 +1,68 @@
+//! Errors of loading a rule ([`LoadError`]) and of one rule failing on one
+//! commit ([`RuleFailure`]).
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Why a rule file, or a folder of them, could not be put in service.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The Wasm engine could not be set up with the given limits.
+    #[error("cannot set up the wasm engine: {0}")]
+    Engine(String),
+    /// The path could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A folder holds no `.wasm` file.
+    #[error("no `.wasm` rule files in `{0}`")]
+    Empty(PathBuf),
+    /// The file is not a WebAssembly component.
+    #[error("`{path}` is not a valid WebAssembly component: {reason}")]
+    NotComponent {
+        /// The file.
+        path: PathBuf,
+        /// What the compiler said.
+        reason: String,
+    },
+    /// The component does not fit the `invalidator:rules/rule` world.
+    #[error("`{path}` does not implement the `invalidator:rules/rule@0.1.0` world: {reason}")]
+    WrongWorld {
+        /// The file.
+        path: PathBuf,
+        /// The mismatch.
+        reason: String,
+    },
+    /// `describe()` failed or gave an unusable answer.
+    #[error("`{path}`: describe() {reason}")]
+    Describe {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Two rules in one set have the same name.
+    #[error("rule name `{name}` is used by both `{first}` and `{second}`")]
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// The first file.
+        first: PathBuf,
+        /// The second file.
+        second: PathBuf,
+    },
+}
+
+/// One rule failing on one commit. Its fallback targets were applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleFailure {
+    /// The rule's name.
+    pub rule: String,
+    /// What went wrong, for people.
+    pub message: String,
+}

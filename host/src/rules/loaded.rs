@@ -1,0 +1,174 @@
+//! [`LoadedRule`]: one rule component, compiled once, pre-instantiated,
+//! validated by calling its `describe()`, and called once per commit in a
+//! fresh sandbox.
+
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+
+use super::sandbox::Sandbox;
+use super::{GuestError, LoadError, RuleFailure, RuleInfo, Runtime};
+use crate::bindings::{Rule, RulePre};
+use crate::commit::Commit;
+use crate::targets::Target;
+
+/// A rule ready to run: compiled, linked against the sandbox's imports, and
+/// described.
+pub struct LoadedRule {
+    runtime: Runtime,
+    path: PathBuf,
+    info: RuleInfo,
+    pre: RulePre<Sandbox>,
+}
+
+impl LoadedRule {
+    /// Loads the component at `path`.
+    pub fn load(runtime: &Runtime, path: &Path) -> Result<Self, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_bytes(runtime, path, &bytes)
+    }
+
+    /// Loads a component from memory; `path` only names it in messages.
+    pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
+        let component =
+            Component::new(runtime.engine(), bytes).map_err(|e| LoadError::NotComponent {
+                path: path.to_owned(),
+                reason: chain(&e),
+            })?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path.to_owned(),
+            reason: chain(&e),
+        };
+        let instance_pre = runtime
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = RulePre::new(instance_pre).map_err(wrong_world)?;
+
+        let describe_err = |reason: String| LoadError::Describe {
+            path: path.to_owned(),
+            reason,
+        };
+        let label = path.display().to_string();
+        let info = sandboxed(runtime, &pre, &label, |store, rule| {
+            rule.call_describe(store)
+        })
+        .map_err(describe_err)?;
+        if info.name.trim().is_empty() || info.name.chars().any(char::is_whitespace) {
+            return Err(describe_err(format!(
+                "gave the name `{}`: a rule name must be non-empty and without spaces",
+                info.name
+            )));
+        }
+        if info.version.trim().is_empty() {
+            return Err(describe_err(format!(
+                "gave rule `{}` an empty version",
+                info.name
+            )));
+        }
+        tracing::info!(rule = %info.name, version = %info.version, path = %label, "rule loaded");
+        Ok(Self {
+            runtime: runtime.clone(),
+            path: path.to_owned(),
+            info,
+            pre,
+        })
+    }
+
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// What the rule said about itself when it was loaded.
+    pub fn info(&self) -> &RuleInfo {
+        &self.info
+    }
+
+    /// The file the rule was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the rule wants writes to `table`.
+    pub fn subscribes(&self, table: &str) -> bool {
+        self.info.tables.is_empty() || self.info.tables.iter().any(|t| t == table)
+    }
+
+    /// Runs the rule on one commit in a fresh sandbox.
+    ///
+    /// The commit is passed as is; filtering writes by subscribed table is
+    /// the caller's job (see [`RuleSet`](super::RuleSet)).
+    pub fn call(&self, commit: &Commit) -> Result<Vec<Target>, RuleFailure> {
+        let failure = |message| RuleFailure {
+            rule: self.info.name.clone(),
+            message,
+        };
+        sandboxed(&self.runtime, &self.pre, &self.info.name, |store, rule| {
+            rule.call_on_commit(store, commit)
+        })
+        .map_err(failure)?
+        .map_err(|e| failure(describe_guest_error(&e)))
+    }
+}
+
+/// Instantiates the rule in a fresh store with the runtime's limits and runs
+/// `f`, turning every way it can fail into one message.
+fn sandboxed<R>(
+    runtime: &Runtime,
+    pre: &RulePre<Sandbox>,
+    rule_name: &str,
+    f: impl FnOnce(&mut Store<Sandbox>, &Rule) -> wasmtime::Result<R>,
+) -> Result<R, String> {
+    let config = runtime.config();
+    let mut store = Store::new(
+        runtime.engine(),
+        Sandbox::new(rule_name, config.memory_limit),
+    );
+    store.limiter(|s| &mut s.memory);
+    store.set_epoch_deadline(runtime.deadline_ticks());
+    let result = pre
+        .instantiate(&mut store)
+        .and_then(|rule| f(&mut store, &rule));
+    result.map_err(|e| {
+        if store.data().memory.exceeded {
+            format!(
+                "exceeded its memory limit of {} MiB",
+                config.memory_limit >> 20
+            )
+        } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            format!(
+                "exceeded its time limit of {} ms",
+                config.time_limit.as_millis()
+            )
+        } else {
+            format!("trapped: {}", chain(&e))
+        }
+    })
+}
+
+/// The error a rule returned, for people.
+fn describe_guest_error(e: &GuestError) -> String {
+    match e {
+        GuestError::MissingColumn(c) => {
+            format!("missing column `{}` in table `{}`", c.column, c.table)
+        }
+        GuestError::WrongType(c) => format!(
+            "column `{}` in table `{}` has the wrong type",
+            c.column, c.table
+        ),
+        GuestError::Other(message) => format!("rule error: {message}"),
+    }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &wasmtime::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

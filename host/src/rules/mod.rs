@@ -1,0 +1,22 @@
+//! The rule set: loading rule components, and running each commit through
+//! every subscribed rule, each in a sandbox of its own.
+//!
+//! - [`SandboxConfig`]: the per-call limits (time, memory) and their defaults.
+//! - [`Runtime`]: the shared Wasm engine that compiles components and
+//!   enforces time limits.
+//! - [`LoadedRule`]: one compiled, pre-instantiated, validated rule.
+//! - [`RuleSet`]: the immutable set of rules a commit is evaluated against.
+
+mod config;
+mod error;
+mod loaded;
+mod runtime;
+mod sandbox;
+mod set;
+
+pub use crate::bindings::types::{Level, RuleError as GuestError, RuleInfo};
+pub use config::SandboxConfig;
+pub use error::{LoadError, RuleFailure};
+pub use loaded::LoadedRule;
+pub use runtime::Runtime;
+pub use set::{Outcome, RuleSet};

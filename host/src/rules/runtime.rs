@@ -1,0 +1,117 @@
+//! [`Runtime`]: the Wasm engine shared by every rule, with the linker that
+//! gives rules their (deliberately tiny) set of imports, and the clock that
+//! enforces time limits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::sandbox::Sandbox;
+use super::{LoadError, SandboxConfig};
+use crate::bindings::Rule;
+
+/// How often the engine's epoch advances. Time limits are counted in these
+/// ticks: epoch checks cost far less than fuel metering on the hot path.
+pub(crate) const TICK: Duration = Duration::from_millis(5);
+
+/// The Wasm engine, linker and limits shared by every rule.
+///
+/// Create one per process and load every rule through it. It is cheap to
+/// clone and safe to share across threads.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    config: SandboxConfig,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Sets up the engine with these limits.
+    pub fn new(config: SandboxConfig) -> Result<Self, LoadError> {
+        let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::new();
+        // A rule instance lives for one call; the pool bounds how many calls
+        // run at once and lets instantiation reuse memory instead of mapping
+        // it afresh (microseconds instead of tens of them).
+        pool.total_component_instances(config.max_instances)
+            .total_memories(config.max_instances)
+            .total_tables(config.max_instances * 4)
+            .total_core_instances(config.max_instances * 8)
+            .max_memory_size(config.memory_limit);
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(engine_err)?;
+
+        let mut linker = Linker::new(&engine);
+        // Rules built for wasm32-wasip2 with std import WASI even when they
+        // never use it. They get a WASI with no capabilities: no files, no
+        // network, no environment or arguments, a clock stuck at zero and
+        // fixed randomness (see `Sandbox`), so a rule stays a pure function.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
+        Rule::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s).map_err(engine_err)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("invalidator-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                config,
+                stop,
+                ticker: Some(ticker),
+            }),
+        })
+    }
+
+    /// The limits every call runs under.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<Sandbox> {
+        &self.inner.linker
+    }
+
+    /// The deadline of one call, in epoch ticks. Rounded up, so a call always
+    /// gets at least its time limit.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        let limit = self.inner.config.time_limit.as_nanos();
+        let tick = TICK.as_nanos();
+        (limit.div_ceil(tick) as u64).max(1) + 1
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}

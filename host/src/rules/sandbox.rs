@@ -1,0 +1,138 @@
+//! [`Sandbox`]: the state of one rule instance for one call. It holds the
+//! capability-free WASI context, the memory limiter, and the one host import
+//! a rule has: `log`.
+
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{
+    Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView,
+    WasiView,
+};
+
+use crate::bindings::invalidator::rules::host::Host;
+use crate::bindings::types::Host as TypesHost;
+use crate::bindings::types::Level;
+
+/// The longest log line a rule may write; longer ones are cut.
+const MAX_LOG_LINE: usize = 4096;
+
+/// Per-call state of a rule instance.
+pub(crate) struct Sandbox {
+    rule: String,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) memory: MemoryLimit,
+}
+
+impl Sandbox {
+    pub(crate) fn new(rule: &str, memory_limit: usize) -> Self {
+        // Every WASI capability is off by default except stdio (empty input,
+        // discarded output), clocks and randomness; those are replaced with
+        // constants so that a rule cannot tell one call from another.
+        let wasi = WasiCtxBuilder::new()
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .secure_random(Deterministic::new(vec![0x5a; 8]))
+            .insecure_random(Deterministic::new(vec![0xa5; 8]))
+            .insecure_random_seed(0)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            rule: rule.to_owned(),
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryLimit {
+                limit: memory_limit,
+                exceeded: false,
+            },
+        }
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Host for Sandbox {
+    fn log(&mut self, level: Level, mut message: String) {
+        if message.len() > MAX_LOG_LINE {
+            let mut end = MAX_LOG_LINE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        let rule = self.rule.as_str();
+        match level {
+            Level::Trace => tracing::trace!(target: "rule", rule, "{message}"),
+            Level::Debug => tracing::debug!(target: "rule", rule, "{message}"),
+            Level::Info => tracing::info!(target: "rule", rule, "{message}"),
+            Level::Warn => tracing::warn!(target: "rule", rule, "{message}"),
+            Level::Error => tracing::error!(target: "rule", rule, "{message}"),
+        }
+    }
+}
+
+// The `types` interface has no functions; its trait only marks the sandbox
+// as able to hold its types.
+impl TypesHost for Sandbox {}
+
+/// Caps linear memory growth, and remembers a refusal so the failure can be
+/// reported as what it is rather than as the trap it turns into.
+pub(crate) struct MemoryLimit {
+    limit: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired <= self.limit;
+        self.exceeded |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// A clock that always reads zero: rules must not depend on time.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}

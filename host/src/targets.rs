@@ -1,0 +1,90 @@
+//! What to invalidate: [`Target`]s as rules produce them, and [`TargetSet`],
+//! the sorted, deduplicated merge of every rule's targets for a commit.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+pub use crate::bindings::types::Target;
+
+/// The targets of one or more commits, by kind, sorted and deduplicated.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetSet {
+    /// Exact cache keys.
+    pub keys: BTreeSet<String>,
+    /// Redis glob patterns.
+    pub patterns: BTreeSet<String>,
+    /// Tags.
+    pub tags: BTreeSet<String>,
+}
+
+impl TargetSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one target.
+    pub fn insert(&mut self, target: Target) {
+        match target {
+            Target::Key(k) => self.keys.insert(k),
+            Target::Pattern(p) => self.patterns.insert(p),
+            Target::Tag(t) => self.tags.insert(t),
+        };
+    }
+
+    /// Adds every target of another set.
+    pub fn merge(&mut self, other: TargetSet) {
+        self.keys.extend(other.keys);
+        self.patterns.extend(other.patterns);
+        self.tags.extend(other.tags);
+    }
+
+    /// Whether there is nothing to invalidate.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.patterns.is_empty() && self.tags.is_empty()
+    }
+
+    /// How many targets there are, of all kinds.
+    pub fn len(&self) -> usize {
+        self.keys.len() + self.patterns.len() + self.tags.len()
+    }
+}
+
+impl Extend<Target> for TargetSet {
+    fn extend<I: IntoIterator<Item = Target>>(&mut self, iter: I) {
+        for t in iter {
+            self.insert(t);
+        }
+    }
+}
+
+impl FromIterator<Target> for TargetSet {
+    fn from_iter<I: IntoIterator<Item = Target>>(iter: I) -> Self {
+        let mut set = Self::new();
+        set.extend(iter);
+        set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_sorts_and_deduplicates_by_kind() {
+        let mut set: TargetSet = [
+            Target::Key("b".into()),
+            Target::Key("a".into()),
+            Target::Key("b".into()),
+            Target::Tag("a".into()),
+        ]
+        .into_iter()
+        .collect();
+        set.merge([Target::Pattern("p*".into()), Target::Tag("a".into())].into_iter().collect());
+        assert_eq!(set.keys.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(set.patterns.iter().collect::<Vec<_>>(), ["p*"]);
+        assert_eq!(set.tags.iter().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(set.len(), 4);
+    }
+}

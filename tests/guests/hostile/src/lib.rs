@@ -1,0 +1,73 @@
+//! A rule that misbehaves on purpose, to show the sandbox contains it.
+//! What it does depends on the table of the first write:
+//!
+//! - `loop`: spins forever.
+//! - `grab`: allocates until memory runs out.
+//! - `trap`: panics.
+//! - `fail`: returns an error.
+//! - `log`: logs a line and returns key `logged`.
+//! - `escape`: tries the clock, randomness, environment, arguments and the
+//!   filesystem, and returns one key per thing it observed, so a test can
+//!   check it saw nothing and the same thing each time.
+//! - anything else: key `ok:{table}`.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use invalidator_rules::{Commit, Level, Rule, RuleError, RuleInfo, Target, Targets, log};
+
+/// The hostile rule.
+pub struct Hostile;
+
+impl Rule for Hostile {
+    fn describe() -> RuleInfo {
+        RuleInfo::new("hostile", "0.0.1").fallback([Target::key("hostile:fallback")])
+    }
+
+    fn on_commit(commit: &Commit, out: &mut Targets) -> Result<(), RuleError> {
+        let table = commit.writes.first().map_or("", |w| w.table.as_str());
+        match table {
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "grab" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "trap" => panic!("hostile rule panics on purpose"),
+            "fail" => return Err(RuleError::other("refusing on purpose")),
+            "log" => {
+                log(Level::Warn, "hello from the hostile rule");
+                out.key("logged");
+            }
+            "escape" => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                out.key(format!("clock:{now}"));
+                out.key(format!("hash:{}", RandomState::new().hash_one(42u32)));
+                out.key(format!("env:{}", std::env::vars().count()));
+                out.key(format!("args:{}", std::env::args().count()));
+                let fs = match std::fs::read_dir("/") {
+                    Ok(_) => "open",
+                    Err(_) => "denied",
+                };
+                out.key(format!("fs:{fs}"));
+            }
+            other => {
+                out.key(format!("ok:{other}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+invalidator_rules::export_rule!(Hostile);

@@ -1,0 +1,8 @@
+//! The harness shared by the integration tests and benchmarks: the Wasm
+//! guests the test build made.
+
+/// Paths of the guest components built by this crate's build script, one
+/// constant per guest crate (example rules and hostile test rules).
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}

@@ -1,0 +1,129 @@
+//! Build helpers, run as `cargo xtask COMMAND`:
+//!
+//! - `build-rules`: builds every crate of `example-rules/` into a component,
+//!   written to `target/rules/NAME.wasm`.
+//! - `bench-rules`: the rules benchmark (native vs Wasm, ns per write).
+//! - `test`: the whole test suite, after making sure the toolchain has what
+//!   it needs (the `wasm32-wasip2` target).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The target rule components are built for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build-rules") => build_rules().map(|_| ()),
+        Some("bench-rules") => bench("rules", &args[1..]),
+        Some("test") => test(&args[1..]),
+        _ => Err(
+            "usage: cargo xtask <build-rules | bench-rules | test [cargo test args]>".to_owned(),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+/// Installs the Wasm target with rustup when the toolchain lacks it.
+fn ensure_wasm_target() -> Result<(), String> {
+    let out = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let libdir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if out.status.success() && Path::new(&libdir).exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the {WASM_TARGET} target with rustup");
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+/// Builds every example rule and copies it to `target/rules/NAME.wasm`.
+fn build_rules() -> Result<Vec<PathBuf>, String> {
+    ensure_wasm_target()?;
+    let root = root();
+    let mut names: Vec<String> = std::fs::read_dir(root.join("example-rules"))
+        .map_err(|e| format!("cannot list `example-rules`: {e}"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let wasm_dir = root.join("target/wasm");
+    let mut cmd = cargo();
+    cmd.current_dir(&root)
+        .args(["build", "--release", "--target", WASM_TARGET, "--target-dir"])
+        .arg(&wasm_dir);
+    for n in &names {
+        cmd.args(["-p", n]);
+    }
+    run(&mut cmd)?;
+    let out_dir = root.join("target/rules");
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create `{}`: {e}", out_dir.display()))?;
+    let mut written = Vec::new();
+    for n in &names {
+        let built = wasm_dir.join(WASM_TARGET).join("release").join(format!("{n}.wasm"));
+        let dest = out_dir.join(format!("{n}.wasm"));
+        // Write a new file and rename it into place: a host watching the
+        // folder, or one that memory-mapped the old file, never sees a
+        // half-written rule.
+        let tmp = out_dir.join(format!(".{n}.wasm.tmp"));
+        std::fs::copy(&built, &tmp)
+            .map_err(|e| format!("cannot copy `{}`: {e}", built.display()))?;
+        std::fs::rename(&tmp, &dest)
+            .map_err(|e| format!("cannot write `{}`: {e}", dest.display()))?;
+        println!("{}", dest.display());
+        written.push(dest);
+    }
+    Ok(written)
+}
+
+/// Runs a benchmark of the `invalidator-tests` package in release mode.
+fn bench(name: &str, args: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    run(cargo()
+        .current_dir(root())
+        .args(["bench", "--package", "invalidator-tests", "--bench", name, "--"])
+        .args(args))
+}
+
+/// The test suite: every crate of the workspace, including the example
+/// rules natively and the integration tests that build their own Wasm.
+fn test(args: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    run(cargo()
+        .current_dir(root())
+        .args(["test", "--workspace"])
+        .args(args))
+}
