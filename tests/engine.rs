@@ -187,7 +187,10 @@ fn hedge_tables_map_to_their_view_patterns() {
             ),
         );
         assert_eq!(patterns(&o), *expected, "table {table}");
-        assert!(keys(&o).is_empty() && tags(&o).is_empty(), "table {table}: {o:?}");
+        assert!(
+            keys(&o).is_empty() && tags(&o).is_empty(),
+            "table {table}: {o:?}"
+        );
     }
 }
 
@@ -262,7 +265,10 @@ fn turnus_null_produces_nothing_and_missing_column_applies_fallback() {
         r#"{"txn":"u4","writes":[{"table":"geld","op":"update","key":{"id":1},
             "before":{"id":1,"turnus_id":null},"after":{"id":1,"turnus_id":null}}]}"#,
     );
-    assert!(null.targets.is_empty() && null.failures.is_empty(), "{null:?}");
+    assert!(
+        null.targets.is_empty() && null.failures.is_empty(),
+        "{null:?}"
+    );
     let missing = eval(
         &set,
         r#"{"txn":"u5","writes":[{"table":"notizen","op":"insert","key":{"id":1},"after":{"id":1}}]}"#,
@@ -280,9 +286,18 @@ fn turnus_null_produces_nothing_and_missing_column_applies_fallback() {
 fn pos_tables_map_to_shop_scoped_tags() {
     let set = rules(&[guests::POS]);
     let cases: &[(&str, &[&str])] = &[
-        ("products", &["catalog", "dashboard", "inventory", "products"]),
-        ("customers", &["contacts", "customers", "dashboard", "relationships"]),
-        ("bills", &["bills", "dashboard", "orders", "revenue", "transactions"]),
+        (
+            "products",
+            &["catalog", "dashboard", "inventory", "products"],
+        ),
+        (
+            "customers",
+            &["contacts", "customers", "dashboard", "relationships"],
+        ),
+        (
+            "bills",
+            &["bills", "dashboard", "orders", "revenue", "transactions"],
+        ),
         ("employees", &["employees", "staff", "users"]),
     ];
     for (table, names) in cases {
@@ -316,7 +331,10 @@ fn pos_missing_shop_applies_fallback() {
         &set,
         r#"{"txn":"p3","writes":[{"table":"bills","op":"insert","key":{"id":1},"after":{"id":1,"total":3}}]}"#,
     );
-    assert_eq!(errors(&o), [("pos", "missing column `shop_id` in table `bills`")]);
+    assert_eq!(
+        errors(&o),
+        [("pos", "missing column `shop_id` in table `bills`")]
+    );
     assert_eq!(patterns(&o), ["shop:*"]);
     assert!(tags(&o).is_empty());
 }
@@ -325,7 +343,12 @@ fn pos_missing_shop_applies_fallback() {
 
 #[test]
 fn targets_of_all_rules_are_merged_and_each_rule_sees_only_its_tables() {
-    let set = rules(&[guests::DEALERSHIP, guests::HEDGE, guests::TURNUS, guests::POS]);
+    let set = rules(&[
+        guests::DEALERSHIP,
+        guests::HEDGE,
+        guests::TURNUS,
+        guests::POS,
+    ]);
     let o = eval(
         &set,
         r#"{"txn":"m","writes":[
@@ -338,7 +361,10 @@ fn targets_of_all_rules_are_merged_and_each_rule_sees_only_its_tables() {
     // these tables) and dealership never sees the turnus writes.
     assert!(o.failures.is_empty(), "{o:?}");
     assert_eq!(keys(&o), ["turnus_data_1", "vehicle:X"]);
-    assert_eq!(patterns(&o), ["*gl_entries*", "*portfolio_valuation*", "*real_time_pnl*"]);
+    assert_eq!(
+        patterns(&o),
+        ["*gl_entries*", "*portfolio_valuation*", "*real_time_pnl*"]
+    );
     assert_eq!(tags(&o), ["entity:E", "inventory", "offers:vehicle:X"]);
 }
 
@@ -471,7 +497,10 @@ fn a_component_of_another_world_is_refused() {
         .expect("must fail");
     assert!(matches!(err, LoadError::WrongWorld { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("wrong_world.wasm") && msg.contains("invalidator:rules/rule"), "{msg}");
+    assert!(
+        msg.contains("wrong_world.wasm") && msg.contains("invalidator:rules/rule"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -483,8 +512,15 @@ fn garbage_and_core_modules_are_not_components() {
     )
     .err()
     .expect("must fail");
-    assert!(matches!(garbage, LoadError::NotComponent { .. }), "{garbage}");
-    assert!(garbage.to_string().starts_with("`garbage.wasm` is not a valid WebAssembly component"));
+    assert!(
+        matches!(garbage, LoadError::NotComponent { .. }),
+        "{garbage}"
+    );
+    assert!(
+        garbage
+            .to_string()
+            .starts_with("`garbage.wasm` is not a valid WebAssembly component")
+    );
     // The smallest core module: magic and version 1.
     let core = invalidator::rules::LoadedRule::from_bytes(
         runtime(),
@@ -524,7 +560,8 @@ fn a_rule_set_is_shared_across_threads() {
 
 /// A fresh, empty folder in the system's temporary directory.
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("invalidator-engine-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("invalidator-engine-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

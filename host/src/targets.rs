@@ -81,7 +81,11 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        set.merge([Target::Pattern("p*".into()), Target::Tag("a".into())].into_iter().collect());
+        set.merge(
+            [Target::Pattern("p*".into()), Target::Tag("a".into())]
+                .into_iter()
+                .collect(),
+        );
         assert_eq!(set.keys.iter().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(set.patterns.iter().collect::<Vec<_>>(), ["p*"]);
         assert_eq!(set.tags.iter().collect::<Vec<_>>(), ["a"]);

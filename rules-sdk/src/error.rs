@@ -1,5 +1,8 @@
 //! Constructors for [`RuleError`].
 
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+
 use crate::{ColumnRef, RuleError};
 
 impl RuleError {

@@ -1,5 +1,8 @@
 //! Builders for [`RuleInfo`], what a rule says about itself.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use crate::{RuleInfo, Target};
 
 impl RuleInfo {

@@ -4,9 +4,10 @@
 //! A rule is a type implementing [`Rule`], exported with [`export_rule!`]:
 //!
 //! ```
-//! use invalidator_rules::{Commit, Rule, RuleError, RuleInfo, Target, Targets};
+//! #![no_std]
+//! use invalidator_rules::prelude::*;
 //!
-//! struct Profiles;
+//! pub struct Profiles;
 //!
 //! impl Rule for Profiles {
 //!     fn describe() -> RuleInfo {
@@ -25,16 +26,29 @@
 //!     }
 //! }
 //!
-//! invalidator_rules::export_rule!(Profiles);
+//! export_rule!(Profiles);
 //! # fn main() {}
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` on a `cdylib`
 //! crate; the result is a component the host loads. The same code runs
-//! natively in `cargo test` through [`evaluate`], without any Wasm.
+//! natively in `cargo test` through [`evaluate`], without any Wasm; build
+//! test commits with [`Commit::build`] and [`row!`].
+//!
+//! Rules are `#![no_std]` (with `alloc`, through the [`prelude`]): the SDK
+//! brings a bump allocator, reset with each call, and a panic handler that
+//! traps. The component then imports nothing but the host's `log`, which is
+//! both the tightest sandbox and the fastest to start. A rule that needs
+//! `std` turns on the SDK's `std` feature instead.
 //!
 //! Rules are pure: the host gives them no filesystem, network, environment
 //! or real clock, so the same commit always gives the same targets.
+
+#![no_std]
+
+extern crate alloc;
+#[cfg(any(feature = "std", not(target_arch = "wasm32")))]
+extern crate std;
 
 // The bindings refer to this crate by name so that the `export!` macro they
 // generate also works when expanded inside a rule author's crate.
@@ -42,22 +56,33 @@ extern crate self as invalidator_rules;
 
 #[doc(hidden)]
 pub mod bindings;
-mod builders;
+mod build;
+mod commit;
 mod error;
 mod info;
 mod log;
+pub mod prelude;
+mod row;
 mod rule;
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+mod runtime;
 mod targets;
 mod value;
 mod write;
 
-pub use bindings::invalidator::rules::types::{
-    Column, ColumnRef, Commit, Level, Op, Row, RuleError, RuleInfo, Target, Value, Write,
-};
+pub use bindings::invalidator::rules::types::{ColumnRef, Level, Op, RuleError, RuleInfo, Target};
+pub use build::CommitBuilder;
+pub use commit::Commit;
 pub use log::log;
+pub use row::Row;
 pub use rule::{Rule, evaluate};
 pub use targets::Targets;
-pub use value::Values;
+pub use value::{Value, Values};
+pub use write::Write;
 
+#[doc(hidden)]
+pub mod __alloc {
+    pub use alloc::vec;
+}
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;

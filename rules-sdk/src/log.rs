@@ -8,5 +8,5 @@ pub fn log(level: Level, message: &str) {
     #[cfg(target_arch = "wasm32")]
     crate::bindings::invalidator::rules::host::log(level, message);
     #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("[{level:?}] {message}");
+    std::eprintln!("[{level:?}] {message}");
 }

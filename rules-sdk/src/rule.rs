@@ -1,6 +1,8 @@
 //! The [`Rule`] trait a rule author implements, the [`export_rule!`] macro
 //! that turns it into a component, and [`evaluate`] for native tests.
 
+use alloc::vec::Vec;
+
 use crate::{Commit, RuleError, RuleInfo, Target, Targets};
 
 /// A cache-invalidation rule.
@@ -46,12 +48,12 @@ macro_rules! export_rule {
                 }
 
                 fn on_commit(
-                    commit: $crate::Commit,
+                    commit: $crate::bindings::invalidator::rules::types::Commit,
                 ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::Target>,
+                    $crate::__alloc::vec::Vec<$crate::Target>,
                     $crate::RuleError,
                 > {
-                    $crate::evaluate::<$rule>(&commit)
+                    $crate::evaluate::<$rule>(&$crate::Commit::from_raw(commit))
                 }
             }
 

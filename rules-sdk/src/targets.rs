@@ -1,5 +1,8 @@
 //! [`Targets`], the collector a rule fills, and the [`Target`] constructors.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use crate::Target;
 
 /// The targets a rule has produced for one commit so far.

@@ -1,19 +1,45 @@
-//! Column values: rendering into cache names, typed access, conversions, and
+//! [`Value`]: a column value, rendered into cache names with `{}`; and
 //! [`Values`], the distinct values a column had around a write.
 
-use std::fmt;
+use core::fmt;
 
-use crate::Value;
+use crate::Commit;
+use crate::bindings::invalidator::rules::types as raw;
 
-impl Value {
+/// A column value, borrowed from the commit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// SQL `NULL`.
+    Null,
+    /// A boolean.
+    Boolean(bool),
+    /// A 64-bit signed integer.
+    Integer(i64),
+    /// A 64-bit float.
+    Float(f64),
+    /// Text.
+    Text(&'a str),
+}
+
+impl<'a> Value<'a> {
+    pub(crate) fn from_raw(commit: &'a raw::Commit, v: raw::Value) -> Self {
+        match v {
+            raw::Value::Null => Value::Null,
+            raw::Value::Boolean(b) => Value::Boolean(b),
+            raw::Value::Integer(i) => Value::Integer(i),
+            raw::Value::Float(x) => Value::Float(x),
+            raw::Value::Text(span) => Value::Text(Commit::text(commit, span)),
+        }
+    }
+
     /// Whether this is SQL `NULL`.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
 
     /// The text, if this is a text value.
-    pub fn as_text(&self) -> Option<&str> {
-        match self {
+    pub fn as_text(&self) -> Option<&'a str> {
+        match *self {
             Value::Text(s) => Some(s),
             _ => None,
         }
@@ -21,25 +47,25 @@ impl Value {
 
     /// The integer, if this is an integer value.
     pub fn as_integer(&self) -> Option<i64> {
-        match self {
-            Value::Integer(i) => Some(*i),
+        match *self {
+            Value::Integer(i) => Some(i),
             _ => None,
         }
     }
 
     /// The number, if this is a float or an integer value.
     pub fn as_float(&self) -> Option<f64> {
-        match self {
-            Value::Float(f) => Some(*f),
-            Value::Integer(i) => Some(*i as f64),
+        match *self {
+            Value::Float(f) => Some(f),
+            Value::Integer(i) => Some(i as f64),
             _ => None,
         }
     }
 
     /// The boolean, if this is a boolean value.
     pub fn as_boolean(&self) -> Option<bool> {
-        match self {
-            Value::Boolean(b) => Some(*b),
+        match *self {
+            Value::Boolean(b) => Some(b),
             _ => None,
         }
     }
@@ -48,7 +74,7 @@ impl Value {
 /// Renders a value the way cache names spell it: text as is, integers in
 /// decimal, floats in Rust's shortest round-trip form, booleans as
 /// `true`/`false`, and null as `null` (which [`Values`] never yields).
-impl fmt::Display for Value {
+impl fmt::Display for Value<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Value::Null => f.write_str("null"),
@@ -60,43 +86,37 @@ impl fmt::Display for Value {
     }
 }
 
-impl From<&str> for Value {
-    fn from(s: &str) -> Self {
-        Value::Text(s.to_owned())
-    }
-}
-
-impl From<String> for Value {
-    fn from(s: String) -> Self {
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(s: &'a str) -> Self {
         Value::Text(s)
     }
 }
 
-impl From<i64> for Value {
+impl From<i64> for Value<'_> {
     fn from(i: i64) -> Self {
         Value::Integer(i)
     }
 }
 
-impl From<i32> for Value {
+impl From<i32> for Value<'_> {
     fn from(i: i32) -> Self {
         Value::Integer(i64::from(i))
     }
 }
 
-impl From<f64> for Value {
+impl From<f64> for Value<'_> {
     fn from(x: f64) -> Self {
         Value::Float(x)
     }
 }
 
-impl From<bool> for Value {
+impl From<bool> for Value<'_> {
     fn from(b: bool) -> Self {
         Value::Boolean(b)
     }
 }
 
-impl<T: Into<Value>> From<Option<T>> for Value {
+impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)
     }
@@ -108,12 +128,12 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 /// both. Yields nothing when the column is null.
 #[derive(Debug, Clone)]
 pub struct Values<'a> {
-    first: Option<&'a Value>,
-    second: Option<&'a Value>,
+    first: Option<Value<'a>>,
+    second: Option<Value<'a>>,
 }
 
 impl<'a> Values<'a> {
-    pub(crate) fn new(new: Option<&'a Value>, old: Option<&'a Value>) -> Self {
+    pub(crate) fn new(new: Option<Value<'a>>, old: Option<Value<'a>>) -> Self {
         let new = new.filter(|v| !v.is_null());
         let old = old.filter(|v| !v.is_null() && Some(*v) != new);
         match new {
@@ -130,9 +150,9 @@ impl<'a> Values<'a> {
 }
 
 impl<'a> Iterator for Values<'a> {
-    type Item = &'a Value;
+    type Item = Value<'a>;
 
-    fn next(&mut self) -> Option<&'a Value> {
+    fn next(&mut self) -> Option<Value<'a>> {
         let next = self.first.take();
         self.first = self.second.take();
         next

@@ -1,34 +1,66 @@
-//! Reading a [`Write`]: columns from the new or old row image, what changed,
-//! typed getters that fail with a [`RuleError`] naming the column; and
-//! [`Commit`] helpers to pick writes by table.
+//! [`Write`]: one row written by the transaction: columns from the new or
+//! old row image, what changed, and typed getters that fail with a
+//! [`RuleError`] naming the column.
 
-use crate::{Column, Commit, Op, RuleError, Value, Values, Write};
+use crate::bindings::invalidator::rules::types as raw;
+use crate::{Commit, Op, Row, RuleError, Value, Values};
 
-/// The value of `name` in `row`, if the row has that column.
-fn find<'a>(row: &'a [Column], name: &str) -> Option<&'a Value> {
-    row.iter().find(|c| c.name == name).map(|c| &c.value)
+/// One row written by a transaction, borrowed from its [`Commit`].
+#[derive(Clone, Copy)]
+pub struct Write<'a> {
+    commit: &'a raw::Commit,
+    write: &'a raw::Write,
 }
 
-impl Write {
+impl<'a> Write<'a> {
+    pub(crate) fn wrap(commit: &'a raw::Commit, write: &'a raw::Write) -> Self {
+        Self { commit, write }
+    }
+
+    /// The table written.
+    pub fn table(&self) -> &'a str {
+        Commit::text(self.commit, self.write.table)
+    }
+
+    /// Insert, update or delete.
+    pub fn op(&self) -> Op {
+        self.write.op
+    }
+
+    /// The primary-key columns.
+    pub fn key(&self) -> Row<'a> {
+        Row::new(self.commit, self.write.key)
+    }
+
+    /// The row before the write, if the source sent it.
+    pub fn before(&self) -> Option<Row<'a>> {
+        self.write.before.map(|r| Row::new(self.commit, r))
+    }
+
+    /// The row after the write; `None` for deletes.
+    pub fn after(&self) -> Option<Row<'a>> {
+        self.write.after.map(|r| Row::new(self.commit, r))
+    }
+
     /// The column's current value: from the row after the write, else from
     /// the row before it (deletes), else from the primary key. `None` when
     /// no image has the column.
-    pub fn get(&self, column: &str) -> Option<&Value> {
+    pub fn get(&self, column: &str) -> Option<Value<'a>> {
         self.new(column)
             .or_else(|| self.old(column))
-            .or_else(|| find(&self.key, column))
+            .or_else(|| self.key().get(column))
     }
 
     /// The column's value after the write, if the write has that image and
     /// the image has that column.
-    pub fn new(&self, column: &str) -> Option<&Value> {
-        self.after.as_deref().and_then(|row| find(row, column))
+    pub fn new(&self, column: &str) -> Option<Value<'a>> {
+        self.after().and_then(|row| row.get(column))
     }
 
     /// The column's value before the write, if the write has that image and
     /// the image has that column.
-    pub fn old(&self, column: &str) -> Option<&Value> {
-        self.before.as_deref().and_then(|row| find(row, column))
+    pub fn old(&self, column: &str) -> Option<Value<'a>> {
+        self.before().and_then(|row| row.get(column))
     }
 
     /// Whether the write changed the column. Inserts and deletes change every
@@ -36,7 +68,7 @@ impl Write {
     /// capture often omits it), or one where neither image has the column:
     /// when in doubt, a rule should invalidate.
     pub fn changed(&self, column: &str) -> bool {
-        match (self.op, &self.before, &self.after) {
+        match (self.op(), self.write.before, self.write.after) {
             (Op::Update, Some(_), Some(_)) => match (self.old(column), self.new(column)) {
                 (None, None) => true,
                 (old, new) => old != new,
@@ -53,10 +85,10 @@ impl Write {
     /// The distinct non-null values of the column around this write: the new
     /// one, and the old one when it differs. Falls back to the primary key
     /// when neither image has the column. Fails when no image has it at all.
-    pub fn each(&self, column: &str) -> Result<Values<'_>, RuleError> {
+    pub fn each(&self, column: &str) -> Result<Values<'a>, RuleError> {
         let (new, old) = (self.new(column), self.old(column));
         if new.is_none() && old.is_none() {
-            return match find(&self.key, column) {
+            return match self.key().get(column) {
                 Some(v) => Ok(Values::new(Some(v), None)),
                 None => Err(self.missing(column)),
             };
@@ -66,34 +98,34 @@ impl Write {
 
     /// The column's current value (see [`get`](Self::get)), or a
     /// missing-column error naming it.
-    pub fn value(&self, column: &str) -> Result<&Value, RuleError> {
+    pub fn value(&self, column: &str) -> Result<Value<'a>, RuleError> {
         self.get(column).ok_or_else(|| self.missing(column))
     }
 
     /// The column's current value as text; `None` when it is null.
-    pub fn text(&self, column: &str) -> Result<Option<&str>, RuleError> {
-        self.typed(column, Value::as_text)
+    pub fn text(&self, column: &str) -> Result<Option<&'a str>, RuleError> {
+        self.typed(column, |v| v.as_text())
     }
 
     /// The column's current value as an integer; `None` when it is null.
     pub fn integer(&self, column: &str) -> Result<Option<i64>, RuleError> {
-        self.typed(column, Value::as_integer)
+        self.typed(column, |v| v.as_integer())
     }
 
     /// The column's current value as a number; `None` when it is null.
     pub fn float(&self, column: &str) -> Result<Option<f64>, RuleError> {
-        self.typed(column, Value::as_float)
+        self.typed(column, |v| v.as_float())
     }
 
     /// The column's current value as a boolean; `None` when it is null.
     pub fn boolean(&self, column: &str) -> Result<Option<bool>, RuleError> {
-        self.typed(column, Value::as_boolean)
+        self.typed(column, |v| v.as_boolean())
     }
 
-    fn typed<'a, T>(
-        &'a self,
+    fn typed<T>(
+        &self,
         column: &str,
-        read: impl FnOnce(&'a Value) -> Option<T>,
+        read: impl FnOnce(Value<'a>) -> Option<T>,
     ) -> Result<Option<T>, RuleError> {
         let value = self.value(column)?;
         if value.is_null() {
@@ -101,17 +133,22 @@ impl Write {
         }
         read(value)
             .map(Some)
-            .ok_or_else(|| RuleError::wrong_type(&self.table, column))
+            .ok_or_else(|| RuleError::wrong_type(self.table(), column))
     }
 
     fn missing(&self, column: &str) -> RuleError {
-        RuleError::missing_column(&self.table, column)
+        RuleError::missing_column(self.table(), column)
     }
 }
 
-impl Commit {
-    /// The writes to `table`, in commit order.
-    pub fn writes_to<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a Write> + 'a {
-        self.writes.iter().filter(move |w| w.table == table)
+impl core::fmt::Debug for Write<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Write")
+            .field("table", &self.table())
+            .field("op", &self.op())
+            .field("key", &self.key())
+            .field("before", &self.before())
+            .field("after", &self.after())
+            .finish()
     }
 }

@@ -55,8 +55,12 @@ fn cases() -> Vec<Case> {
             wasm: guests::HEDGE,
             native: sdk::evaluate::<hedge::Hedge>,
             write: |i| {
-                let table = ["hedge_instructions", "position_nav_master", "deal_bookings", "gl_entries"]
-                    [(i % 4) as usize];
+                let table = [
+                    "hedge_instructions",
+                    "position_nav_master",
+                    "deal_bookings",
+                    "gl_entries",
+                ][(i % 4) as usize];
                 format!(
                     r#"{{"table":"{table}","op":"insert","key":{{"id":{i}}},"after":{{"id":{i},"currency":"{}","entity_id":"E{}","amount":1250000.5}}}}"#,
                     ["USD", "EUR", "CHF"][(i % 3) as usize],
@@ -99,51 +103,47 @@ fn cases() -> Vec<Case> {
 fn workload(case: &Case, per_commit: u64, commits: u64) -> Vec<Commit> {
     (0..commits)
         .map(|c| {
-            let writes: Vec<String> = (0..per_commit).map(|w| (case.write)(c * per_commit + w)).collect();
-            parse_json(&format!(r#"{{"txn":"t{c}","writes":[{}]}}"#, writes.join(",")))
-                .expect("benchmark commits are valid")
+            let writes: Vec<String> = (0..per_commit)
+                .map(|w| (case.write)(c * per_commit + w))
+                .collect();
+            parse_json(&format!(
+                r#"{{"txn":"t{c}","writes":[{}]}}"#,
+                writes.join(",")
+            ))
+            .expect("benchmark commits are valid")
         })
         .collect()
 }
 
 /// The same commit in the SDK's types, for the native side.
 fn to_sdk(c: &Commit) -> sdk::Commit {
-    use invalidator::commit::{Op, Value};
-    let row = |r: &Vec<invalidator::commit::Column>| -> sdk::Row {
+    use invalidator::commit::{Op, Row, Value};
+    fn row(r: &Row) -> Vec<(&str, sdk::Value<'_>)> {
         r.iter()
-            .map(|col| {
-                sdk::Column::new(
-                    col.name.clone(),
-                    match &col.value {
-                        Value::Null => sdk::Value::Null,
-                        Value::Boolean(b) => sdk::Value::Boolean(*b),
-                        Value::Integer(i) => sdk::Value::Integer(*i),
-                        Value::Float(f) => sdk::Value::Float(*f),
-                        Value::Text(s) => sdk::Value::Text(s.clone()),
-                    },
-                )
+            .map(|(name, value)| {
+                let v = match value {
+                    Value::Null => sdk::Value::Null,
+                    Value::Boolean(b) => sdk::Value::Boolean(*b),
+                    Value::Integer(i) => sdk::Value::Integer(*i),
+                    Value::Float(f) => sdk::Value::Float(*f),
+                    Value::Text(s) => sdk::Value::Text(s),
+                };
+                (name.as_str(), v)
             })
             .collect()
-    };
-    sdk::Commit {
-        txn: c.txn.clone(),
-        source: c.source.clone(),
-        writes: c
-            .writes
-            .iter()
-            .map(|w| sdk::Write {
-                table: w.table.clone(),
-                op: match w.op {
-                    Op::Insert => sdk::Op::Insert,
-                    Op::Update => sdk::Op::Update,
-                    Op::Delete => sdk::Op::Delete,
-                },
-                key: row(&w.key),
-                before: w.before.as_ref().map(row),
-                after: w.after.as_ref().map(row),
-            })
-            .collect(),
     }
+    let mut b = sdk::Commit::build(&c.txn);
+    for w in &c.writes {
+        let op = match w.op {
+            Op::Insert => sdk::Op::Insert,
+            Op::Update => sdk::Op::Update,
+            Op::Delete => sdk::Op::Delete,
+        };
+        let before = w.before.as_ref().map(row);
+        let after = w.after.as_ref().map(row);
+        b = b.write(&w.table, op, &row(&w.key), before.as_deref(), after.as_deref());
+    }
+    b.finish()
 }
 
 /// Best-of-rounds time per call of `f` over `items`, in ns per write.
@@ -168,7 +168,9 @@ fn main() {
     let runtime = Runtime::new(SandboxConfig::default()).expect("runtime");
     let mut ratios_100 = Vec::new();
     let mut slowest_wasm_rate = f64::INFINITY;
-    println!("rule        writes/commit  native ns/write  wasm ns/write  wasm/native  wasm writes/s/core");
+    println!(
+        "rule        writes/commit  native ns/write  wasm ns/write  wasm/native  wasm writes/s/core"
+    );
     for case in cases() {
         let rule = LoadedRule::load(&runtime, Path::new(case.wasm)).expect("example rule loads");
         for per_commit in [1u64, 100] {
@@ -178,7 +180,12 @@ fn main() {
             for (c, n) in commits.iter().zip(&native_commits) {
                 let wasm = rule.call(c).expect("wasm rule succeeds");
                 let native = (case.native)(n).expect("native rule succeeds");
-                assert_eq!(format!("{wasm:?}"), format!("{native:?}"), "rule {}", case.name);
+                assert_eq!(
+                    format!("{wasm:?}"),
+                    format!("{native:?}"),
+                    "rule {}",
+                    case.name
+                );
             }
             let native = measure(&native_commits, per_commit, |c| {
                 black_box((case.native)(black_box(c)).ok());
@@ -198,7 +205,9 @@ fn main() {
             );
         }
     }
-    println!("slowest rule as wasm (100 writes per commit): {slowest_wasm_rate:.0} writes/s per core");
+    println!(
+        "slowest rule as wasm (100 writes per commit): {slowest_wasm_rate:.0} writes/s per core"
+    );
     let geomean = (ratios_100.iter().map(|r| r.ln()).sum::<f64>() / ratios_100.len() as f64).exp();
     println!("wasm/native ratio (geomean, 100 writes per commit): {geomean:.2}");
 }

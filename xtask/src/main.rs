@@ -82,7 +82,13 @@ fn build_rules() -> Result<Vec<PathBuf>, String> {
     let wasm_dir = root.join("target/wasm");
     let mut cmd = cargo();
     cmd.current_dir(&root)
-        .args(["build", "--release", "--target", WASM_TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--target-dir",
+        ])
         .arg(&wasm_dir);
     for n in &names {
         cmd.args(["-p", n]);
@@ -93,7 +99,10 @@ fn build_rules() -> Result<Vec<PathBuf>, String> {
         .map_err(|e| format!("cannot create `{}`: {e}", out_dir.display()))?;
     let mut written = Vec::new();
     for n in &names {
-        let built = wasm_dir.join(WASM_TARGET).join("release").join(format!("{n}.wasm"));
+        let built = wasm_dir
+            .join(WASM_TARGET)
+            .join("release")
+            .join(format!("{n}.wasm"));
         let dest = out_dir.join(format!("{n}.wasm"));
         // Write a new file and rename it into place: a host watching the
         // folder, or one that memory-mapped the old file, never sees a
@@ -114,7 +123,14 @@ fn bench(name: &str, args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
     run(cargo()
         .current_dir(root())
-        .args(["bench", "--package", "invalidator-tests", "--bench", name, "--"])
+        .args([
+            "bench",
+            "--package",
+            "invalidator-tests",
+            "--bench",
+            name,
+            "--",
+        ])
         .args(args))
 }
 

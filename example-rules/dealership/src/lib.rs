@@ -10,7 +10,9 @@
 //! - `offers` (key `id`): key `offer:{id}` and tag
 //!   `offers:customer:{customer_id}`.
 
-use invalidator_rules::{Commit, Rule, RuleError, RuleInfo, Target, Targets};
+#![cfg_attr(not(test), no_std)]
+
+use invalidator_rules::prelude::*;
 
 /// The dealership rule.
 pub struct Dealership;
@@ -33,8 +35,8 @@ impl Rule for Dealership {
     }
 
     fn on_commit(commit: &Commit, out: &mut Targets) -> Result<(), RuleError> {
-        for w in &commit.writes {
-            match w.table.as_str() {
+        for w in commit.writes() {
+            match w.table() {
                 "customers" => {
                     let offers = w.changed_any(OFFER_INPUTS_CUSTOMER);
                     for id in w.each("id")? {
@@ -69,24 +71,24 @@ impl Rule for Dealership {
     }
 }
 
-invalidator_rules::export_rule!(Dealership);
+export_rule!(Dealership);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use invalidator_rules::{Write, evaluate, row};
+    use invalidator_rules::{CommitBuilder, evaluate, row};
 
-    fn run(w: Write) -> Vec<Target> {
-        evaluate::<Dealership>(&Commit::new("t", vec![w])).unwrap()
+    fn run(w: CommitBuilder) -> Vec<Target> {
+        evaluate::<Dealership>(&w.finish()).unwrap()
     }
 
     #[test]
     fn payment_change_invalidates_the_customers_offers() {
-        let w = Write::update(
+        let w = Commit::build("t").update(
             "customers",
-            row! {"id" => "C1"},
-            Some(row! {"id" => "C1", "payment_method" => "card"}),
-            row! {"id" => "C1", "payment_method" => "cash"},
+            &row! {"id" => "C1"},
+            Some(&row! {"id" => "C1", "payment_method" => "card"}),
+            &row! {"id" => "C1", "payment_method" => "cash"},
         );
         assert_eq!(
             run(w),
@@ -99,22 +101,22 @@ mod tests {
 
     #[test]
     fn a_name_change_leaves_offers_alone() {
-        let w = Write::update(
+        let w = Commit::build("t").update(
             "customers",
-            row! {"id" => "C1"},
-            Some(row! {"id" => "C1", "name" => "Ann", "payment_method" => "card", "credit_score" => 700, "income" => 10}),
-            row! {"id" => "C1", "name" => "Anne", "payment_method" => "card", "credit_score" => 700, "income" => 10},
+            &row! {"id" => "C1"},
+            Some(&row! {"id" => "C1", "name" => "Ann", "payment_method" => "card", "credit_score" => 700, "income" => 10}),
+            &row! {"id" => "C1", "name" => "Anne", "payment_method" => "card", "credit_score" => 700, "income" => 10},
         );
         assert_eq!(run(w), [Target::key("customer:C1")]);
     }
 
     #[test]
     fn a_price_change_invalidates_the_vehicles_offers() {
-        let w = Write::update(
+        let w = Commit::build("t").update(
             "inventory",
-            row! {"vin" => "V9"},
-            Some(row! {"vin" => "V9", "price" => 20_000}),
-            row! {"vin" => "V9", "price" => 18_500},
+            &row! {"vin" => "V9"},
+            Some(&row! {"vin" => "V9", "price" => 20_000}),
+            &row! {"vin" => "V9", "price" => 18_500},
         );
         assert_eq!(
             run(w),
@@ -128,11 +130,11 @@ mod tests {
 
     #[test]
     fn an_offer_moved_to_another_customer_invalidates_both() {
-        let w = Write::update(
+        let w = Commit::build("t").update(
             "offers",
-            row! {"id" => 7},
-            Some(row! {"id" => 7, "customer_id" => "C1"}),
-            row! {"id" => 7, "customer_id" => "C2"},
+            &row! {"id" => 7},
+            Some(&row! {"id" => 7, "customer_id" => "C1"}),
+            &row! {"id" => 7, "customer_id" => "C2"},
         );
         assert_eq!(
             run(w),
@@ -146,8 +148,8 @@ mod tests {
 
     #[test]
     fn an_offer_without_customer_is_an_error() {
-        let w = Write::insert("offers", row! {"id" => 7}, row! {"id" => 7});
-        let err = evaluate::<Dealership>(&Commit::new("t", vec![w])).unwrap_err();
+        let w = Commit::build("t").insert("offers", &row! {"id" => 7}, &row! {"id" => 7});
+        let err = evaluate::<Dealership>(&w.finish()).unwrap_err();
         assert_eq!(err, RuleError::missing_column("offers", "customer_id"));
     }
 }

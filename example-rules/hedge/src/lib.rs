@@ -4,7 +4,9 @@
 //! carry those columns (its `invalidate_by_currency` and
 //! `invalidate_by_entity`).
 
-use invalidator_rules::{Commit, Rule, RuleError, RuleInfo, Target, Targets, Write};
+#![cfg_attr(not(test), no_std)]
+
+use invalidator_rules::prelude::*;
 
 /// The hedge rule.
 pub struct Hedge;
@@ -48,7 +50,7 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
 ];
 
 /// Adds `{prefix}:{value}` tags for each value of an optional column.
-fn tag_if_present(w: &Write, column: &str, prefix: &str, out: &mut Targets) {
+fn tag_if_present(w: Write<'_>, column: &str, prefix: &str, out: &mut Targets) {
     // The column is optional here: a row without it adds no tag, and is no
     // error, because the table's patterns already cover its views.
     if let Ok(values) = w.each(column) {
@@ -75,8 +77,8 @@ impl Rule for Hedge {
     }
 
     fn on_commit(commit: &Commit, out: &mut Targets) -> Result<(), RuleError> {
-        for w in &commit.writes {
-            let Some((_, patterns)) = DEPENDENCIES.iter().find(|(t, _)| *t == w.table) else {
+        for w in commit.writes() {
+            let Some((_, patterns)) = DEPENDENCIES.iter().find(|(t, _)| *t == w.table()) else {
                 continue;
             };
             for p in *patterns {
@@ -89,7 +91,7 @@ impl Rule for Hedge {
     }
 }
 
-invalidator_rules::export_rule!(Hedge);
+export_rule!(Hedge);
 
 #[cfg(test)]
 mod tests {
@@ -98,12 +100,12 @@ mod tests {
 
     #[test]
     fn gl_entries_invalidate_their_views_and_currency() {
-        let w = Write::insert(
+        let w = Commit::build("t").insert(
             "gl_entries",
-            row! {"id" => 1},
-            row! {"id" => 1, "currency" => "USD"},
+            &row! {"id" => 1},
+            &row! {"id" => 1, "currency" => "USD"},
         );
-        let got = evaluate::<Hedge>(&Commit::new("t", vec![w])).unwrap();
+        let got = evaluate::<Hedge>(&w.finish()).unwrap();
         assert_eq!(
             got,
             [

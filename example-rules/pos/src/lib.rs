@@ -8,14 +8,19 @@
 //!
 //! A row moved to another shop invalidates the tags of both shops.
 
-use invalidator_rules::{Commit, Rule, RuleError, RuleInfo, Target, Targets};
+#![cfg_attr(not(test), no_std)]
+
+use invalidator_rules::prelude::*;
 
 /// The point-of-sale rule.
 pub struct Pos;
 
 /// Each written table and the tags of the caches built from it.
 const TAGS: &[(&str, &[&str])] = &[
-    ("products", &["products", "catalog", "inventory", "dashboard"]),
+    (
+        "products",
+        &["products", "catalog", "inventory", "dashboard"],
+    ),
     (
         "customers",
         &["customers", "contacts", "relationships", "dashboard"],
@@ -38,8 +43,8 @@ impl Rule for Pos {
     }
 
     fn on_commit(commit: &Commit, out: &mut Targets) -> Result<(), RuleError> {
-        for w in &commit.writes {
-            let Some((_, tags)) = TAGS.iter().find(|(t, _)| *t == w.table) else {
+        for w in commit.writes() {
+            let Some((_, tags)) = TAGS.iter().find(|(t, _)| *t == w.table()) else {
                 continue;
             };
             for shop in w.each("shop_id")? {
@@ -52,21 +57,21 @@ impl Rule for Pos {
     }
 }
 
-invalidator_rules::export_rule!(Pos);
+export_rule!(Pos);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use invalidator_rules::{Write, evaluate, row};
+    use invalidator_rules::{evaluate, row};
 
     #[test]
     fn an_employee_invalidates_its_shops_staff_tags() {
-        let w = Write::delete(
+        let w = Commit::build("t").delete(
             "employees",
-            row! {"id" => 5},
-            Some(row! {"id" => 5, "shop_id" => 12}),
+            &row! {"id" => 5},
+            Some(&row! {"id" => 5, "shop_id" => 12}),
         );
-        let got = evaluate::<Pos>(&Commit::new("t", vec![w])).unwrap();
+        let got = evaluate::<Pos>(&w.finish()).unwrap();
         assert_eq!(
             got,
             [

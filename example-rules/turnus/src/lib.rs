@@ -6,7 +6,9 @@
 //!   every turnus (the seed's `invalidate_all_turnus_caches`).
 //! - `user_profiles` (key `id`): key `user_profile_{id}`.
 
-use invalidator_rules::{Commit, Rule, RuleError, RuleInfo, Target, Targets};
+#![cfg_attr(not(test), no_std)]
+
+use invalidator_rules::prelude::*;
 
 /// The turnus rule.
 pub struct Turnus;
@@ -17,7 +19,12 @@ const PER_TURNUS: &[&str] = &["kinder", "schwerpunkte", "notizen", "geld"];
 impl Rule for Turnus {
     fn describe() -> RuleInfo {
         RuleInfo::new("turnus", "1.0.0")
-            .tables(PER_TURNUS.iter().copied().chain(["auslagerorte", "user_profiles"]))
+            .tables(
+                PER_TURNUS
+                    .iter()
+                    .copied()
+                    .chain(["auslagerorte", "user_profiles"]),
+            )
             .fallback([
                 Target::pattern("turnus_data_*"),
                 Target::pattern("user_profile_*"),
@@ -25,8 +32,8 @@ impl Rule for Turnus {
     }
 
     fn on_commit(commit: &Commit, out: &mut Targets) -> Result<(), RuleError> {
-        for w in &commit.writes {
-            match w.table.as_str() {
+        for w in commit.writes() {
+            match w.table() {
                 t if PER_TURNUS.contains(&t) => {
                     for turnus in w.each("turnus_id")? {
                         out.key(format!("turnus_data_{turnus}"));
@@ -47,22 +54,22 @@ impl Rule for Turnus {
     }
 }
 
-invalidator_rules::export_rule!(Turnus);
+export_rule!(Turnus);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use invalidator_rules::{Write, evaluate, row};
+    use invalidator_rules::{evaluate, row};
 
     #[test]
     fn a_child_moved_to_another_turnus_invalidates_both() {
-        let w = Write::update(
+        let w = Commit::build("t").update(
             "kinder",
-            row! {"id" => 3},
-            Some(row! {"id" => 3, "turnus_id" => 1}),
-            row! {"id" => 3, "turnus_id" => 2},
+            &row! {"id" => 3},
+            Some(&row! {"id" => 3, "turnus_id" => 1}),
+            &row! {"id" => 3, "turnus_id" => 2},
         );
-        let got = evaluate::<Turnus>(&Commit::new("t", vec![w])).unwrap();
+        let got = evaluate::<Turnus>(&w.finish()).unwrap();
         assert_eq!(
             got,
             [Target::key("turnus_data_2"), Target::key("turnus_data_1")]
@@ -71,12 +78,12 @@ mod tests {
 
     #[test]
     fn a_null_turnus_produces_nothing() {
-        let w = Write::insert(
+        let w = Commit::build("t").insert(
             "geld",
-            row! {"id" => 3},
-            row! {"id" => 3, "turnus_id" => None::<i64>},
+            &row! {"id" => 3},
+            &row! {"id" => 3, "turnus_id" => None::<i64>},
         );
-        let got = evaluate::<Turnus>(&Commit::new("t", vec![w])).unwrap();
+        let got = evaluate::<Turnus>(&w.finish()).unwrap();
         assert!(got.is_empty(), "{got:?}");
     }
 }

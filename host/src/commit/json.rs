@@ -15,7 +15,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
-use super::{Column, Commit, Op, Row, Value, Write};
+use super::{Commit, Op, Row, Value, Write};
 
 /// Why a line is not a valid commit.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +130,7 @@ impl<'de> Visitor<'de> for RowVisitor {
         while let Some(name) = map.next_key::<String>()? {
             let json: serde_json::Value = map.next_value()?;
             let value = scalar(&name, json).map_err(de::Error::custom)?;
-            row.push(Column { name, value });
+            row.push((name, value));
         }
         Ok(WireRow(row))
     }
@@ -174,9 +174,9 @@ mod tests {
         assert_eq!(c.source.as_deref(), Some("app"));
         let w = &c.writes[0];
         assert_eq!(w.op, Op::Update);
-        assert_eq!(w.key[0].value, Value::Text("C1".into()));
+        assert_eq!(w.key[0].1, Value::Text("C1".into()));
         let after = w.after.as_ref().unwrap();
-        let values: Vec<_> = after.iter().map(|c| c.value.clone()).collect();
+        let values: Vec<_> = after.iter().map(|c| c.1.clone()).collect();
         assert_eq!(
             values,
             [
@@ -201,9 +201,13 @@ mod tests {
 
     #[test]
     fn rejects_an_insert_without_after() {
-        let err = parse_json(r#"{"txn":"t","writes":[{"table":"a","op":"insert","key":{"id":1}}]}"#)
-            .unwrap_err();
-        assert_eq!(err.to_string(), "write 1 (table `a`): an insert needs `after`");
+        let err =
+            parse_json(r#"{"txn":"t","writes":[{"table":"a","op":"insert","key":{"id":1}}]}"#)
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "write 1 (table `a`): an insert needs `after`"
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! What a transaction wrote: the [`Commit`] handed to the rules, and its
-//! JSON Lines encoding (the external event format).
-//!
-//! These are the WIT contract's own types, so a commit is lowered into each
-//! rule's sandbox without any conversion.
+//! What a transaction wrote: the [`Commit`] handed to the rules, its JSON
+//! Lines encoding (the external event format), and the flat layout in which
+//! it crosses into a rule's sandbox.
 
+mod flat;
 mod json;
+mod model;
 
-pub use crate::bindings::types::{Column, Commit, Op, Row, Value, Write};
+pub(crate) use flat::flatten;
 pub use json::{CommitParseError, parse_json};
+pub use model::{Commit, Op, Row, Value, Write};

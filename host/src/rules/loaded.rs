@@ -9,8 +9,9 @@ use wasmtime::{Store, Trap};
 
 use super::sandbox::Sandbox;
 use super::{GuestError, LoadError, RuleFailure, RuleInfo, Runtime};
+use crate::bindings::types as wit;
 use crate::bindings::{Rule, RulePre};
-use crate::commit::Commit;
+use crate::commit::{Commit, flatten};
 use crate::targets::Target;
 
 /// A rule ready to run: compiled, linked against the sandbox's imports, and
@@ -99,11 +100,14 @@ impl LoadedRule {
         self.info.tables.is_empty() || self.info.tables.iter().any(|t| t == table)
     }
 
-    /// Runs the rule on one commit in a fresh sandbox.
-    ///
-    /// The commit is passed as is; filtering writes by subscribed table is
-    /// the caller's job (see [`RuleSet`](super::RuleSet)).
+    /// Runs the rule on the writes of `commit` to its tables, in a fresh
+    /// sandbox.
     pub fn call(&self, commit: &Commit) -> Result<Vec<Target>, RuleFailure> {
+        self.call_flat(&flatten(commit, |w| self.subscribes(&w.table)))
+    }
+
+    /// Runs the rule on a commit already laid out for the sandbox.
+    pub(crate) fn call_flat(&self, commit: &wit::Commit) -> Result<Vec<Target>, RuleFailure> {
         let failure = |message| RuleFailure {
             rule: self.info.name.clone(),
             message,

@@ -21,29 +21,18 @@ const MAX_LOG_LINE: usize = 4096;
 /// Per-call state of a rule instance.
 pub(crate) struct Sandbox {
     rule: String,
-    wasi: WasiCtx,
+    /// Built on first use: rules made with the SDK's default `no_std` never
+    /// import WASI, and should not pay for it.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(crate) memory: MemoryLimit,
 }
 
 impl Sandbox {
     pub(crate) fn new(rule: &str, memory_limit: usize) -> Self {
-        // Every WASI capability is off by default except stdio (empty input,
-        // discarded output), clocks and randomness; those are replaced with
-        // constants so that a rule cannot tell one call from another.
-        let wasi = WasiCtxBuilder::new()
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .secure_random(Deterministic::new(vec![0x5a; 8]))
-            .insecure_random(Deterministic::new(vec![0xa5; 8]))
-            .insecure_random_seed(0)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         Self {
             rule: rule.to_owned(),
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             memory: MemoryLimit {
                 limit: memory_limit,
@@ -53,10 +42,27 @@ impl Sandbox {
     }
 }
 
+/// A WASI context without capabilities.
+fn capability_free_wasi() -> WasiCtx {
+    // Every WASI capability is off by default except stdio (empty input,
+    // discarded output), clocks and randomness; those are replaced with
+    // constants so that a rule cannot tell one call from another.
+    WasiCtxBuilder::new()
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        .secure_random(Deterministic::new(vec![0x5a; 8]))
+        .insecure_random(Deterministic::new(vec![0xa5; 8]))
+        .insecure_random_seed(0)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}
+
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(capability_free_wasi),
             table: &mut self.table,
         }
     }

@@ -1,12 +1,12 @@
 //! [`RuleSet`]: the immutable set of rules a commit is evaluated against,
 //! and [`Outcome`], what they decided for one commit.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{LoadError, LoadedRule, RuleFailure, Runtime};
-use crate::commit::Commit;
+use crate::bindings::types as wit;
+use crate::commit::{Commit, flatten};
 use crate::targets::TargetSet;
 
 /// What the rules decided for one commit.
@@ -85,11 +85,24 @@ impl RuleSet {
     pub fn evaluate(&self, commit: &Commit) -> Outcome {
         let _span = tracing::debug_span!("commit", txn = %commit.txn).entered();
         let mut outcome = Outcome::default();
+        // Laid out once for every rule that wants all of the commit (the
+        // common case); rules that want part of it get their own layout.
+        let mut whole: Option<wit::Commit> = None;
         for rule in &self.rules {
-            let Some(view) = subscribed_view(rule, commit) else {
+            let wanted = commit
+                .writes
+                .iter()
+                .filter(|w| rule.subscribes(&w.table))
+                .count();
+            let result = if wanted == 0 {
                 continue;
+            } else if wanted == commit.writes.len() {
+                let flat = whole.get_or_insert_with(|| flatten(commit, |_| true));
+                rule.call_flat(flat)
+            } else {
+                rule.call_flat(&flatten(commit, |w| rule.subscribes(&w.table)))
             };
-            match rule.call(&view) {
+            match result {
                 Ok(targets) => outcome.targets.extend(targets),
                 Err(failure) => {
                     tracing::warn!(
@@ -98,40 +111,11 @@ impl RuleSet {
                         "rule failed, applying its fallback: {}",
                         failure.message
                     );
-                    outcome
-                        .targets
-                        .extend(rule.info().fallback.iter().cloned());
+                    outcome.targets.extend(rule.info().fallback.iter().cloned());
                     outcome.failures.push(failure);
                 }
             }
         }
         outcome
-    }
-}
-
-/// The part of `commit` that `rule` subscribes to: the commit itself when
-/// every write is wanted (the common case, no copy), a copy holding only the
-/// wanted writes otherwise, and `None` when no write is.
-fn subscribed_view<'c>(rule: &LoadedRule, commit: &'c Commit) -> Option<Cow<'c, Commit>> {
-    let wanted = commit
-        .writes
-        .iter()
-        .filter(|w| rule.subscribes(&w.table))
-        .count();
-    if wanted == 0 {
-        None
-    } else if wanted == commit.writes.len() {
-        Some(Cow::Borrowed(commit))
-    } else {
-        Some(Cow::Owned(Commit {
-            txn: commit.txn.clone(),
-            source: commit.source.clone(),
-            writes: commit
-                .writes
-                .iter()
-                .filter(|w| rule.subscribes(&w.table))
-                .cloned()
-                .collect(),
-        }))
     }
 }

@@ -1,4 +1,6 @@
-//! A rule that misbehaves on purpose, to show the sandbox contains it.
+//! A rule that misbehaves on purpose, to show the sandbox contains it. It
+//! uses `std` (the SDK's `std` feature), so it also shows that the WASI the
+//! host provides to such rules gives them nothing.
 //! What it does depends on the table of the first write:
 //!
 //! - `loop`: spins forever.
@@ -15,7 +17,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use invalidator_rules::{Commit, Level, Rule, RuleError, RuleInfo, Target, Targets, log};
+use invalidator_rules::prelude::*;
 
 /// The hostile rule.
 pub struct Hostile;
@@ -26,7 +28,7 @@ impl Rule for Hostile {
     }
 
     fn on_commit(commit: &Commit, out: &mut Targets) -> Result<(), RuleError> {
-        let table = commit.writes.first().map_or("", |w| w.table.as_str());
+        let table = commit.writes().next().map_or("", |w| w.table());
         match table {
             "loop" => {
                 let mut n: u64 = 0;
@@ -70,4 +72,4 @@ impl Rule for Hostile {
     }
 }
 
-invalidator_rules::export_rule!(Hostile);
+export_rule!(Hostile);
