@@ -8,4 +8,4 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Clone],
 });
 
-pub use invalidator::rules::types;
+pub use self::invalidator::rules::types;

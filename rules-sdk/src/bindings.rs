@@ -1,5 +1,8 @@
 //! The one place the WIT contract becomes Rust types (`wit/rules.wit`).
-//! Everything else in the SDK adds methods to these types.
+//! Everything else in the SDK wraps these types.
+
+// Generated code: its shape is wit-bindgen's, not ours.
+#![allow(clippy::too_many_arguments)]
 
 wit_bindgen::generate!({
     path: "../wit",

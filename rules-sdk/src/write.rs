@@ -46,20 +46,20 @@ impl<'a> Write<'a> {
     /// the row before it (deletes), else from the primary key. `None` when
     /// no image has the column.
     pub fn get(&self, column: &str) -> Option<Value<'a>> {
-        self.new(column)
-            .or_else(|| self.old(column))
+        self.new_value(column)
+            .or_else(|| self.old_value(column))
             .or_else(|| self.key().get(column))
     }
 
     /// The column's value after the write, if the write has that image and
     /// the image has that column.
-    pub fn new(&self, column: &str) -> Option<Value<'a>> {
+    pub fn new_value(&self, column: &str) -> Option<Value<'a>> {
         self.after().and_then(|row| row.get(column))
     }
 
     /// The column's value before the write, if the write has that image and
     /// the image has that column.
-    pub fn old(&self, column: &str) -> Option<Value<'a>> {
+    pub fn old_value(&self, column: &str) -> Option<Value<'a>> {
         self.before().and_then(|row| row.get(column))
     }
 
@@ -69,10 +69,12 @@ impl<'a> Write<'a> {
     /// when in doubt, a rule should invalidate.
     pub fn changed(&self, column: &str) -> bool {
         match (self.op(), self.write.before, self.write.after) {
-            (Op::Update, Some(_), Some(_)) => match (self.old(column), self.new(column)) {
-                (None, None) => true,
-                (old, new) => old != new,
-            },
+            (Op::Update, Some(_), Some(_)) => {
+                match (self.old_value(column), self.new_value(column)) {
+                    (None, None) => true,
+                    (old, new) => old != new,
+                }
+            }
             _ => true,
         }
     }
@@ -86,7 +88,7 @@ impl<'a> Write<'a> {
     /// one, and the old one when it differs. Falls back to the primary key
     /// when neither image has the column. Fails when no image has it at all.
     pub fn each(&self, column: &str) -> Result<Values<'a>, RuleError> {
-        let (new, old) = (self.new(column), self.old(column));
+        let (new, old) = (self.new_value(column), self.old_value(column));
         if new.is_none() && old.is_none() {
             return match self.key().get(column) {
                 Some(v) => Ok(Values::new(Some(v), None)),

@@ -141,7 +141,13 @@ fn to_sdk(c: &Commit) -> sdk::Commit {
         };
         let before = w.before.as_ref().map(row);
         let after = w.after.as_ref().map(row);
-        b = b.write(&w.table, op, &row(&w.key), before.as_deref(), after.as_deref());
+        b = b.write(
+            &w.table,
+            op,
+            &row(&w.key),
+            before.as_deref(),
+            after.as_deref(),
+        );
     }
     b.finish()
 }

@@ -35,6 +35,12 @@ impl LoadedRule {
 
     /// Loads a component from memory; `path` only names it in messages.
     pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
+        if !bytes.starts_with(b"\0asm") {
+            return Err(LoadError::NotComponent {
+                path: path.to_owned(),
+                reason: "it is not WebAssembly at all (no `\\0asm` header)".into(),
+            });
+        }
         let component =
             Component::new(runtime.engine(), bytes).map_err(|e| LoadError::NotComponent {
                 path: path.to_owned(),
@@ -169,10 +175,11 @@ fn describe_guest_error(e: &GuestError) -> String {
     }
 }
 
-/// An error and its causes on one line.
+/// An error and its causes on one line (the first line of each: some
+/// causes append multi-line dumps).
 fn chain(e: &wasmtime::Error) -> String {
     e.chain()
-        .map(|c| c.to_string())
+        .map(|c| c.to_string().lines().next().unwrap_or_default().to_owned())
         .collect::<Vec<_>>()
         .join(": ")
 }

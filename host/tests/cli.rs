@@ -1,0 +1,176 @@
+//! The `invalidator` command as a user runs it: `run` and `check` on real
+//! rule components, good and bad input.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use invalidator_tests::guests;
+
+fn invalidator(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_invalidator"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the invalidator binary runs");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// A folder holding the four example rules.
+fn example_rules(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("invalidator-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, path) in [
+        ("dealership", guests::DEALERSHIP),
+        ("hedge", guests::HEDGE),
+        ("turnus", guests::TURNUS),
+        ("pos", guests::POS),
+    ] {
+        std::fs::copy(path, dir.join(format!("{name}.wasm"))).unwrap();
+    }
+    dir
+}
+
+fn text(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap()
+}
+
+const COMMITS: &str = r#"{"txn":"a","writes":[{"table":"kinder","op":"update","key":{"id":1},"before":{"id":1,"turnus_id":3},"after":{"id":1,"turnus_id":4}}]}
+{"txn":"b","writes":[{"table":"inventory","op":"insert","key":{"vin":"V1"},"after":{"vin":"V1","price":9}},{"table":"employees","op":"delete","key":{"id":2},"before":{"id":2,"shop_id":5}}]}
+"#;
+
+#[test]
+fn run_prints_one_sorted_line_per_commit_in_order() {
+    let dir = example_rules("run");
+    let out = invalidator(
+        &["run", "--rules", dir.to_str().unwrap(), "--events", "-"],
+        Some(COMMITS),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<&str> = text(&out.stdout).lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"{"txn":"a","keys":["turnus_data_3","turnus_data_4"],"patterns":[],"tags":[],"errors":[]}"#,
+            r#"{"txn":"b","keys":["vehicle:V1"],"patterns":[],"tags":["inventory","offers:vehicle:V1","shop:5:employees","shop:5:staff","shop:5:users"],"errors":[]}"#,
+        ]
+    );
+}
+
+#[test]
+fn run_reports_a_malformed_line_by_number_and_goes_on() {
+    let dir = example_rules("malformed");
+    let events = dir.join("events.jsonl");
+    let input = format!("{}not json\n\n{}", COMMITS, COMMITS.lines().next().unwrap());
+    std::fs::write(&events, input).unwrap();
+    let out = invalidator(
+        &[
+            "run",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("error: line 3:"),
+        "{}",
+        text(&out.stderr)
+    );
+    let txns: Vec<&str> = text(&out.stdout).lines().map(|l| &l[8..9]).collect();
+    assert_eq!(txns, ["a", "b", "a"]);
+}
+
+#[test]
+fn run_shows_rule_errors_with_their_fallback() {
+    let dir = example_rules("fallback");
+    let out = invalidator(
+        &["run", "--rules", dir.to_str().unwrap(), "--events", "-"],
+        Some(
+            r#"{"txn":"c","writes":[{"table":"bills","op":"insert","key":{"id":1},"after":{"id":1}}]}"#,
+        ),
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        r#"{"txn":"c","keys":[],"patterns":["shop:*"],"tags":[],"errors":[{"rule":"pos","message":"missing column `shop_id` in table `bills`"}]}"#
+    );
+}
+
+#[test]
+fn run_with_a_missing_events_file_fails_naming_it() {
+    let dir = example_rules("missing");
+    let out = invalidator(
+        &[
+            "run",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            "/nonexistent/events.jsonl",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("`/nonexistent/events.jsonl`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_describes_a_good_rule() {
+    let out = invalidator(&["check", guests::TURNUS], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("is rule turnus 1.0.0"), "{stdout}");
+    assert!(
+        stdout
+            .contains("tables:   kinder, schwerpunkte, notizen, geld, auslagerorte, user_profiles"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fallback: pattern turnus_data_*, pattern user_profile_*"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_refuses_bad_files() {
+    let garbage = std::env::temp_dir().join(format!(
+        "invalidator-cli-{}-garbage.wasm",
+        std::process::id()
+    ));
+    std::fs::write(&garbage, "not wasm at all").unwrap();
+    for (path, expected) in [
+        (
+            garbage.to_str().unwrap(),
+            "is not a valid WebAssembly component",
+        ),
+        (
+            guests::WRONG_WORLD,
+            "does not implement the `invalidator:rules/rule@0.1.0` world",
+        ),
+        (
+            "/nonexistent/rule.wasm",
+            "cannot read `/nonexistent/rule.wasm`",
+        ),
+    ] {
+        let out = invalidator(&["check", path], None);
+        assert_eq!(out.status.code(), Some(1), "{path}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(expected),
+            "{path}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
