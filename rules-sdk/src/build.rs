@@ -4,9 +4,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::Commit;
 use crate::bindings::invalidator::rules::types as raw;
-use crate::{Op, Value};
+use crate::columns::{self, pack};
+use crate::{Commit, Op, Value};
 
 /// Builds the `(column, value)` pairs of a row; values are anything that
 /// converts into a [`Value`] (`&str`, `i64`, `f64`, `bool`, `Option<_>` for
@@ -36,7 +36,9 @@ impl CommitBuilder {
                 txn: txn.into(),
                 source: None,
                 text: String::new(),
-                columns: Vec::new(),
+                column_names: Vec::new(),
+                column_kinds: Vec::new(),
+                column_values: Vec::new(),
                 writes: Vec::new(),
             },
         }
@@ -116,22 +118,30 @@ impl CommitBuilder {
         }
     }
 
-    fn row(&mut self, columns: &[(&str, Value<'_>)]) -> raw::Row {
-        let start = self.commit.columns.len() as u32;
-        for (name, value) in columns {
-            let name = self.span(name);
-            let value = match *value {
-                Value::Null => raw::Value::Null,
-                Value::Boolean(b) => raw::Value::Boolean(b),
-                Value::Integer(i) => raw::Value::Integer(i),
-                Value::Float(x) => raw::Value::Float(x),
-                Value::Text(s) => raw::Value::Text(self.span(s)),
+    fn packed(&mut self, s: &str) -> u64 {
+        let start = self.commit.text.len();
+        self.commit.text.push_str(s);
+        pack(start, s.len())
+    }
+
+    fn row(&mut self, row: &[(&str, Value<'_>)]) -> raw::Row {
+        let start = self.commit.column_names.len() as u32;
+        for (name, value) in row {
+            let name = self.packed(name);
+            let (kind, bits) = match *value {
+                Value::Null => (columns::NULL, 0),
+                Value::Boolean(b) => (columns::BOOLEAN, u64::from(b)),
+                Value::Integer(i) => (columns::INTEGER, i as u64),
+                Value::Float(x) => (columns::FLOAT, x.to_bits()),
+                Value::Text(s) => (columns::TEXT, self.packed(s)),
             };
-            self.commit.columns.push(raw::Column { name, value });
+            self.commit.column_names.push(name);
+            self.commit.column_kinds.push(kind);
+            self.commit.column_values.push(bits);
         }
         raw::Row {
             start,
-            len: columns.len() as u32,
+            len: row.len() as u32,
         }
     }
 }

@@ -39,10 +39,4 @@ impl Commit {
     pub fn writes_to<'a>(&'a self, table: &'a str) -> impl Iterator<Item = Write<'a>> + 'a {
         self.writes().filter(move |w| w.table() == table)
     }
-
-    /// Returns the text a span points at.
-    pub(crate) fn text(commit: &raw::Commit, span: raw::Span) -> &str {
-        let (start, len) = (span.start as usize, span.len as usize);
-        commit.text.get(start..start + len).unwrap_or("")
-    }
 }

@@ -57,6 +57,7 @@ extern crate self as invalidator_rules;
 #[doc(hidden)]
 pub mod bindings;
 mod build;
+mod columns;
 mod commit;
 mod error;
 mod info;

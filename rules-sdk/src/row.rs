@@ -1,52 +1,50 @@
 //! [`Row`]: one row image of a write.
 
 use crate::bindings::invalidator::rules::types as raw;
-use crate::{Commit, Value};
+use crate::{Value, columns};
 
 /// A row image: the columns of a row before or after a write, or of its
 /// primary key.
 #[derive(Clone, Copy)]
 pub struct Row<'a> {
     commit: &'a raw::Commit,
-    columns: &'a [raw::Column],
+    /// The row's columns are the commit's columns `start..end`.
+    start: usize,
+    end: usize,
 }
 
 impl<'a> Row<'a> {
     pub(crate) fn new(commit: &'a raw::Commit, row: raw::Row) -> Self {
-        let (start, len) = (row.start as usize, row.len as usize);
+        let count = commit.column_names.len();
+        let start = (row.start as usize).min(count);
         Self {
             commit,
-            columns: commit.columns.get(start..start + len).unwrap_or(&[]),
+            start,
+            end: (start + row.len as usize).min(count),
         }
     }
 
     /// The value of `column`, if the row has it.
     pub fn get(&self, column: &str) -> Option<Value<'a>> {
-        self.columns
-            .iter()
-            .find(|c| Commit::text(self.commit, c.name) == column)
-            .map(|c| Value::from_raw(self.commit, c.value))
+        (self.start..self.end)
+            .find(|&i| columns::name(self.commit, i) == column)
+            .map(|i| columns::value(self.commit, i))
     }
 
     /// Every column: name and value.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'a str, Value<'a>)> + 'a {
         let commit = self.commit;
-        self.columns.iter().map(move |c| {
-            (
-                Commit::text(commit, c.name),
-                Value::from_raw(commit, c.value),
-            )
-        })
+        (self.start..self.end).map(move |i| (columns::name(commit, i), columns::value(commit, i)))
     }
 
     /// How many columns the row has.
     pub fn len(&self) -> usize {
-        self.columns.len()
+        self.end - self.start
     }
 
     /// Whether the row has no columns.
     pub fn is_empty(&self) -> bool {
-        self.columns.is_empty()
+        self.start == self.end
     }
 }
 

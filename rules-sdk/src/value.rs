@@ -3,9 +3,6 @@
 
 use core::fmt;
 
-use crate::Commit;
-use crate::bindings::invalidator::rules::types as raw;
-
 /// A column value, borrowed from the commit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {
@@ -22,16 +19,6 @@ pub enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    pub(crate) fn from_raw(commit: &'a raw::Commit, v: raw::Value) -> Self {
-        match v {
-            raw::Value::Null => Value::Null,
-            raw::Value::Boolean(b) => Value::Boolean(b),
-            raw::Value::Integer(i) => Value::Integer(i),
-            raw::Value::Float(x) => Value::Float(x),
-            raw::Value::Text(span) => Value::Text(Commit::text(commit, span)),
-        }
-    }
-
     /// Whether this is SQL `NULL`.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)

@@ -3,7 +3,7 @@
 //! [`RuleError`] naming the column.
 
 use crate::bindings::invalidator::rules::types as raw;
-use crate::{Commit, Op, Row, RuleError, Value, Values};
+use crate::{Op, Row, RuleError, Value, Values};
 
 /// One row written by a transaction, borrowed from its [`Commit`].
 #[derive(Clone, Copy)]
@@ -19,7 +19,11 @@ impl<'a> Write<'a> {
 
     /// The table written.
     pub fn table(&self) -> &'a str {
-        Commit::text(self.commit, self.write.table)
+        let t = self.write.table;
+        crate::columns::text(
+            self.commit,
+            crate::columns::pack(t.start as usize, t.len as usize),
+        )
     }
 
     /// Insert, update or delete.

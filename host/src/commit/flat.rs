@@ -1,74 +1,98 @@
 //! The flat layout a commit crosses into a rule's sandbox in (see the
 //! `commit` record of `wit/rules.wit`): all names and text in one string,
-//! all columns in one list, so lowering costs a handful of copies instead of
-//! one guest allocation per string.
+//! and the columns in three lists of plain numbers, so lowering costs a few
+//! copies instead of one guest allocation per string and one typed store per
+//! field.
 
 use super::{Commit, Op, Value, Write};
 use crate::bindings::types as wit;
 
+/// Kind codes of `column-kinds`, as the WIT defines them.
+const NULL: u8 = 0;
+const BOOLEAN: u8 = 1;
+const INTEGER: u8 = 2;
+const FLOAT: u8 = 3;
+const TEXT: u8 = 4;
+
 /// Lays out the writes of `commit` that `keep` accepts.
 pub(crate) fn flatten(commit: &Commit, keep: impl Fn(&Write) -> bool) -> wit::Commit {
-    let mut out = Flat {
-        text: String::new(),
-        columns: Vec::new(),
+    // Sized in a first pass, so that every buffer is allocated once.
+    let (mut text, mut columns, mut writes) = (0, 0, 0);
+    for w in commit.writes.iter().filter(|w| keep(w)) {
+        writes += 1;
+        text += w.table.len();
+        for row in rows(w) {
+            columns += row.len();
+            for (name, value) in row {
+                text += name.len();
+                if let Value::Text(s) = value {
+                    text += s.len();
+                }
+            }
+        }
+    }
+    let mut out = wit::Commit {
+        txn: commit.txn.clone(),
+        source: commit.source.clone(),
+        text: String::with_capacity(text),
+        column_names: Vec::with_capacity(columns),
+        column_kinds: Vec::with_capacity(columns),
+        column_values: Vec::with_capacity(columns),
+        writes: Vec::with_capacity(writes),
     };
-    let writes = commit
-        .writes
-        .iter()
-        .filter(|w| keep(w))
-        .map(|w| wit::Write {
-            table: out.span(&w.table),
+    for w in commit.writes.iter().filter(|w| keep(w)) {
+        let start = out.text.len();
+        out.text.push_str(&w.table);
+        let write = wit::Write {
+            table: wit::Span {
+                start: start as u32,
+                len: w.table.len() as u32,
+            },
             op: match w.op {
                 Op::Insert => wit::Op::Insert,
                 Op::Update => wit::Op::Update,
                 Op::Delete => wit::Op::Delete,
             },
-            key: out.row(&w.key),
-            before: w.before.as_ref().map(|r| out.row(r)),
-            after: w.after.as_ref().map(|r| out.row(r)),
-        })
-        .collect();
-    wit::Commit {
-        txn: commit.txn.clone(),
-        source: commit.source.clone(),
-        text: out.text,
-        columns: out.columns,
-        writes,
+            key: row(&mut out, &w.key),
+            before: w.before.as_ref().map(|r| row(&mut out, r)),
+            after: w.after.as_ref().map(|r| row(&mut out, r)),
+        };
+        out.writes.push(write);
     }
+    out
 }
 
-struct Flat {
-    text: String,
-    columns: Vec<wit::Column>,
+fn rows(w: &Write) -> impl Iterator<Item = &Vec<(String, Value)>> {
+    [Some(&w.key), w.before.as_ref(), w.after.as_ref()]
+        .into_iter()
+        .flatten()
 }
 
-impl Flat {
-    fn span(&mut self, s: &str) -> wit::Span {
-        let start = self.text.len() as u32;
-        self.text.push_str(s);
-        wit::Span {
-            start,
-            len: s.len() as u32,
-        }
-    }
+/// Appends `s` to the text and returns its packed span.
+fn text(out: &mut wit::Commit, s: &str) -> u64 {
+    let start = out.text.len() as u64;
+    out.text.push_str(s);
+    (start << 32) | s.len() as u64
+}
 
-    fn row(&mut self, row: &[(String, Value)]) -> wit::Row {
-        let start = self.columns.len() as u32;
-        for (name, value) in row {
-            let name = self.span(name);
-            let value = match value {
-                Value::Null => wit::Value::Null,
-                Value::Boolean(b) => wit::Value::Boolean(*b),
-                Value::Integer(i) => wit::Value::Integer(*i),
-                Value::Float(x) => wit::Value::Float(*x),
-                Value::Text(s) => wit::Value::Text(self.span(s)),
-            };
-            self.columns.push(wit::Column { name, value });
-        }
-        wit::Row {
-            start,
-            len: row.len() as u32,
-        }
+fn row(out: &mut wit::Commit, row: &[(String, Value)]) -> wit::Row {
+    let start = out.column_names.len() as u32;
+    for (name, value) in row {
+        let name = text(out, name);
+        let (kind, bits) = match value {
+            Value::Null => (NULL, 0),
+            Value::Boolean(b) => (BOOLEAN, u64::from(*b)),
+            Value::Integer(i) => (INTEGER, *i as u64),
+            Value::Float(x) => (FLOAT, x.to_bits()),
+            Value::Text(s) => (TEXT, text(out, s)),
+        };
+        out.column_names.push(name);
+        out.column_kinds.push(kind);
+        out.column_values.push(bits);
+    }
+    wit::Row {
+        start,
+        len: row.len() as u32,
     }
 }
 
@@ -85,7 +109,7 @@ mod tests {
                 Write {
                     table: "kinder".into(),
                     op: Op::Update,
-                    key: vec![("id".into(), Value::Integer(3))],
+                    key: vec![("id".into(), Value::Integer(-3))],
                     before: None,
                     after: Some(vec![("name".into(), Value::Text("Mia".into()))]),
                 },
@@ -106,9 +130,8 @@ mod tests {
         assert_eq!((w.key.start, w.key.len), (0, 1));
         let after = w.after.unwrap();
         assert_eq!((after.start, after.len), (1, 1));
-        assert_eq!(
-            flat.columns[1].value,
-            wit::Value::Text(wit::Span { start: 12, len: 3 })
-        );
+        assert_eq!(flat.column_names, [(6 << 32) | 2, (8 << 32) | 4]);
+        assert_eq!(flat.column_kinds, [INTEGER, TEXT]);
+        assert_eq!(flat.column_values, [-3i64 as u64, (12 << 32) | 3]);
     }
 }

@@ -19,7 +19,7 @@ use crate::bindings::Rule;
 pub(crate) const TICK: Duration = Duration::from_millis(5);
 
 /// Bytes of each pooled linear memory kept mapped between calls.
-const KEEP_RESIDENT: usize = 16 << 20;
+const KEEP_RESIDENT: usize = 1 << 20;
 
 /// The Wasm engine, linker and limits shared by every rule.
 ///

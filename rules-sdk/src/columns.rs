@@ -1,0 +1,40 @@
+//! Decoding the commit's flat column lists (see the `commit` record of
+//! `wit/rules.wit`): names, kinds and values of column `i`.
+
+use crate::Value;
+use crate::bindings::invalidator::rules::types as raw;
+
+/// Kind codes of `column-kinds`.
+pub(crate) const NULL: u8 = 0;
+pub(crate) const BOOLEAN: u8 = 1;
+pub(crate) const INTEGER: u8 = 2;
+pub(crate) const FLOAT: u8 = 3;
+pub(crate) const TEXT: u8 = 4;
+
+/// Packs a span of `text` as the WIT says: `start << 32 | len`.
+pub(crate) fn pack(start: usize, len: usize) -> u64 {
+    ((start as u64) << 32) | len as u64
+}
+
+/// The text a packed span points at; empty if it points outside.
+pub(crate) fn text(commit: &raw::Commit, packed: u64) -> &str {
+    let (start, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+    commit.text.get(start..start + len).unwrap_or("")
+}
+
+/// The name of column `i`.
+pub(crate) fn name(commit: &raw::Commit, i: usize) -> &str {
+    commit.column_names.get(i).map_or("", |&p| text(commit, p))
+}
+
+/// The value of column `i`. A kind the SDK does not know reads as null.
+pub(crate) fn value(commit: &raw::Commit, i: usize) -> Value<'_> {
+    let bits = commit.column_values.get(i).copied().unwrap_or(0);
+    match commit.column_kinds.get(i).copied().unwrap_or(NULL) {
+        BOOLEAN => Value::Boolean(bits != 0),
+        INTEGER => Value::Integer(bits as i64),
+        FLOAT => Value::Float(f64::from_bits(bits)),
+        TEXT => Value::Text(text(commit, bits)),
+        _ => Value::Null,
+    }
+}
