@@ -27,6 +27,15 @@ pub(crate) fn name(commit: &raw::Commit, i: usize) -> &str {
     commit.column_names.get(i).map_or("", |&p| text(commit, p))
 }
 
+/// Whether column `i` is named `name`. Compares the lengths first, from the
+/// packed span, which settles most mismatches without touching the text.
+pub(crate) fn name_is(commit: &raw::Commit, i: usize, name: &str) -> bool {
+    match commit.column_names.get(i) {
+        Some(&p) => (p & 0xffff_ffff) as usize == name.len() && text(commit, p) == name,
+        None => false,
+    }
+}
+
 /// The value of column `i`. A kind the SDK does not know reads as null.
 pub(crate) fn value(commit: &raw::Commit, i: usize) -> Value<'_> {
     let bits = commit.column_values.get(i).copied().unwrap_or(0);

@@ -27,7 +27,7 @@ impl<'a> Row<'a> {
     /// The value of `column`, if the row has it.
     pub fn get(&self, column: &str) -> Option<Value<'a>> {
         (self.start..self.end)
-            .find(|&i| columns::name(self.commit, i) == column)
+            .find(|&i| columns::name_is(self.commit, i, column))
             .map(|i| columns::value(self.commit, i))
     }
 

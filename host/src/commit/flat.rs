@@ -16,29 +16,17 @@ const TEXT: u8 = 4;
 
 /// Lays out the writes of `commit` that `keep` accepts.
 pub(crate) fn flatten(commit: &Commit, keep: impl Fn(&Write) -> bool) -> wit::Commit {
-    // Sized in a first pass, so that every buffer is allocated once.
-    let (mut text, mut columns, mut writes) = (0, 0, 0);
-    for w in commit.writes.iter().filter(|w| keep(w)) {
-        writes += 1;
-        text += w.table.len();
-        for row in rows(w) {
-            columns += row.len();
-            for (name, value) in row {
-                text += name.len();
-                if let Value::Text(s) = value {
-                    text += s.len();
-                }
-            }
-        }
-    }
+    // Rough sizes, so that the buffers rarely grow more than once or twice;
+    // an exact first pass costs more than it saves.
+    let n = commit.writes.len();
     let mut out = wit::Commit {
         txn: commit.txn.clone(),
         source: commit.source.clone(),
-        text: String::with_capacity(text),
-        column_names: Vec::with_capacity(columns),
-        column_kinds: Vec::with_capacity(columns),
-        column_values: Vec::with_capacity(columns),
-        writes: Vec::with_capacity(writes),
+        text: String::with_capacity(n * 96),
+        column_names: Vec::with_capacity(n * 8),
+        column_kinds: Vec::with_capacity(n * 8),
+        column_values: Vec::with_capacity(n * 8),
+        writes: Vec::with_capacity(n),
     };
     for w in commit.writes.iter().filter(|w| keep(w)) {
         let start = out.text.len();
@@ -60,12 +48,6 @@ pub(crate) fn flatten(commit: &Commit, keep: impl Fn(&Write) -> bool) -> wit::Co
         out.writes.push(write);
     }
     out
-}
-
-fn rows(w: &Write) -> impl Iterator<Item = &Vec<(String, Value)>> {
-    [Some(&w.key), w.before.as_ref(), w.after.as_ref()]
-        .into_iter()
-        .flatten()
 }
 
 /// Appends `s` to the text and returns its packed span.
