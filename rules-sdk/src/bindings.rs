@@ -7,7 +7,7 @@
 wit_bindgen::generate!({
     path: "../wit",
     world: "rule",
-    additional_derives: [PartialEq, Clone],
+    additional_derives: [PartialEq, Eq, PartialOrd, Ord, Clone],
     pub_export_macro: true,
     export_macro_name: "__export_bindings",
     default_bindings_module: "invalidator_rules::bindings",

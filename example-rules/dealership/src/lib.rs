@@ -121,8 +121,8 @@ mod tests {
         assert_eq!(
             run(w),
             [
-                Target::tag("inventory"),
                 Target::key("vehicle:V9"),
+                Target::tag("inventory"),
                 Target::tag("offers:vehicle:V9")
             ]
         );
@@ -140,8 +140,8 @@ mod tests {
             run(w),
             [
                 Target::key("offer:7"),
-                Target::tag("offers:customer:C2"),
-                Target::tag("offers:customer:C1")
+                Target::tag("offers:customer:C1"),
+                Target::tag("offers:customer:C2")
             ]
         );
     }

@@ -109,9 +109,9 @@ mod tests {
         assert_eq!(
             got,
             [
+                Target::pattern("*gl_entries*"),
                 Target::pattern("*portfolio_valuation*"),
                 Target::pattern("*real_time_pnl*"),
-                Target::pattern("*gl_entries*"),
                 Target::tag("currency:USD"),
             ]
         );

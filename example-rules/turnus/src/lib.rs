@@ -72,7 +72,7 @@ mod tests {
         let got = evaluate::<Turnus>(&w.finish()).unwrap();
         assert_eq!(
             got,
-            [Target::key("turnus_data_2"), Target::key("turnus_data_1")]
+            [Target::key("turnus_data_1"), Target::key("turnus_data_2")]
         );
     }
 
