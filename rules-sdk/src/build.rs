@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::bindings::invalidator::rules::types as raw;
-use crate::columns::{self, pack};
+use crate::columns::{self, ABSENT, pack};
 use crate::{Commit, Op, Value};
 
 /// Builds the `(column, value)` pairs of a row; values are anything that
@@ -39,7 +39,11 @@ impl CommitBuilder {
                 column_names: Vec::new(),
                 column_kinds: Vec::new(),
                 column_values: Vec::new(),
-                writes: Vec::new(),
+                write_tables: Vec::new(),
+                write_ops: Vec::new(),
+                write_keys: Vec::new(),
+                write_befores: Vec::new(),
+                write_afters: Vec::new(),
             },
         }
     }
@@ -90,17 +94,20 @@ impl CommitBuilder {
         before: Option<&[(&str, Value<'_>)]>,
         after: Option<&[(&str, Value<'_>)]>,
     ) -> Self {
-        let table = self.span(table);
+        let table = self.packed(table);
         let key = self.row(key);
-        let before = before.map(|r| self.row(r));
-        let after = after.map(|r| self.row(r));
-        self.commit.writes.push(raw::Write {
-            table,
-            op,
-            key,
-            before,
-            after,
+        let before = before.map_or(ABSENT, |r| self.row(r));
+        let after = after.map_or(ABSENT, |r| self.row(r));
+        let c = &mut self.commit;
+        c.write_tables.push(table);
+        c.write_ops.push(match op {
+            Op::Insert => columns::INSERT,
+            Op::Update => columns::UPDATE,
+            Op::Delete => columns::DELETE,
         });
+        c.write_keys.push(key);
+        c.write_befores.push(before);
+        c.write_afters.push(after);
         self
     }
 
@@ -109,23 +116,15 @@ impl CommitBuilder {
         Commit(self.commit)
     }
 
-    fn span(&mut self, s: &str) -> raw::Span {
-        let start = self.commit.text.len() as u32;
-        self.commit.text.push_str(s);
-        raw::Span {
-            start,
-            len: s.len() as u32,
-        }
-    }
-
     fn packed(&mut self, s: &str) -> u64 {
         let start = self.commit.text.len();
         self.commit.text.push_str(s);
         pack(start, s.len())
     }
 
-    fn row(&mut self, row: &[(&str, Value<'_>)]) -> raw::Row {
-        let start = self.commit.column_names.len() as u32;
+    /// Appends a row's columns and returns their packed run.
+    fn row(&mut self, row: &[(&str, Value<'_>)]) -> u64 {
+        let start = self.commit.column_names.len();
         for (name, value) in row {
             let name = self.packed(name);
             let (kind, bits) = match *value {
@@ -139,9 +138,6 @@ impl CommitBuilder {
             self.commit.column_kinds.push(kind);
             self.commit.column_values.push(bits);
         }
-        raw::Row {
-            start,
-            len: row.len() as u32,
-        }
+        pack(start, row.len())
     }
 }

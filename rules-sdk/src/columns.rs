@@ -1,5 +1,6 @@
-//! Decoding the commit's flat column lists (see the `commit` record of
-//! `wit/rules.wit`): names, kinds and values of column `i`.
+//! Decoding the commit's flat lists (see the `commit` record of
+//! `wit/rules.wit`): spans of text, runs of columns, and the name, kind and
+//! value of column `i`.
 
 use crate::Value;
 use crate::bindings::invalidator::rules::types as raw;
@@ -11,14 +12,27 @@ pub(crate) const INTEGER: u8 = 2;
 pub(crate) const FLOAT: u8 = 3;
 pub(crate) const TEXT: u8 = 4;
 
-/// Packs a span of `text` as the WIT says: `start << 32 | len`.
+/// Op codes of `write-ops`.
+pub(crate) const INSERT: u8 = 0;
+pub(crate) const UPDATE: u8 = 1;
+pub(crate) const DELETE: u8 = 2;
+
+/// An absent row image in `write-befores` and `write-afters`.
+pub(crate) const ABSENT: u64 = u64::MAX;
+
+/// Packs a span or a run as the WIT says: `start << 32 | len`.
 pub(crate) fn pack(start: usize, len: usize) -> u64 {
     ((start as u64) << 32) | len as u64
 }
 
+/// Unpacks a span or a run: `(start, len)`.
+pub(crate) fn unpack(packed: u64) -> (usize, usize) {
+    ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize)
+}
+
 /// The text a packed span points at; empty if it points outside.
 pub(crate) fn text(commit: &raw::Commit, packed: u64) -> &str {
-    let (start, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+    let (start, len) = unpack(packed);
     commit.text.get(start..start + len).unwrap_or("")
 }
 
@@ -31,7 +45,7 @@ pub(crate) fn name(commit: &raw::Commit, i: usize) -> &str {
 /// packed span, which settles most mismatches without touching the text.
 pub(crate) fn name_is(commit: &raw::Commit, i: usize, name: &str) -> bool {
     match commit.column_names.get(i) {
-        Some(&p) => (p & 0xffff_ffff) as usize == name.len() && text(commit, p) == name,
+        Some(&p) => unpack(p).1 == name.len() && text(commit, p) == name,
         None => false,
     }
 }

@@ -32,7 +32,7 @@ impl Commit {
 
     /// Every write, in commit order.
     pub fn writes(&self) -> impl ExactSizeIterator<Item = Write<'_>> + '_ {
-        self.0.writes.iter().map(|w| Write::wrap(&self.0, w))
+        (0..self.0.write_tables.len()).map(|i| Write::wrap(&self.0, i))
     }
 
     /// The writes to `table`, in commit order.

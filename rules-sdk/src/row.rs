@@ -14,13 +14,15 @@ pub struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
-    pub(crate) fn new(commit: &'a raw::Commit, row: raw::Row) -> Self {
+    /// The row a packed run of columns designates.
+    pub(crate) fn new(commit: &'a raw::Commit, run: u64) -> Self {
         let count = commit.column_names.len();
-        let start = (row.start as usize).min(count);
+        let (start, len) = columns::unpack(run);
+        let start = start.min(count);
         Self {
             commit,
             start,
-            end: (start + row.len as usize).min(count),
+            end: (start + len).min(count),
         }
     }
 

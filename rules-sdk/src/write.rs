@@ -3,47 +3,59 @@
 //! [`RuleError`] naming the column.
 
 use crate::bindings::invalidator::rules::types as raw;
+use crate::columns::{self, ABSENT};
 use crate::{Op, Row, RuleError, Value, Values};
 
-/// One row written by a transaction, borrowed from its [`Commit`].
+/// One row written by a transaction, borrowed from its [`Commit`](crate::Commit).
 #[derive(Clone, Copy)]
 pub struct Write<'a> {
     commit: &'a raw::Commit,
-    write: &'a raw::Write,
+    /// The write's index in the commit's `write-*` lists.
+    index: usize,
 }
 
 impl<'a> Write<'a> {
-    pub(crate) fn wrap(commit: &'a raw::Commit, write: &'a raw::Write) -> Self {
-        Self { commit, write }
+    pub(crate) fn wrap(commit: &'a raw::Commit, index: usize) -> Self {
+        Self { commit, index }
     }
 
     /// The table written.
     pub fn table(&self) -> &'a str {
-        let t = self.write.table;
-        crate::columns::text(
-            self.commit,
-            crate::columns::pack(t.start as usize, t.len as usize),
-        )
+        self.run(&self.commit.write_tables)
+            .map_or("", |t| columns::text(self.commit, t))
     }
 
-    /// Insert, update or delete.
+    /// Insert, update or delete. An op code the SDK does not know reads as an
+    /// update: that errs toward invalidating.
     pub fn op(&self) -> Op {
-        self.write.op
+        match self.commit.write_ops.get(self.index).copied() {
+            Some(columns::INSERT) => Op::Insert,
+            Some(columns::DELETE) => Op::Delete,
+            _ => Op::Update,
+        }
     }
 
     /// The primary-key columns.
     pub fn key(&self) -> Row<'a> {
-        Row::new(self.commit, self.write.key)
+        Row::new(self.commit, self.run(&self.commit.write_keys).unwrap_or(0))
     }
 
     /// The row before the write, if the source sent it.
     pub fn before(&self) -> Option<Row<'a>> {
-        self.write.before.map(|r| Row::new(self.commit, r))
+        self.run(&self.commit.write_befores)
+            .map(|r| Row::new(self.commit, r))
     }
 
     /// The row after the write; `None` for deletes.
     pub fn after(&self) -> Option<Row<'a>> {
-        self.write.after.map(|r| Row::new(self.commit, r))
+        self.run(&self.commit.write_afters)
+            .map(|r| Row::new(self.commit, r))
+    }
+
+    /// This write's entry of a `write-*` list of packed spans or runs,
+    /// unless absent.
+    fn run(&self, list: &[u64]) -> Option<u64> {
+        list.get(self.index).copied().filter(|&r| r != ABSENT)
     }
 
     /// The column's current value: from the row after the write, else from
@@ -72,7 +84,7 @@ impl<'a> Write<'a> {
     /// capture often omits it), or one where neither image has the column:
     /// when in doubt, a rule should invalidate.
     pub fn changed(&self, column: &str) -> bool {
-        match (self.op(), self.write.before, self.write.after) {
+        match (self.op(), self.before(), self.after()) {
             (Op::Update, Some(_), Some(_)) => {
                 match (self.old_value(column), self.new_value(column)) {
                     (None, None) => true,

@@ -16,9 +16,9 @@ use invalidator_rules as sdk;
 use invalidator_tests::guests;
 
 /// Rounds per measurement; the fastest counts.
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 15;
 /// Minimum time of one round.
-const ROUND_TIME: Duration = Duration::from_millis(60);
+const ROUND_TIME: Duration = Duration::from_millis(80);
 
 type NativeFn = fn(&sdk::Commit) -> Result<Vec<sdk::Target>, sdk::RuleError>;
 

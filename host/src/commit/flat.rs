@@ -1,7 +1,7 @@
 //! The flat layout a commit crosses into a rule's sandbox in (see the
 //! `commit` record of `wit/rules.wit`): all names and text in one string,
-//! and the columns in three lists of plain numbers, so lowering costs a few
-//! copies instead of one guest allocation per string and one typed store per
+//! everything else in lists of plain numbers, so lowering costs one copy per
+//! list instead of one guest allocation per string and one typed store per
 //! field.
 
 use super::{Commit, Op, Value, Write};
@@ -13,6 +13,9 @@ const BOOLEAN: u8 = 1;
 const INTEGER: u8 = 2;
 const FLOAT: u8 = 3;
 const TEXT: u8 = 4;
+
+/// An absent row image in `write-befores` and `write-afters`.
+const ABSENT: u64 = u64::MAX;
 
 /// Lays out the writes of `commit` that `keep` accepts.
 pub(crate) fn flatten(commit: &Commit, keep: impl Fn(&Write) -> bool) -> wit::Commit {
@@ -26,39 +29,45 @@ pub(crate) fn flatten(commit: &Commit, keep: impl Fn(&Write) -> bool) -> wit::Co
         column_names: Vec::with_capacity(n * 8),
         column_kinds: Vec::with_capacity(n * 8),
         column_values: Vec::with_capacity(n * 8),
-        writes: Vec::with_capacity(n),
+        write_tables: Vec::with_capacity(n),
+        write_ops: Vec::with_capacity(n),
+        write_keys: Vec::with_capacity(n),
+        write_befores: Vec::with_capacity(n),
+        write_afters: Vec::with_capacity(n),
     };
     for w in commit.writes.iter().filter(|w| keep(w)) {
-        let start = out.text.len();
-        out.text.push_str(&w.table);
-        let write = wit::Write {
-            table: wit::Span {
-                start: start as u32,
-                len: w.table.len() as u32,
-            },
-            op: match w.op {
-                Op::Insert => wit::Op::Insert,
-                Op::Update => wit::Op::Update,
-                Op::Delete => wit::Op::Delete,
-            },
-            key: row(&mut out, &w.key),
-            before: w.before.as_ref().map(|r| row(&mut out, r)),
-            after: w.after.as_ref().map(|r| row(&mut out, r)),
-        };
-        out.writes.push(write);
+        let table = text(&mut out, &w.table);
+        out.write_tables.push(table);
+        out.write_ops.push(match w.op {
+            Op::Insert => 0,
+            Op::Update => 1,
+            Op::Delete => 2,
+        });
+        let key = row(&mut out, &w.key);
+        out.write_keys.push(key);
+        let before = w.before.as_ref().map_or(ABSENT, |r| row(&mut out, r));
+        out.write_befores.push(before);
+        let after = w.after.as_ref().map_or(ABSENT, |r| row(&mut out, r));
+        out.write_afters.push(after);
     }
     out
 }
 
-/// Appends `s` to the text and returns its packed span.
-fn text(out: &mut wit::Commit, s: &str) -> u64 {
-    let start = out.text.len() as u64;
-    out.text.push_str(s);
-    (start << 32) | s.len() as u64
+/// Packs a span or a run: `start << 32 | len`.
+fn pack(start: usize, len: usize) -> u64 {
+    ((start as u64) << 32) | len as u64
 }
 
-fn row(out: &mut wit::Commit, row: &[(String, Value)]) -> wit::Row {
-    let start = out.column_names.len() as u32;
+/// Appends `s` to the text and returns its packed span.
+fn text(out: &mut wit::Commit, s: &str) -> u64 {
+    let start = out.text.len();
+    out.text.push_str(s);
+    pack(start, s.len())
+}
+
+/// Appends a row's columns and returns their packed run.
+fn row(out: &mut wit::Commit, row: &[(String, Value)]) -> u64 {
+    let start = out.column_names.len();
     for (name, value) in row {
         let name = text(out, name);
         let (kind, bits) = match value {
@@ -72,10 +81,7 @@ fn row(out: &mut wit::Commit, row: &[(String, Value)]) -> wit::Row {
         out.column_kinds.push(kind);
         out.column_values.push(bits);
     }
-    wit::Row {
-        start,
-        len: row.len() as u32,
-    }
+    pack(start, row.len())
 }
 
 #[cfg(test)]
@@ -83,7 +89,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lays_out_names_and_text_in_one_string() {
+    fn lays_out_names_and_text_in_one_string_and_the_rest_as_numbers() {
         let commit = Commit {
             txn: "t".into(),
             source: None,
@@ -106,12 +112,11 @@ mod tests {
         };
         let flat = flatten(&commit, |w| w.table == "kinder");
         assert_eq!(flat.text, "kinderidnameMia");
-        assert_eq!(flat.writes.len(), 1);
-        let w = &flat.writes[0];
-        assert_eq!((w.table.start, w.table.len), (0, 6));
-        assert_eq!((w.key.start, w.key.len), (0, 1));
-        let after = w.after.unwrap();
-        assert_eq!((after.start, after.len), (1, 1));
+        assert_eq!(flat.write_tables, [6]);
+        assert_eq!(flat.write_ops, [1]);
+        assert_eq!(flat.write_keys, [1]);
+        assert_eq!(flat.write_befores, [ABSENT]);
+        assert_eq!(flat.write_afters, [(1 << 32) | 1]);
         assert_eq!(flat.column_names, [(6 << 32) | 2, (8 << 32) | 4]);
         assert_eq!(flat.column_kinds, [INTEGER, TEXT]);
         assert_eq!(flat.column_values, [-3i64 as u64, (12 << 32) | 3]);
