@@ -484,7 +484,7 @@ fn a_rule_sees_no_clock_randomness_environment_or_files() {
 }
 
 #[test]
-fn a_rule_can_log() {
+fn a_rule_that_logs_is_linked_and_answers() {
     let set = rules(&[guests::HOSTILE]);
     let o = eval(&set, &hostile_commit("log"));
     assert_eq!(keys(&o), ["logged"]);
