@@ -558,6 +558,23 @@ fn a_rule_set_is_shared_across_threads() {
     });
 }
 
+/// Every guest the test build makes is accounted for: it loads as a rule,
+/// or it is the one built to be refused. A new guest fails here until a
+/// test decides which it is.
+#[test]
+fn every_guest_loads_or_is_meant_to_be_refused() {
+    for (name, path) in guests::ALL {
+        let loaded = invalidator::rules::LoadedRule::load(runtime(), Path::new(path));
+        match *name {
+            "wrong-world" => assert!(loaded.is_err(), "{name} must be refused"),
+            "dealership" | "hedge" | "turnus" | "pos" | "hostile" => {
+                assert_eq!(loaded.expect(name).name(), *name);
+            }
+            other => panic!("guest `{other}` has no test: add it to this list"),
+        }
+    }
+}
+
 /// A fresh, empty folder in the system's temporary directory.
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir =

@@ -6,8 +6,8 @@ use std::time::Duration;
 /// and the rule's fallback targets are applied instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxConfig {
-    /// Wall-clock time one call may run. Default: 100 ms, about a
-    /// thousand times what the example rules need for a 100-write commit.
+    /// Wall-clock time one call may run. Default: 100 ms, several hundred
+    /// times what the example rules need for a 100-write commit.
     pub time_limit: Duration,
     /// Linear memory one rule instance may grow to. Default: 64 MiB.
     pub memory_limit: usize,

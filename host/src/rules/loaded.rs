@@ -3,6 +3,7 @@
 //! fresh sandbox.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
@@ -20,6 +21,8 @@ pub struct LoadedRule {
     runtime: Runtime,
     path: PathBuf,
     info: RuleInfo,
+    /// The name again, shared with every call's sandbox for its log lines.
+    name: Arc<str>,
     pre: RulePre<Sandbox>,
 }
 
@@ -61,7 +64,7 @@ impl LoadedRule {
             reason,
         };
         let label = path.display().to_string();
-        let info = sandboxed(runtime, &pre, &label, |store, rule| {
+        let info = sandboxed(runtime, &pre, Arc::from(label.as_str()), |store, rule| {
             rule.call_describe(store)
         })
         .map_err(describe_err)?;
@@ -81,6 +84,7 @@ impl LoadedRule {
         Ok(Self {
             runtime: runtime.clone(),
             path: path.to_owned(),
+            name: Arc::from(info.name.as_str()),
             info,
             pre,
         })
@@ -118,9 +122,12 @@ impl LoadedRule {
             rule: self.info.name.clone(),
             message,
         };
-        sandboxed(&self.runtime, &self.pre, &self.info.name, |store, rule| {
-            rule.call_on_commit(store, commit)
-        })
+        sandboxed(
+            &self.runtime,
+            &self.pre,
+            self.name.clone(),
+            |store, rule| rule.call_on_commit(store, commit),
+        )
         .map_err(failure)?
         .map_err(|e| failure(describe_guest_error(&e)))
     }
@@ -131,7 +138,7 @@ impl LoadedRule {
 fn sandboxed<R>(
     runtime: &Runtime,
     pre: &RulePre<Sandbox>,
-    rule_name: &str,
+    rule_name: Arc<str>,
     f: impl FnOnce(&mut Store<Sandbox>, &Rule) -> wasmtime::Result<R>,
 ) -> Result<R, String> {
     let config = runtime.config();

@@ -2,6 +2,7 @@
 //! capability-free WASI context, the memory limiter, and the one host import
 //! a rule has: `log`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
@@ -20,7 +21,8 @@ const MAX_LOG_LINE: usize = 4096;
 
 /// Per-call state of a rule instance.
 pub(crate) struct Sandbox {
-    rule: String,
+    /// Shared with the loaded rule: no allocation per call.
+    rule: Arc<str>,
     /// Built on first use: rules made with the SDK's default `no_std` never
     /// import WASI, and should not pay for it.
     wasi: Option<WasiCtx>,
@@ -29,9 +31,9 @@ pub(crate) struct Sandbox {
 }
 
 impl Sandbox {
-    pub(crate) fn new(rule: &str, memory_limit: usize) -> Self {
+    pub(crate) fn new(rule: Arc<str>, memory_limit: usize) -> Self {
         Self {
-            rule: rule.to_owned(),
+            rule,
             wasi: None,
             table: ResourceTable::new(),
             memory: MemoryLimit {
@@ -78,7 +80,7 @@ impl Host for Sandbox {
             message.truncate(end);
             message.push('…');
         }
-        let rule = self.rule.as_str();
+        let rule = &*self.rule;
         match level {
             Level::Trace => tracing::trace!(target: "rule", rule, "{message}"),
             Level::Debug => tracing::debug!(target: "rule", rule, "{message}"),
