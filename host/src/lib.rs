@@ -23,8 +23,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod apply;
 mod bindings;
+pub mod cache;
 pub mod commit;
 pub mod dry_run;
+pub mod pipeline;
 pub mod rules;
+pub mod sink;
+pub mod source;
 pub mod targets;

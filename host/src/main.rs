@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use invalidator::apply::{ApplySummary, apply_events};
+use invalidator::cache::Cache;
 use invalidator::dry_run::dry_run;
 use invalidator::rules::{RuleSet, Runtime, SandboxConfig};
+use invalidator::sink::{Redis, RedisConfig};
 use invalidator::targets::Target;
 
 /// Cache-invalidation rules engine: turns committed transactions into the
@@ -33,6 +36,29 @@ enum Command {
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
+    /// Run the commits of a JSON Lines file through the rules and apply
+    /// their invalidations to Redis. Prints a JSON summary last.
+    Apply {
+        /// A rule `.wasm` file, or a folder of them.
+        #[arg(long)]
+        rules: PathBuf,
+        /// The commits, one JSON object per line; `-` for standard input.
+        #[arg(long)]
+        events: PathBuf,
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// Give up (exit status 1) if the invalidations are not all applied
+        /// this many seconds after the last commit was read.
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        give_up_after: u64,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Read and write the cache as the application does, tags included.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Validate rule components and print what they say about themselves.
     Check {
         /// A rule `.wasm` file, or a folder of them.
@@ -40,6 +66,47 @@ enum Command {
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Store a value, with an optional time to live and tags.
+    Set {
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// The cache key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Expire after this many seconds (default: never).
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<f64>,
+        /// A tag to register the key under; repeat for more.
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+    },
+    /// Print a value; exit status 1 when the key does not exist.
+    Get {
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// The cache key.
+        key: String,
+    },
+}
+
+/// Where Redis is.
+#[derive(Args)]
+struct RedisArgs {
+    /// `redis://host:port[/db]` for one node, or
+    /// `redis+cluster://host:port[,host:port...]` for a cluster.
+    #[arg(long, value_name = "URL")]
+    redis: String,
+}
+
+impl RedisArgs {
+    fn open(&self) -> Result<Redis, String> {
+        Redis::open(&self.redis, RedisConfig::default()).map_err(|e| e.to_string())
+    }
 }
 
 /// Limits of every rule call.
@@ -104,6 +171,38 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Apply {
+            rules,
+            events,
+            redis,
+            give_up_after,
+            sandbox,
+        } => {
+            let runtime = sandbox.runtime()?;
+            let rules = RuleSet::load(&runtime, &rules).map_err(|e| e.to_string())?;
+            let redis = redis.open()?;
+            let give_up = Duration::from_secs(give_up_after);
+            let summary: ApplySummary = tokio_runtime()?.block_on(async {
+                if events.as_os_str() == "-" {
+                    apply_events(rules, redis, io::stdin().lock(), give_up, io::stderr()).await
+                } else {
+                    let file = File::open(&events)
+                        .map_err(|e| format!("cannot open `{}`: {e}", events.display()))?;
+                    apply_events(rules, redis, BufReader::new(file), give_up, io::stderr()).await
+                }
+                .map_err(|e| format!("cannot read `{}`: {e}", events.display()))
+            })?;
+            println!(
+                "{}",
+                serde_json::to_string(&summary).expect("summary serializes")
+            );
+            Ok(if summary.complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Cache { command } => tokio_runtime()?.block_on(cache(command)),
         Command::Check { path, sandbox } => {
             let runtime = sandbox.runtime()?;
             let rules = RuleSet::load(&runtime, &path).map_err(|e| e.to_string())?;
@@ -130,6 +229,62 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("  fallback: {fallback}");
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The runtime for commands that talk to Redis: small, since the rules run
+/// on a thread of their own.
+fn tokio_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+async fn cache(command: CacheCommand) -> Result<ExitCode, String> {
+    match command {
+        CacheCommand::Set {
+            redis,
+            key,
+            value,
+            ttl,
+            tags,
+        } => {
+            let ttl = ttl
+                .map(|s| {
+                    Duration::try_from_secs_f64(s)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            format!("invalid --ttl `{s}`: give a positive number of seconds")
+                        })
+                })
+                .transpose()?;
+            let cache = Cache::new(std::sync::Arc::new(redis.open()?));
+            cache
+                .set(&key, value.as_bytes(), ttl, &tags)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCommand::Get { redis, key } => {
+            let cache = Cache::new(std::sync::Arc::new(redis.open()?));
+            match cache.get(&key).await.map_err(|e| e.to_string())? {
+                Some(value) => {
+                    use std::io::Write;
+                    let mut out = io::stdout().lock();
+                    out.write_all(&value)
+                        .and_then(|()| out.write_all(b"\n"))
+                        .map_err(|e| format!("cannot write the value: {e}"))?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("key `{key}` not found");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

@@ -19,12 +19,29 @@ const ABSENT: u64 = u64::MAX;
 
 /// Lays out the writes of `commit` that `keep` accepts.
 pub(crate) fn flatten(commit: &Commit, keep: impl Fn(&Write) -> bool) -> wit::Commit {
+    flatten_writes(
+        commit.txn.clone(),
+        commit.source.clone(),
+        commit.writes.len(),
+        commit.writes.iter().filter(|w| keep(w)),
+    )
+}
+
+/// Lays out `writes` as one commit named `txn`: how a batch of commits
+/// crosses into a rule's sandbox in one call. `hint` is roughly how many
+/// writes there are.
+pub(crate) fn flatten_writes<'a>(
+    txn: String,
+    source: Option<String>,
+    hint: usize,
+    writes: impl Iterator<Item = &'a Write>,
+) -> wit::Commit {
     // Rough sizes, so that the buffers rarely grow more than once or twice;
     // an exact first pass costs more than it saves.
-    let n = commit.writes.len();
+    let n = hint;
     let mut out = wit::Commit {
-        txn: commit.txn.clone(),
-        source: commit.source.clone(),
+        txn,
+        source,
         text: String::with_capacity(n * 96),
         column_names: Vec::with_capacity(n * 8),
         column_kinds: Vec::with_capacity(n * 8),
@@ -35,7 +52,7 @@ pub(crate) fn flatten(commit: &Commit, keep: impl Fn(&Write) -> bool) -> wit::Co
         write_befores: Vec::with_capacity(n),
         write_afters: Vec::with_capacity(n),
     };
-    for w in commit.writes.iter().filter(|w| keep(w)) {
+    for w in writes {
         let table = text(&mut out, &w.table);
         out.write_tables.push(table);
         out.write_ops.push(match w.op {

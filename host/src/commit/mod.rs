@@ -6,6 +6,6 @@ mod flat;
 mod json;
 mod model;
 
-pub(crate) use flat::flatten;
+pub(crate) use flat::{flatten, flatten_writes};
 pub use json::{CommitParseError, parse_json};
 pub use model::{Commit, Op, Row, Value, Write};

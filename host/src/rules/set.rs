@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{LoadError, LoadedRule, RuleFailure, Runtime};
 use crate::bindings::types as wit;
-use crate::commit::{Commit, flatten};
+use crate::commit::{Commit, flatten, flatten_writes};
 use crate::targets::TargetSet;
 
 /// What the rules decided for one commit.
@@ -117,5 +117,97 @@ impl RuleSet {
             }
         }
         outcome
+    }
+
+    /// Runs a batch of commits through the rules, with one call per rule
+    /// for the whole batch instead of one per commit.
+    ///
+    /// Consecutive commits from the same source are laid out as one commit
+    /// whose writes are all of theirs, in order, named `first..last`. The
+    /// targets are the same as commit by commit for any rule whose targets
+    /// are the union of what each write implies, which is what the rules
+    /// contract asks of a rule. If a rule fails on a batch, it runs again on
+    /// each commit of the batch alone, so that its fallback stands in only
+    /// for the commits it really fails on.
+    pub fn evaluate_batch(&self, commits: &[Commit]) -> Outcome {
+        let mut outcome = Outcome::default();
+        for group in commits.chunk_by(|a, b| a.source == b.source) {
+            let [first, .., last] = group else {
+                let one = self.evaluate(&group[0]);
+                outcome.targets.merge(one.targets);
+                outcome.failures.extend(one.failures);
+                continue;
+            };
+            let _span =
+                tracing::debug_span!("batch", first = %first.txn, last = %last.txn).entered();
+            let total: usize = group.iter().map(|c| c.writes.len()).sum();
+            let txn = format!("{}..{}", first.txn, last.txn);
+            let mut whole: Option<wit::Commit> = None;
+            for rule in &self.rules {
+                let writes = || group.iter().flat_map(|c| &c.writes);
+                let wanted = writes().filter(|w| rule.subscribes(&w.table)).count();
+                let result = if wanted == 0 {
+                    continue;
+                } else if wanted == total {
+                    let flat = whole.get_or_insert_with(|| {
+                        flatten_writes(txn.clone(), first.source.clone(), total, writes())
+                    });
+                    rule.call_flat(flat)
+                } else {
+                    rule.call_flat(&flatten_writes(
+                        txn.clone(),
+                        first.source.clone(),
+                        wanted,
+                        writes().filter(|w| rule.subscribes(&w.table)),
+                    ))
+                };
+                match result {
+                    Ok(targets) => outcome.targets.extend(targets),
+                    Err(_) => {
+                        // Find the commits it really fails on.
+                        for commit in group {
+                            self.evaluate_rule(rule, commit, &mut outcome);
+                        }
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Runs one rule on one commit alone, adding its targets (or its
+    /// fallback and failure) to `outcome`.
+    fn evaluate_rule(&self, rule: &LoadedRule, commit: &Commit, outcome: &mut Outcome) {
+        if !commit.writes.iter().any(|w| rule.subscribes(&w.table)) {
+            return;
+        }
+        match rule.call(commit) {
+            Ok(targets) => outcome.targets.extend(targets),
+            Err(failure) => {
+                tracing::warn!(
+                    rule = %failure.rule,
+                    txn = %commit.txn,
+                    "rule failed, applying its fallback: {}",
+                    failure.message
+                );
+                outcome.targets.extend(rule.info().fallback.iter().cloned());
+                outcome.failures.push(failure);
+            }
+        }
+    }
+
+    /// What stands in for everything the rules could ask for: the union of
+    /// every rule's fallback, with `*` (the whole keyspace) for a rule that
+    /// declares none. The pipeline collapses its pending work into this
+    /// when the work outgrows its bound.
+    pub fn fallback(&self) -> TargetSet {
+        let mut all = TargetSet::new();
+        for rule in &self.rules {
+            if rule.info().fallback.is_empty() {
+                all.insert(wit::Target::Pattern("*".to_owned()));
+            }
+            all.extend(rule.info().fallback.iter().cloned());
+        }
+        all
     }
 }

@@ -1,0 +1,82 @@
+//! [`apply_events`]: the `invalidator apply` command: the commits of a
+//! JSON Lines file through the pipeline into Redis, with a summary.
+
+use std::io::{self, BufRead, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::commit::parse_json;
+use crate::pipeline::{Invalidator, PipelineConfig};
+use crate::rules::RuleSet;
+use crate::sink::Redis;
+
+/// What an `apply` run did; printed as its last line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ApplySummary {
+    /// Commits read and handed over.
+    pub commits: u64,
+    /// Exact keys applied (after merging the targets of a batch).
+    pub keys: u64,
+    /// Patterns applied.
+    pub patterns: u64,
+    /// Tags applied.
+    pub tags: u64,
+    /// Keys that existed and were removed.
+    pub deleted: u64,
+    /// Malformed lines, rule failures (their fallback was applied) and
+    /// Redis errors (retried).
+    pub errors: u64,
+    /// Whether every commit read had its invalidations applied.
+    #[serde(skip)]
+    pub complete: bool,
+}
+
+/// Hands every commit of `input` (JSON Lines; blank lines skipped) to a
+/// pipeline on `redis`, then waits up to `give_up` for all of them to be
+/// applied. A malformed line is reported on `diagnostics` with its number,
+/// and the run goes on.
+pub async fn apply_events(
+    rules: RuleSet,
+    redis: Redis,
+    input: impl BufRead,
+    give_up: Duration,
+    mut diagnostics: impl Write,
+) -> io::Result<ApplySummary> {
+    let config = PipelineConfig {
+        prune_every: None,
+        ..PipelineConfig::default()
+    };
+    let invalidator = Invalidator::start(Arc::new(rules), redis, config);
+    let mut malformed = 0;
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_json(&line) {
+            Ok(commit) => {
+                invalidator.after_commit(commit);
+            }
+            Err(e) => {
+                malformed += 1;
+                writeln!(diagnostics, "error: line {}: {e}", i + 1)?;
+            }
+        }
+    }
+    let flushed = invalidator.flush_timeout(give_up).await;
+    if let Err(e) = &flushed {
+        writeln!(diagnostics, "error: {e}")?;
+    }
+    let stats = invalidator.stats();
+    Ok(ApplySummary {
+        commits: stats.commits,
+        keys: stats.keys,
+        patterns: stats.patterns,
+        tags: stats.tags,
+        deleted: stats.deleted,
+        errors: malformed + stats.rule_failures + stats.errors,
+        complete: flushed.is_ok() && malformed == 0,
+    })
+}

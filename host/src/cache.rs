@@ -1,0 +1,107 @@
+//! [`Cache`]: the client an application reads and writes its cache
+//! through, so that what it writes can be invalidated by tag.
+//!
+//! Tags only work if the writes register them: [`Cache::set`] stores the
+//! value and adds its key to each tag's index in one step (the layout is
+//! documented in [`sink::tags`](crate::sink::tags)).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::sink::{Redis, SinkError, tags};
+
+/// Reads and tagged writes, with hit and miss counts.
+pub struct Cache {
+    redis: Arc<Redis>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Hits and misses of [`Cache::get`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CacheCounts {
+    /// Reads that found a value.
+    pub hits: u64,
+    /// Reads that found none.
+    pub misses: u64,
+}
+
+impl Cache {
+    /// A cache client on `redis`.
+    pub fn new(redis: Arc<Redis>) -> Self {
+        Self {
+            redis,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// Stores `value` at `key`, expiring after `ttl` (`None`: never), and
+    /// registers the key under each of `tags`.
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        tags: &[String],
+    ) -> Result<(), SinkError> {
+        if key.starts_with(tags::TAG_PREFIX) {
+            return Err(SinkError::Invalid(format!(
+                "key `{key}` is inside `{}`, where tag indexes live",
+                tags::TAG_PREFIX
+            )));
+        }
+        if let Some(tag) = tags.iter().find(|t| t.is_empty()) {
+            return Err(SinkError::Invalid(format!("tag `{tag}` is empty")));
+        }
+        let ttl_ms = match ttl {
+            None => 0,
+            Some(ttl) if ttl.is_zero() => {
+                return Err(SinkError::Invalid(format!(
+                    "ttl of key `{key}` is zero; give a positive ttl, or none for no expiry"
+                )));
+            }
+            // Never round a short ttl down to "no expiry".
+            Some(ttl) => (ttl.as_millis() as u64).max(1),
+        };
+        if tags.is_empty() {
+            let mut set = redis::cmd("SET");
+            set.arg(key).arg(value);
+            if ttl_ms > 0 {
+                set.arg("PX").arg(ttl_ms);
+            }
+            let () = self.redis.query(&set).await?;
+            return Ok(());
+        }
+        tags::set_tagged(&self.redis, key, value, ttl_ms, tags).await
+    }
+
+    /// The value at `key`, if any; counted as a hit or a miss.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        let value: Option<Vec<u8>> = self.redis.query(redis::cmd("GET").arg(key)).await?;
+        let counter = if value.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Relaxed);
+        Ok(value)
+    }
+
+    /// Hits and misses so far.
+    pub fn counts(&self) -> CacheCounts {
+        CacheCounts {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+        }
+    }
+
+    /// Warns (and returns the policy) when Redis's eviction policy could
+    /// evict a tag index before its keys; see [`tags::check_eviction`].
+    pub async fn check_eviction_policy(&self) -> Result<String, SinkError> {
+        tags::check_eviction(&self.redis).await
+    }
+}

@@ -1,0 +1,67 @@
+//! [`Backoff`]: exponential retry delays with jitter.
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+/// Retry delays that double from `min` up to `max`, each drawn at random
+/// from its upper half, so that many hosts retrying against one Redis do
+/// not retry in step.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+    random: RandomState,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max: max.max(min),
+            attempt: 0,
+            random: RandomState::new(),
+        }
+    }
+
+    /// The delay before the next retry.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let ceiling = self
+            .min
+            .saturating_mul(1 << self.attempt.min(20))
+            .min(self.max);
+        self.attempt += 1;
+        // A fresh random fraction in [0.5, 1).
+        let bits = self.random.hash_one(self.attempt);
+        let fraction = 0.5 + (bits >> 11) as f64 / (1u64 << 53) as f64 / 2.0;
+        ceiling.mul_f64(fraction)
+    }
+
+    /// Back to the shortest delay, after a success.
+    pub(crate) fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_up_to_the_ceiling_and_stay_in_its_upper_half() {
+        let (min, max) = (Duration::from_millis(10), Duration::from_millis(100));
+        let mut b = Backoff::new(min, max);
+        let ceilings = [10, 20, 40, 80, 100, 100];
+        for ceiling in ceilings {
+            let d = b.next_delay();
+            let ceiling = Duration::from_millis(ceiling);
+            assert!(
+                d >= ceiling / 2 && d < ceiling,
+                "{d:?} not in [{:?}, {ceiling:?})",
+                ceiling / 2
+            );
+        }
+        b.reset();
+        assert!(b.next_delay() < min);
+    }
+}

@@ -1,0 +1,46 @@
+//! [`PipelineConfig`]: the pipeline's bounds and timings, with documented
+//! defaults.
+
+use std::time::Duration;
+
+use crate::sink::RedisConfig;
+
+/// How the pipeline batches, bounds and retries its work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    /// Most commits evaluated and applied together. Batches form only when
+    /// commits arrive faster than they are applied, so an idle pipeline adds
+    /// no delay; this bounds the delay a busy one adds. Default 256.
+    pub max_batch: usize,
+    /// How long to wait for more commits before evaluating a batch. Default
+    /// zero: take what is queued, never wait for more.
+    pub linger: Duration,
+    /// Most targets kept pending (while Redis is down or slow) before the
+    /// pending work collapses into the rules' fallback targets. Default
+    /// 100 000.
+    pub max_pending: usize,
+    /// First retry delay after a Redis error; each further retry doubles
+    /// it, with jitter. Default 50 ms.
+    pub retry_min: Duration,
+    /// Longest delay between retries. Default 5 s.
+    pub retry_max: Duration,
+    /// How often expired members are pruned from every tag index, or
+    /// `None` for never. Default every 10 minutes.
+    pub prune_every: Option<Duration>,
+    /// Timeouts for Redis.
+    pub redis: RedisConfig,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 256,
+            linger: Duration::ZERO,
+            max_pending: 100_000,
+            retry_min: Duration::from_millis(50),
+            retry_max: Duration::from_secs(5),
+            prune_every: Some(Duration::from_secs(600)),
+            redis: RedisConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The evaluator thread: runs queued commits through the rules in batches
+//! and adds their targets to the pending work.
+//!
+//! Rules are CPU work, so they run on a thread of their own rather than on
+//! the async runtime, where they would hold up Redis I/O.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Instant;
+
+use super::handle::{Queued, Shared};
+use crate::targets::TargetSet;
+
+/// Runs until every sender is gone and the queue is drained.
+pub(crate) fn run(shared: Arc<Shared>, queue: Receiver<Queued>) {
+    let max_batch = shared.config.max_batch.max(1);
+    let linger = shared.config.linger;
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + linger;
+        // Whatever queued up while the last batch was busy joins this one:
+        // batches grow with the load, and an idle pipeline waits for
+        // nothing unless a linger is configured.
+        while batch.len() < max_batch {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    match queue.recv_timeout(deadline - now) {
+                        Ok(next) => batch.push(next),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            }
+        }
+        let seq = batch.last().map_or(0, |q| q.seq);
+        let commits: Vec<_> = batch.into_iter().map(|q| q.commit).collect();
+        let backlog = shared.stats.is_queued() as usize;
+        let (targets, failures) = if backlog > shared.config.max_pending {
+            // More commits are waiting than the bound allows targets: do not
+            // spend time on rules whose targets would collapse anyway.
+            (TargetSet::new(), 0)
+        } else {
+            let outcome = shared.rules.evaluate_batch(&commits);
+            (outcome.targets, outcome.failures.len())
+        };
+        shared.stats.evaluated(commits.len(), failures);
+        if backlog > shared.config.max_pending {
+            tracing::warn!(
+                backlog,
+                "commit backlog exceeds the pending bound: applying the rules' fallback targets"
+            );
+            shared.add_pending(shared.rules.fallback(), seq, true);
+        } else {
+            shared.add_pending(targets, seq, false);
+        }
+    }
+}

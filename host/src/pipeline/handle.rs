@@ -1,0 +1,242 @@
+//! [`Invalidator`]: the handle a service embeds to hand over its commits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::AbortHandle;
+
+use super::pending::Pending;
+use super::{PipelineConfig, Stats, StatsSnapshot, applier, evaluator};
+use crate::commit::Commit;
+use crate::rules::RuleSet;
+use crate::sink::Redis;
+use crate::targets::TargetSet;
+
+/// A commit waiting for the evaluator, with its place in the order.
+pub(crate) struct Queued {
+    pub(crate) seq: u64,
+    pub(crate) commit: Commit,
+}
+
+/// What the evaluator thread, the applier task and the handle share.
+pub(crate) struct Shared {
+    pub(crate) rules: Arc<RuleSet>,
+    pub(crate) redis: Arc<Redis>,
+    pub(crate) config: PipelineConfig,
+    pub(crate) stats: Stats,
+    pending: Mutex<Pending>,
+    /// Wakes the applier when work is added.
+    pub(crate) wake: Notify,
+    /// The sequence number of the last commit whose invalidations are
+    /// applied; [`Invalidator::flush`] waits on it.
+    pub(crate) applied: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub(crate) fn add_pending(&self, targets: TargetSet, seq: u64, collapse: bool) {
+        let mut pending = self.pending.lock().expect("pending lock");
+        let max = if collapse { 0 } else { self.config.max_pending };
+        if pending.add(targets, seq, max, || self.rules.fallback()) {
+            self.stats.collapsed();
+        }
+        self.stats.set_pending(pending.len());
+        drop(pending);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn take_pending(&self) -> Option<(TargetSet, u64)> {
+        let applied = *self.applied.borrow();
+        let mut pending = self.pending.lock().expect("pending lock");
+        let work = pending.take(applied);
+        self.stats.set_pending(pending.len());
+        work
+    }
+}
+
+/// Why [`Invalidator::flush_timeout`] returned before everything was
+/// applied.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "invalidations not applied after {waited:?}: {queued} commits not yet evaluated, \
+     {pending} targets pending (is redis reachable?)"
+)]
+pub struct FlushError {
+    /// How long it waited.
+    pub waited: Duration,
+    /// Commits handed over and not yet evaluated.
+    pub queued: u64,
+    /// Targets evaluated and not yet applied.
+    pub pending: u64,
+}
+
+/// The invalidation pipeline of one service: hand it committed
+/// transactions, and it applies their invalidations to Redis behind your
+/// back.
+///
+/// [`after_commit`](Self::after_commit) only queues the commit, so the
+/// writer never waits on the rules or on Redis. If Redis is down or slow,
+/// the work stays pending (bounded by [`PipelineConfig::max_pending`]) and
+/// is retried with backoff until it is applied. Use
+/// [`begin`](Self::begin) for a transaction guard that hands over its
+/// writes only on commit.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use invalidator::pipeline::{Invalidator, PipelineConfig};
+/// use invalidator::rules::{RuleSet, Runtime, SandboxConfig};
+/// use invalidator::sink::Redis;
+///
+/// let runtime = Runtime::new(SandboxConfig::default())?;
+/// let rules = Arc::new(RuleSet::load(&runtime, "target/rules".as_ref())?);
+/// let config = PipelineConfig::default();
+/// let redis = Redis::open("redis://127.0.0.1:6379", config.redis)?;
+/// let invalidator = Invalidator::start(rules, redis, config);
+///
+/// let mut tx = invalidator.begin("order-17");
+/// tx.update("cars", [("id", 7)], [("id", 7), ("price", 9_900)], [("id", 7), ("price", 8_900)]);
+/// tx.commit(); // now, and only now, its invalidations are queued
+/// invalidator.flush().await; // wait for them, if you want to
+/// # Ok(()) }
+/// ```
+pub struct Invalidator {
+    shared: Arc<Shared>,
+    /// Locked while numbering and queueing a commit, so that commits reach
+    /// the queue in the order of their numbers.
+    queue: Mutex<Option<Sender<Queued>>>,
+    submitted: AtomicU64,
+    evaluator: Option<JoinHandle<()>>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl Invalidator {
+    /// Starts the pipeline: an evaluator thread, and an applier task (and a
+    /// tag-pruning task) on the current Tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn start(rules: Arc<RuleSet>, redis: Redis, config: PipelineConfig) -> Self {
+        Self::start_shared(rules, Arc::new(redis), config)
+    }
+
+    /// [`start`](Self::start), sharing a [`Redis`] handle with, for
+    /// example, a [`Cache`](crate::cache::Cache).
+    pub fn start_shared(rules: Arc<RuleSet>, redis: Arc<Redis>, config: PipelineConfig) -> Self {
+        let (applied, _) = watch::channel(0);
+        let prune_every = config.prune_every;
+        let shared = Arc::new(Shared {
+            rules,
+            redis,
+            config,
+            stats: Stats::default(),
+            pending: Mutex::new(Pending::default()),
+            wake: Notify::new(),
+            applied,
+        });
+        let (tx, rx) = mpsc::channel();
+        let evaluator = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("invalidator-rules".into())
+                .spawn(move || evaluator::run(shared, rx))
+                .expect("spawning the rules thread")
+        };
+        let mut tasks = vec![tokio::spawn(applier::run(shared.clone())).abort_handle()];
+        if let Some(every) = prune_every {
+            tasks.push(tokio::spawn(applier::janitor(shared.clone(), every)).abort_handle());
+        }
+        Self {
+            shared,
+            queue: Mutex::new(Some(tx)),
+            submitted: AtomicU64::new(0),
+            evaluator: Some(evaluator),
+            tasks,
+        }
+    }
+
+    /// Hands over a committed transaction. Returns at once; its
+    /// invalidations are applied in the background. Call this only once
+    /// the transaction is committed: a rolled-back transaction must
+    /// invalidate nothing. Returns the commit's sequence number.
+    pub fn after_commit(&self, commit: Commit) -> u64 {
+        let queue = self.queue.lock().expect("queue lock");
+        let seq = self.submitted.fetch_add(1, Ordering::SeqCst) + 1;
+        self.shared.stats.handed_over();
+        match queue.as_ref() {
+            Some(tx) if tx.send(Queued { seq, commit }).is_ok() => {}
+            _ => tracing::error!(seq, "the pipeline has stopped; commit not queued"),
+        }
+        seq
+    }
+
+    /// Waits until every commit handed over before this call has its
+    /// invalidations applied. With Redis down, that is until it is back.
+    pub async fn flush(&self) {
+        let target = self.submitted.load(Ordering::SeqCst);
+        let mut applied = self.shared.applied.subscribe();
+        // The sender lives in `shared`, which outlives this borrow, so the
+        // wait ends only when the target is reached.
+        let _ = applied.wait_for(|&done| done >= target).await;
+    }
+
+    /// [`flush`](Self::flush), giving up after `timeout`.
+    pub async fn flush_timeout(&self, timeout: Duration) -> Result<(), FlushError> {
+        match tokio::time::timeout(timeout, self.flush()).await {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let stats = self.stats();
+                Err(FlushError {
+                    waited: timeout,
+                    queued: stats.queued,
+                    pending: stats.pending,
+                })
+            }
+        }
+    }
+
+    /// The pipeline's counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// The rule set commits are evaluated against.
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.shared.rules
+    }
+
+    /// The Redis handle invalidations are applied to.
+    pub fn redis(&self) -> &Arc<Redis> {
+        &self.shared.redis
+    }
+
+    /// Applies everything handed over, then stops.
+    pub async fn shutdown(self) -> StatsSnapshot {
+        self.flush().await;
+        self.stats()
+    }
+}
+
+impl Drop for Invalidator {
+    fn drop(&mut self) {
+        // Closing the queue ends the evaluator once it has drained it.
+        self.queue.lock().expect("queue lock").take();
+        if let Some(evaluator) = self.evaluator.take() {
+            let _ = evaluator.join();
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        let stats = self.shared.stats.snapshot();
+        let unapplied = *self.shared.applied.borrow() < self.submitted.load(Ordering::SeqCst);
+        if unapplied {
+            tracing::error!(
+                pending = stats.pending,
+                "invalidator dropped with invalidations not applied; call `shutdown` to drain it"
+            );
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The sink: applies [`TargetSet`](crate::targets::TargetSet)s to Redis, a
+//! single node or a cluster.
+//!
+//! A sink only knows targets; it never sees rules or commits. It owns the
+//! Redis side of the product: the connection ([`Redis`]), the address forms
+//! ([`Endpoint`]), the Redis layout of a tag ([`tags`]), how each kind of
+//! target is deleted ([`apply`]) and the one-pass pattern sweep ([`sweep`]).
+//!
+//! Every operation here is idempotent (deleting a deleted key is a no-op), so
+//! a caller that sees an error simply tries the remaining targets again.
+
+pub mod apply;
+mod connection;
+mod endpoint;
+mod error;
+pub mod glob;
+pub mod sweep;
+pub mod tags;
+
+pub use apply::{Applied, apply};
+pub use connection::{Node, Redis, RedisConfig};
+pub use endpoint::Endpoint;
+pub use error::SinkError;

@@ -1,0 +1,203 @@
+//! The Redis layout of a tag, and how a tag is written and invalidated.
+//!
+//! A tag `T` is a sorted set at `inv:tag:T` (the [`index_key`]). Its
+//! members are the cache keys that carry the tag; each member's score is
+//! when that key expires, in milliseconds since the epoch, or `+inf`.
+//!
+//! - **Writing** a tagged key: `SET` the key, then, on each tag's index,
+//!   `ZREMRANGEBYSCORE index -inf (now` (prune expired members) and `ZADD
+//!   index expiry key`. On a single node the bundled script
+//!   ([`TAGGED_SET_LUA`]) does all of it atomically, and any client in any
+//!   language can `EVAL` it.
+//! - **Invalidating** a tag: repeatedly take a chunk of members, remove
+//!   them from the index, unlink them. On a single node each chunk is one
+//!   atomic script call ([`TAG_CHUNK_LUA`]). In a cluster the members live
+//!   in other slots, so a chunk is three steps: `ZRANGE`, `ZREM`, `UNLINK`
+//!   (routed by slot).
+//!
+//! Why the cluster steps are safe without atomicity: a writer sets a key
+//! *before* indexing it, and the invalidator unindexes a chunk *before*
+//! unlinking it. If a value is alive at the end, its `SET` came after our
+//! `UNLINK`, so its `ZADD` came after our `ZREM`: it is still indexed, and
+//! the next invalidation of the tag finds it.
+//!
+//! Indexes carry no TTL, so the `volatile-*` eviction policies never evict
+//! one while its keys live (`allkeys-*` policies may; [`check_eviction`]
+//! warns). Expired members are pruned on every write to the tag and by
+//! [`prune`], which the pipeline runs periodically over every index.
+
+use redis::Script;
+use std::sync::LazyLock;
+
+use super::{Node, Redis, SinkError};
+
+/// Where every tag index lives: `inv:tag:` then the tag.
+pub const TAG_PREFIX: &str = "inv:tag:";
+
+/// Members taken per chunk when invalidating a tag: a few hundred keys per
+/// step keeps every step short for Redis.
+pub const TAG_CHUNK: usize = 500;
+
+/// The script that sets a value and registers its tags (see the module
+/// documentation for the layout). Any client can `EVAL` it.
+pub const TAGGED_SET_LUA: &str = include_str!("lua/tagged_set.lua");
+
+/// The script that invalidates one chunk of a tag.
+pub const TAG_CHUNK_LUA: &str = include_str!("lua/tag_chunk.lua");
+
+static TAGGED_SET: LazyLock<Script> = LazyLock::new(|| Script::new(TAGGED_SET_LUA));
+static TAG_CHUNK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAG_CHUNK_LUA));
+
+/// The key of the index of `tag`.
+pub fn index_key(tag: &str) -> String {
+    format!("{TAG_PREFIX}{tag}")
+}
+
+/// Milliseconds since the epoch, as this machine sees it.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Sets `key` to `value`, expiring after `ttl_ms` (0: never), and
+/// registers it under every tag of `tags`.
+pub async fn set_tagged(
+    redis: &Redis,
+    key: &str,
+    value: &[u8],
+    ttl_ms: u64,
+    tags: &[String],
+) -> Result<(), SinkError> {
+    if !redis.is_cluster() {
+        let mut call = TAGGED_SET.key(key);
+        for tag in tags {
+            call.key(index_key(tag));
+        }
+        call.arg(value).arg(ttl_ms);
+        let _: u64 = redis.invoke(&call).await?;
+        return Ok(());
+    }
+    // Cluster: the key and the indexes may sit in different slots. SET
+    // first, index second (see the module documentation for why).
+    let mut set = redis::cmd("SET");
+    set.arg(key).arg(value);
+    if ttl_ms > 0 {
+        set.arg("PX").arg(ttl_ms);
+    }
+    let () = redis.query(&set).await?;
+    let now = now_ms();
+    let score = if ttl_ms > 0 {
+        (now + ttl_ms).to_string()
+    } else {
+        "+inf".to_owned()
+    };
+    for tag in tags {
+        let index = index_key(tag);
+        let _: u64 = redis
+            .query(
+                redis::cmd("ZREMRANGEBYSCORE")
+                    .arg(&index)
+                    .arg("-inf")
+                    .arg(format!("({now}")),
+            )
+            .await?;
+        let _: u64 = redis
+            .query(redis::cmd("ZADD").arg(&index).arg(&score).arg(key))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes every key carrying `tag`, and the tag's index, chunk by chunk.
+/// Returns how many keys existed.
+pub async fn invalidate(redis: &Redis, tag: &str) -> Result<u64, SinkError> {
+    let index = index_key(tag);
+    let mut deleted = 0;
+    if !redis.is_cluster() {
+        loop {
+            let mut call = TAG_CHUNK_SCRIPT.key(&index);
+            call.arg(TAG_CHUNK);
+            let (gone, left): (u64, u64) = redis.invoke(&call).await?;
+            deleted += gone;
+            if left == 0 {
+                return Ok(deleted);
+            }
+        }
+    }
+    loop {
+        let members: Vec<String> = redis
+            .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(TAG_CHUNK - 1))
+            .await?;
+        if members.is_empty() {
+            return Ok(deleted);
+        }
+        // Unindex before unlinking: see the module documentation.
+        let _: u64 = redis
+            .query(redis::cmd("ZREM").arg(&index).arg(&members))
+            .await?;
+        deleted += redis.unlink(&members).await?;
+    }
+}
+
+/// Prunes expired members from every tag index on every primary. Returns
+/// how many members were removed. Costs one `SCAN` over the keyspace (with
+/// `MATCH inv:tag:* TYPE zset`), so it runs in the background, rarely.
+pub async fn prune(redis: &Redis) -> Result<u64, SinkError> {
+    let cutoff = format!("({}", now_ms());
+    let mut removed = 0;
+    for node in redis.primaries().await? {
+        removed += prune_node(redis, &node, &cutoff).await?;
+    }
+    Ok(removed)
+}
+
+async fn prune_node(redis: &Redis, node: &Node, cutoff: &str) -> Result<u64, SinkError> {
+    let mut removed = 0;
+    let mut cursor: u64 = 0;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{TAG_PREFIX}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .arg("TYPE")
+            .arg("zset");
+        let (next, indexes): (u64, Vec<String>) = redis.query_node(node, scan).await?;
+        for index in indexes {
+            removed += redis
+                .query::<u64>(
+                    redis::cmd("ZREMRANGEBYSCORE")
+                        .arg(&index)
+                        .arg("-inf")
+                        .arg(cutoff),
+                )
+                .await?;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
+}
+
+/// Warns when Redis may evict tag indexes: under an `allkeys-*` policy
+/// any key can go, an index included, and the keys it lists would then
+/// never be invalidated by their tag. Returns the policy.
+pub async fn check_eviction(redis: &Redis) -> Result<String, SinkError> {
+    let reply: Vec<String> = redis
+        .query(redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
+        .await?;
+    let policy = reply.get(1).cloned().unwrap_or_default();
+    if policy.starts_with("allkeys") {
+        tracing::warn!(
+            policy,
+            "redis may evict tag indexes under `{policy}`; use `volatile-lru`, \
+             `volatile-lfu`, `volatile-ttl` or `noeviction` so that an index \
+             outlives its keys"
+        );
+    }
+    Ok(policy)
+}
