@@ -1,5 +1,9 @@
 //! The harness shared by the integration tests and benchmarks: the Wasm
-//! guests the test build made.
+//! guests the test build made, and real Redis servers.
+
+mod redis_server;
+
+pub use redis_server::{RedisCluster, RedisServer, all_keys};
 
 /// Paths of the guest components built by this crate's build script, one
 /// constant per guest crate (example rules and hostile test rules).

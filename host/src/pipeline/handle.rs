@@ -98,7 +98,7 @@ pub struct FlushError {
 /// let invalidator = Invalidator::start(rules, redis, config);
 ///
 /// let mut tx = invalidator.begin("order-17");
-/// tx.update("cars", [("id", 7)], [("id", 7), ("price", 9_900)], [("id", 7), ("price", 8_900)]);
+/// tx.update("inventory", [("vin", "V9")], [("price", 21_500)], [("price", 19_900)]);
 /// tx.commit(); // now, and only now, its invalidations are queued
 /// invalidator.flush().await; // wait for them, if you want to
 /// # Ok(()) }

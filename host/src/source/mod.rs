@@ -8,4 +8,4 @@
 
 mod transaction;
 
-pub use transaction::Transaction;
+pub use transaction::{IntoRow, Transaction};

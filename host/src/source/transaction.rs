@@ -19,16 +19,29 @@ pub struct Transaction<'a> {
     finished: bool,
 }
 
-/// A row from `(column, value)` pairs.
-fn row<K, V>(columns: impl IntoIterator<Item = (K, V)>) -> Row
+/// Anything that lists a row's `(column, value)` pairs: an array or a
+/// vector of pairs, or a [`Row`]. For columns of mixed types, make the
+/// values [`Value`]s: `[("id", Value::from(7)), ("name", "Mia".into())]`.
+pub trait IntoRow {
+    /// The row.
+    fn into_row(self) -> Row;
+}
+
+impl<I, K, V> IntoRow for I
 where
+    I: IntoIterator<Item = (K, V)>,
     K: Into<String>,
     V: Into<Value>,
 {
-    columns
-        .into_iter()
-        .map(|(k, v)| (k.into(), v.into()))
-        .collect()
+    fn into_row(self) -> Row {
+        self.into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect()
+    }
+}
+
+fn row(r: impl IntoRow) -> Row {
+    r.into_row()
 }
 
 impl Invalidator {
@@ -54,12 +67,7 @@ impl Transaction<'_> {
     }
 
     /// Records an inserted row.
-    pub fn insert<K: Into<String>, V: Into<Value>>(
-        &mut self,
-        table: &str,
-        key: impl IntoIterator<Item = (K, V)>,
-        after: impl IntoIterator<Item = (K, V)>,
-    ) -> &mut Self {
+    pub fn insert(&mut self, table: &str, key: impl IntoRow, after: impl IntoRow) -> &mut Self {
         self.record(Write {
             table: table.to_owned(),
             op: Op::Insert,
@@ -70,12 +78,12 @@ impl Transaction<'_> {
     }
 
     /// Records an updated row, before and after.
-    pub fn update<K: Into<String>, V: Into<Value>>(
+    pub fn update(
         &mut self,
         table: &str,
-        key: impl IntoIterator<Item = (K, V)>,
-        before: impl IntoIterator<Item = (K, V)>,
-        after: impl IntoIterator<Item = (K, V)>,
+        key: impl IntoRow,
+        before: impl IntoRow,
+        after: impl IntoRow,
     ) -> &mut Self {
         self.record(Write {
             table: table.to_owned(),
@@ -87,12 +95,7 @@ impl Transaction<'_> {
     }
 
     /// Records a deleted row.
-    pub fn delete<K: Into<String>, V: Into<Value>>(
-        &mut self,
-        table: &str,
-        key: impl IntoIterator<Item = (K, V)>,
-        before: impl IntoIterator<Item = (K, V)>,
-    ) -> &mut Self {
+    pub fn delete(&mut self, table: &str, key: impl IntoRow, before: impl IntoRow) -> &mut Self {
         self.record(Write {
             table: table.to_owned(),
             op: Op::Delete,

@@ -1,0 +1,565 @@
+//! Invalidations applied to real Redis servers that each test starts on
+//! free ports: a single node and a local cluster of three primaries run the
+//! same cases. Also: the transaction guard, the cache client and its tag
+//! layout, bounded pending work, and Redis killed in the middle of a stream.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use invalidator::cache::Cache;
+use invalidator::commit::Value;
+use invalidator::pipeline::{Invalidator, PipelineConfig};
+use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
+use invalidator::sink::{self, Applied, Redis, RedisConfig, tags};
+use invalidator::targets::{Target, TargetSet};
+use invalidator_tests::{RedisCluster, RedisServer, all_keys, guests};
+
+/// A Redis deployment under test.
+enum Deployment {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Deployment {
+    fn start(cluster: bool) -> Self {
+        if cluster {
+            Deployment::Cluster(RedisCluster::start(3))
+        } else {
+            Deployment::Single(RedisServer::start())
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Deployment::Single(s) => s.url(),
+            Deployment::Cluster(c) => c.url(),
+        }
+    }
+
+    fn redis(&self) -> Arc<Redis> {
+        Arc::new(Redis::open(&self.url(), RedisConfig::default()).unwrap())
+    }
+
+    /// Sets each key to `v`, untagged.
+    fn seed(&self, keys: &[String]) {
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.set(k, "v").ignore();
+        }
+        match self {
+            Deployment::Single(s) => pipe.exec(&mut s.connection()).unwrap(),
+            Deployment::Cluster(c) => {
+                // A cluster pipeline must not span slots: one key at a time.
+                let mut conn = c.connection();
+                for k in keys {
+                    let () = redis::cmd("SET").arg(k).arg("v").query(&mut conn).unwrap();
+                }
+            }
+        }
+    }
+
+    /// Every key, across every node.
+    fn keys(&self) -> BTreeSet<String> {
+        match self {
+            Deployment::Single(s) => all_keys(&mut s.connection()).into_iter().collect(),
+            Deployment::Cluster(c) => c.all_keys().into_iter().collect(),
+        }
+    }
+}
+
+/// Runs a case on a single node and on a cluster.
+macro_rules! on_single_node_and_cluster {
+    ($case:ident) => {
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn single_node() {
+                super::$case(super::Deployment::start(false)).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                super::$case(super::Deployment::start(true)).await;
+            }
+        }
+    };
+}
+
+fn rules(paths: &[&str]) -> Arc<RuleSet> {
+    let runtime = Runtime::new(SandboxConfig::default()).unwrap();
+    let rules = paths
+        .iter()
+        .map(|p| LoadedRule::load(&runtime, p.as_ref()).unwrap())
+        .collect();
+    Arc::new(RuleSet::new(rules).unwrap())
+}
+
+/// Quick retries, so that failure cases finish fast; no background pruning.
+fn config() -> PipelineConfig {
+    PipelineConfig {
+        retry_min: Duration::from_millis(20),
+        retry_max: Duration::from_millis(200),
+        prune_every: None,
+        ..PipelineConfig::default()
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn set_of(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+async fn flush(invalidator: &Invalidator) {
+    invalidator
+        .flush_timeout(Duration::from_secs(20))
+        .await
+        .expect("invalidations applied");
+}
+
+// ---------------------------------------------------------------------------
+// Each kind of target, straight through the sink.
+
+async fn each_target_kind_removes_exactly_its_keys(d: Deployment) {
+    let redis = d.redis();
+    let cache = Cache::new(redis.clone());
+    d.seed(&strings(&["a:1", "a:2", "b:1", "b:22", "bb:1", "c:1"]));
+    for key in ["x:1", "x:2", "x:3"] {
+        cache.set(key, b"v", None, &strings(&["t1"])).await.unwrap();
+    }
+    cache
+        .set("y:1", b"v", None, &strings(&["t2"]))
+        .await
+        .unwrap();
+    let mut targets: TargetSet = [
+        Target::Key("a:1".into()),
+        Target::Key("missing".into()),
+        Target::Pattern("b:*".into()),
+        Target::Tag("t1".into()),
+        Target::Tag("never-used".into()),
+    ]
+    .into_iter()
+    .collect();
+    let mut applied = Applied::default();
+    sink::apply(&redis, &mut targets, &mut applied)
+        .await
+        .unwrap();
+    assert!(targets.is_empty(), "everything applied: {targets:?}");
+    assert_eq!(
+        d.keys(),
+        set_of(&["a:2", "bb:1", "c:1", "inv:tag:t2", "y:1"]),
+        "only a:1, b:*, and the keys tagged t1 with their index are gone"
+    );
+    assert_eq!(
+        applied,
+        Applied {
+            keys: 2,
+            tags: 2,
+            patterns: 1,
+            deleted: 1 + 2 + 3,
+            sweeps: 1,
+        }
+    );
+}
+on_single_node_and_cluster!(each_target_kind_removes_exactly_its_keys);
+
+async fn one_sweep_serves_every_pending_pattern(d: Deployment) {
+    let redis = d.redis();
+    let mut keys = Vec::new();
+    for shop in 0..40 {
+        for item in 0..5 {
+            keys.push(format!("shop:{shop}:item:{item}"));
+        }
+    }
+    d.seed(&keys);
+    // 20 patterns: the even shops' items, and one odd shop by a class.
+    let mut targets: TargetSet = (0..40)
+        .step_by(2)
+        .map(|shop| Target::Pattern(format!("shop:{shop}:*")))
+        .collect();
+    targets.insert(Target::Pattern("shop:3[3]:item:?".into()));
+    let mut applied = Applied::default();
+    sink::apply(&redis, &mut targets, &mut applied)
+        .await
+        .unwrap();
+    assert_eq!(applied.sweeps, 1, "21 patterns, one sweep");
+    assert_eq!(applied.patterns, 21);
+    let expected: BTreeSet<String> = keys
+        .iter()
+        .filter(|k| {
+            let shop: u32 = k.split(':').nth(1).unwrap().parse().unwrap();
+            shop % 2 == 1 && shop != 33
+        })
+        .cloned()
+        .collect();
+    assert_eq!(d.keys(), expected);
+    assert_eq!(applied.deleted, (keys.len() - expected.len()) as u64);
+}
+on_single_node_and_cluster!(one_sweep_serves_every_pending_pattern);
+
+async fn a_huge_tag_is_deleted_chunk_by_chunk(d: Deployment) {
+    let redis = d.redis();
+    let cache = Cache::new(redis.clone());
+    let n = tags::TAG_CHUNK * 2 + 77;
+    let tag = strings(&["huge"]);
+    for i in 0..n {
+        cache
+            .set(
+                &format!("member:{i}"),
+                b"v",
+                Some(Duration::from_secs(600)),
+                &tag,
+            )
+            .await
+            .unwrap();
+    }
+    cache.set("bystander", b"v", None, &[]).await.unwrap();
+    let deleted = tags::invalidate(&redis, "huge").await.unwrap();
+    assert_eq!(deleted, n as u64);
+    assert_eq!(d.keys(), set_of(&["bystander"]), "members and index gone");
+}
+on_single_node_and_cluster!(a_huge_tag_is_deleted_chunk_by_chunk);
+
+// ---------------------------------------------------------------------------
+// The seed scenarios, end to end through the pipeline.
+
+async fn tagged_offers_vanish_when_a_cars_price_changes(d: Deployment) {
+    let redis = d.redis();
+    let cache = Cache::new(redis.clone());
+    let invalidator = Invalidator::start_shared(rules(&[guests::DEALERSHIP]), redis, config());
+    for (offer, vin) in [(1, "VIN-A"), (2, "VIN-A"), (3, "VIN-B")] {
+        let tags = vec![format!("offers:vehicle:{vin}")];
+        cache
+            .set(
+                &format!("offer:{offer}"),
+                b"{}",
+                Some(Duration::from_secs(600)),
+                &tags,
+            )
+            .await
+            .unwrap();
+    }
+    d.seed(&strings(&["vehicle:VIN-A", "vehicle:VIN-B"]));
+
+    let mut tx = invalidator.begin("reprice");
+    tx.update(
+        "inventory",
+        [("vin", "VIN-A")],
+        [
+            ("vin", Value::from("VIN-A")),
+            ("price", 21_500.into()),
+            ("status", "available".into()),
+        ],
+        [
+            ("vin", Value::from("VIN-A")),
+            ("price", 19_900.into()),
+            ("status", "available".into()),
+        ],
+    );
+    tx.commit();
+    flush(&invalidator).await;
+
+    assert_eq!(
+        d.keys(),
+        set_of(&["inv:tag:offers:vehicle:VIN-B", "offer:3", "vehicle:VIN-B"]),
+        "VIN-A's key and tagged offers are gone, VIN-B's stay"
+    );
+    assert!(cache.get("offer:1").await.unwrap().is_none());
+    assert!(cache.get("offer:3").await.unwrap().is_some());
+    let stats = invalidator.stats();
+    assert_eq!((stats.commits, stats.keys, stats.tags), (1, 1, 2));
+    assert_eq!(stats.deleted, 3, "vehicle:VIN-A, offer:1, offer:2");
+}
+on_single_node_and_cluster!(tagged_offers_vanish_when_a_cars_price_changes);
+
+async fn a_moved_child_invalidates_both_turnus_caches(d: Deployment) {
+    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), d.redis(), config());
+    d.seed(&strings(&[
+        "turnus_data_4",
+        "turnus_data_5",
+        "turnus_data_6",
+    ]));
+    let mut tx = invalidator.begin("move-mia");
+    tx.update(
+        "kinder",
+        [("id", 31)],
+        [
+            ("id", Value::from(31)),
+            ("turnus_id", 4.into()),
+            ("name", "Mia".into()),
+        ],
+        [
+            ("id", Value::from(31)),
+            ("turnus_id", 5.into()),
+            ("name", "Mia".into()),
+        ],
+    );
+    tx.commit();
+    flush(&invalidator).await;
+    assert_eq!(d.keys(), set_of(&["turnus_data_6"]));
+}
+on_single_node_and_cluster!(a_moved_child_invalidates_both_turnus_caches);
+
+// ---------------------------------------------------------------------------
+// After commit only.
+
+async fn rollback_or_a_dropped_guard_invalidates_nothing(d: Deployment) {
+    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), d.redis(), config());
+    d.seed(&strings(&[
+        "turnus_data_1",
+        "turnus_data_2",
+        "turnus_data_3",
+    ]));
+    let write = |tx: &mut invalidator::source::Transaction<'_>, turnus: i64| {
+        tx.insert("geld", [("id", 1)], [("id", 1), ("turnus_id", turnus)]);
+    };
+
+    let mut rolled_back = invalidator.begin("t-rollback");
+    write(&mut rolled_back, 1);
+    rolled_back.rollback();
+    {
+        let mut dropped = invalidator.begin("t-dropped");
+        write(&mut dropped, 2);
+        // Dropped here, as when the code between begin and commit fails.
+    }
+    flush(&invalidator).await;
+    assert_eq!(invalidator.stats().commits, 0, "nothing handed over");
+    assert_eq!(d.keys().len(), 3, "nothing invalidated");
+
+    let mut committed = invalidator.begin("t-commit");
+    write(&mut committed, 3);
+    committed.commit();
+    flush(&invalidator).await;
+    assert_eq!(d.keys(), set_of(&["turnus_data_1", "turnus_data_2"]));
+}
+on_single_node_and_cluster!(rollback_or_a_dropped_guard_invalidates_nothing);
+
+// ---------------------------------------------------------------------------
+// Failures: Redis killed, and work beyond its bound.
+
+/// A stream of commits; Redis is killed in the middle and started again
+/// while commits keep coming. Afterwards exactly the keys some commit
+/// invalidated are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_in_the_middle_of_a_stream_loses_nothing() {
+    let mut server = RedisServer::start_persistent();
+    let keys: Vec<String> = (0..400).map(|i| format!("turnus_data_{i}")).collect();
+    {
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.set(k, "v").ignore();
+        }
+        pipe.exec(&mut server.connection()).unwrap();
+    }
+    let redis = Arc::new(Redis::open(&server.url(), RedisConfig::default()).unwrap());
+    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), redis, config());
+    let mut expected_gone = BTreeSet::new();
+    for i in 0..300 {
+        // Every third turnus, through a child row that moves turnus.
+        let (from, to) = (i * 3 % 400, (i * 3 + 1) % 400);
+        let mut tx = invalidator.begin(format!("t-{i}"));
+        tx.update(
+            "kinder",
+            [("id", i)],
+            [("id", i), ("turnus_id", from)],
+            [("id", i), ("turnus_id", to)],
+        );
+        tx.commit();
+        expected_gone.insert(format!("turnus_data_{from}"));
+        expected_gone.insert(format!("turnus_data_{to}"));
+        match i {
+            100 => server.kill(),
+            200 => {
+                // Commits 101..200 arrived while Redis was down.
+                let stats = invalidator.stats();
+                assert!(stats.retries > 0, "the pipeline retried: {stats:?}");
+                server.restart();
+            }
+            _ => {}
+        }
+        if i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    flush(&invalidator).await;
+    let remaining: BTreeSet<String> = all_keys(&mut server.connection()).into_iter().collect();
+    let expected: BTreeSet<String> = keys
+        .iter()
+        .filter(|k| !expected_gone.contains(*k))
+        .cloned()
+        .collect();
+    assert_eq!(
+        remaining, expected,
+        "every invalidated key gone, every other key kept"
+    );
+    let stats = invalidator.stats();
+    assert_eq!(stats.commits, 300);
+    assert_eq!(stats.collapses, 0);
+    assert!(
+        stats.errors > 0 && stats.retries >= stats.errors,
+        "{stats:?}"
+    );
+}
+
+/// With Redis down, work beyond the bound collapses into the rules'
+/// fallback, which is applied when Redis is back: more is invalidated,
+/// nothing is missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_beyond_its_bound_collapses_into_the_fallback() {
+    let mut server = RedisServer::start_persistent();
+    let mut seeded: Vec<String> = (0..50).map(|i| format!("turnus_data_{i}")).collect();
+    seeded.push("user_profile_1".into());
+    seeded.push("unrelated".into());
+    {
+        let mut pipe = redis::pipe();
+        for k in &seeded {
+            pipe.set(k, "v").ignore();
+        }
+        pipe.exec(&mut server.connection()).unwrap();
+    }
+    server.kill();
+    let redis = Arc::new(Redis::open(&server.url(), RedisConfig::default()).unwrap());
+    let config = PipelineConfig {
+        max_pending: 8,
+        ..config()
+    };
+    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), redis, config);
+    for i in 0..20 {
+        let mut tx = invalidator.begin(format!("t-{i}"));
+        tx.insert("geld", [("id", i)], [("id", i), ("turnus_id", i)]);
+        tx.commit();
+    }
+    // The writer never waited; the work is pending, collapsed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = invalidator.stats();
+    assert!(stats.collapses >= 1, "{stats:?}");
+    assert!(stats.pending <= 8, "{stats:?}");
+    server.restart();
+    flush(&invalidator).await;
+    // turnus's fallback is `turnus_data_*` and `user_profile_*`.
+    let remaining: BTreeSet<String> = all_keys(&mut server.connection()).into_iter().collect();
+    assert_eq!(remaining, set_of(&["unrelated"]));
+}
+
+// ---------------------------------------------------------------------------
+// The cache client and the tag layout.
+
+async fn expired_keys_leave_their_tag_index(d: Deployment) {
+    let redis = d.redis();
+    let cache = Cache::new(redis.clone());
+    let short = Some(Duration::from_millis(100));
+    let tag = strings(&["t"]);
+    cache.set("short", b"v", short, &tag).await.unwrap();
+    cache.set("forever", b"v", None, &tag).await.unwrap();
+    cache
+        .set("lonely", b"v", short, &strings(&["u"]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+
+    // The next write to a tag prunes its expired members.
+    cache
+        .set("fresh", b"v", Some(Duration::from_secs(60)), &tag)
+        .await
+        .unwrap();
+    let members = |index: &'static str| {
+        let redis = redis.clone();
+        async move {
+            let mut m: Vec<String> = redis
+                .query(redis::cmd("ZRANGE").arg(index).arg(0).arg(-1))
+                .await
+                .unwrap();
+            m.sort();
+            m
+        }
+    };
+    assert_eq!(members("inv:tag:t").await, ["forever", "fresh"]);
+    // An index nobody writes to is pruned by the janitor's pass.
+    assert_eq!(members("inv:tag:u").await, ["lonely"]);
+    let removed = tags::prune(&redis).await.unwrap();
+    assert_eq!(removed, 1);
+    assert!(members("inv:tag:u").await.is_empty());
+    assert!(!d.keys().contains("inv:tag:u"), "an emptied index is gone");
+}
+on_single_node_and_cluster!(expired_keys_leave_their_tag_index);
+
+/// Tag indexes carry no TTL, so the `volatile-*` eviction policies never
+/// evict them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_indexes_have_no_ttl_and_risky_eviction_policies_are_reported() {
+    let server = RedisServer::with_args(&["--save", "", "--maxmemory-policy", "allkeys-lru"]);
+    let cache = Cache::new(Arc::new(
+        Redis::open(&server.url(), RedisConfig::default()).unwrap(),
+    ));
+    cache
+        .set("k", b"v", Some(Duration::from_secs(60)), &strings(&["t"]))
+        .await
+        .unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("inv:tag:t")
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(ttl, -1, "the index has no expiry");
+    assert_eq!(cache.check_eviction_policy().await.unwrap(), "allkeys-lru");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_counts_hits_and_misses_and_rejects_bad_input() {
+    let server = RedisServer::start();
+    let cache = Cache::new(Arc::new(
+        Redis::open(&server.url(), RedisConfig::default()).unwrap(),
+    ));
+    cache.set("k", b"value", None, &[]).await.unwrap();
+    assert_eq!(
+        cache.get("k").await.unwrap().as_deref(),
+        Some(&b"value"[..])
+    );
+    assert_eq!(cache.get("nope").await.unwrap(), None);
+    assert_eq!(
+        cache.get("k").await.unwrap().as_deref(),
+        Some(&b"value"[..])
+    );
+    let counts = cache.counts();
+    assert_eq!((counts.hits, counts.misses), (2, 1));
+
+    let err = cache.set("inv:tag:x", b"v", None, &[]).await.unwrap_err();
+    assert!(err.to_string().contains("`inv:tag:x`"), "{err}");
+    let err = cache
+        .set("k", b"v", Some(Duration::ZERO), &[])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ttl of key `k` is zero"), "{err}");
+    let err = cache
+        .set("k", b"v", None, &strings(&[""]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+}
+
+/// A client in another language follows the documented layout by running
+/// the bundled script; the host then invalidates its keys by tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_script_tags_keys_for_any_client() {
+    let server = RedisServer::start();
+    let mut conn = server.connection();
+    let () = redis::cmd("EVAL")
+        .arg(tags::TAGGED_SET_LUA)
+        .arg(3)
+        .arg("page:home")
+        .arg("inv:tag:pages")
+        .arg("inv:tag:home")
+        .arg("<html>")
+        .arg(60_000)
+        .query::<i64>(&mut conn)
+        .map(|n| assert_eq!(n, 2))
+        .unwrap();
+    let redis = Redis::open(&server.url(), RedisConfig::default()).unwrap();
+    assert_eq!(tags::invalidate(&redis, "home").await.unwrap(), 1);
+    let left: Vec<String> = all_keys(&mut conn);
+    assert_eq!(
+        left,
+        ["inv:tag:pages"],
+        "the other tag's index stays until pruned or used"
+    );
+}
