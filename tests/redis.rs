@@ -198,6 +198,27 @@ async fn one_sweep_serves_every_pending_pattern(d: Deployment) {
 }
 on_single_node_and_cluster!(one_sweep_serves_every_pending_pattern);
 
+/// Large enough that each node's table has many buckets, so the sweep's
+/// parts each walk their own range: every match must still be found.
+async fn a_sweep_over_a_large_keyspace_misses_nothing(d: Deployment) {
+    let redis = d.redis();
+    let keys: Vec<String> = (0..30_000).map(|i| format!("k:{i}")).collect();
+    d.seed(&keys);
+    let mut targets: TargetSet = [Target::Pattern("k:*7".into()), Target::Pattern("k:1?".into())]
+        .into_iter()
+        .collect();
+    let mut applied = Applied::default();
+    sink::apply(&redis, &mut targets, &mut applied).await.unwrap();
+    let expected: BTreeSet<String> = keys
+        .iter()
+        .filter(|k| !k.ends_with('7') && !(k.len() == 4 && k.starts_with("k:1")))
+        .cloned()
+        .collect();
+    assert_eq!(applied.deleted, (keys.len() - expected.len()) as u64);
+    assert_eq!(d.keys(), expected);
+}
+on_single_node_and_cluster!(a_sweep_over_a_large_keyspace_misses_nothing);
+
 async fn a_huge_tag_is_deleted_chunk_by_chunk(d: Deployment) {
     let redis = d.redis();
     let cache = Cache::new(redis.clone());

@@ -3,6 +3,8 @@
 //! - `build-rules`: builds every crate of `example-rules/` into a component,
 //!   written to `target/rules/NAME.wasm`.
 //! - `bench-rules`: the rules benchmark (native vs Wasm, ns per write).
+//! - `bench-redis`: the Redis benchmark (end to end vs `redis-benchmark`,
+//!   and the one-pass pattern sweep).
 //! - `test`: the whole test suite, after making sure the toolchain has what
 //!   it needs (the `wasm32-wasip2` target).
 
@@ -17,9 +19,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("build-rules") => build_rules().map(|_| ()),
         Some("bench-rules") => bench("rules", &args[1..]),
+        Some("bench-redis") => bench("redis", &args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules | bench-rules | test [cargo test args]>".to_owned(),
+            "usage: cargo xtask <build-rules | bench-rules | bench-redis | test [cargo test args]>".to_owned(),
         ),
     };
     match result {

@@ -14,7 +14,7 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError, ScriptInvocation};
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError, ScriptInvocation, ToRedisArgs};
 
 use super::{Endpoint, SinkError};
 
@@ -238,7 +238,7 @@ impl Redis {
     /// Deletes `keys` with `UNLINK` (the memory is freed off Redis's main
     /// thread), in pipelined chunks; in a cluster each key goes to its slot.
     /// Returns how many keys existed.
-    pub async fn unlink(&self, keys: &[String]) -> Result<u64, SinkError> {
+    pub async fn unlink<K: ToRedisArgs + Sync>(&self, keys: &[K]) -> Result<u64, SinkError> {
         let mut deleted = 0;
         match self.conn().await? {
             Conn::Single(mut c) => {

@@ -13,6 +13,9 @@ use super::{Node, Redis, SinkError};
 /// Keys Redis looks at per `SCAN` step.
 pub const SCAN_COUNT: usize = 1000;
 
+/// Matched keys gathered before they are unlinked.
+const UNLINK_BATCH: usize = 256;
+
 /// What a sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
@@ -39,30 +42,100 @@ pub async fn sweep(redis: &Redis, patterns: &PatternSet) -> Result<Swept, SinkEr
     Ok(total)
 }
 
+/// One node's keyspace, swept as [`PARTS`] parts at once.
 async fn sweep_node(redis: &Redis, node: &Node, patterns: &PatternSet) -> Result<Swept, SinkError> {
     let filter = patterns.server_filter();
+    let parts = (0..PARTS).map(|part| sweep_part(redis, node, patterns, filter.as_deref(), part));
+    let mut total = Swept::default();
+    for swept in futures::future::try_join_all(parts).await? {
+        total.scanned += swept.scanned;
+        total.deleted += swept.deleted;
+    }
+    Ok(total)
+}
+
+/// Which part of the keyspace a cursor is in: its low bits, reversed.
+///
+/// Redis walks its hash table in the order of the *reversed* bits of the
+/// bucket index, which is what keeps `SCAN` complete while the table
+/// grows or shrinks. So the top bits of the reversed cursor (its low bits)
+/// split that order into [`PARTS`] consecutive ranges, whatever the table
+/// size. Part `p` starts at the cursor whose reversed low bits are `p`
+/// and ends when Redis hands back a cursor of another part (or 0, the end).
+/// A step that crosses into the next part reads a few keys twice, which
+/// only costs a repeated, harmless `UNLINK`.
+fn part_of(cursor: u64) -> u64 {
+    (cursor & (PARTS - 1)).reverse_bits() >> (64 - PART_BITS)
+}
+
+/// The keyspace of a node is swept in this many parts at once, so that
+/// Redis works on one part while we match the keys of another: a sweep
+/// then costs about what Redis spends walking its keys, however many
+/// patterns it serves.
+const PART_BITS: u32 = 2;
+const PARTS: u64 = 1 << PART_BITS;
+
+async fn sweep_part(
+    redis: &Redis,
+    node: &Node,
+    patterns: &PatternSet,
+    filter: Option<&[u8]>,
+    part: u64,
+) -> Result<Swept, SinkError> {
     let mut swept = Swept::default();
-    let mut cursor: u64 = 0;
+    let mut cursor: u64 = part.reverse_bits() >> (64 - PART_BITS);
+    let mut matched: Vec<Vec<u8>> = Vec::new();
     loop {
         let mut scan = redis::cmd("SCAN");
         scan.arg(cursor);
-        if let Some(filter) = &filter {
-            scan.arg("MATCH").arg(filter.as_slice());
+        if let Some(filter) = filter {
+            scan.arg("MATCH").arg(filter);
         }
         scan.arg("COUNT").arg(SCAN_COUNT);
-        let (next, keys): (u64, Vec<Vec<u8>>) = redis.query_node(node, scan).await?;
+        // Matches are unlinked in batches, sent together with the next
+        // SCAN step so that they share its round trip instead of adding
+        // one of their own.
+        let batch = if matched.len() >= UNLINK_BATCH {
+            std::mem::take(&mut matched)
+        } else {
+            Vec::new()
+        };
+        let (page, unlinked) = futures::join!(redis.query_node(node, scan), async {
+            if batch.is_empty() {
+                Ok(0)
+            } else {
+                redis.unlink(&batch).await
+            }
+        });
+        swept.deleted += unlinked?;
+        let (next, keys): (u64, Vec<Vec<u8>>) = page?;
         swept.scanned += keys.len() as u64;
-        let matched: Vec<String> = keys
-            .into_iter()
-            .filter(|k| patterns.matches(k))
-            .filter_map(|k| String::from_utf8(k).ok())
-            .collect();
-        if !matched.is_empty() {
+        matched.extend(keys.into_iter().filter(|k| patterns.matches(k)));
+        if next == 0 || part_of(next) != part {
             swept.deleted += redis.unlink(&matched).await?;
-        }
-        if next == 0 {
             return Ok(swept);
         }
         cursor = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_start_where_their_range_of_the_reversed_order_starts() {
+        let starts: Vec<u64> = (0..PARTS)
+            .map(|p| p.reverse_bits() >> (64 - PART_BITS))
+            .collect();
+        assert_eq!(starts, [0, 2, 1, 3]);
+        for (p, start) in starts.iter().enumerate() {
+            assert_eq!(part_of(*start), p as u64);
+        }
+        // Cursors of a large table land in the part of their low bits.
+        assert_eq!(part_of(0b1000), 0);
+        assert_eq!(part_of(0b1010), 1);
+        assert_eq!(part_of(0b1001), 2);
+        assert_eq!(part_of(0b1011), 3);
     }
 }

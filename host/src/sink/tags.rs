@@ -127,7 +127,9 @@ pub async fn invalidate(redis: &Redis, tag: &str) -> Result<u64, SinkError> {
         }
     }
     loop {
-        let members: Vec<String> = redis
+        // Keys are bytes to Redis: take them as bytes, so that a key that
+        // is not UTF-8 is deleted like any other.
+        let members: Vec<Vec<u8>> = redis
             .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(TAG_CHUNK - 1))
             .await?;
         if members.is_empty() {
@@ -165,7 +167,7 @@ async fn prune_node(redis: &Redis, node: &Node, cutoff: &str) -> Result<u64, Sin
             .arg(1000)
             .arg("TYPE")
             .arg("zset");
-        let (next, indexes): (u64, Vec<String>) = redis.query_node(node, scan).await?;
+        let (next, indexes): (u64, Vec<Vec<u8>>) = redis.query_node(node, scan).await?;
         for index in indexes {
             removed += redis
                 .query::<u64>(

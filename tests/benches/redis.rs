@@ -1,0 +1,184 @@
+//! `cargo xtask bench-redis`: how fast invalidations reach Redis, measured
+//! against Redis itself on the same machine in the same run.
+//!
+//! 1. The reference: `redis-benchmark` sending pipelined `DEL`s (16 per
+//!    round trip, 50 connections), the rate Redis sustains here.
+//! 2. End to end: commits handed to the pipeline, through the `turnus`
+//!    rule (one key per write, 10 writes per commit), until the keys are
+//!    gone: keys removed per second.
+//! 3. The pattern sweep over 1,000,000 keys: 100 patterns in one sweep,
+//!    against one `SCAN MATCH` pass for a single pattern.
+//!
+//! Each figure is the median of several rounds; the ratios are what the
+//! targets are set on, because this machine is shared and noisy.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use invalidator::commit::{Commit, Op, Value, Write};
+use invalidator::pipeline::{Invalidator, PipelineConfig};
+use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
+use invalidator::sink::glob::PatternSet;
+use invalidator::sink::sweep::sweep;
+use invalidator::sink::{Redis, RedisConfig};
+use invalidator_tests::{RedisServer, guests};
+
+const ROUNDS: usize = 3;
+const E2E_KEYS: usize = 400_000;
+const WRITES_PER_COMMIT: usize = 10;
+const SWEEP_KEYS: usize = 1_000_000;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let server = RedisServer::with_args(&["--save", "", "--appendonly", "no", "--enable-debug-command", "yes"]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut reference = Vec::new();
+    let mut e2e = Vec::new();
+    for round in 1..=ROUNDS {
+        let r = redis_benchmark_del(&server);
+        let e = runtime.block_on(end_to_end(&server));
+        println!("round {round}: redis-benchmark DEL {r:.0}/s, end to end {e:.0} keys/s");
+        reference.push(r);
+        e2e.push(e);
+    }
+    let (one, many) = runtime.block_on(pattern_sweeps(&server));
+    let (reference, e2e) = (median(reference), median(e2e));
+    println!("redis-benchmark pipelined DEL: {reference:.0} keys/s (median of {ROUNDS})");
+    println!(
+        "end to end (turnus rule, {WRITES_PER_COMMIT} writes per commit, {E2E_KEYS} keys): {e2e:.0} keys removed/s"
+    );
+    println!(
+        "pattern sweep over {SWEEP_KEYS} keys: one pattern {:.0} ms, 100 patterns {:.0} ms",
+        one * 1e3,
+        many * 1e3
+    );
+    println!("pattern sweep (100 patterns)/(one SCAN pass) ratio: {:.2}", many / one);
+    println!("end-to-end/redis-benchmark ratio: {:.2}", e2e / reference);
+}
+
+/// `redis-benchmark`'s pipelined `DEL` rate, on keys it first creates.
+fn redis_benchmark_del(server: &RedisServer) -> f64 {
+    let port = server.port().to_string();
+    let n = "1000000";
+    let run = |args: &[&str]| {
+        let out = Command::new("redis-benchmark")
+            .args(["-p", &port, "-n", n, "-r", n, "-P", "16", "-c", "50", "-q"])
+            .args(args)
+            .output()
+            .expect("redis-benchmark runs (Debian package redis-tools)");
+        assert!(out.status.success(), "redis-benchmark failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["SET", "key:__rand_int__", "v"]);
+    let text = run(&["DEL", "key:__rand_int__"]);
+    // `-q` prints `DEL key:__rand_int__: 1234567.89 requests per second, ...`
+    // after progress lines separated by carriage returns.
+    let line = text
+        .split(['\r', '\n'])
+        .rfind(|l| l.contains("requests per second"))
+        .unwrap_or_else(|| panic!("unexpected redis-benchmark output: {text}"));
+    let rate = line
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in `{line}`"));
+    let () = redis::cmd("FLUSHALL").query(&mut server.connection()).unwrap();
+    rate
+}
+
+fn rules() -> Arc<RuleSet> {
+    let runtime = Runtime::new(SandboxConfig::default()).unwrap();
+    let rule = LoadedRule::load(&runtime, guests::TURNUS.as_ref()).unwrap();
+    Arc::new(RuleSet::new(vec![rule]).unwrap())
+}
+
+/// Keys removed per second: from the first commit handed over until the
+/// last key is gone.
+async fn end_to_end(server: &RedisServer) -> f64 {
+    let mut conn = server.connection();
+    for chunk in (0..E2E_KEYS).collect::<Vec<_>>().chunks(10_000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.set(format!("user_profile_{i}"), "v").ignore();
+        }
+        pipe.exec(&mut conn).unwrap();
+    }
+    // Spread each commit's writes over the keyspace.
+    let commits: Vec<Commit> = (0..E2E_KEYS / WRITES_PER_COMMIT)
+        .map(|c| Commit {
+            txn: format!("t-{c}"),
+            source: None,
+            writes: (0..WRITES_PER_COMMIT)
+                .map(|w| {
+                    let id = (w * (E2E_KEYS / WRITES_PER_COMMIT) + c) as i64;
+                    let row = vec![("id".to_owned(), Value::Integer(id))];
+                    Write {
+                        table: "user_profiles".into(),
+                        op: Op::Update,
+                        key: row.clone(),
+                        before: Some(row.clone()),
+                        after: Some(row),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let redis = Redis::open(&server.url(), RedisConfig::default()).unwrap();
+    let config = PipelineConfig {
+        prune_every: None,
+        ..PipelineConfig::default()
+    };
+    let invalidator = Invalidator::start(rules(), redis, config);
+    let start = Instant::now();
+    for commit in commits {
+        invalidator.after_commit(commit);
+    }
+    invalidator
+        .flush_timeout(Duration::from_secs(300))
+        .await
+        .unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+    let stats = invalidator.stats();
+    assert_eq!(stats.deleted as usize, E2E_KEYS, "every key removed: {stats:?}");
+    let left: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(left, 0);
+    E2E_KEYS as f64 / elapsed
+}
+
+/// Seconds for one pattern (one `SCAN MATCH` pass) and for 100 patterns
+/// in one sweep, medians of the rounds, over 1,000,000 keys.
+async fn pattern_sweeps(server: &RedisServer) -> (f64, f64) {
+    let mut conn = server.connection();
+    let redis = Redis::open(&server.url(), RedisConfig::default()).unwrap();
+    // 100 patterns of the form `item:NNNN*`, each matching 11 to 111 keys.
+    let many: Vec<String> = (0..100).map(|i| format!("item:{}*", 1000 + i * 89)).collect();
+    let one = vec!["item:5000*".to_owned()];
+    let (mut t_one, mut t_many) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        for (patterns, times) in [(&one, &mut t_one), (&many, &mut t_many)] {
+            // Recreates the keys a previous sweep removed (`item:0` ...).
+            let () = redis::cmd("DEBUG")
+                .arg("POPULATE")
+                .arg(SWEEP_KEYS)
+                .arg("item")
+                .query(&mut conn)
+                .unwrap();
+            let set = PatternSet::new(patterns.iter());
+            let start = Instant::now();
+            let swept = sweep(&redis, &set).await.unwrap();
+            times.push(start.elapsed().as_secs_f64());
+            assert!(swept.deleted > 0, "the patterns matched keys");
+        }
+    }
+    (median(t_one), median(t_many))
+}
