@@ -22,7 +22,8 @@ fn main() -> ExitCode {
         Some("bench-redis") => bench("redis", &args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules | bench-rules | bench-redis | test [cargo test args]>".to_owned(),
+            "usage: cargo xtask <build-rules | bench-rules | bench-redis | test [cargo test args]>"
+                .to_owned(),
         ),
     };
     match result {

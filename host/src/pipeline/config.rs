@@ -1,9 +1,8 @@
 //! [`PipelineConfig`]: the pipeline's bounds and timings, with documented
-//! defaults.
+//! defaults. (Redis timeouts belong to the [`Redis`](crate::sink::Redis)
+//! handle: see [`RedisConfig`](crate::sink::RedisConfig).)
 
 use std::time::Duration;
-
-use crate::sink::RedisConfig;
 
 /// How the pipeline batches, bounds and retries its work.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,8 +26,6 @@ pub struct PipelineConfig {
     /// How often expired members are pruned from every tag index, or
     /// `None` for never. Default every 10 minutes.
     pub prune_every: Option<Duration>,
-    /// Timeouts for Redis.
-    pub redis: RedisConfig,
 }
 
 impl Default for PipelineConfig {
@@ -40,7 +37,6 @@ impl Default for PipelineConfig {
             retry_min: Duration::from_millis(50),
             retry_max: Duration::from_secs(5),
             prune_every: Some(Duration::from_secs(600)),
-            redis: RedisConfig::default(),
         }
     }
 }

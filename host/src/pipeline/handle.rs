@@ -89,13 +89,12 @@ pub struct FlushError {
 /// use std::sync::Arc;
 /// use invalidator::pipeline::{Invalidator, PipelineConfig};
 /// use invalidator::rules::{RuleSet, Runtime, SandboxConfig};
-/// use invalidator::sink::Redis;
+/// use invalidator::sink::{Redis, RedisConfig};
 ///
 /// let runtime = Runtime::new(SandboxConfig::default())?;
 /// let rules = Arc::new(RuleSet::load(&runtime, "target/rules".as_ref())?);
-/// let config = PipelineConfig::default();
-/// let redis = Redis::open("redis://127.0.0.1:6379", config.redis)?;
-/// let invalidator = Invalidator::start(rules, redis, config);
+/// let redis = Redis::open("redis://127.0.0.1:6379", RedisConfig::default())?;
+/// let invalidator = Invalidator::start(rules, redis, PipelineConfig::default());
 ///
 /// let mut tx = invalidator.begin("order-17");
 /// tx.update("inventory", [("vin", "V9")], [("price", 21_500)], [("price", 19_900)]);

@@ -14,7 +14,9 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError, ScriptInvocation, ToRedisArgs};
+use redis::{
+    AsyncConnectionConfig, Cmd, FromRedisValue, RedisError, ScriptInvocation, ToRedisArgs,
+};
 
 use super::{Endpoint, SinkError};
 

@@ -106,8 +106,11 @@ fn literal_prefix(pattern: &[u8]) -> &[u8] {
 pub struct PatternSet {
     patterns: Vec<Vec<u8>>,
     /// For each distinct prefix length, the patterns by prefix.
-    by_prefix: Vec<(usize, HashMap<Vec<u8>, Vec<usize>>)>,
+    by_prefix: Vec<(usize, ByPrefix)>,
 }
+
+/// Indexes of the patterns that share one literal prefix, by prefix.
+type ByPrefix = HashMap<Vec<u8>, Vec<usize>>;
 
 impl PatternSet {
     /// The set of `patterns`.
@@ -120,7 +123,7 @@ impl PatternSet {
             .into_iter()
             .map(|p| p.as_ref().as_bytes().to_vec())
             .collect();
-        let mut by_len: HashMap<usize, HashMap<Vec<u8>, Vec<usize>>> = HashMap::new();
+        let mut by_len: HashMap<usize, ByPrefix> = HashMap::new();
         for (i, p) in patterns.iter().enumerate() {
             let prefix = literal_prefix(p);
             by_len
