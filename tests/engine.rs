@@ -583,3 +583,62 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+// ---- batches ----------------------------------------------------------------
+
+/// A batch gives the union of what its commits give one by one, for every
+/// example rule, from the sample commits of every seed.
+#[test]
+fn a_batch_gives_what_its_commits_give_one_by_one() {
+    let set = rules(&[
+        guests::DEALERSHIP,
+        guests::HEDGE,
+        guests::TURNUS,
+        guests::POS,
+    ]);
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../example-rules/commits.jsonl"
+    ))
+    .unwrap();
+    let mut commits: Vec<_> = sample.lines().map(|l| parse_json(l).unwrap()).collect();
+    // One source for all, so that the batch is laid out as one commit.
+    for c in &mut commits {
+        c.source = None;
+    }
+    let mut one_by_one = Outcome::default();
+    for c in &commits {
+        let o = set.evaluate(c);
+        one_by_one.targets.merge(o.targets);
+        one_by_one.failures.extend(o.failures);
+    }
+    let batch = set.evaluate_batch(&commits);
+    assert_eq!(batch.targets, one_by_one.targets);
+    let names = |o: &Outcome| {
+        let mut n: Vec<String> = o.failures.iter().map(|f| f.rule.clone()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&batch), names(&one_by_one));
+    assert!(!batch.failures.is_empty(), "the sample has failing commits");
+}
+
+/// When a rule fails on a batch, it is run commit by commit: its fallback
+/// stands in only for the commit it fails on.
+#[test]
+fn a_rule_failing_on_a_batch_falls_back_only_for_the_failing_commit() {
+    let set = rules(&[guests::TURNUS]);
+    let good = parse_json(
+        r#"{"txn":"a","writes":[{"table":"kinder","op":"insert","key":{"id":1},"after":{"id":1,"turnus_id":4}}]}"#,
+    )
+    .unwrap();
+    let bad = parse_json(
+        r#"{"txn":"b","writes":[{"table":"notizen","op":"insert","key":{"id":2},"after":{"id":2}}]}"#,
+    )
+    .unwrap();
+    let o = set.evaluate_batch(&[good, bad]);
+    assert_eq!(keys(&o), ["turnus_data_4"]);
+    assert_eq!(patterns(&o), ["turnus_data_*", "user_profile_*"]);
+    assert_eq!(errors(&o).len(), 1);
+    assert_eq!(o.failures[0].rule, "turnus");
+}

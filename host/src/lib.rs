@@ -6,9 +6,13 @@
 //! cache keys, glob patterns and tags to invalidate.
 //!
 //! The flow of one commit, one module per step:
+//! [`source`] (where commits come from: the transaction guard) →
 //! [`commit`] (what was written) → [`rules`] (the sandboxed rule set) →
-//! [`targets`] (what to invalidate, merged). [`dry_run`] wires them together
-//! for the `invalidator run` command.
+//! [`targets`] (what to invalidate, merged) → [`pipeline`] (batching,
+//! pending work, retries, statistics) → [`sink`] (Redis, single node or
+//! cluster). [`cache`] is the application's side: reads, and writes that
+//! register their tags. [`dry_run`] and [`apply`] wire the steps together
+//! for the `invalidator run` and `invalidator apply` commands.
 //!
 //! ```no_run
 //! use invalidator::rules::{Runtime, RuleSet, SandboxConfig};
