@@ -13,7 +13,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{
     AsyncConnectionConfig, Cmd, FromRedisValue, RedisError, ScriptInvocation, ToRedisArgs,
 };
@@ -42,10 +42,15 @@ impl Default for RedisConfig {
 /// One Redis server of a deployment: a single node, or a cluster primary.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Node {
-    /// Host name or address.
+    /// Host name or address, as the server reports it.
     pub host: String,
     /// Port.
     pub port: u16,
+    /// For a cluster primary, a slot it owns. Commands for the node are
+    /// routed by this slot rather than by address, because the address a
+    /// node reports may not be the one the client connected to (host
+    /// names, NAT).
+    pub slot: Option<u16>,
 }
 
 impl fmt::Display for Node {
@@ -149,11 +154,16 @@ impl Redis {
     /// Turns a client error into a [`SinkError`], forgetting the connection
     /// when the error says it is broken.
     pub(crate) fn error(&self, e: RedisError) -> SinkError {
+        // READONLY: behind a DNS name or virtual IP, a failover turned the
+        // node we are connected to into a replica; a new connection reaches
+        // the new primary.
+        let read_only = e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_unrecoverable_error()
+            || read_only
         {
             *self.conn.lock().expect("connection lock") = None;
         }
@@ -201,10 +211,15 @@ impl Redis {
         match self.conn().await? {
             Conn::Single(mut c) => cmd.query_async(&mut c).await.map_err(|e| self.error(e)),
             Conn::Cluster(mut c) => {
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                    host: node.host.clone(),
-                    port: node.port,
-                });
+                let routing = match node.slot {
+                    Some(slot) => RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                        Route::new(slot, SlotAddr::Master),
+                    )),
+                    None => RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: node.host.clone(),
+                        port: node.port,
+                    }),
+                };
                 let value = c
                     .route_command(cmd, routing)
                     .await
@@ -227,10 +242,11 @@ impl Redis {
             return Ok(vec![Node {
                 host: host.to_owned(),
                 port: port.parse().unwrap_or(6379),
+                slot: None,
             }]);
         };
         let text: String = self.query(redis::cmd("CLUSTER").arg("NODES")).await?;
-        let nodes = parse_cluster_nodes(&text);
+        let nodes = parse_cluster_nodes(&text).map_err(|reason| self.protocol_error(reason))?;
         if nodes.is_empty() {
             return Err(self.protocol_error("CLUSTER NODES lists no primary that owns slots"));
         }
@@ -280,8 +296,10 @@ impl Redis {
 
 /// The primaries that own slots, from the text of `CLUSTER NODES`:
 /// `<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch>
-/// <link> <slot>...`.
-fn parse_cluster_nodes(text: &str) -> Vec<Node> {
+/// <link> <slot>...`. A primary that owns slots but is failing (or
+/// suspected to be) is an error: sweeping without it would skip its keys,
+/// so the caller retries until the cluster has settled.
+fn parse_cluster_nodes(text: &str) -> Result<Vec<Node>, String> {
     let mut nodes = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -289,8 +307,23 @@ fn parse_cluster_nodes(text: &str) -> Vec<Node> {
             continue; // no slots
         }
         let flags = fields[2];
-        if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+        if !flags.split(',').any(|f| f == "master") {
             continue;
+        }
+        // The first slot it owns: `0-5460`, `5461`; skip `[slot->-id]`
+        // markers of slots being migrated.
+        let Some(slot) = fields[8..]
+            .iter()
+            .filter(|f| !f.starts_with('['))
+            .find_map(|f| f.split('-').next()?.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        if flags.split(',').any(|f| f == "fail" || f == "fail?") {
+            return Err(format!(
+                "primary `{}` owns slots but is marked `{flags}`; retrying until the cluster settles",
+                fields[1]
+            ));
         }
         let addr = fields[1].split(['@', ',']).next().unwrap_or_default();
         if let Some((host, port)) = addr.rsplit_once(':')
@@ -299,10 +332,11 @@ fn parse_cluster_nodes(text: &str) -> Vec<Node> {
             nodes.push(Node {
                 host: host.to_owned(),
                 port,
+                slot: Some(slot),
             });
         }
     }
-    nodes
+    Ok(nodes)
 }
 
 #[cfg(test)]
@@ -313,13 +347,24 @@ mod tests {
     fn cluster_nodes_yields_primaries_with_slots() {
         let text = "\
 a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
-b2 127.0.0.1:7001@17001 master - 0 1 2 connected 5461-10922
+b2 127.0.0.1:7001@17001 master - 0 1 2 connected [5460->-a1] 5461-10922
 c3 127.0.0.1:7003@17003 slave b2 0 1 2 connected
 d4 127.0.0.1:7004@17004 master - 0 1 4 connected
-e5 127.0.0.1:7002@17002 master,fail - 0 1 3 connected 10923-16383
+e5 127.0.0.1:7002@17002 master,fail - 0 1 3 connected
 ";
-        let nodes = parse_cluster_nodes(text);
+        let nodes = parse_cluster_nodes(text).unwrap();
         let names: Vec<String> = nodes.iter().map(Node::to_string).collect();
         assert_eq!(names, ["127.0.0.1:7000", "127.0.0.1:7001"]);
+        assert_eq!(nodes[1].slot, Some(5461));
+    }
+
+    #[test]
+    fn a_failing_primary_that_owns_slots_is_an_error() {
+        let text = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-8000
+e5 127.0.0.1:7002@17002 master,fail? - 0 1 3 connected 8001-16383
+";
+        let err = parse_cluster_nodes(text).unwrap_err();
+        assert!(err.contains("`127.0.0.1:7002@17002`"), "{err}");
     }
 }

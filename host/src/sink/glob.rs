@@ -70,8 +70,9 @@ fn match_one(pattern: &[u8], p: usize, byte: u8) -> Option<usize> {
                 if pattern[i] == b'\\' && i + 1 < pattern.len() {
                     hit |= pattern[i + 1] == byte;
                     i += 2;
-                } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' && pattern[i + 2] != b']'
-                {
+                } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' {
+                    // As in Redis, `x-]` is a range too, and the class
+                    // goes on after it.
                     let (a, b) = (pattern[i], pattern[i + 2]);
                     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
                     hit |= (lo..=hi).contains(&byte);
@@ -235,6 +236,11 @@ mod tests {
         assert!(!m(r"a\*b", "axb"));
         assert!(m(r"[\]]", "]"));
         assert!(m("key:[0-9]*", "key:42"));
+        assert!(
+            m("k[a-]_]", "k_"),
+            "`a-]` is the range `]`..`a`, as in redis"
+        );
+        assert!(m("k[a-]x]", "kx"), "and the class goes on after it");
     }
 
     #[test]

@@ -42,10 +42,20 @@ pub async fn sweep(redis: &Redis, patterns: &PatternSet) -> Result<Swept, SinkEr
     Ok(total)
 }
 
-/// One node's keyspace, swept as [`PARTS`] parts at once.
+/// One node's keyspace, swept as [`PARTS`] parts at once on a single
+/// node. A cluster node is swept in one part: since Redis 7.4 (and in
+/// Valkey 8) a cluster node keeps one table per slot and its cursor's low
+/// bits are the slot, so splitting by them would be wrong there.
 async fn sweep_node(redis: &Redis, node: &Node, patterns: &PatternSet) -> Result<Swept, SinkError> {
     let filter = patterns.server_filter();
-    let parts = (0..PARTS).map(|part| sweep_part(redis, node, patterns, filter.as_deref(), part));
+    let parts: Vec<u64> = if redis.is_cluster() {
+        vec![WHOLE]
+    } else {
+        (0..PARTS).collect()
+    };
+    let parts = parts
+        .into_iter()
+        .map(|part| sweep_part(redis, node, patterns, filter.as_deref(), part));
     let mut total = Swept::default();
     for swept in futures::future::try_join_all(parts).await? {
         total.scanned += swept.scanned;
@@ -74,6 +84,8 @@ fn part_of(cursor: u64) -> u64 {
 /// patterns it serves.
 const PART_BITS: u32 = 2;
 const PARTS: u64 = 1 << PART_BITS;
+/// The part that is the whole keyspace: from cursor 0 to the end.
+const WHOLE: u64 = u64::MAX;
 
 async fn sweep_part(
     redis: &Redis,
@@ -83,7 +95,11 @@ async fn sweep_part(
     part: u64,
 ) -> Result<Swept, SinkError> {
     let mut swept = Swept::default();
-    let mut cursor: u64 = part.reverse_bits() >> (64 - PART_BITS);
+    let mut cursor: u64 = if part == WHOLE {
+        0
+    } else {
+        part.reverse_bits() >> (64 - PART_BITS)
+    };
     let mut matched: Vec<Vec<u8>> = Vec::new();
     loop {
         let mut scan = redis::cmd("SCAN");
@@ -111,7 +127,7 @@ async fn sweep_part(
         let (next, keys): (u64, Vec<Vec<u8>>) = page?;
         swept.scanned += keys.len() as u64;
         matched.extend(keys.into_iter().filter(|k| patterns.matches(k)));
-        if next == 0 || part_of(next) != part {
+        if next == 0 || (part != WHOLE && part_of(next) != part) {
             swept.deleted += redis.unlink(&matched).await?;
             return Ok(swept);
         }

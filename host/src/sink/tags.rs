@@ -13,7 +13,8 @@
 //!   them from the index, unlink them. On a single node each chunk is one
 //!   atomic script call ([`TAG_CHUNK_LUA`]). In a cluster the members live
 //!   in other slots, so a chunk is three steps: `ZRANGE`, `ZREM`, `UNLINK`
-//!   (routed by slot).
+//!   (routed by slot); and a write is `SET`, then [`INDEX_ADD_LUA`] on each
+//!   index (which prunes and adds by the index node's clock).
 //!
 //! Why the cluster steps are safe without atomicity: a writer sets a key
 //! *before* indexing it, and the invalidator unindexes a chunk *before*
@@ -45,20 +46,21 @@ pub const TAGGED_SET_LUA: &str = include_str!("lua/tagged_set.lua");
 /// The script that invalidates one chunk of a tag.
 pub const TAG_CHUNK_LUA: &str = include_str!("lua/tag_chunk.lua");
 
+/// The cluster form of [`TAGGED_SET_LUA`] for one index: registers a key
+/// that is already set.
+pub const INDEX_ADD_LUA: &str = include_str!("lua/index_add.lua");
+
+/// Prunes one index of members whose keys have expired.
+pub const INDEX_PRUNE_LUA: &str = include_str!("lua/index_prune.lua");
+
 static TAGGED_SET: LazyLock<Script> = LazyLock::new(|| Script::new(TAGGED_SET_LUA));
+static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| Script::new(INDEX_ADD_LUA));
+static INDEX_PRUNE: LazyLock<Script> = LazyLock::new(|| Script::new(INDEX_PRUNE_LUA));
 static TAG_CHUNK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAG_CHUNK_LUA));
 
 /// The key of the index of `tag`.
 pub fn index_key(tag: &str) -> String {
     format!("{TAG_PREFIX}{tag}")
-}
-
-/// Milliseconds since the epoch, as this machine sees it.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Sets `key` to `value`, expiring after `ttl_ms` (0: never), and
@@ -87,25 +89,17 @@ pub async fn set_tagged(
         set.arg("PX").arg(ttl_ms);
     }
     let () = redis.query(&set).await?;
-    let now = now_ms();
-    let score = if ttl_ms > 0 {
-        (now + ttl_ms).to_string()
-    } else {
-        "+inf".to_owned()
-    };
     for tag in tags {
-        let index = index_key(tag);
-        let _: u64 = redis
-            .query(
-                redis::cmd("ZREMRANGEBYSCORE")
-                    .arg(&index)
-                    .arg("-inf")
-                    .arg(format!("({now}")),
-            )
-            .await?;
-        let _: u64 = redis
-            .query(redis::cmd("ZADD").arg(&index).arg(&score).arg(key))
-            .await?;
+        // Scored and pruned by the clock of the index's node, which is the
+        // clock Redis expires keys by, not by this machine's.
+        let mut call = INDEX_ADD.key(index_key(tag));
+        call.arg(key).arg(ttl_ms);
+        if let Err(e) = redis.invoke::<u64>(&call).await {
+            // A value no tag can find must not stay: take it back (best
+            // effort; the error is reported either way).
+            let _ = redis.unlink(&[key]).await;
+            return Err(e);
+        }
     }
     Ok(())
 }
@@ -143,19 +137,19 @@ pub async fn invalidate(redis: &Redis, tag: &str) -> Result<u64, SinkError> {
     }
 }
 
-/// Prunes expired members from every tag index on every primary. Returns
-/// how many members were removed. Costs one `SCAN` over the keyspace (with
+/// Prunes expired members from every tag index on every primary, by the
+/// clock of the node holding the index. Returns how many members were
+/// removed. Costs one `SCAN` over the keyspace (with
 /// `MATCH inv:tag:* TYPE zset`), so it runs in the background, rarely.
 pub async fn prune(redis: &Redis) -> Result<u64, SinkError> {
-    let cutoff = format!("({}", now_ms());
     let mut removed = 0;
     for node in redis.primaries().await? {
-        removed += prune_node(redis, &node, &cutoff).await?;
+        removed += prune_node(redis, &node).await?;
     }
     Ok(removed)
 }
 
-async fn prune_node(redis: &Redis, node: &Node, cutoff: &str) -> Result<u64, SinkError> {
+async fn prune_node(redis: &Redis, node: &Node) -> Result<u64, SinkError> {
     let mut removed = 0;
     let mut cursor: u64 = 0;
     loop {
@@ -169,14 +163,7 @@ async fn prune_node(redis: &Redis, node: &Node, cutoff: &str) -> Result<u64, Sin
             .arg("zset");
         let (next, indexes): (u64, Vec<Vec<u8>>) = redis.query_node(node, scan).await?;
         for index in indexes {
-            removed += redis
-                .query::<u64>(
-                    redis::cmd("ZREMRANGEBYSCORE")
-                        .arg(&index)
-                        .arg("-inf")
-                        .arg(cutoff),
-                )
-                .await?;
+            removed += redis.invoke::<u64>(&INDEX_PRUNE.key(index)).await?;
         }
         if next == 0 {
             return Ok(removed);
