@@ -159,6 +159,7 @@ async fn each_target_kind_removes_exactly_its_keys(d: Deployment) {
             patterns: 1,
             deleted: 1 + 2 + 3,
             sweeps: 1,
+            unappliable: 0,
         }
     );
 }
@@ -550,6 +551,34 @@ async fn expired_keys_leave_their_tag_index(d: Deployment) {
     assert!(!d.keys().contains("inv:tag:u"), "an emptied index is gone");
 }
 on_single_node_and_cluster!(expired_keys_leave_their_tag_index);
+
+/// A tag index overwritten by another client with another type cannot be
+/// used; it must not block the invalidations behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_index_of_the_wrong_type_does_not_block_the_rest() {
+    let server = RedisServer::start();
+    let mut conn = server.connection();
+    let () = redis::cmd("SET")
+        .arg("inv:tag:broken")
+        .arg("x")
+        .query(&mut conn)
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .unwrap();
+    let redis = Redis::open(&server.url(), RedisConfig::default()).unwrap();
+    let mut targets: TargetSet = [Target::Tag("broken".into()), Target::Key("k".into())]
+        .into_iter()
+        .collect();
+    let mut applied = Applied::default();
+    sink::apply(&redis, &mut targets, &mut applied)
+        .await
+        .unwrap();
+    assert_eq!((applied.deleted, applied.unappliable), (1, 1));
+    assert!(targets.is_empty());
+}
 
 /// Tag indexes carry no TTL, so the `volatile-*` eviction policies never
 /// evict them.

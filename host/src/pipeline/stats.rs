@@ -48,7 +48,8 @@ pub struct StatsSnapshot {
     pub sweeps: u64,
     /// Retries after a Redis error.
     pub retries: u64,
-    /// Redis errors.
+    /// Redis errors: failed attempts (retried), and tags whose index
+    /// another client overwrote with another type (not retried).
     pub errors: u64,
     /// Times the pending work outgrew its bound and collapsed into the
     /// rules' fallback targets.
@@ -98,6 +99,7 @@ impl Stats {
         self.tags.fetch_add(applied.tags, Relaxed);
         self.deleted.fetch_add(applied.deleted, Relaxed);
         self.sweeps.fetch_add(applied.sweeps, Relaxed);
+        self.errors.fetch_add(applied.unappliable, Relaxed);
     }
 
     pub(crate) fn failed_and_retrying(&self) {

@@ -19,6 +19,9 @@ pub struct Applied {
     pub deleted: u64,
     /// Keyspace sweeps run (one per batch that had patterns).
     pub sweeps: u64,
+    /// Tags whose index held another type of value, so that their keys
+    /// could not be found (logged as errors).
+    pub unappliable: u64,
 }
 
 /// Applies `targets` to Redis: exact keys by `UNLINK`, tags chunk by
@@ -40,7 +43,23 @@ pub async fn apply(
         targets.keys.clear();
     }
     while let Some(tag) = targets.tags.first().cloned() {
-        applied.deleted += tags::invalidate(redis, &tag).await?;
+        match tags::invalidate(redis, &tag).await {
+            Ok(deleted) => applied.deleted += deleted,
+            // Another client wrote something other than a sorted set at the
+            // tag's index. Retrying would block every invalidation behind
+            // this one forever; the tag's keys cannot be found anyway. Say
+            // so loudly, count it, and go on.
+            Err(e) if e.is_wrong_type() => {
+                tracing::error!(
+                    tag,
+                    index = tags::index_key(&tag),
+                    error = %e,
+                    "the tag's index is not a sorted set: its keys cannot be invalidated by tag"
+                );
+                applied.unappliable += 1;
+            }
+            Err(e) => return Err(e),
+        }
         applied.tags += 1;
         targets.tags.remove(&tag);
     }

@@ -1,5 +1,14 @@
 //! [`SinkError`]: what can go wrong talking to Redis.
 
+impl SinkError {
+    /// Whether Redis refused the command for what a key holds (`WRONGTYPE`):
+    /// retrying cannot help, because someone else wrote a value of another
+    /// type where we expect ours.
+    pub fn is_wrong_type(&self) -> bool {
+        matches!(self, SinkError::Redis { source, .. } if source.code() == Some("WRONGTYPE"))
+    }
+}
+
 /// An error from the sink.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
