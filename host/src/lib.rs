@@ -11,8 +11,8 @@
 //! [`targets`] (what to invalidate, merged) → [`pipeline`] (batching,
 //! pending work, retries, statistics) → [`sink`] (Redis, single node or
 //! cluster). [`cache`] is the application's side: reads, and writes that
-//! register their tags. [`dry_run`] and [`apply`] wire the steps together
-//! for the `invalidator run` and `invalidator apply` commands.
+//! register their tags. [`dry_run`], [`apply`] and [`diff`] wire the steps
+//! together for the `invalidator run`, `apply` and `diff` commands.
 //!
 //! ```no_run
 //! use invalidator::rules::{Runtime, RuleSet, SandboxConfig};
@@ -31,6 +31,7 @@ pub mod apply;
 mod bindings;
 pub mod cache;
 pub mod commit;
+pub mod diff;
 pub mod dry_run;
 pub mod pipeline;
 pub mod rules;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use invalidator::apply::{ApplySummary, apply_events};
 use invalidator::cache::Cache;
+use invalidator::diff::diff;
 use invalidator::dry_run::dry_run;
 use invalidator::rules::{RuleSet, Runtime, SandboxConfig};
 use invalidator::sink::{Redis, RedisConfig};
@@ -51,6 +52,20 @@ enum Command {
         /// this many seconds after the last commit was read.
         #[arg(long, default_value_t = 30, value_name = "SECONDS")]
         give_up_after: u64,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Run two versions of a rule on the same commits and print the commits
+    /// whose targets differ. Exit status 0: none differ; 1: some differ;
+    /// 2: trouble (a rule that does not load, a malformed line).
+    Diff {
+        /// The old version: a rule `.wasm` file (or a folder of rules).
+        old: PathBuf,
+        /// The new version.
+        new: PathBuf,
+        /// The commits, one JSON object per line; `-` for standard input.
+        #[arg(long)]
+        events: PathBuf,
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
@@ -203,6 +218,49 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             })
         }
         Command::Cache { command } => tokio_runtime()?.block_on(cache(command)),
+        Command::Diff {
+            old,
+            new,
+            events,
+            sandbox,
+        } => {
+            let trouble = |message: String| {
+                eprintln!("error: {message}");
+                Ok(ExitCode::from(2))
+            };
+            let runtime = match sandbox.runtime() {
+                Ok(r) => r,
+                Err(e) => return trouble(e),
+            };
+            let (old, new) = match (RuleSet::load(&runtime, &old), RuleSet::load(&runtime, &new)) {
+                (Ok(old), Ok(new)) => (old, new),
+                (Err(e), _) | (_, Err(e)) => return trouble(e.to_string()),
+            };
+            let stdout = io::stdout().lock();
+            let summary = if events.as_os_str() == "-" {
+                diff(&old, &new, io::stdin().lock(), stdout, io::stderr())
+            } else {
+                match File::open(&events) {
+                    Ok(file) => diff(&old, &new, BufReader::new(file), stdout, io::stderr()),
+                    Err(e) => return trouble(format!("cannot open `{}`: {e}", events.display())),
+                }
+            };
+            let summary = match summary {
+                Ok(s) => s,
+                Err(e) => return trouble(format!("cannot read `{}`: {e}", events.display())),
+            };
+            eprintln!(
+                "{} of {} commits differ",
+                summary.differing, summary.commits
+            );
+            Ok(if summary.malformed > 0 {
+                ExitCode::from(2)
+            } else if summary.differing > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Check { path, sandbox } => {
             let runtime = sandbox.runtime()?;
             let rules = RuleSet::load(&runtime, &path).map_err(|e| e.to_string())?;

@@ -174,3 +174,51 @@ fn check_refuses_bad_files() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn diff_prints_the_commits_whose_targets_differ_and_exits_1() {
+    let dir = example_rules("diff");
+    // Two "versions": the turnus rule, and the same rule beside the
+    // dealership rule in one folder, which adds the dealership's targets.
+    let both = dir.join("both");
+    std::fs::create_dir_all(&both).unwrap();
+    std::fs::copy(guests::TURNUS, both.join("turnus.wasm")).unwrap();
+    std::fs::copy(guests::DEALERSHIP, both.join("dealership.wasm")).unwrap();
+    let out = invalidator(
+        &[
+            "diff",
+            guests::TURNUS,
+            both.to_str().unwrap(),
+            "--events",
+            "-",
+        ],
+        Some(COMMITS),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let lines: Vec<&str> = text(&out.stdout).lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"{"txn":"b","added":{"keys":["vehicle:V1"],"patterns":[],"tags":["inventory","offers:vehicle:V1"]},"removed":{"keys":[],"patterns":[],"tags":[]},"old_failed":false,"new_failed":false}"#
+        ]
+    );
+    assert!(text(&out.stderr).contains("1 of 2 commits differ"));
+
+    let same = invalidator(
+        &["diff", guests::TURNUS, guests::TURNUS, "--events", "-"],
+        Some(COMMITS),
+    );
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same.stderr));
+    assert!(same.stdout.is_empty());
+
+    let broken = invalidator(
+        &["diff", guests::TURNUS, "/nonexistent.wasm", "--events", "-"],
+        Some(COMMITS),
+    );
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(
+        text(&broken.stderr).contains("/nonexistent.wasm"),
+        "{}",
+        text(&broken.stderr)
+    );
+}
