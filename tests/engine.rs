@@ -642,3 +642,75 @@ fn a_rule_failing_on_a_batch_falls_back_only_for_the_failing_commit() {
     assert_eq!(errors(&o).len(), 1);
     assert_eq!(o.failures[0].rule, "turnus");
 }
+
+// ---- the compile cache -----------------------------------------------------
+
+fn cache_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("invalidator-cc-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A restart (a new runtime on the same folder) loads the compiled code
+/// instead of compiling again, and the rule still works.
+#[test]
+fn the_compile_cache_is_used_on_restart() {
+    let dir = cache_dir("restart");
+    let first = Runtime::with_compile_cache(SandboxConfig::default(), &dir).unwrap();
+    let rule = invalidator::rules::LoadedRule::load(&first, Path::new(guests::TURNUS)).unwrap();
+    let cache = first.compile_cache().unwrap();
+    assert_eq!((cache.hits(), cache.misses()), (0, 1));
+    assert!(cache.entry(rule.hash()).is_file(), "entry written");
+    assert_eq!(rule.hash().len(), 64);
+
+    let second = Runtime::with_compile_cache(SandboxConfig::default(), &dir).unwrap();
+    let again = invalidator::rules::LoadedRule::load(&second, Path::new(guests::TURNUS)).unwrap();
+    let cache = second.compile_cache().unwrap();
+    assert_eq!((cache.hits(), cache.misses()), (1, 0));
+    assert_eq!(again.hash(), rule.hash());
+    let set = RuleSet::new(vec![again]).unwrap();
+    let o = eval(
+        &set,
+        r#"{"txn":"c","writes":[{"table":"geld","op":"insert","key":{"id":1},"after":{"id":1,"turnus_id":9}}]}"#,
+    );
+    assert_eq!(keys(&o), ["turnus_data_9"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An entry that does not load with this engine (from another wasmtime,
+/// or damaged) is ignored, never used, and replaced by a fresh compile.
+/// Entries of other engines are not even looked up: the engine's
+/// compatibility key is part of every entry's name.
+#[test]
+fn a_compile_cache_entry_that_does_not_fit_this_engine_is_ignored() {
+    let dir = cache_dir("foreign");
+    let runtime = Runtime::with_compile_cache(SandboxConfig::default(), &dir).unwrap();
+    let bytes = std::fs::read(guests::TURNUS).unwrap();
+    let hash = {
+        // Learn the hash and the entry name, then damage the entry.
+        let rule =
+            invalidator::rules::LoadedRule::from_bytes(&runtime, Path::new("t"), &bytes).unwrap();
+        rule.hash().to_owned()
+    };
+    let entry = runtime.compile_cache().unwrap().entry(&hash);
+    std::fs::write(&entry, b"\x7fELF not really a compiled component").unwrap();
+    let fresh = Runtime::with_compile_cache(SandboxConfig::default(), &dir).unwrap();
+    let rule = invalidator::rules::LoadedRule::from_bytes(&fresh, Path::new("t"), &bytes).unwrap();
+    let cache = fresh.compile_cache().unwrap();
+    assert_eq!(
+        (cache.hits(), cache.misses()),
+        (0, 1),
+        "the damaged entry was not used"
+    );
+    assert_eq!(rule.name(), "turnus");
+    assert!(
+        std::fs::read(&entry).unwrap().len() > 1000,
+        "and was replaced"
+    );
+    let name = entry.file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(
+        name.starts_with(&hash) && name.ends_with(".cwasm") && name.len() > hash.len() + 16,
+        "{name}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

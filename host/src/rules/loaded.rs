@@ -23,7 +23,17 @@ pub struct LoadedRule {
     info: RuleInfo,
     /// The name again, shared with every call's sandbox for its log lines.
     name: Arc<str>,
+    hash: String,
     pre: RulePre<Sandbox>,
+}
+
+/// SHA-256 of `bytes`, in lowercase hex.
+fn content_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl LoadedRule {
@@ -44,11 +54,16 @@ impl LoadedRule {
                 reason: "it is not WebAssembly at all (no `\\0asm` header)".into(),
             });
         }
-        let component =
-            Component::new(runtime.engine(), bytes).map_err(|e| LoadError::NotComponent {
-                path: path.to_owned(),
-                reason: chain(&e),
-            })?;
+        let hash = content_hash(bytes);
+        let compile = || Component::new(runtime.engine(), bytes);
+        let component = match runtime.compile_cache() {
+            Some(cache) => cache.get_or_compile(runtime.engine(), &hash, compile),
+            None => compile(),
+        }
+        .map_err(|e| LoadError::NotComponent {
+            path: path.to_owned(),
+            reason: chain(&e),
+        })?;
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.to_owned(),
             reason: chain(&e),
@@ -80,14 +95,21 @@ impl LoadedRule {
                 info.name
             )));
         }
-        tracing::info!(rule = %info.name, version = %info.version, path = %label, "rule loaded");
+        tracing::info!(rule = %info.name, version = %info.version, path = %label, %hash, "rule loaded");
         Ok(Self {
+            hash,
             runtime: runtime.clone(),
             path: path.to_owned(),
             name: Arc::from(info.name.as_str()),
             info,
             pre,
         })
+    }
+
+    /// The SHA-256 of the component file, in hex: which build of the rule
+    /// this is, whatever version it claims.
+    pub fn hash(&self) -> &str {
+        &self.hash
     }
 
     /// The rule's name.

@@ -6,7 +6,10 @@
 //!   enforces time limits.
 //! - [`LoadedRule`]: one compiled, pre-instantiated, validated rule.
 //! - [`RuleSet`]: the immutable set of rules a commit is evaluated against.
+//! - [`CompileCache`]: compiled components on disk, by content hash and
+//!   engine version.
 
+mod compile_cache;
 mod config;
 mod error;
 mod loaded;
@@ -15,6 +18,7 @@ mod sandbox;
 mod set;
 
 pub use crate::bindings::types::{Level, RuleError as GuestError, RuleInfo};
+pub use compile_cache::CompileCache;
 pub use config::SandboxConfig;
 pub use error::{LoadError, RuleFailure};
 pub use loaded::LoadedRule;

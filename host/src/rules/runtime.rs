@@ -10,6 +10,9 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use std::path::Path;
+
+use super::compile_cache::CompileCache;
 use super::sandbox::Sandbox;
 use super::{LoadError, SandboxConfig};
 use crate::bindings::Rule;
@@ -32,6 +35,7 @@ pub struct Runtime {
 
 struct Inner {
     engine: Engine,
+    compile_cache: Option<CompileCache>,
     linker: Linker<Sandbox>,
     config: SandboxConfig,
     stop: Arc<AtomicBool>,
@@ -41,6 +45,17 @@ struct Inner {
 impl Runtime {
     /// Sets up the engine with these limits.
     pub fn new(config: SandboxConfig) -> Result<Self, LoadError> {
+        Self::build(config, None)
+    }
+
+    /// A runtime that keeps compiled components in `dir`, keyed by content
+    /// hash and engine version, so that loading a rule it has seen before
+    /// skips compilation (see [`CompileCache`]).
+    pub fn with_compile_cache(config: SandboxConfig, dir: &Path) -> Result<Self, LoadError> {
+        Self::build(config, Some(dir))
+    }
+
+    fn build(config: SandboxConfig, cache_dir: Option<&Path>) -> Result<Self, LoadError> {
         let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
         let mut pool = PoolingAllocationConfig::new();
         // A rule instance lives for one call; the pool bounds how many calls
@@ -63,6 +78,16 @@ impl Runtime {
         wasm.epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(engine_err)?;
+        let compile_cache = cache_dir
+            .map(|dir| {
+                CompileCache::open(dir, &engine).map_err(|e| {
+                    LoadError::Engine(format!(
+                        "cannot use `{}` as the compile cache: {e}",
+                        dir.display()
+                    ))
+                })
+            })
+            .transpose()?;
 
         let mut linker = Linker::new(&engine);
         // Rules built for wasm32-wasip2 with std import WASI even when they
@@ -88,6 +113,7 @@ impl Runtime {
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
+                compile_cache,
                 linker,
                 config,
                 stop,
@@ -99,6 +125,11 @@ impl Runtime {
     /// The limits every call runs under.
     pub fn config(&self) -> &SandboxConfig {
         &self.inner.config
+    }
+
+    /// The compile cache, if this runtime has one.
+    pub fn compile_cache(&self) -> Option<&CompileCache> {
+        self.inner.compile_cache.as_ref()
     }
 
     pub(crate) fn engine(&self) -> &Engine {
