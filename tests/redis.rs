@@ -363,6 +363,84 @@ async fn rollback_or_a_dropped_guard_invalidates_nothing(d: Deployment) {
 on_single_node_and_cluster!(rollback_or_a_dropped_guard_invalidates_nothing);
 
 // ---------------------------------------------------------------------------
+// Swapping the rule set in service.
+
+/// Rules swapped back and forth under a stream of commits: no commit is
+/// lost, none is evaluated twice, and each is evaluated by one version
+/// whole (v2 adds the dealership rule, so a commit's car key is gone
+/// exactly when v2 evaluated it, and the versions change only at swaps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_rules_under_a_stream_gives_each_commit_one_version() {
+    let server = RedisServer::start();
+    let n: i64 = 400;
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.set(format!("turnus_data_{i}"), "v").ignore();
+        pipe.set(format!("vehicle:V{i}"), "v").ignore();
+    }
+    pipe.exec(&mut server.connection()).unwrap();
+    let (v1, v2) = (
+        rules(&[guests::TURNUS]),
+        rules(&[guests::TURNUS, guests::DEALERSHIP]),
+    );
+    let redis = Arc::new(Redis::open(&server.url(), RedisConfig::default()).unwrap());
+    let invalidator = Invalidator::start_shared(v1.clone(), redis, config());
+    let mut swaps = 0;
+    for i in 0..n {
+        let vin = format!("V{i}");
+        let mut tx = invalidator.begin(format!("t-{i}"));
+        tx.insert("geld", [("id", i)], [("id", i), ("turnus_id", i)]);
+        tx.update(
+            "inventory",
+            [("vin", vin.as_str())],
+            [("vin", Value::from(vin.as_str())), ("price", 100.into())],
+            [("vin", Value::from(vin.as_str())), ("price", 90.into())],
+        );
+        tx.commit();
+        if i % 50 == 25 {
+            let next = if swaps % 2 == 0 {
+                v2.clone()
+            } else {
+                v1.clone()
+            };
+            invalidator.swap_rules(next);
+            swaps += 1;
+        }
+        if i == 10 || i == 30 {
+            // Settle once on each version, so that both surely serve some
+            // commits however the machine schedules the rest.
+            flush(&invalidator).await;
+        } else if i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    flush(&invalidator).await;
+    let left: BTreeSet<String> = all_keys(&mut server.connection()).into_iter().collect();
+    assert!(
+        (0..n).all(|i| !left.contains(&format!("turnus_data_{i}"))),
+        "every commit was evaluated by some version"
+    );
+    let by_v2: Vec<bool> = (0..n)
+        .map(|i| !left.contains(&format!("vehicle:V{i}")))
+        .collect();
+    let changes = by_v2.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(
+        by_v2.iter().any(|&b| b) && by_v2.iter().any(|&b| !b),
+        "both versions served"
+    );
+    assert!(
+        changes <= swaps,
+        "{changes} version changes for {swaps} swaps"
+    );
+    assert!(!by_v2[0], "the first commits ran on v1");
+    let stats = invalidator.stats();
+    assert_eq!(
+        (stats.commits, stats.evaluated, stats.swaps),
+        (n as u64, n as u64, swaps as u64)
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Failures: Redis killed, and work beyond its bound.
 
 /// A stream of commits; Redis is killed in the middle and started again

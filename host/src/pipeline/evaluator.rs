@@ -39,13 +39,15 @@ pub(crate) fn run(shared: Arc<Shared>, queue: Receiver<Queued>) {
         }
         let seq = batch.last().map_or(0, |q| q.seq);
         let commits: Vec<_> = batch.into_iter().map(|q| q.commit).collect();
+        // One version of the rules for the whole batch.
+        let rules = shared.rules.load_full();
         let backlog = shared.stats.is_queued() as usize;
         let (targets, failures) = if backlog > shared.config.max_pending {
             // More commits are waiting than the bound allows targets: do not
             // spend time on rules whose targets would collapse anyway.
             (TargetSet::new(), 0)
         } else {
-            let outcome = shared.rules.evaluate_batch(&commits);
+            let outcome = rules.evaluate_batch(&commits);
             (outcome.targets, outcome.failures.len())
         };
         shared.stats.evaluated(commits.len(), failures);
@@ -54,7 +56,7 @@ pub(crate) fn run(shared: Arc<Shared>, queue: Receiver<Queued>) {
                 backlog,
                 "commit backlog exceeds the pending bound: applying the rules' fallback targets"
             );
-            shared.add_pending(shared.rules.fallback(), seq, true);
+            shared.add_pending(rules.fallback(), seq, true);
         } else {
             shared.add_pending(targets, seq, false);
         }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 
@@ -24,7 +25,10 @@ pub(crate) struct Queued {
 
 /// What the evaluator thread, the applier task and the handle share.
 pub(crate) struct Shared {
-    pub(crate) rules: Arc<RuleSet>,
+    /// The rule set in service. Each batch loads it once, so every commit
+    /// is evaluated by exactly one version, and a swap takes effect at the
+    /// next batch without stopping anything.
+    pub(crate) rules: ArcSwap<RuleSet>,
     pub(crate) redis: Arc<Redis>,
     pub(crate) config: PipelineConfig,
     pub(crate) stats: Stats,
@@ -40,7 +44,7 @@ impl Shared {
     pub(crate) fn add_pending(&self, targets: TargetSet, seq: u64, collapse: bool) {
         let mut pending = self.pending.lock().expect("pending lock");
         let max = if collapse { 0 } else { self.config.max_pending };
-        if pending.add(targets, seq, max, || self.rules.fallback()) {
+        if pending.add(targets, seq, max, || self.rules.load().fallback()) {
             self.stats.collapsed();
         }
         self.stats.set_pending(pending.len());
@@ -128,7 +132,7 @@ impl Invalidator {
         let (applied, _) = watch::channel(0);
         let prune_every = config.prune_every;
         let shared = Arc::new(Shared {
-            rules,
+            rules: ArcSwap::new(rules),
             redis,
             config,
             stats: Stats::default(),
@@ -202,9 +206,18 @@ impl Invalidator {
         self.shared.stats.snapshot()
     }
 
-    /// The rule set commits are evaluated against.
-    pub fn rules(&self) -> &Arc<RuleSet> {
-        &self.shared.rules
+    /// The rule set commits are evaluated against now.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.shared.rules.load_full()
+    }
+
+    /// Puts `rules` in service and returns the set it replaces. Nothing
+    /// stops: a batch being evaluated finishes on the set it started with,
+    /// and the next batch uses the new one, so every commit is evaluated
+    /// by exactly one version.
+    pub fn swap_rules(&self, rules: Arc<RuleSet>) -> Arc<RuleSet> {
+        self.shared.stats.swapped();
+        self.shared.rules.swap(rules)
     }
 
     /// The Redis handle invalidations are applied to.

@@ -21,6 +21,7 @@ pub struct Stats {
     retries: AtomicU64,
     errors: AtomicU64,
     collapses: AtomicU64,
+    swaps: AtomicU64,
     queued: AtomicU64,
     pending: AtomicU64,
 }
@@ -54,6 +55,8 @@ pub struct StatsSnapshot {
     /// Times the pending work outgrew its bound and collapsed into the
     /// rules' fallback targets.
     pub collapses: u64,
+    /// Times the rule set in service was replaced.
+    pub swaps: u64,
     /// Commits handed over and not yet evaluated.
     pub queued: u64,
     /// Targets evaluated and not yet applied.
@@ -76,6 +79,7 @@ impl Stats {
             retries: self.retries.load(Relaxed),
             errors: self.errors.load(Relaxed),
             collapses: self.collapses.load(Relaxed),
+            swaps: self.swaps.load(Relaxed),
             queued: self.queued.load(Relaxed),
             pending: self.pending.load(Relaxed),
         }
@@ -105,6 +109,10 @@ impl Stats {
     pub(crate) fn failed_and_retrying(&self) {
         self.errors.fetch_add(1, Relaxed);
         self.retries.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn swapped(&self) {
+        self.swaps.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn collapsed(&self) {
