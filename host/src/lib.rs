@@ -34,6 +34,7 @@ pub mod commit;
 pub mod diff;
 pub mod dry_run;
 pub mod pipeline;
+pub mod reload;
 pub mod rules;
 pub mod sink;
 pub mod source;

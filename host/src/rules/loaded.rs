@@ -16,7 +16,8 @@ use crate::commit::{Commit, flatten};
 use crate::targets::Target;
 
 /// A rule ready to run: compiled, linked against the sandbox's imports, and
-/// described.
+/// described. Cloning shares the compiled code.
+#[derive(Clone)]
 pub struct LoadedRule {
     runtime: Runtime,
     path: PathBuf,
@@ -27,8 +28,9 @@ pub struct LoadedRule {
     pre: RulePre<Sandbox>,
 }
 
-/// SHA-256 of `bytes`, in lowercase hex.
-fn content_hash(bytes: &[u8]) -> String {
+/// SHA-256 of `bytes`, in lowercase hex: the [`LoadedRule::hash`] of a
+/// component file with these bytes.
+pub fn content_hash(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes)
         .iter()

@@ -21,6 +21,6 @@ pub use crate::bindings::types::{Level, RuleError as GuestError, RuleInfo};
 pub use compile_cache::CompileCache;
 pub use config::SandboxConfig;
 pub use error::{LoadError, RuleFailure};
-pub use loaded::LoadedRule;
+pub use loaded::{LoadedRule, content_hash};
 pub use runtime::Runtime;
 pub use set::{Outcome, RuleSet};

@@ -1,0 +1,83 @@
+//! [`Reloader`]: watches a rule folder and puts each new rule set in
+//! service.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+
+use super::{Catalog, Refresh};
+use crate::rules::RuleSet;
+
+/// How long the folder must be quiet before a change is acted on: long
+/// enough to see a copy through, short enough to keep a swap well under a
+/// quarter of a second.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Watches a [`Catalog`]'s folder; on every change, refreshes it and hands
+/// the next rule set to a callback. Dropping it stops the watching.
+pub struct Reloader {
+    catalog: Arc<Mutex<Catalog>>,
+    // Held for its `Drop`, which stops the watcher thread.
+    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+}
+
+impl Reloader {
+    /// Starts watching `catalog`'s folder. Each refresh that yields a new
+    /// rule set calls `on_swap` with it; every refresh is logged, refused
+    /// files with their reason.
+    pub fn watch(
+        catalog: Catalog,
+        on_swap: impl Fn(Arc<RuleSet>) + Send + 'static,
+    ) -> Result<Self, String> {
+        let dir = catalog.dir().to_owned();
+        let catalog = Arc::new(Mutex::new(catalog));
+        let shared = catalog.clone();
+        let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+            if let Err(errors) = result {
+                for e in errors {
+                    tracing::warn!("watching the rules folder: {e}");
+                }
+                // Something changed that we could not hear about: look.
+            }
+            let refresh = shared.lock().expect("catalog lock").refresh();
+            log(&refresh);
+            if let Some(set) = refresh.set {
+                on_swap(set);
+            }
+        })
+        .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
+        debouncer
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
+        Ok(Self {
+            catalog,
+            _debouncer: debouncer,
+        })
+    }
+
+    /// Refreshes now, without waiting for the watcher.
+    pub fn refresh(&self) -> Refresh {
+        let refresh = self.catalog.lock().expect("catalog lock").refresh();
+        log(&refresh);
+        refresh
+    }
+}
+
+fn log(refresh: &Refresh) {
+    for (path, reason) in &refresh.rejected {
+        tracing::error!(file = %path.display(), "rule file refused, the running version stays: {reason}");
+    }
+    if let Some(set) = &refresh.set {
+        for rule in set.rules() {
+            tracing::info!(
+                rule = rule.name(),
+                version = %rule.info().version,
+                hash = rule.hash(),
+                file = %rule.path().display(),
+                "in service"
+            );
+        }
+    }
+}
