@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::sink::{Redis, SinkError, tags};
+use crate::sink::{Redis, SinkError, Store, tags};
 
 /// Reads and tagged writes, with hit and miss counts.
 pub struct Cache {
-    redis: Arc<Redis>,
+    store: Store,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -32,8 +32,13 @@ pub struct CacheCounts {
 impl Cache {
     /// A cache client on `redis`.
     pub fn new(redis: Arc<Redis>) -> Self {
+        Self::with_store(Store::Redis(redis))
+    }
+
+    /// A cache client on any [`Store`], an in-process one included.
+    pub fn with_store(store: Store) -> Self {
         Self {
-            redis,
+            store,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -67,21 +72,31 @@ impl Cache {
             // Never round a short ttl down to "no expiry".
             Some(ttl) => (ttl.as_millis() as u64).max(1),
         };
+        let redis = match &self.store {
+            Store::Redis(redis) => redis,
+            Store::Memory(memory) => {
+                memory.set(key, value, ttl, tags);
+                return Ok(());
+            }
+        };
         if tags.is_empty() {
             let mut set = redis::cmd("SET");
             set.arg(key).arg(value);
             if ttl_ms > 0 {
                 set.arg("PX").arg(ttl_ms);
             }
-            let () = self.redis.query(&set).await?;
+            let () = redis.query(&set).await?;
             return Ok(());
         }
-        tags::set_tagged(&self.redis, key, value, ttl_ms, tags).await
+        tags::set_tagged(redis, key, value, ttl_ms, tags).await
     }
 
     /// The value at `key`, if any; counted as a hit or a miss.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
-        let value: Option<Vec<u8>> = self.redis.query(redis::cmd("GET").arg(key)).await?;
+        let value: Option<Vec<u8>> = match &self.store {
+            Store::Redis(redis) => redis.query(redis::cmd("GET").arg(key)).await?,
+            Store::Memory(memory) => memory.get(key),
+        };
         let counter = if value.is_some() {
             &self.hits
         } else {
@@ -101,7 +116,11 @@ impl Cache {
 
     /// Warns (and returns the policy) when Redis's eviction policy could
     /// evict a tag index before its keys; see [`tags::check_eviction`].
+    /// (An in-process store evicts nothing: `noeviction`.)
     pub async fn check_eviction_policy(&self) -> Result<String, SinkError> {
-        tags::check_eviction(&self.redis).await
+        match &self.store {
+            Store::Redis(redis) => tags::check_eviction(redis).await,
+            Store::Memory(_) => Ok("noeviction".to_owned()),
+        }
     }
 }

@@ -36,6 +36,7 @@ pub mod dry_run;
 pub mod pipeline;
 pub mod reload;
 pub mod rules;
+pub mod serve;
 pub mod sink;
 pub mod source;
 pub mod targets;

@@ -12,7 +12,8 @@ use invalidator::cache::Cache;
 use invalidator::diff::diff;
 use invalidator::dry_run::dry_run;
 use invalidator::rules::{RuleSet, Runtime, SandboxConfig};
-use invalidator::sink::{Redis, RedisConfig};
+use invalidator::serve::serve;
+use invalidator::sink::{MemoryStore, Redis, RedisConfig, Store};
 use invalidator::targets::Target;
 
 /// Cache-invalidation rules engine: turns committed transactions into the
@@ -66,6 +67,28 @@ enum Command {
         /// The commits, one JSON object per line; `-` for standard input.
         #[arg(long)]
         events: PathBuf,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Serve: rules from a watched folder, swapped live when their files
+    /// change; commits from a JSON Lines stream; invalidations applied to
+    /// Redis, or to an in-process store without `--redis`. Stops at the end
+    /// of the stream or on Ctrl-C, and prints a JSON summary last.
+    Serve {
+        /// The folder of rule `.wasm` files to watch.
+        #[arg(long)]
+        rules: PathBuf,
+        /// `redis://...` or `redis+cluster://...`; without it, an in-process
+        /// store.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
+        /// The commits, one JSON object per line; `-` for standard input.
+        #[arg(long, default_value = "-")]
+        events: PathBuf,
+        /// Where compiled rules are kept between runs (default: a
+        /// `.invalidator-cache` folder inside the rules folder).
+        #[arg(long, value_name = "DIR")]
+        compile_cache: Option<PathBuf>,
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
@@ -136,13 +159,16 @@ struct SandboxArgs {
 }
 
 impl SandboxArgs {
-    fn runtime(&self) -> Result<Runtime, String> {
-        Runtime::new(SandboxConfig {
+    fn config(&self) -> SandboxConfig {
+        SandboxConfig {
             time_limit: Duration::from_millis(self.time_limit_ms),
             memory_limit: self.memory_limit_mib << 20,
             ..SandboxConfig::default()
-        })
-        .map_err(|e| e.to_string())
+        }
+    }
+
+    fn runtime(&self) -> Result<Runtime, String> {
+        Runtime::new(self.config()).map_err(|e| e.to_string())
     }
 }
 
@@ -218,6 +244,42 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             })
         }
         Command::Cache { command } => tokio_runtime()?.block_on(cache(command)),
+        Command::Serve {
+            rules,
+            redis,
+            events,
+            compile_cache,
+            sandbox,
+        } => {
+            let cache_dir = compile_cache.unwrap_or_else(|| rules.join(".invalidator-cache"));
+            let runtime = Runtime::with_compile_cache(sandbox.config(), &cache_dir)
+                .map_err(|e| e.to_string())?;
+            let store = match redis {
+                Some(url) => Store::Redis(std::sync::Arc::new(
+                    Redis::open(&url, RedisConfig::default()).map_err(|e| e.to_string())?,
+                )),
+                None => Store::Memory(std::sync::Arc::new(MemoryStore::new())),
+            };
+            let give_up = Duration::from_secs(30);
+            let summary = tokio_runtime()?.block_on(async {
+                if events.as_os_str() == "-" {
+                    serve(runtime, &rules, store, BufReader::new(io::stdin()), give_up).await
+                } else {
+                    let file = File::open(&events)
+                        .map_err(|e| format!("cannot open `{}`: {e}", events.display()))?;
+                    serve(runtime, &rules, store, BufReader::new(file), give_up).await
+                }
+            })?;
+            println!(
+                "{}",
+                serde_json::to_string(&summary).expect("summary serializes")
+            );
+            Ok(if summary.complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Diff {
             old,
             new,

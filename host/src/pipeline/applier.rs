@@ -18,7 +18,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             continue;
         };
         let mut applied = Applied::default();
-        let result = sink::apply(&shared.redis, &mut targets, &mut applied).await;
+        let result = shared.store.apply(&mut targets, &mut applied).await;
         shared.stats.applied(&applied);
         match result {
             Ok(()) => {
@@ -45,12 +45,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 /// Prunes tag indexes every `every`, forever.
 pub(crate) async fn janitor(shared: Arc<Shared>, every: std::time::Duration) {
+    let sink::Store::Redis(redis) = shared.store.clone() else {
+        return;
+    };
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await; // the first tick is immediate
     loop {
         interval.tick().await;
-        match sink::tags::prune(&shared.redis).await {
+        match sink::tags::prune(&redis).await {
             Ok(removed) => tracing::debug!(removed, "pruned expired members from tag indexes"),
             Err(error) => tracing::warn!(%error, "pruning tag indexes failed; will try again"),
         }

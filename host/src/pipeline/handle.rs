@@ -14,7 +14,7 @@ use super::pending::Pending;
 use super::{PipelineConfig, Stats, StatsSnapshot, applier, evaluator};
 use crate::commit::Commit;
 use crate::rules::RuleSet;
-use crate::sink::Redis;
+use crate::sink::{Redis, Store};
 use crate::targets::TargetSet;
 
 /// A commit waiting for the evaluator, with its place in the order.
@@ -29,7 +29,7 @@ pub(crate) struct Shared {
     /// is evaluated by exactly one version, and a swap takes effect at the
     /// next batch without stopping anything.
     pub(crate) rules: ArcSwap<RuleSet>,
-    pub(crate) redis: Arc<Redis>,
+    pub(crate) store: Store,
     pub(crate) config: PipelineConfig,
     pub(crate) stats: Stats,
     pending: Mutex<Pending>,
@@ -66,7 +66,7 @@ impl Shared {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "invalidations not applied after {waited:?}: {queued} commits not yet evaluated, \
-     {pending} targets pending (is redis reachable?)"
+     {pending} targets pending (is the cache store reachable?)"
 )]
 pub struct FlushError {
     /// How long it waited.
@@ -129,11 +129,21 @@ impl Invalidator {
     /// [`start`](Self::start), sharing a [`Redis`] handle with, for
     /// example, a [`Cache`](crate::cache::Cache).
     pub fn start_shared(rules: Arc<RuleSet>, redis: Arc<Redis>, config: PipelineConfig) -> Self {
+        Self::start_with(rules, Store::Redis(redis), config)
+    }
+
+    /// [`start`](Self::start) on any [`Store`]: Redis, or an in-process
+    /// [`MemoryStore`](crate::sink::MemoryStore).
+    pub fn start_with(rules: Arc<RuleSet>, store: Store, config: PipelineConfig) -> Self {
         let (applied, _) = watch::channel(0);
-        let prune_every = config.prune_every;
+        // Tag indexes to prune exist only in Redis.
+        let prune_every = match store {
+            Store::Redis(_) => config.prune_every,
+            Store::Memory(_) => None,
+        };
         let shared = Arc::new(Shared {
             rules: ArcSwap::new(rules),
-            redis,
+            store,
             config,
             stats: Stats::default(),
             pending: Mutex::new(Pending::default()),
@@ -220,9 +230,9 @@ impl Invalidator {
         self.shared.rules.swap(rules)
     }
 
-    /// The Redis handle invalidations are applied to.
-    pub fn redis(&self) -> &Arc<Redis> {
-        &self.shared.redis
+    /// The store invalidations are applied to.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
     }
 
     /// Applies everything handed over, then stops.

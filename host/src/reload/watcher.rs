@@ -42,10 +42,12 @@ impl Reloader {
                 // Something changed that we could not hear about: look.
             }
             let refresh = shared.lock().expect("catalog lock").refresh();
-            log(&refresh);
-            if let Some(set) = refresh.set {
-                on_swap(set);
+            // Swap first, log second: once "in service" is logged, the
+            // next commit handed over is evaluated by the new set.
+            if let Some(set) = &refresh.set {
+                on_swap(set.clone());
             }
+            log(&refresh);
         })
         .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
         debouncer

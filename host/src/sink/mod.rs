@@ -4,7 +4,9 @@
 //! A sink only knows targets; it never sees rules or commits. It owns the
 //! Redis side of the product: the connection ([`Redis`]), the address forms
 //! ([`Endpoint`]), the Redis layout of a tag ([`tags`]), how each kind of
-//! target is deleted ([`apply`]) and the one-pass pattern sweep ([`sweep`]).
+//! target is deleted ([`apply`]) and the one-pass pattern sweep ([`sweep`]);
+//! and an in-process store ([`MemoryStore`]) for running with no Redis.
+//! [`Store`] is either.
 //!
 //! Every operation here is idempotent (deleting a deleted key is a no-op), so
 //! a caller that sees an error simply tries the remaining targets again.
@@ -14,6 +16,8 @@ mod connection;
 mod endpoint;
 mod error;
 pub mod glob;
+mod memory;
+mod store;
 pub mod sweep;
 pub mod tags;
 
@@ -21,3 +25,5 @@ pub use apply::{Applied, apply};
 pub use connection::{Node, Redis, RedisConfig};
 pub use endpoint::Endpoint;
 pub use error::SinkError;
+pub use memory::MemoryStore;
+pub use store::Store;

@@ -1,0 +1,137 @@
+//! [`serve`]: the `invalidator serve` command: rules from a watched folder,
+//! swapped live as their files change, commits from a JSON Lines stream,
+//! invalidations applied to Redis or to an in-process store.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::commit::parse_json;
+use crate::pipeline::{Invalidator, PipelineConfig};
+use crate::reload::{Catalog, Reloader};
+use crate::rules::{RuleSet, Runtime};
+use crate::sink::Store;
+
+/// What a `serve` run did; printed as its last line when it stops.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServeSummary {
+    /// Commits read and handed over.
+    pub commits: u64,
+    /// Exact keys applied.
+    pub keys: u64,
+    /// Patterns applied.
+    pub patterns: u64,
+    /// Tags applied.
+    pub tags: u64,
+    /// Keys that existed and were removed.
+    pub deleted: u64,
+    /// Malformed lines, rule failures and store errors.
+    pub errors: u64,
+    /// Rule sets swapped into service while running.
+    pub swaps: u64,
+    /// Whether every commit read had its invalidations applied.
+    #[serde(skip)]
+    pub complete: bool,
+}
+
+/// Serves until `input` ends or Ctrl-C: loads the rules of `dir`, watches
+/// it and swaps each valid change into service, hands every commit of
+/// `input` to the pipeline, and at the end waits up to `give_up` for the
+/// work to be applied.
+pub async fn serve(
+    runtime: Runtime,
+    dir: &Path,
+    store: Store,
+    input: impl BufRead + Send + 'static,
+    give_up: Duration,
+) -> Result<ServeSummary, String> {
+    if !dir.is_dir() {
+        return Err(format!("rules folder `{}` is not a folder", dir.display()));
+    }
+    let mut catalog = Catalog::new(runtime, dir);
+    let first = catalog.refresh();
+    for (path, reason) in &first.rejected {
+        tracing::error!(file = %path.display(), "rule file refused: {reason}");
+    }
+    let rules = first
+        .set
+        .unwrap_or_else(|| Arc::new(RuleSet::new(Vec::new()).expect("no names clash")));
+    if rules.rules().is_empty() {
+        tracing::warn!(dir = %dir.display(), "no rule in service yet; waiting for rule files");
+    }
+    for rule in rules.rules() {
+        tracing::info!(rule = rule.name(), version = %rule.info().version, hash = rule.hash(), "in service");
+    }
+    let described = store.describe();
+    let config = PipelineConfig::default();
+    let invalidator = Arc::new(Invalidator::start_with(rules, store, config));
+    let reloader = {
+        let invalidator = invalidator.clone();
+        Reloader::watch(catalog, move |set| {
+            invalidator.swap_rules(set);
+        })?
+    };
+    // A file that arrived between the first look and the start of the
+    // watching would otherwise wait for the next change.
+    if let Some(set) = reloader.refresh().set {
+        invalidator.swap_rules(set);
+    }
+    tracing::info!(store = described, dir = %dir.display(), "serving; watching for rule changes");
+
+    // The input is read on a thread of its own: reading blocks.
+    let reading = {
+        let invalidator = invalidator.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut malformed = 0u64;
+            for (i, line) in input.lines().enumerate() {
+                let line = match line {
+                    Ok(line) => line,
+                    Err(e) => {
+                        eprintln!("error: reading the commits: {e}");
+                        malformed += 1;
+                        break;
+                    }
+                };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match parse_json(&line) {
+                    Ok(commit) => {
+                        invalidator.after_commit(commit);
+                    }
+                    Err(e) => {
+                        malformed += 1;
+                        eprintln!("error: line {}: {e}", i + 1);
+                    }
+                }
+            }
+            malformed
+        })
+    };
+    let malformed = tokio::select! {
+        read = reading => read.unwrap_or(1),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted: applying what was handed over, then stopping");
+            0
+        }
+    };
+    drop(reloader);
+    let flushed = invalidator.flush_timeout(give_up).await;
+    if let Err(e) = &flushed {
+        eprintln!("error: {e}");
+    }
+    let stats = invalidator.stats();
+    Ok(ServeSummary {
+        commits: stats.commits,
+        keys: stats.keys,
+        patterns: stats.patterns,
+        tags: stats.tags,
+        deleted: stats.deleted,
+        errors: malformed + stats.rule_failures + stats.errors,
+        swaps: stats.swaps,
+        complete: flushed.is_ok() && malformed == 0,
+    })
+}

@@ -1,0 +1,180 @@
+//! [`MemoryStore`]: an in-process cache store, for running the host with
+//! nothing else installed (`invalidator serve` without `--redis`) and for
+//! services that cache in their own memory.
+//!
+//! It follows the same rules as Redis: keys with an optional expiry, tags
+//! as sets of keys, patterns as Redis globs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::Applied;
+use super::glob::PatternSet;
+use crate::targets::TargetSet;
+
+#[derive(Debug)]
+struct Entry {
+    value: Vec<u8>,
+    expires: Option<Instant>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| at > now)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    values: HashMap<String, Entry>,
+    tags: HashMap<String, BTreeSet<String>>,
+}
+
+/// Values, their expiry and their tags, in this process.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores `value` at `key`, expiring after `ttl`, under `tags`.
+    pub fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>, tags: &[String]) {
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("store lock");
+        state.values.insert(
+            key.to_owned(),
+            Entry {
+                value: value.to_vec(),
+                expires: ttl.map(|t| now + t),
+            },
+        );
+        for tag in tags {
+            state
+                .tags
+                .entry(tag.clone())
+                .or_default()
+                .insert(key.to_owned());
+        }
+        // Keep tag sets from holding expired keys (the in-process version
+        // of pruning a Redis tag index).
+        let State { values, tags: all } = &mut *state;
+        for tag in tags {
+            if let Some(members) = all.get_mut(tag) {
+                members.retain(|k| values.get(k).is_some_and(|e| e.live(now)));
+            }
+        }
+    }
+
+    /// The value at `key`, if it exists and has not expired.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("store lock");
+        match state.values.get(key) {
+            Some(e) if e.live(now) => Some(e.value.clone()),
+            Some(_) => {
+                state.values.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// How many live keys there are.
+    pub fn len(&self) -> usize {
+        let now = Instant::now();
+        let state = self.state.lock().expect("store lock");
+        state.values.values().filter(|e| e.live(now)).count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies `targets` (all of them: nothing here can fail), adding what
+    /// it did to `applied`.
+    pub fn apply(&self, targets: &mut TargetSet, applied: &mut Applied) {
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("store lock");
+        let mut remove = |state: &mut State, key: &str| {
+            if state.values.remove(key).is_some_and(|e| e.live(now)) {
+                applied.deleted += 1;
+            }
+        };
+        for key in std::mem::take(&mut targets.keys) {
+            remove(&mut state, &key);
+            applied.keys += 1;
+        }
+        for tag in std::mem::take(&mut targets.tags) {
+            for key in state.tags.remove(&tag).unwrap_or_default() {
+                remove(&mut state, &key);
+            }
+            applied.tags += 1;
+        }
+        if !targets.patterns.is_empty() {
+            let patterns = PatternSet::new(std::mem::take(&mut targets.patterns));
+            let matched: Vec<String> = state
+                .values
+                .keys()
+                .filter(|k| patterns.matches(k.as_bytes()))
+                .cloned()
+                .collect();
+            for key in matched {
+                remove(&mut state, &key);
+            }
+            applied.patterns += patterns.len() as u64;
+            applied.sweeps += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::Target;
+
+    #[test]
+    fn keys_tags_and_patterns_remove_exactly_their_keys() {
+        let store = MemoryStore::new();
+        for k in ["a:1", "a:2", "b:1", "b:22", "c:1"] {
+            store.set(k, b"v", None, &[]);
+        }
+        store.set("x:1", b"v", None, &["t".into()]);
+        store.set("x:2", b"v", Some(Duration::from_secs(60)), &["t".into()]);
+        let mut targets: TargetSet = [
+            Target::Key("a:1".into()),
+            Target::Key("missing".into()),
+            Target::Pattern("b:*".into()),
+            Target::Tag("t".into()),
+        ]
+        .into_iter()
+        .collect();
+        let mut applied = Applied::default();
+        store.apply(&mut targets, &mut applied);
+        assert!(targets.is_empty());
+        assert_eq!(applied.deleted, 1 + 2 + 2);
+        assert_eq!(
+            (applied.keys, applied.tags, applied.patterns, applied.sweeps),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(store.len(), 2);
+        assert!(store.get("a:2").is_some() && store.get("c:1").is_some());
+    }
+
+    #[test]
+    fn expired_values_are_gone_and_leave_their_tags() {
+        let store = MemoryStore::new();
+        store.set("short", b"v", Some(Duration::from_millis(1)), &["t".into()]);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(store.get("short"), None);
+        store.set("long", b"v", None, &["t".into()]);
+        let state = store.state.lock().unwrap();
+        assert_eq!(state.tags["t"].iter().collect::<Vec<_>>(), ["long"]);
+    }
+}
