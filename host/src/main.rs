@@ -261,7 +261,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 None => Store::Memory(std::sync::Arc::new(MemoryStore::new())),
             };
             let give_up = Duration::from_secs(30);
-            let summary = tokio_runtime()?.block_on(async {
+            let rt = tokio_runtime()?;
+            let summary = rt.block_on(async {
                 if events.as_os_str() == "-" {
                     serve(runtime, &rules, store, BufReader::new(io::stdin()), give_up).await
                 } else {
@@ -269,7 +270,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         .map_err(|e| format!("cannot open `{}`: {e}", events.display()))?;
                     serve(runtime, &rules, store, BufReader::new(file), give_up).await
                 }
-            })?;
+            });
+            // After Ctrl-C the thread reading standard input may still be
+            // blocked in a read: do not wait for it.
+            rt.shutdown_background();
+            let summary = summary?;
             println!(
                 "{}",
                 serde_json::to_string(&summary).expect("summary serializes")
