@@ -570,6 +570,13 @@ fn every_guest_loads_or_is_meant_to_be_refused() {
             "dealership" | "hedge" | "turnus" | "pos" | "hostile" => {
                 assert_eq!(loaded.expect(name).name(), *name);
             }
+            "turnus-v2" => {
+                let rule = loaded.expect(name);
+                assert_eq!(
+                    (rule.name(), rule.info().version.as_str()),
+                    ("turnus", "2.0.0")
+                );
+            }
             other => panic!("guest `{other}` has no test: add it to this list"),
         }
     }

@@ -5,8 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use invalidator::pipeline::{Invalidator, PipelineConfig};
 use invalidator::reload::{Catalog, Reloader};
-use invalidator::rules::{Runtime, SandboxConfig};
+use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
+use invalidator::sink::{MemoryStore, Store};
 use invalidator_tests::guests;
 
 fn folder(name: &str) -> PathBuf {
@@ -94,11 +98,71 @@ fn a_name_clash_keeps_the_running_set() {
 #[test]
 fn shadow_and_temporary_files_are_not_rules_in_service() {
     let dir = folder("shadow");
-    deploy(guests::TURNUS, &dir.join("turnus.shadow.wasm"));
+    deploy(guests::TURNUS_V2, &dir.join("turnus.shadow.wasm"));
     std::fs::copy(guests::DEALERSHIP, dir.join(".dealership.wasm.tmp.wasm")).unwrap();
     let mut catalog = Catalog::new(runtime(), &dir);
     let refresh = catalog.refresh();
-    assert!(refresh.set.is_none() && refresh.loaded.is_empty());
+    assert!(refresh.set.is_none(), "no rule in service");
+    let shadows = refresh.shadows.expect("the shadow is loaded as a shadow");
+    assert_eq!(shadows.rules()[0].info().version, "2.0.0");
+    assert_eq!(catalog.shadows().count(), 1);
+}
+
+/// A shadow runs beside the live rule of the same name on the same
+/// commits: differences are counted, its targets never applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_is_compared_never_applied_and_promotion_replaces_the_live_rule() {
+    let runtime = runtime();
+    let load = |path: &str| {
+        let rule = LoadedRule::load(&runtime, Path::new(path)).unwrap();
+        Arc::new(RuleSet::new(vec![rule]).unwrap())
+    };
+    let memory = Arc::new(MemoryStore::new());
+    let invalidator = Invalidator::start_with(
+        load(guests::TURNUS),
+        Store::Memory(memory.clone()),
+        PipelineConfig::default(),
+    );
+    invalidator.set_shadows(Some(load(guests::TURNUS_V2)));
+    for t in 1..=3 {
+        memory.set(&format!("turnus_data_{t}"), b"v", None, &[]);
+        memory.set(&format!("page:{t}"), b"v", None, &[format!("turnus:{t}")]);
+    }
+    let geld = |tx: &mut invalidator::source::Transaction<'_>, t: i64| {
+        tx.insert("geld", [("id", t)], [("id", t), ("turnus_id", t)]);
+    };
+    for t in 1..=2 {
+        let mut tx = invalidator.begin(format!("a-{t}"));
+        geld(&mut tx, t);
+        tx.commit();
+    }
+    invalidator.flush().await;
+    let stats = invalidator.stats();
+    assert_eq!(
+        (stats.shadowed, stats.shadow_differences),
+        (2, 2),
+        "v2 adds a tag each time"
+    );
+    assert!(memory.get("turnus_data_1").is_none() && memory.get("turnus_data_2").is_none());
+    assert!(
+        memory.get("page:1").is_some(),
+        "the shadow's tag is never applied"
+    );
+
+    // Promote: v2 goes live, the shadow goes away.
+    invalidator.swap_rules(load(guests::TURNUS_V2));
+    invalidator.set_shadows(None);
+    let mut tx = invalidator.begin("b");
+    geld(&mut tx, 3);
+    tx.commit();
+    invalidator.flush().await;
+    let stats = invalidator.stats();
+    assert_eq!(stats.shadowed, 2, "no shadow any more");
+    assert!(
+        memory.get("page:3").is_none(),
+        "v2's tag is applied now that it is live"
+    );
+    assert!(memory.get("page:1").is_some());
 }
 
 #[test]
@@ -141,9 +205,11 @@ fn a_version_failing_its_fixture_never_takes_over() {
 fn the_watcher_puts_a_renamed_file_in_service() {
     let dir = folder("watch");
     let (tx, rx) = mpsc::channel();
-    let reloader = Reloader::watch(Catalog::new(runtime(), &dir), move |set| {
-        let names: Vec<String> = set.rules().iter().map(|r| r.name().to_owned()).collect();
-        let _ = tx.send(names);
+    let reloader = Reloader::watch(Catalog::new(runtime(), &dir), move |change| {
+        if let Some(set) = &change.set {
+            let names: Vec<String> = set.rules().iter().map(|r| r.name().to_owned()).collect();
+            let _ = tx.send(names);
+        }
     })
     .unwrap();
     deploy(guests::TURNUS, &dir.join("turnus.wasm"));

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::commit::parse_json;
 use crate::pipeline::{Invalidator, PipelineConfig};
-use crate::reload::{Catalog, Reloader};
+use crate::reload::{Catalog, Refresh, Reloader};
 use crate::rules::{RuleSet, Runtime};
 use crate::sink::Store;
 
@@ -32,9 +32,22 @@ pub struct ServeSummary {
     pub errors: u64,
     /// Rule sets swapped into service while running.
     pub swaps: u64,
+    /// Commits on which a shadow rule's targets differed from the live
+    /// rule's.
+    pub shadow_differences: u64,
     /// Whether every commit read had its invalidations applied.
     #[serde(skip)]
     pub complete: bool,
+}
+
+/// Puts what a refresh of the rules folder produced into service.
+fn apply_change(invalidator: &Invalidator, change: &Refresh) {
+    if let Some(set) = &change.set {
+        invalidator.swap_rules(set.clone());
+    }
+    if let Some(shadows) = &change.shadows {
+        invalidator.set_shadows(Some(shadows.clone()));
+    }
 }
 
 /// Serves until `input` ends or Ctrl-C: loads the rules of `dir`, watches
@@ -53,6 +66,7 @@ pub async fn serve(
     }
     let mut catalog = Catalog::new(runtime, dir);
     let first = catalog.refresh();
+    let first_shadows = first.shadows.clone();
     for (path, reason) in &first.rejected {
         tracing::error!(file = %path.display(), "rule file refused: {reason}");
     }
@@ -68,17 +82,14 @@ pub async fn serve(
     let described = store.describe();
     let config = PipelineConfig::default();
     let invalidator = Arc::new(Invalidator::start_with(rules, store, config));
+    invalidator.set_shadows(first_shadows);
     let reloader = {
         let invalidator = invalidator.clone();
-        Reloader::watch(catalog, move |set| {
-            invalidator.swap_rules(set);
-        })?
+        Reloader::watch(catalog, move |change| apply_change(&invalidator, change))?
     };
     // A file that arrived between the first look and the start of the
     // watching would otherwise wait for the next change.
-    if let Some(set) = reloader.refresh().set {
-        invalidator.swap_rules(set);
-    }
+    apply_change(&invalidator, &reloader.refresh());
     tracing::info!(store = described, dir = %dir.display(), "serving; watching for rule changes");
 
     // The input is read on a thread of its own: reading blocks.
@@ -132,6 +143,7 @@ pub async fn serve(
         deleted: stats.deleted,
         errors: malformed + stats.rule_failures + stats.errors,
         swaps: stats.swaps,
+        shadow_differences: stats.shadow_differences,
         complete: flushed.is_ok() && malformed == 0,
     })
 }

@@ -48,6 +48,9 @@ pub(crate) fn run(shared: Arc<Shared>, queue: Receiver<Queued>) {
             (TargetSet::new(), 0)
         } else {
             let outcome = rules.evaluate_batch(&commits);
+            if let Some(shadows) = shared.shadows.load_full() {
+                super::shadow::compare(&shared, &rules, &shadows, &commits);
+            }
             (outcome.targets, outcome.failures.len())
         };
         shared.stats.evaluated(commits.len(), failures);

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 
@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     /// is evaluated by exactly one version, and a swap takes effect at the
     /// next batch without stopping anything.
     pub(crate) rules: ArcSwap<RuleSet>,
+    /// Shadow rules, run beside the live ones and never applied.
+    pub(crate) shadows: ArcSwapOption<RuleSet>,
     pub(crate) store: Store,
     pub(crate) config: PipelineConfig,
     pub(crate) stats: Stats,
@@ -143,6 +145,7 @@ impl Invalidator {
         };
         let shared = Arc::new(Shared {
             rules: ArcSwap::new(rules),
+            shadows: ArcSwapOption::empty(),
             store,
             config,
             stats: Stats::default(),
@@ -228,6 +231,14 @@ impl Invalidator {
     pub fn swap_rules(&self, rules: Arc<RuleSet>) -> Arc<RuleSet> {
         self.shared.stats.swapped();
         self.shared.rules.swap(rules)
+    }
+
+    /// Sets the shadow rules (or none): each runs beside the live rule of
+    /// the same name on the same commits, its targets compared and never
+    /// applied; see [`StatsSnapshot::shadow_differences`].
+    pub fn set_shadows(&self, shadows: Option<Arc<RuleSet>>) {
+        let shadows = shadows.filter(|s| !s.rules().is_empty());
+        self.shared.shadows.store(shadows);
     }
 
     /// The store invalidations are applied to.

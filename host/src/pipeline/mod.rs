@@ -14,6 +14,7 @@ mod config;
 mod evaluator;
 mod handle;
 mod pending;
+mod shadow;
 mod stats;
 
 pub use config::PipelineConfig;

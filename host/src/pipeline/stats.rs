@@ -22,6 +22,8 @@ pub struct Stats {
     errors: AtomicU64,
     collapses: AtomicU64,
     swaps: AtomicU64,
+    shadowed: AtomicU64,
+    shadow_differences: AtomicU64,
     queued: AtomicU64,
     pending: AtomicU64,
 }
@@ -57,6 +59,11 @@ pub struct StatsSnapshot {
     pub collapses: u64,
     /// Times the rule set in service was replaced.
     pub swaps: u64,
+    /// Commits a shadow rule was run on (once per shadow rule).
+    pub shadowed: u64,
+    /// Of those, the commits where the shadow's targets differed from the
+    /// live rule's.
+    pub shadow_differences: u64,
     /// Commits handed over and not yet evaluated.
     pub queued: u64,
     /// Targets evaluated and not yet applied.
@@ -80,6 +87,8 @@ impl Stats {
             errors: self.errors.load(Relaxed),
             collapses: self.collapses.load(Relaxed),
             swaps: self.swaps.load(Relaxed),
+            shadowed: self.shadowed.load(Relaxed),
+            shadow_differences: self.shadow_differences.load(Relaxed),
             queued: self.queued.load(Relaxed),
             pending: self.pending.load(Relaxed),
         }
@@ -113,6 +122,13 @@ impl Stats {
 
     pub(crate) fn swapped(&self) {
         self.swaps.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn shadowed(&self, differs: bool) {
+        self.shadowed.fetch_add(1, Relaxed);
+        if differs {
+            self.shadow_differences.fetch_add(1, Relaxed);
+        }
     }
 
     pub(crate) fn collapsed(&self) {

@@ -18,6 +18,9 @@ pub struct Refresh {
     pub loaded: Vec<PathBuf>,
     /// Files gone from the folder, whose rules left service.
     pub removed: Vec<PathBuf>,
+    /// The next set of shadow rules (`*.shadow.wasm`), when any shadow
+    /// file changed; `None` when the running shadows stay.
+    pub shadows: Option<Arc<RuleSet>>,
     /// Files refused, with the reason; their running version (if any)
     /// keeps serving.
     pub rejected: Vec<(PathBuf, String)>,
@@ -31,6 +34,15 @@ pub struct Catalog {
     runtime: Runtime,
     dir: PathBuf,
     rules: BTreeMap<PathBuf, LoadedRule>,
+    shadows: BTreeMap<PathBuf, LoadedRule>,
+}
+
+/// The outcome of looking at one kind of file (rules, or shadows).
+struct Pass {
+    next: BTreeMap<PathBuf, LoadedRule>,
+    loaded: Vec<PathBuf>,
+    removed: Vec<PathBuf>,
+    rejected: Vec<(PathBuf, String)>,
 }
 
 impl Catalog {
@@ -40,6 +52,7 @@ impl Catalog {
             runtime,
             dir: dir.to_owned(),
             rules: BTreeMap::new(),
+            shadows: BTreeMap::new(),
         }
     }
 
@@ -53,12 +66,19 @@ impl Catalog {
         self.rules.iter().map(|(p, r)| (p.as_path(), r))
     }
 
-    fn rule_files(&self) -> std::io::Result<Vec<PathBuf>> {
+    /// The shadow rules, by file.
+    pub fn shadows(&self) -> impl Iterator<Item = (&Path, &LoadedRule)> {
+        self.shadows.iter().map(|(p, r)| (p.as_path(), r))
+    }
+
+    fn rule_files(&self, shadows: bool) -> std::io::Result<Vec<PathBuf>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                name.ends_with(".wasm") && !name.ends_with(".shadow.wasm") && !name.starts_with('.')
+                name.ends_with(".wasm")
+                    && name.ends_with(".shadow.wasm") == shadows
+                    && !name.starts_with('.')
             })
             .filter(|p| p.is_file())
             .collect();
@@ -74,34 +94,76 @@ impl Catalog {
     /// whole running set stays.
     pub fn refresh(&mut self) -> Refresh {
         let mut refresh = Refresh::default();
-        let files = match self.rule_files() {
-            Ok(files) => files,
-            Err(e) => {
+        let (files, shadow_files) = match (self.rule_files(false), self.rule_files(true)) {
+            (Ok(files), Ok(shadows)) => (files, shadows),
+            (Err(e), _) | (_, Err(e)) => {
                 refresh
                     .rejected
                     .push((self.dir.clone(), format!("cannot list the folder: {e}")));
                 return refresh;
             }
         };
-        let mut next = BTreeMap::new();
-        for path in &files {
-            let running = self.rules.get(path);
+        let rules = self.pass(&files, &self.rules);
+        let shadows = self.pass(&shadow_files, &self.shadows);
+        refresh.rejected = rules.rejected;
+        refresh.rejected.extend(shadows.rejected);
+        if !rules.loaded.is_empty() || !rules.removed.is_empty() {
+            match RuleSet::new(rules.next.values().cloned().collect()) {
+                Ok(set) => {
+                    self.rules = rules.next;
+                    refresh.set = Some(Arc::new(set));
+                    refresh.loaded = rules.loaded;
+                    refresh.removed = rules.removed;
+                }
+                // A name clash: nothing of this refresh goes in service.
+                Err(e) => refresh
+                    .rejected
+                    .extend(rules.loaded.into_iter().map(|p| (p, e.to_string()))),
+            }
+        }
+        if !shadows.loaded.is_empty() || !shadows.removed.is_empty() {
+            match RuleSet::new(shadows.next.values().cloned().collect()) {
+                Ok(set) => {
+                    self.shadows = shadows.next;
+                    refresh.shadows = Some(Arc::new(set));
+                    refresh.loaded.extend(shadows.loaded);
+                    refresh.removed.extend(shadows.removed);
+                }
+                Err(e) => refresh
+                    .rejected
+                    .extend(shadows.loaded.into_iter().map(|p| (p, e.to_string()))),
+            }
+        }
+        refresh
+    }
+
+    /// Loads and validates the new or changed `files` against the running
+    /// versions in `running`.
+    fn pass(&self, files: &[PathBuf], running: &BTreeMap<PathBuf, LoadedRule>) -> Pass {
+        let mut pass = Pass {
+            next: BTreeMap::new(),
+            loaded: Vec::new(),
+            removed: Vec::new(),
+            rejected: Vec::new(),
+        };
+        for path in files {
+            let current = running.get(path);
+            let keep = |pass: &mut Pass| {
+                if let Some(r) = current {
+                    pass.next.insert(path.clone(), r.clone());
+                }
+            };
             let bytes = match std::fs::read(path) {
                 Ok(bytes) => bytes,
                 Err(e) => {
-                    refresh
-                        .rejected
+                    pass.rejected
                         .push((path.clone(), format!("cannot read it: {e}")));
-                    if let Some(r) = running {
-                        next.insert(path.clone(), r.clone());
-                    }
+                    keep(&mut pass);
                     continue;
                 }
             };
-            if let Some(r) = running
-                && r.hash() == content_hash(&bytes)
-            {
-                next.insert(path.clone(), r.clone());
+            if current.is_some_and(|r| r.hash() == content_hash(&bytes)) {
+                keep(&mut pass);
                 continue;
             }
             let candidate = LoadedRule::from_bytes(&self.runtime, path, &bytes)
@@ -109,40 +171,20 @@ impl Catalog {
                 .and_then(|rule| fixture::check(&rule).map(|()| rule));
             match candidate {
                 Ok(rule) => {
-                    refresh.loaded.push(path.clone());
-                    next.insert(path.clone(), rule);
+                    pass.loaded.push(path.clone());
+                    pass.next.insert(path.clone(), rule);
                 }
                 Err(reason) => {
-                    refresh.rejected.push((path.clone(), reason));
-                    if let Some(r) = running {
-                        next.insert(path.clone(), r.clone());
-                    }
+                    pass.rejected.push((path.clone(), reason));
+                    keep(&mut pass);
                 }
             }
         }
-        refresh.removed = self
-            .rules
+        pass.removed = running
             .keys()
-            .filter(|p| !next.contains_key(*p))
+            .filter(|p| !pass.next.contains_key(*p))
             .cloned()
             .collect();
-        if refresh.loaded.is_empty() && refresh.removed.is_empty() {
-            return refresh;
-        }
-        match RuleSet::new(next.values().cloned().collect()) {
-            Ok(set) => {
-                self.rules = next;
-                refresh.set = Some(Arc::new(set));
-            }
-            Err(e) => {
-                // A name clash: nothing of this refresh goes in service.
-                let reason = e.to_string();
-                for path in refresh.loaded.drain(..) {
-                    refresh.rejected.push((path, reason.clone()));
-                }
-                refresh.removed.clear();
-            }
-        }
-        refresh
+        pass
     }
 }

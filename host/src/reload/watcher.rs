@@ -2,13 +2,13 @@
 //! service.
 
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
 use super::{Catalog, Refresh};
-use crate::rules::RuleSet;
 
 /// How long the folder must be quiet before a change is acted on: long
 /// enough to see a copy through, short enough to keep a swap well under a
@@ -24,12 +24,12 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Starts watching `catalog`'s folder. Each refresh that yields a new
-    /// rule set calls `on_swap` with it; every refresh is logged, refused
-    /// files with their reason.
+    /// Starts watching `catalog`'s folder. Each refresh that changed
+    /// anything (a new rule set, new shadows) is handed to `on_change`
+    /// (which swaps them in), then logged, refused files with their reason.
     pub fn watch(
         catalog: Catalog,
-        on_swap: impl Fn(Arc<RuleSet>) + Send + 'static,
+        on_change: impl Fn(&Refresh) + Send + 'static,
     ) -> Result<Self, String> {
         let dir = catalog.dir().to_owned();
         let catalog = Arc::new(Mutex::new(catalog));
@@ -44,8 +44,8 @@ impl Reloader {
             let refresh = shared.lock().expect("catalog lock").refresh();
             // Swap first, log second: once "in service" is logged, the
             // next commit handed over is evaluated by the new set.
-            if let Some(set) = &refresh.set {
-                on_swap(set.clone());
+            if refresh.set.is_some() || refresh.shadows.is_some() {
+                on_change(&refresh);
             }
             log(&refresh);
         })
@@ -79,6 +79,17 @@ fn log(refresh: &Refresh) {
                 hash = rule.hash(),
                 file = %rule.path().display(),
                 "in service"
+            );
+        }
+    }
+    if let Some(shadows) = &refresh.shadows {
+        for rule in shadows.rules() {
+            tracing::info!(
+                rule = rule.name(),
+                version = %rule.info().version,
+                hash = rule.hash(),
+                file = %rule.path().display(),
+                "shadowing"
             );
         }
     }
