@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use invalidator::pipeline::{Invalidator, PipelineConfig};
+use invalidator::pipeline::{Invalidator, PipelineConfig, RollbackPolicy};
 use invalidator::reload::{Catalog, Reloader};
 use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
 use invalidator::sink::{MemoryStore, Store};
@@ -229,4 +229,55 @@ fn the_watcher_puts_a_renamed_file_in_service() {
         "a broken file never takes over"
     );
     assert!(reloader.refresh().set.is_none());
+}
+
+/// A promoted version that fails on too many commits within its window is
+/// replaced by the version before it, and refused if deployed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_failing_too_often_is_rolled_back_and_stays_refused() {
+    let runtime = runtime();
+    let load = |path: &str| {
+        let rule = LoadedRule::load(&runtime, Path::new(path)).unwrap();
+        Arc::new(RuleSet::new(vec![rule]).unwrap())
+    };
+    let memory = Arc::new(MemoryStore::new());
+    let config = PipelineConfig {
+        rollback: Some(RollbackPolicy {
+            window: Duration::from_secs(60),
+            min_commits: 5,
+            max_failure_rate: 0.5,
+        }),
+        ..PipelineConfig::default()
+    };
+    let invalidator =
+        Invalidator::start_with(load(guests::TURNUS), Store::Memory(memory.clone()), config);
+    let version = |inv: &Invalidator| inv.rules().rules()[0].info().version.clone();
+    let v2 = load(guests::TURNUS_V2);
+    invalidator.swap_rules(v2.clone());
+    assert_eq!(version(&invalidator), "2.0.0");
+    let commit = |t: i64| {
+        let mut tx = invalidator.begin(format!("t-{t}"));
+        tx.insert("geld", [("id", t)], [("id", t), ("turnus_id", t)]);
+        tx.commit();
+    };
+    // Version 2 fails on turnus ids above 1000.
+    for t in 2001..=2010 {
+        commit(t);
+    }
+    invalidator.flush().await;
+    let stats = invalidator.stats();
+    assert_eq!(stats.rollbacks, 1, "{stats:?}");
+    assert_eq!(version(&invalidator), "1.0.0", "version 1 restored");
+
+    // Version 1 handles what version 2 could not.
+    let failures = stats.rule_failures;
+    memory.set("turnus_data_5000", b"v", None, &[]);
+    commit(5000);
+    invalidator.flush().await;
+    assert!(memory.get("turnus_data_5000").is_none());
+    assert_eq!(invalidator.stats().rule_failures, failures);
+
+    // The rolled-back build is refused until its file changes.
+    invalidator.swap_rules(v2);
+    assert_eq!(version(&invalidator), "1.0.0");
 }

@@ -32,6 +32,8 @@ pub struct ServeSummary {
     pub errors: u64,
     /// Rule sets swapped into service while running.
     pub swaps: u64,
+    /// New rule versions rolled back for failing too often.
+    pub rollbacks: u64,
     /// Commits on which a shadow rule's targets differed from the live
     /// rule's.
     pub shadow_differences: u64,
@@ -143,6 +145,7 @@ pub async fn serve(
         deleted: stats.deleted,
         errors: malformed + stats.rule_failures + stats.errors,
         swaps: stats.swaps,
+        rollbacks: stats.rollbacks,
         shadow_differences: stats.shadow_differences,
         complete: flushed.is_ok() && malformed == 0,
     })

@@ -23,6 +23,9 @@ pub struct PipelineConfig {
     pub retry_min: Duration,
     /// Longest delay between retries. Default 5 s.
     pub retry_max: Duration,
+    /// When a newly promoted version of a rule is put back: see
+    /// [`RollbackPolicy`]. `None` never rolls back.
+    pub rollback: Option<RollbackPolicy>,
     /// How often expired members are pruned from every tag index, or
     /// `None` for never. Default every 10 minutes.
     pub prune_every: Option<Duration>,
@@ -37,6 +40,32 @@ impl Default for PipelineConfig {
             retry_min: Duration::from_millis(50),
             retry_max: Duration::from_secs(5),
             prune_every: Some(Duration::from_secs(600)),
+            rollback: Some(RollbackPolicy::default()),
+        }
+    }
+}
+
+/// When a rule version that just replaced another is rolled back: if,
+/// within `window` of its promotion, it has run on at least `min_commits`
+/// commits and failed on more than `max_failure_rate` of them, the previous
+/// version is restored, and the failing version is refused until its file
+/// changes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RollbackPolicy {
+    /// How long a new version is watched. Default 60 s.
+    pub window: Duration,
+    /// Commits it must have run on before it is judged. Default 20.
+    pub min_commits: u64,
+    /// The failure rate above which it is rolled back. Default 0.5.
+    pub max_failure_rate: f64,
+}
+
+impl Default for RollbackPolicy {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(60),
+            min_commits: 20,
+            max_failure_rate: 0.5,
         }
     }
 }

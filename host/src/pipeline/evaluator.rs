@@ -51,6 +51,18 @@ pub(crate) fn run(shared: Arc<Shared>, queue: Receiver<Queued>) {
             if let Some(shadows) = shared.shadows.load_full() {
                 super::shadow::compare(&shared, &rules, &shadows, &commits);
             }
+            if let Some(policy) = &shared.config.rollback {
+                let mut probation = shared.probation.lock().expect("probation lock");
+                // Only if the set judged is still the one in service: a swap
+                // meanwhile has settled the question.
+                if Arc::ptr_eq(&rules, &shared.rules.load_full())
+                    && let Some(restored) =
+                        probation.judge(policy, &rules, &commits, &outcome.failures)
+                {
+                    shared.rules.store(restored);
+                    shared.stats.rolled_back();
+                }
+            }
             (outcome.targets, outcome.failures.len())
         };
         shared.stats.evaluated(commits.len(), failures);

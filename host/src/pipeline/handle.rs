@@ -11,6 +11,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 
 use super::pending::Pending;
+use super::probation::Probation;
 use super::{PipelineConfig, Stats, StatsSnapshot, applier, evaluator};
 use crate::commit::Commit;
 use crate::rules::RuleSet;
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     /// is evaluated by exactly one version, and a swap takes effect at the
     /// next batch without stopping anything.
     pub(crate) rules: ArcSwap<RuleSet>,
+    /// New rule versions on probation, and versions rolled back.
+    pub(crate) probation: Mutex<Probation>,
     /// Shadow rules, run beside the live ones and never applied.
     pub(crate) shadows: ArcSwapOption<RuleSet>,
     pub(crate) store: Store,
@@ -146,6 +149,7 @@ impl Invalidator {
         let shared = Arc::new(Shared {
             rules: ArcSwap::new(rules),
             shadows: ArcSwapOption::empty(),
+            probation: Mutex::new(Probation::default()),
             store,
             config,
             stats: Stats::default(),
@@ -228,9 +232,18 @@ impl Invalidator {
     /// stops: a batch being evaluated finishes on the set it started with,
     /// and the next batch uses the new one, so every commit is evaluated
     /// by exactly one version.
+    ///
+    /// Each rule whose version changed is on probation for the
+    /// [`RollbackPolicy`] window; a version rolled back before is refused
+    /// (the current version of that rule stays) until its file changes.
     pub fn swap_rules(&self, rules: Arc<RuleSet>) -> Arc<RuleSet> {
         self.shared.stats.swapped();
-        self.shared.rules.swap(rules)
+        // Under the probation lock, so that a rollback and a swap never
+        // interleave.
+        let mut probation = self.shared.probation.lock().expect("probation lock");
+        let current = self.shared.rules.load_full();
+        let next = probation.promote(&current, rules);
+        self.shared.rules.swap(next)
     }
 
     /// Sets the shadow rules (or none): each runs beside the live rule of

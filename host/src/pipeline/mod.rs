@@ -14,9 +14,10 @@ mod config;
 mod evaluator;
 mod handle;
 mod pending;
+mod probation;
 mod shadow;
 mod stats;
 
-pub use config::PipelineConfig;
+pub use config::{PipelineConfig, RollbackPolicy};
 pub use handle::{FlushError, Invalidator};
 pub use stats::{Stats, StatsSnapshot};

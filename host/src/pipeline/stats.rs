@@ -22,6 +22,7 @@ pub struct Stats {
     errors: AtomicU64,
     collapses: AtomicU64,
     swaps: AtomicU64,
+    rollbacks: AtomicU64,
     shadowed: AtomicU64,
     shadow_differences: AtomicU64,
     queued: AtomicU64,
@@ -59,6 +60,8 @@ pub struct StatsSnapshot {
     pub collapses: u64,
     /// Times the rule set in service was replaced.
     pub swaps: u64,
+    /// New rule versions rolled back for failing too often.
+    pub rollbacks: u64,
     /// Commits a shadow rule was run on (once per shadow rule).
     pub shadowed: u64,
     /// Of those, the commits where the shadow's targets differed from the
@@ -87,6 +90,7 @@ impl Stats {
             errors: self.errors.load(Relaxed),
             collapses: self.collapses.load(Relaxed),
             swaps: self.swaps.load(Relaxed),
+            rollbacks: self.rollbacks.load(Relaxed),
             shadowed: self.shadowed.load(Relaxed),
             shadow_differences: self.shadow_differences.load(Relaxed),
             queued: self.queued.load(Relaxed),
@@ -122,6 +126,10 @@ impl Stats {
 
     pub(crate) fn swapped(&self) {
         self.swaps.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn rolled_back(&self) {
+        self.rollbacks.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn shadowed(&self, differs: bool) {

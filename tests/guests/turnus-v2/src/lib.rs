@@ -1,6 +1,7 @@
 //! A second version of the `turnus` rule: the same name and keys, plus a
-//! tag `turnus:{id}` per turnus. Tests deploy it as a new version, or as a
-//! shadow beside version 1, and watch the difference.
+//! tag `turnus:{id}` per turnus, and a bug: turnus ids above 1000 fail.
+//! Tests deploy it as a new version, as a shadow beside version 1, or as a
+//! bad promotion that must be rolled back.
 #![no_std]
 
 use invalidator_rules::prelude::*;
@@ -23,6 +24,11 @@ impl Rule for TurnusV2 {
     fn on_commit(commit: &Commit, out: &mut Targets) -> Result<(), RuleError> {
         for w in commit.writes() {
             for turnus in w.each("turnus_id")? {
+                if matches!(turnus, Value::Integer(n) if n > 1000) {
+                    return Err(RuleError::other(
+                        "turnus ids above 1000 are not handled yet",
+                    ));
+                }
                 out.key(format!("turnus_data_{turnus}"));
                 out.tag(format!("turnus:{turnus}"));
             }
