@@ -5,6 +5,7 @@
 //! - `bench-rules`: the rules benchmark (native vs Wasm, ns per write).
 //! - `bench-redis`: the Redis benchmark (end to end vs `redis-benchmark`,
 //!   and the one-pass pattern sweep).
+//! - `bench-reload`: rule swap latency under a stream of commits.
 //! - `test`: the whole test suite, after making sure the toolchain has what
 //!   it needs (the `wasm32-wasip2` target).
 
@@ -20,9 +21,10 @@ fn main() -> ExitCode {
         Some("build-rules") => build_rules().map(|_| ()),
         Some("bench-rules") => bench("rules", &args[1..]),
         Some("bench-redis") => bench("redis", &args[1..]),
+        Some("bench-reload") => bench("reload", &args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules | bench-rules | bench-redis | test [cargo test args]>"
+            "usage: cargo xtask <build-rules | bench-rules | bench-redis | bench-reload | test [cargo test args]>"
                 .to_owned(),
         ),
     };

@@ -1,0 +1,158 @@
+//! `cargo xtask bench-reload`: how long a rule file takes to go from its
+//! rename into the watched folder to handling commits, while a steady
+//! stream of commits runs through the host; and whether any commit was
+//! lost or handled twice during the swaps.
+//!
+//! The folder holds `turnus.wasm`; each swap renames version 1 or version 2
+//! of the turnus rule over it (alternately), as a deploy would. The latency
+//! is taken from just before the rename until the pipeline's rule set in
+//! service is the new build (the next batch of commits uses it). Compiled
+//! code is cached on disk, as `serve` does, so only the first two swaps
+//! compile.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use invalidator::commit::{Commit, Op, Value, Write};
+use invalidator::pipeline::{Invalidator, PipelineConfig};
+use invalidator::reload::{Catalog, Reloader};
+use invalidator::rules::{Runtime, SandboxConfig, content_hash};
+use invalidator::sink::{MemoryStore, Store};
+use invalidator_tests::guests;
+
+const SWAPS: usize = 100;
+/// One commit every this long, from a thread of its own.
+const EVERY: Duration = Duration::from_micros(200);
+
+fn commit(i: u64) -> Commit {
+    let row = vec![
+        ("id".to_owned(), Value::Integer(i as i64)),
+        ("turnus_id".to_owned(), Value::Integer((i % 900) as i64)),
+    ];
+    Commit {
+        txn: format!("t-{i}"),
+        source: None,
+        writes: vec![Write {
+            table: "geld".into(),
+            op: Op::Insert,
+            key: vec![("id".to_owned(), Value::Integer(i as i64))],
+            before: None,
+            after: Some(row),
+        }],
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[at]
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("invalidator-bench-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("turnus.wasm");
+    let tmp = dir.join(".turnus.wasm.tmp");
+    let versions = [guests::TURNUS, guests::TURNUS_V2].map(|p| {
+        let bytes = std::fs::read(p).unwrap();
+        (content_hash(&bytes), bytes)
+    });
+    std::fs::write(&file, &versions[0].1).unwrap();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let rules_runtime =
+        Runtime::with_compile_cache(SandboxConfig::default(), &dir.join(".invalidator-cache"))
+            .unwrap();
+    let mut catalog = Catalog::new(rules_runtime, &dir);
+    let first = catalog.refresh().set.expect("the first version loads");
+    let config = PipelineConfig {
+        rollback: None,
+        ..PipelineConfig::default()
+    };
+    let invalidator = Arc::new(Invalidator::start_with(
+        first,
+        Store::Memory(Arc::new(MemoryStore::new())),
+        config,
+    ));
+    let reloader = {
+        let invalidator = invalidator.clone();
+        Reloader::watch(catalog, move |change| {
+            if let Some(set) = &change.set {
+                invalidator.swap_rules(set.clone());
+            }
+        })
+        .unwrap()
+    };
+
+    // The steady stream.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stream = {
+        let (invalidator, stop) = (invalidator.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            let start = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                invalidator.after_commit(commit(i));
+                i += 1;
+                let due = start + EVERY * i as u32;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            i
+        })
+    };
+
+    let in_service = |inv: &Invalidator| inv.rules().rules()[0].hash().to_owned();
+    let mut latencies = Vec::with_capacity(SWAPS);
+    for swap in 1..=SWAPS {
+        let (hash, bytes) = &versions[swap % 2];
+        std::fs::write(&tmp, bytes).unwrap();
+        let start = Instant::now();
+        std::fs::rename(&tmp, &file).unwrap();
+        while in_service(&invalidator) != *hash {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "swap {swap} never happened"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        latencies.push(start.elapsed().as_secs_f64() * 1e3);
+        // Let the stream run on this version for a moment.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = stream.join().unwrap();
+    drop(reloader);
+    runtime.block_on(invalidator.flush());
+    let stats = invalidator.stats();
+    let lost = sent.saturating_sub(stats.evaluated);
+    let duplicated = stats.evaluated.saturating_sub(sent);
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "{SWAPS} swaps under a stream of {sent} commits ({:.0} commits/s); swaps counted: {}",
+        1.0 / EVERY.as_secs_f64(),
+        stats.swaps
+    );
+    println!(
+        "reload ms: min {:.1}, p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1}",
+        latencies[0],
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        latencies[latencies.len() - 1]
+    );
+    let _ = std::fs::remove_dir_all(Path::new(&dir));
+    println!(
+        "reload p50 ms: {:.0}, p99 ms: {:.0}, lost: {lost}, duplicated: {duplicated}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+}
