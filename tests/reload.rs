@@ -229,6 +229,7 @@ fn the_watcher_puts_a_renamed_file_in_service() {
         "a broken file never takes over"
     );
     assert!(reloader.refresh().set.is_none());
+    assert!(reloader.refused() >= 1, "refusals are counted");
 }
 
 /// A promoted version that fails on too many commits within its window is

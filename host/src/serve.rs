@@ -32,6 +32,8 @@ pub struct ServeSummary {
     pub errors: u64,
     /// Rule sets swapped into service while running.
     pub swaps: u64,
+    /// Rule files refused (the running version kept serving).
+    pub refused: u64,
     /// New rule versions rolled back for failing too often.
     pub rollbacks: u64,
     /// Commits on which a shadow rule's targets differed from the live
@@ -131,6 +133,7 @@ pub async fn serve(
             0
         }
     };
+    let refused = first.rejected.len() as u64 + reloader.refused();
     drop(reloader);
     let flushed = invalidator.flush_timeout(give_up).await;
     if let Err(e) = &flushed {
@@ -145,6 +148,7 @@ pub async fn serve(
         deleted: stats.deleted,
         errors: malformed + stats.rule_failures + stats.errors,
         swaps: stats.swaps,
+        refused,
         rollbacks: stats.rollbacks,
         shadow_differences: stats.shadow_differences,
         complete: flushed.is_ok() && malformed == 0,

@@ -55,6 +55,7 @@ fn serve_runs_with_no_redis_and_caches_compiled_rules() {
     assert_eq!(s["swaps"], 0, "{s}");
     assert_eq!(s["errors"], 1, "the malformed line: {s}");
     assert!(!out.status.success(), "a malformed line fails the run");
+    assert_eq!(s["rollbacks"], 0, "{s}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 3:"), "{stderr}");
     let cached = std::fs::read_dir(dir.join(".invalidator-cache"))
@@ -105,5 +106,41 @@ fn serve_swaps_in_a_rule_deployed_while_it_runs() {
     assert_eq!(
         s["keys"], 2,
         "turnus_data_3, and vehicle:V1 from the new rule: {s}"
+    );
+}
+
+#[test]
+fn serve_counts_a_refused_rule_file_and_keeps_serving() {
+    let dir = folder("refused");
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    std::fs::write(dir.join("broken.wasm"), b"not a component").unwrap();
+    let events = dir.join("events.jsonl");
+    std::fs::write(&events, format!("{GELD}\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_invalidator"))
+        .args([
+            "serve",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out.stdout);
+    assert_eq!(
+        (s["commits"].as_u64(), s["keys"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    assert!(s["refused"].as_u64().unwrap() >= 1, "{s}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.wasm"),
+        "the refusal names the file: {stderr}"
     );
 }

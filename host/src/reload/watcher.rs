@@ -1,6 +1,7 @@
 //! [`Reloader`]: watches a rule folder and puts each new rule set in
 //! service.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(50);
 /// the next rule set to a callback. Dropping it stops the watching.
 pub struct Reloader {
     catalog: Arc<Mutex<Catalog>>,
+    refused: Arc<AtomicU64>,
     // Held for its `Drop`, which stops the watcher thread.
     _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
 }
@@ -33,7 +35,9 @@ impl Reloader {
     ) -> Result<Self, String> {
         let dir = catalog.dir().to_owned();
         let catalog = Arc::new(Mutex::new(catalog));
+        let refused = Arc::new(AtomicU64::new(0));
         let shared = catalog.clone();
+        let counted = refused.clone();
         let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
             if let Err(errors) = result {
                 for e in errors {
@@ -42,6 +46,7 @@ impl Reloader {
                 // Something changed that we could not hear about: look.
             }
             let refresh = shared.lock().expect("catalog lock").refresh();
+            counted.fetch_add(refresh.rejected.len() as u64, Relaxed);
             // Swap first, log second: once "in service" is logged, the
             // next commit handed over is evaluated by the new set.
             if refresh.set.is_some() || refresh.shadows.is_some() {
@@ -55,6 +60,7 @@ impl Reloader {
             .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
         Ok(Self {
             catalog,
+            refused,
             _debouncer: debouncer,
         })
     }
@@ -62,8 +68,16 @@ impl Reloader {
     /// Refreshes now, without waiting for the watcher.
     pub fn refresh(&self) -> Refresh {
         let refresh = self.catalog.lock().expect("catalog lock").refresh();
+        self.refused
+            .fetch_add(refresh.rejected.len() as u64, Relaxed);
         log(&refresh);
         refresh
+    }
+
+    /// Rule files refused so far (each time a file was looked at and
+    /// failed: not a component, a failing fixture, a name clash...).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Relaxed)
     }
 }
 
