@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::commit::parse_json;
+use crate::commit::for_each_commit;
 use crate::pipeline::{Invalidator, PipelineConfig};
 use crate::rules::RuleSet;
 use crate::sink::Redis;
@@ -49,22 +49,10 @@ pub async fn apply_events(
         ..PipelineConfig::default()
     };
     let invalidator = Invalidator::start(Arc::new(rules), redis, config);
-    let mut malformed = 0;
-    for (i, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_json(&line) {
-            Ok(commit) => {
-                invalidator.after_commit(commit);
-            }
-            Err(e) => {
-                malformed += 1;
-                writeln!(diagnostics, "error: line {}: {e}", i + 1)?;
-            }
-        }
-    }
+    let malformed = for_each_commit(input, &mut diagnostics, |commit| {
+        invalidator.after_commit(commit);
+        Ok(())
+    })?;
     let flushed = invalidator.flush_timeout(give_up).await;
     if let Err(e) = &flushed {
         writeln!(diagnostics, "error: {e}")?;

@@ -6,7 +6,7 @@ use std::io::{self, BufRead, Write};
 
 use serde::Serialize;
 
-use crate::commit::parse_json;
+use crate::commit::for_each_commit;
 use crate::rules::RuleSet;
 use crate::targets::TargetSet;
 
@@ -66,26 +66,14 @@ pub fn diff(
     new: &RuleSet,
     input: impl BufRead,
     mut out: impl Write,
-    mut diagnostics: impl Write,
+    diagnostics: impl Write,
 ) -> io::Result<DiffSummary> {
     let mut summary = DiffSummary::default();
-    for (i, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let commit = match parse_json(&line) {
-            Ok(c) => c,
-            Err(e) => {
-                summary.malformed += 1;
-                writeln!(diagnostics, "error: line {}: {e}", i + 1)?;
-                continue;
-            }
-        };
+    summary.malformed = for_each_commit(input, diagnostics, |commit| {
         summary.commits += 1;
         let (before, after) = (old.evaluate(&commit), new.evaluate(&commit));
         if before.targets == after.targets {
-            continue;
+            return Ok(());
         }
         summary.differing += 1;
         let line = DiffLine {
@@ -96,8 +84,8 @@ pub fn diff(
             new_failed: !after.failures.is_empty(),
         };
         serde_json::to_writer(&mut out, &line)?;
-        out.write_all(b"\n")?;
-    }
+        out.write_all(b"\n")
+    })?;
     out.flush()?;
     Ok(summary)
 }

@@ -6,7 +6,7 @@ use std::io::{self, BufRead, Write};
 
 use serde::Serialize;
 
-use crate::commit::parse_json;
+use crate::commit::for_each_commit;
 use crate::rules::{Outcome, RuleFailure, RuleSet};
 
 /// One output line: a commit's targets, sorted and deduplicated, and the
@@ -57,28 +57,16 @@ pub fn dry_run(
     rules: &RuleSet,
     input: impl BufRead,
     mut out: impl Write,
-    mut diagnostics: impl Write,
+    diagnostics: impl Write,
 ) -> io::Result<DryRunSummary> {
     let mut summary = DryRunSummary::default();
-    for (i, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let commit = match parse_json(&line) {
-            Ok(c) => c,
-            Err(e) => {
-                summary.malformed += 1;
-                writeln!(diagnostics, "error: line {}: {e}", i + 1)?;
-                continue;
-            }
-        };
+    summary.malformed = for_each_commit(input, diagnostics, |commit| {
         let outcome = rules.evaluate(&commit);
         summary.commits += 1;
         summary.rule_failures += outcome.failures.len() as u64;
         serde_json::to_writer(&mut out, &DryRunLine::new(&commit.txn, &outcome))?;
-        out.write_all(b"\n")?;
-    }
+        out.write_all(b"\n")
+    })?;
     out.flush()?;
     Ok(summary)
 }

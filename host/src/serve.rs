@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::commit::parse_json;
+use crate::commit::for_each_commit;
 use crate::pipeline::{Invalidator, PipelineConfig};
 use crate::reload::{Catalog, Refresh, Reloader};
 use crate::rules::{RuleSet, Runtime};
@@ -100,30 +100,14 @@ pub async fn serve(
     let reading = {
         let invalidator = invalidator.clone();
         tokio::task::spawn_blocking(move || {
-            let mut malformed = 0u64;
-            for (i, line) in input.lines().enumerate() {
-                let line = match line {
-                    Ok(line) => line,
-                    Err(e) => {
-                        eprintln!("error: reading the commits: {e}");
-                        malformed += 1;
-                        break;
-                    }
-                };
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match parse_json(&line) {
-                    Ok(commit) => {
-                        invalidator.after_commit(commit);
-                    }
-                    Err(e) => {
-                        malformed += 1;
-                        eprintln!("error: line {}: {e}", i + 1);
-                    }
-                }
-            }
-            malformed
+            let read = for_each_commit(input, std::io::stderr(), |commit| {
+                invalidator.after_commit(commit);
+                Ok(())
+            });
+            read.unwrap_or_else(|e| {
+                eprintln!("error: reading the commits: {e}");
+                1
+            })
         })
     };
     let malformed = tokio::select! {

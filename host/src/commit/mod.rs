@@ -4,8 +4,10 @@
 
 mod flat;
 mod json;
+mod lines;
 mod model;
 
 pub(crate) use flat::{flatten, flatten_writes};
 pub use json::{CommitParseError, parse_json};
+pub use lines::for_each_commit;
 pub use model::{Commit, Op, Row, Value, Write};
