@@ -102,19 +102,7 @@ impl RuleSet {
             } else {
                 rule.call_flat(&flatten(commit, |w| rule.subscribes(&w.table)))
             };
-            match result {
-                Ok(targets) => outcome.targets.extend(targets),
-                Err(failure) => {
-                    tracing::warn!(
-                        rule = %failure.rule,
-                        txn = %commit.txn,
-                        "rule failed, applying its fallback: {}",
-                        failure.message
-                    );
-                    outcome.targets.extend(rule.info().fallback.iter().cloned());
-                    outcome.failures.push(failure);
-                }
-            }
+            record(rule, &commit.txn, result, &mut outcome);
         }
         outcome
     }
@@ -181,19 +169,7 @@ impl RuleSet {
         if !commit.writes.iter().any(|w| rule.subscribes(&w.table)) {
             return;
         }
-        match rule.call(commit) {
-            Ok(targets) => outcome.targets.extend(targets),
-            Err(failure) => {
-                tracing::warn!(
-                    rule = %failure.rule,
-                    txn = %commit.txn,
-                    "rule failed, applying its fallback: {}",
-                    failure.message
-                );
-                outcome.targets.extend(rule.info().fallback.iter().cloned());
-                outcome.failures.push(failure);
-            }
-        }
+        record(rule, &commit.txn, rule.call(commit), outcome);
     }
 
     /// What stands in for everything the rules could ask for: the union of
@@ -209,5 +185,28 @@ impl RuleSet {
             all.extend(rule.info().fallback.iter().cloned());
         }
         all
+    }
+}
+
+/// Adds a rule's result on commit `txn` to `outcome`: its targets, or its
+/// fallback and the failure.
+fn record(
+    rule: &LoadedRule,
+    txn: &str,
+    result: Result<Vec<wit::Target>, RuleFailure>,
+    outcome: &mut Outcome,
+) {
+    match result {
+        Ok(targets) => outcome.targets.extend(targets),
+        Err(failure) => {
+            tracing::warn!(
+                rule = %failure.rule,
+                txn,
+                "rule failed, applying its fallback: {}",
+                failure.message
+            );
+            outcome.targets.extend(rule.info().fallback.iter().cloned());
+            outcome.failures.push(failure);
+        }
     }
 }
