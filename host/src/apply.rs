@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::commit::for_each_commit;
-use crate::pipeline::{Invalidator, PipelineConfig};
+use crate::pipeline::{Invalidator, PipelineConfig, StatsSnapshot};
 use crate::rules::RuleSet;
 use crate::sink::Redis;
 
@@ -57,14 +57,25 @@ pub async fn apply_events(
     if let Err(e) = &flushed {
         writeln!(diagnostics, "error: {e}")?;
     }
-    let stats = invalidator.stats();
-    Ok(ApplySummary {
-        commits: stats.commits,
-        keys: stats.keys,
-        patterns: stats.patterns,
-        tags: stats.tags,
-        deleted: stats.deleted,
-        errors: malformed + stats.rule_failures + stats.errors,
-        complete: flushed.is_ok() && malformed == 0,
-    })
+    Ok(ApplySummary::new(
+        &invalidator.stats(),
+        malformed,
+        flushed.is_ok(),
+    ))
+}
+
+impl ApplySummary {
+    /// The summary of a run with these pipeline `stats`, `malformed` input
+    /// lines, and whether everything handed over was applied.
+    pub fn new(stats: &StatsSnapshot, malformed: u64, flushed: bool) -> Self {
+        Self {
+            commits: stats.commits,
+            keys: stats.keys,
+            patterns: stats.patterns,
+            tags: stats.tags,
+            deleted: stats.deleted,
+            errors: malformed + stats.rule_failures + stats.errors,
+            complete: flushed && malformed == 0,
+        }
+    }
 }

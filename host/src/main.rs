@@ -1,8 +1,8 @@
 //! The `invalidator` command: parses flags and calls the library.
 
 use std::fs::File;
-use std::io::{self, BufReader};
-use std::path::PathBuf;
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -198,14 +198,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let runtime = sandbox.runtime()?;
             let rules = RuleSet::load(&runtime, &rules).map_err(|e| e.to_string())?;
             let stdout = io::stdout().lock();
-            let summary = if events.as_os_str() == "-" {
-                dry_run(&rules, io::stdin().lock(), stdout, io::stderr())
-            } else {
-                let file = File::open(&events)
-                    .map_err(|e| format!("cannot open `{}`: {e}", events.display()))?;
-                dry_run(&rules, BufReader::new(file), stdout, io::stderr())
-            }
-            .map_err(|e| format!("cannot read `{}`: {e}", events.display()))?;
+            let summary = dry_run(&rules, open_events(&events)?, stdout, io::stderr())
+                .map_err(|e| format!("cannot read `{}`: {e}", events.display()))?;
             Ok(if summary.malformed > 0 {
                 ExitCode::FAILURE
             } else {
@@ -224,14 +218,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let redis = redis.open()?;
             let give_up = Duration::from_secs(give_up_after);
             let summary: ApplySummary = tokio_runtime()?.block_on(async {
-                if events.as_os_str() == "-" {
-                    apply_events(rules, redis, io::stdin().lock(), give_up, io::stderr()).await
-                } else {
-                    let file = File::open(&events)
-                        .map_err(|e| format!("cannot open `{}`: {e}", events.display()))?;
-                    apply_events(rules, redis, BufReader::new(file), give_up, io::stderr()).await
-                }
-                .map_err(|e| format!("cannot read `{}`: {e}", events.display()))
+                apply_events(rules, redis, open_events(&events)?, give_up, io::stderr())
+                    .await
+                    .map_err(|e| format!("cannot read `{}`: {e}", events.display()))
             })?;
             println!(
                 "{}",
@@ -263,13 +252,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let give_up = Duration::from_secs(30);
             let rt = tokio_runtime()?;
             let summary = rt.block_on(async {
-                if events.as_os_str() == "-" {
-                    serve(runtime, &rules, store, BufReader::new(io::stdin()), give_up).await
-                } else {
-                    let file = File::open(&events)
-                        .map_err(|e| format!("cannot open `{}`: {e}", events.display()))?;
-                    serve(runtime, &rules, store, BufReader::new(file), give_up).await
-                }
+                serve(runtime, &rules, store, open_events(&events)?, give_up).await
             });
             // After Ctrl-C the thread reading standard input may still be
             // blocked in a read: do not wait for it.
@@ -279,7 +262,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 "{}",
                 serde_json::to_string(&summary).expect("summary serializes")
             );
-            Ok(if summary.complete {
+            Ok(if summary.applied.complete {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -304,15 +287,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 (Err(e), _) | (_, Err(e)) => return trouble(e.to_string()),
             };
             let stdout = io::stdout().lock();
-            let summary = if events.as_os_str() == "-" {
-                diff(&old, &new, io::stdin().lock(), stdout, io::stderr())
-            } else {
-                match File::open(&events) {
-                    Ok(file) => diff(&old, &new, BufReader::new(file), stdout, io::stderr()),
-                    Err(e) => return trouble(format!("cannot open `{}`: {e}", events.display())),
-                }
+            let input = match open_events(&events) {
+                Ok(input) => input,
+                Err(message) => return trouble(message),
             };
-            let summary = match summary {
+            let summary = match diff(&old, &new, input, stdout, io::stderr()) {
                 Ok(s) => s,
                 Err(e) => return trouble(format!("cannot read `{}`: {e}", events.display())),
             };
@@ -356,6 +335,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The commits to read: standard input for `-`, else the file.
+fn open_events(events: &Path) -> Result<Box<dyn BufRead + Send>, String> {
+    if events.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(io::stdin())));
+    }
+    let file =
+        File::open(events).map_err(|e| format!("cannot open `{}`: {e}", events.display()))?;
+    Ok(Box::new(BufReader::new(file)))
 }
 
 /// The runtime for commands that talk to Redis: small, since the rules run

@@ -9,27 +9,20 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::apply::ApplySummary;
 use crate::commit::for_each_commit;
 use crate::pipeline::{Invalidator, PipelineConfig};
 use crate::reload::{Catalog, Refresh, Reloader};
 use crate::rules::{RuleSet, Runtime};
 use crate::sink::Store;
 
-/// What a `serve` run did; printed as its last line when it stops.
+/// What a `serve` run did; printed as its last line when it stops: the
+/// fields of an `apply` summary, then what happened to the rules.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ServeSummary {
-    /// Commits read and handed over.
-    pub commits: u64,
-    /// Exact keys applied.
-    pub keys: u64,
-    /// Patterns applied.
-    pub patterns: u64,
-    /// Tags applied.
-    pub tags: u64,
-    /// Keys that existed and were removed.
-    pub deleted: u64,
-    /// Malformed lines, rule failures and store errors.
-    pub errors: u64,
+    /// Commits, targets, deletions and errors, as `apply` counts them.
+    #[serde(flatten)]
+    pub applied: ApplySummary,
     /// Rule sets swapped into service while running.
     pub swaps: u64,
     /// Rule files refused (the running version kept serving).
@@ -39,9 +32,6 @@ pub struct ServeSummary {
     /// Commits on which a shadow rule's targets differed from the live
     /// rule's.
     pub shadow_differences: u64,
-    /// Whether every commit read had its invalidations applied.
-    #[serde(skip)]
-    pub complete: bool,
 }
 
 /// Puts what a refresh of the rules folder produced into service.
@@ -125,16 +115,10 @@ pub async fn serve(
     }
     let stats = invalidator.stats();
     Ok(ServeSummary {
-        commits: stats.commits,
-        keys: stats.keys,
-        patterns: stats.patterns,
-        tags: stats.tags,
-        deleted: stats.deleted,
-        errors: malformed + stats.rule_failures + stats.errors,
+        applied: ApplySummary::new(&stats, malformed, flushed.is_ok()),
         swaps: stats.swaps,
         refused,
         rollbacks: stats.rollbacks,
         shadow_differences: stats.shadow_differences,
-        complete: flushed.is_ok() && malformed == 0,
     })
 }
