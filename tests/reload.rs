@@ -11,24 +11,10 @@ use invalidator::pipeline::{Invalidator, PipelineConfig, RollbackPolicy};
 use invalidator::reload::{Catalog, Reloader};
 use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
 use invalidator::sink::{MemoryStore, Store};
-use invalidator_tests::guests;
+use invalidator_tests::{deploy, fresh_dir, guests};
 
 fn folder(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("invalidator-reload-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Writes a file the way a deploy should: a temporary name, then a rename.
-fn deploy(from: &str, to: &Path) {
-    let tmp = to.with_file_name(format!(
-        ".{}.tmp",
-        to.file_name().unwrap().to_str().unwrap()
-    ));
-    std::fs::copy(from, &tmp).unwrap();
-    std::fs::rename(&tmp, to).unwrap();
+    fresh_dir(&format!("reload-{name}"))
 }
 
 fn names(catalog: &Catalog) -> Vec<String> {

@@ -2,27 +2,15 @@
 //! store), a watched rules folder, and a rule deployed while it serves.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use invalidator_tests::guests;
+use invalidator_tests::{deploy, fresh_dir, guests};
 
 fn folder(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("invalidator-serve-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn deploy(from: &str, to: &Path) {
-    let tmp = to.with_file_name(format!(
-        ".{}.tmp",
-        to.file_name().unwrap().to_str().unwrap()
-    ));
-    std::fs::copy(from, &tmp).unwrap();
-    std::fs::rename(&tmp, to).unwrap();
+    fresh_dir(&format!("serve-{name}"))
 }
 
 const GELD: &str = r#"{"txn":"a","writes":[{"table":"geld","op":"insert","key":{"id":1},"after":{"id":1,"turnus_id":3}}]}"#;
