@@ -33,6 +33,7 @@ pub mod cache;
 pub mod commit;
 pub mod diff;
 pub mod dry_run;
+pub mod histogram;
 pub mod pipeline;
 pub mod reload;
 pub mod rules;

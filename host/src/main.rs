@@ -12,8 +12,8 @@ use invalidator::cache::Cache;
 use invalidator::diff::diff;
 use invalidator::dry_run::dry_run;
 use invalidator::rules::{RuleSet, Runtime, SandboxConfig};
-use invalidator::serve::serve;
-use invalidator::sink::{MemoryStore, Redis, RedisConfig, Store};
+use invalidator::serve::{LogFormat, ServeConfig, serve};
+use invalidator::sink::{Redis, RedisConfig};
 use invalidator::targets::Target;
 
 /// Cache-invalidation rules engine: turns committed transactions into the
@@ -71,27 +71,13 @@ enum Command {
         sandbox: SandboxArgs,
     },
     /// Serve: rules from a watched folder, swapped live when their files
-    /// change; commits from a JSON Lines stream; invalidations applied to
-    /// Redis, or to an in-process store without `--redis`. Stops at the end
-    /// of the stream or on Ctrl-C, and prints a JSON summary last.
-    Serve {
-        /// The folder of rule `.wasm` files to watch.
-        #[arg(long)]
-        rules: PathBuf,
-        /// `redis://...` or `redis+cluster://...`; without it, an in-process
-        /// store.
-        #[arg(long, value_name = "URL")]
-        redis: Option<String>,
-        /// The commits, one JSON object per line; `-` for standard input.
-        #[arg(long, default_value = "-")]
-        events: PathBuf,
-        /// Where compiled rules are kept between runs (default: a
-        /// `.invalidator-cache` folder inside the rules folder).
-        #[arg(long, value_name = "DIR")]
-        compile_cache: Option<PathBuf>,
-        #[command(flatten)]
-        sandbox: SandboxArgs,
-    },
+    /// change; commits from a JSON Lines input, an HTTP API (`--listen`)
+    /// and a Redis stream (`--stream`); invalidations applied to Redis, or
+    /// to an in-process store without `--redis`. Every setting can also come
+    /// from a TOML file (`--config`) and `INVALIDATOR_*` variables; flags
+    /// win. Stops on SIGTERM or Ctrl-C (or at the end of the input when it
+    /// is the only source) and prints a JSON summary last.
+    Serve(Box<ServeArgs>),
     /// Read and write the cache as the application does, tags included.
     Cache {
         #[command(subcommand)]
@@ -104,6 +90,104 @@ enum Command {
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
+}
+
+/// The flags of `serve`; each overrides the setting of the same name in
+/// the configuration.
+#[derive(Args)]
+struct ServeArgs {
+    /// A TOML configuration file (`--print-config` shows every setting).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (file, environment and flags
+    /// merged) as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// The folder of rule `.wasm` files to watch [default: rules].
+    #[arg(long, value_name = "DIR")]
+    rules: Option<PathBuf>,
+    /// `redis://...` or `redis+cluster://...`; without it, an in-process
+    /// store.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// Commits, one JSON object per line; `-` for standard input [default:
+    /// `-` when there is neither `--listen` nor `--stream`].
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+    /// Serve the HTTP API on this address, e.g. `127.0.0.1:8080`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Consume commits from this Redis stream through a consumer group.
+    #[arg(long, value_name = "NAME")]
+    stream: Option<String>,
+    /// The consumer group [default: invalidator].
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// This process's name in the group [default: HOSTNAME-PID].
+    #[arg(long, value_name = "NAME")]
+    consumer: Option<String>,
+    /// Where compiled rules are kept between runs [default: a
+    /// `.invalidator-cache` folder inside the rules folder].
+    #[arg(long, value_name = "DIR")]
+    compile_cache: Option<PathBuf>,
+    /// Logs as human-readable text or as JSON lines [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Time one rule call may take, in milliseconds [default: 100].
+    #[arg(long, value_name = "MS")]
+    time_limit_ms: Option<u64>,
+    /// Memory one rule instance may use, in MiB [default: 64].
+    #[arg(long, value_name = "MIB")]
+    memory_limit_mib: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The flags given, in the shape of the configuration file.
+    fn overrides(&self) -> serde_json::Value {
+        let mut top = serde_json::Map::new();
+        let mut http = serde_json::Map::new();
+        let mut stream = serde_json::Map::new();
+        let mut sandbox = serde_json::Map::new();
+        let set = |map: &mut serde_json::Map<String, serde_json::Value>,
+                   key: &str,
+                   value: Option<serde_json::Value>| {
+            if let Some(v) = value {
+                map.insert(key.to_owned(), v);
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string().into());
+        let text = |t: &Option<String>| t.clone().map(Into::into);
+        set(&mut top, "rules", path(&self.rules));
+        set(&mut top, "redis", text(&self.redis));
+        set(&mut top, "events", path(&self.events));
+        set(&mut top, "compile_cache", path(&self.compile_cache));
+        set(
+            &mut top,
+            "log_format",
+            self.log_format
+                .map(|f| serde_json::to_value(f).expect("serializes")),
+        );
+        set(&mut http, "listen", text(&self.listen));
+        set(&mut stream, "name", text(&self.stream));
+        set(&mut stream, "group", text(&self.group));
+        set(&mut stream, "consumer", text(&self.consumer));
+        set(
+            &mut sandbox,
+            "time_limit_ms",
+            self.time_limit_ms.map(Into::into),
+        );
+        set(
+            &mut sandbox,
+            "memory_limit_mib",
+            self.memory_limit_mib.map(Into::into),
+        );
+        for (name, section) in [("http", http), ("stream", stream), ("sandbox", sandbox)] {
+            if !section.is_empty() {
+                top.insert(name.to_owned(), section.into());
+            }
+        }
+        top.into()
+    }
 }
 
 #[derive(Subcommand)]
@@ -172,14 +256,26 @@ impl SandboxArgs {
     }
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+/// Logs to standard error, filtered by `RUST_LOG` (default: `default`).
+fn init_logging(format: LogFormat, default: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let logs = tracing_subscriber::fmt()
         .with_writer(io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    match run(Cli::parse()) {
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `serve` reads its log format from its configuration.
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logging(LogFormat::Text, "warn");
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
@@ -233,28 +329,24 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             })
         }
         Command::Cache { command } => tokio_runtime()?.block_on(cache(command)),
-        Command::Serve {
-            rules,
-            redis,
-            events,
-            compile_cache,
-            sandbox,
-        } => {
-            let cache_dir = compile_cache.unwrap_or_else(|| rules.join(".invalidator-cache"));
-            let runtime = Runtime::with_compile_cache(sandbox.config(), &cache_dir)
-                .map_err(|e| e.to_string())?;
-            let store = match redis {
-                Some(url) => Store::Redis(std::sync::Arc::new(
-                    Redis::open(&url, RedisConfig::default()).map_err(|e| e.to_string())?,
-                )),
-                None => Store::Memory(std::sync::Arc::new(MemoryStore::new())),
+        Command::Serve(args) => {
+            let config = ServeConfig::load(args.config.as_deref(), args.overrides())?;
+            if args.print_config {
+                print!("{}", config.to_toml());
+                return Ok(ExitCode::SUCCESS);
+            }
+            init_logging(config.log_format, "info");
+            let input = match config.events_input() {
+                Some(events) => Some(open_events(&events)?),
+                None => None,
             };
-            let give_up = Duration::from_secs(30);
             let rt = tokio_runtime()?;
-            let summary = rt.block_on(async {
-                serve(runtime, &rules, store, open_events(&events)?, give_up).await
-            });
-            // After Ctrl-C the thread reading standard input may still be
+            let summary = rt.block_on(serve(config, input, |addr| {
+                // A fixed line on standard error, whatever the log settings:
+                // with port 0 it is how a caller learns the port.
+                eprintln!("listening on http://{addr}");
+            }));
+            // After a signal the thread reading standard input may still be
             // blocked in a read: do not wait for it.
             rt.shutdown_background();
             let summary = summary?;

@@ -29,6 +29,13 @@ pub fn parse_json(line: &str) -> Result<Commit, CommitParseError> {
     wire.into_commit()
 }
 
+/// Parses one commit already read as JSON (an element of an HTTP body's
+/// array, say).
+pub fn commit_from_value(value: serde_json::Value) -> Result<Commit, CommitParseError> {
+    let wire = WireCommit::deserialize(value).map_err(|e| CommitParseError(e.to_string()))?;
+    wire.into_commit()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireCommit {

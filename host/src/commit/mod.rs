@@ -8,6 +8,6 @@ mod lines;
 mod model;
 
 pub(crate) use flat::{flatten, flatten_writes};
-pub use json::{CommitParseError, parse_json};
+pub use json::{CommitParseError, commit_from_value, parse_json};
 pub use lines::for_each_commit;
 pub use model::{Commit, Op, Row, Value, Write};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Instant;
 
-use super::handle::{Queued, Shared};
+use super::handle::{Queued, Shared, Work};
 use crate::targets::TargetSet;
 
 /// Runs until every sender is gone and the queue is drained.
@@ -38,11 +38,23 @@ pub(crate) fn run(shared: Arc<Shared>, queue: Receiver<Queued>) {
             }
         }
         let seq = batch.last().map_or(0, |q| q.seq);
-        let commits: Vec<_> = batch.into_iter().map(|q| q.commit).collect();
+        let handed = batch.len();
+        // Targets asked for by hand skip the rules and join the batch's.
+        let mut manual = TargetSet::new();
+        let commits: Vec<_> = batch
+            .into_iter()
+            .filter_map(|q| match q.work {
+                Work::Commit(commit) => Some(commit),
+                Work::Targets(targets) => {
+                    manual.merge(targets);
+                    None
+                }
+            })
+            .collect();
         // One version of the rules for the whole batch.
         let rules = shared.rules.load_full();
         let backlog = shared.stats.is_queued() as usize;
-        let (targets, failures) = if backlog > shared.config.max_pending {
+        let (mut targets, failures) = if backlog > shared.config.max_pending || commits.is_empty() {
             // More commits are waiting than the bound allows targets: do not
             // spend time on rules whose targets would collapse anyway.
             (TargetSet::new(), 0)
@@ -65,14 +77,20 @@ pub(crate) fn run(shared: Arc<Shared>, queue: Receiver<Queued>) {
             }
             (outcome.targets, outcome.failures.len())
         };
-        shared.stats.evaluated(commits.len(), failures);
+        shared.stats.evaluated(handed, failures);
         if backlog > shared.config.max_pending {
             tracing::warn!(
                 backlog,
                 "commit backlog exceeds the pending bound: applying the rules' fallback targets"
             );
             shared.add_pending(rules.fallback(), seq, true);
+            // The fallback covers what the rules could ask for, not what
+            // an operator asked for by hand: that is added as it is.
+            if !manual.is_empty() {
+                shared.add_pending(manual, seq, false);
+            }
         } else {
+            targets.merge(manual);
             shared.add_pending(targets, seq, false);
         }
     }

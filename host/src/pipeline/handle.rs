@@ -18,10 +18,18 @@ use crate::rules::RuleSet;
 use crate::sink::{Redis, Store};
 use crate::targets::TargetSet;
 
-/// A commit waiting for the evaluator, with its place in the order.
+/// Work waiting for the evaluator, with its place in the order.
 pub(crate) struct Queued {
     pub(crate) seq: u64,
-    pub(crate) commit: Commit,
+    pub(crate) work: Work,
+}
+
+/// What was handed over: a commit for the rules, or targets asked for by
+/// hand. Both go through the one queue so that sequence numbers, and so
+/// [`Invalidator::flush`], cover both in order.
+pub(crate) enum Work {
+    Commit(Commit),
+    Targets(TargetSet),
 }
 
 /// What the evaluator thread, the applier task and the handle share.
@@ -183,24 +191,50 @@ impl Invalidator {
     /// the transaction is committed: a rolled-back transaction must
     /// invalidate nothing. Returns the commit's sequence number.
     pub fn after_commit(&self, commit: Commit) -> u64 {
+        self.hand_over(Work::Commit(commit))
+    }
+
+    /// Invalidates `targets` as they are, without asking the rules: an
+    /// operator's manual invalidation. Queued behind the commits handed
+    /// over before it, and counted as one commit. Returns its sequence
+    /// number.
+    pub fn invalidate(&self, targets: TargetSet) -> u64 {
+        self.hand_over(Work::Targets(targets))
+    }
+
+    fn hand_over(&self, work: Work) -> u64 {
         let queue = self.queue.lock().expect("queue lock");
         let seq = self.submitted.fetch_add(1, Ordering::SeqCst) + 1;
         self.shared.stats.handed_over();
         match queue.as_ref() {
-            Some(tx) if tx.send(Queued { seq, commit }).is_ok() => {}
-            _ => tracing::error!(seq, "the pipeline has stopped; commit not queued"),
+            Some(tx) if tx.send(Queued { seq, work }).is_ok() => {}
+            _ => tracing::error!(seq, "the pipeline has stopped; work not queued"),
         }
         seq
+    }
+
+    /// Follows the sequence number of the last commit whose invalidations
+    /// are applied: everything handed over with a number up to it is done.
+    /// A source that must acknowledge its input only once it is applied
+    /// (a stream consumer) watches this.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.shared.applied.subscribe()
+    }
+
+    /// Waits until the work numbered `seq` (and everything before it) is
+    /// applied.
+    pub async fn applied_up_to(&self, seq: u64) {
+        let mut applied = self.shared.applied.subscribe();
+        let _ = applied.wait_for(|&done| done >= seq).await;
     }
 
     /// Waits until every commit handed over before this call has its
     /// invalidations applied. With Redis down, that is until it is back.
     pub async fn flush(&self) {
-        let target = self.submitted.load(Ordering::SeqCst);
-        let mut applied = self.shared.applied.subscribe();
         // The sender lives in `shared`, which outlives this borrow, so the
         // wait ends only when the target is reached.
-        let _ = applied.wait_for(|&done| done >= target).await;
+        self.applied_up_to(self.submitted.load(Ordering::SeqCst))
+            .await;
     }
 
     /// [`flush`](Self::flush), giving up after `timeout`.
@@ -252,6 +286,11 @@ impl Invalidator {
     pub fn set_shadows(&self, shadows: Option<Arc<RuleSet>>) {
         let shadows = shadows.filter(|s| !s.rules().is_empty());
         self.shared.shadows.store(shadows);
+    }
+
+    /// The shadow rules running beside the live ones, if any.
+    pub fn shadows(&self) -> Option<Arc<RuleSet>> {
+        self.shared.shadows.load_full()
     }
 
     /// The store invalidations are applied to.

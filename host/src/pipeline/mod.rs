@@ -18,6 +18,7 @@ mod probation;
 mod shadow;
 mod stats;
 
+pub(crate) use backoff::Backoff;
 pub use config::{PipelineConfig, RollbackPolicy};
 pub use handle::{FlushError, Invalidator};
 pub use stats::{Stats, StatsSnapshot};

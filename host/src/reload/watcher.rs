@@ -21,6 +21,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(50);
 pub struct Reloader {
     catalog: Arc<Mutex<Catalog>>,
     refused: Arc<AtomicU64>,
+    on_change: Arc<dyn Fn(&Refresh) + Send + Sync>,
     // Held for its `Drop`, which stops the watcher thread.
     _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
 }
@@ -31,13 +32,15 @@ impl Reloader {
     /// (which swaps them in), then logged, refused files with their reason.
     pub fn watch(
         catalog: Catalog,
-        on_change: impl Fn(&Refresh) + Send + 'static,
+        on_change: impl Fn(&Refresh) + Send + Sync + 'static,
     ) -> Result<Self, String> {
         let dir = catalog.dir().to_owned();
         let catalog = Arc::new(Mutex::new(catalog));
         let refused = Arc::new(AtomicU64::new(0));
+        let on_change: Arc<dyn Fn(&Refresh) + Send + Sync> = Arc::new(on_change);
         let shared = catalog.clone();
         let counted = refused.clone();
+        let changed = on_change.clone();
         let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
             if let Err(errors) = result {
                 for e in errors {
@@ -45,14 +48,8 @@ impl Reloader {
                 }
                 // Something changed that we could not hear about: look.
             }
-            let refresh = shared.lock().expect("catalog lock").refresh();
-            counted.fetch_add(refresh.rejected.len() as u64, Relaxed);
-            // Swap first, log second: once "in service" is logged, the
-            // next commit handed over is evaluated by the new set.
-            if refresh.set.is_some() || refresh.shadows.is_some() {
-                on_change(&refresh);
-            }
-            log(&refresh);
+            let catalog = shared.lock().expect("catalog lock");
+            settle(catalog, &counted, &*changed);
         })
         .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
         debouncer
@@ -61,17 +58,16 @@ impl Reloader {
         Ok(Self {
             catalog,
             refused,
+            on_change,
             _debouncer: debouncer,
         })
     }
 
-    /// Refreshes now, without waiting for the watcher.
+    /// Refreshes now, without waiting for the watcher, and hands a change
+    /// to the callback as the watcher would.
     pub fn refresh(&self) -> Refresh {
-        let refresh = self.catalog.lock().expect("catalog lock").refresh();
-        self.refused
-            .fetch_add(refresh.rejected.len() as u64, Relaxed);
-        log(&refresh);
-        refresh
+        let catalog = self.catalog.lock().expect("catalog lock");
+        settle(catalog, &self.refused, &*self.on_change)
     }
 
     /// Rule files refused so far (each time a file was looked at and
@@ -79,6 +75,26 @@ impl Reloader {
     pub fn refused(&self) -> u64 {
         self.refused.load(Relaxed)
     }
+}
+
+/// Refreshes `catalog`, counts the refused files, hands a change to
+/// `on_change`, then logs. The catalog stays locked until the change is in
+/// service, so that two refreshes never hand over their sets out of order.
+fn settle(
+    mut catalog: std::sync::MutexGuard<'_, Catalog>,
+    refused: &AtomicU64,
+    on_change: &(dyn Fn(&Refresh) + Send + Sync),
+) -> Refresh {
+    let refresh = catalog.refresh();
+    refused.fetch_add(refresh.rejected.len() as u64, Relaxed);
+    // Swap first, log second: once "in service" is logged, the next
+    // commit handed over is evaluated by the new set.
+    if refresh.set.is_some() || refresh.shadows.is_some() {
+        on_change(&refresh);
+    }
+    drop(catalog);
+    log(&refresh);
+    refresh
 }
 
 fn log(refresh: &Refresh) {

@@ -9,7 +9,7 @@ use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
 use super::sandbox::Sandbox;
-use super::{GuestError, LoadError, RuleFailure, RuleInfo, Runtime};
+use super::{GuestError, LoadError, RuleFailure, RuleInfo, RuleMetrics, Runtime};
 use crate::bindings::types as wit;
 use crate::bindings::{Rule, RulePre};
 use crate::commit::{Commit, flatten};
@@ -26,6 +26,7 @@ pub struct LoadedRule {
     name: Arc<str>,
     hash: String,
     pre: RulePre<Sandbox>,
+    metrics: Arc<RuleMetrics>,
 }
 
 /// SHA-256 of `bytes`, in lowercase hex: the [`LoadedRule::hash`] of a
@@ -105,6 +106,7 @@ impl LoadedRule {
             name: Arc::from(info.name.as_str()),
             info,
             pre,
+            metrics: Arc::default(),
         })
     }
 
@@ -122,6 +124,11 @@ impl LoadedRule {
     /// What the rule said about itself when it was loaded.
     pub fn info(&self) -> &RuleInfo {
         &self.info
+    }
+
+    /// What this version has done since it was loaded.
+    pub fn metrics(&self) -> &RuleMetrics {
+        &self.metrics
     }
 
     /// The file the rule was loaded from.
@@ -146,14 +153,17 @@ impl LoadedRule {
             rule: self.info.name.clone(),
             message,
         };
-        sandboxed(
+        let started = std::time::Instant::now();
+        let result = sandboxed(
             &self.runtime,
             &self.pre,
             self.name.clone(),
             |store, rule| rule.call_on_commit(store, commit),
         )
-        .map_err(failure)?
-        .map_err(|e| failure(describe_guest_error(&e)))
+        .map_err(failure)
+        .and_then(|r| r.map_err(|e| failure(describe_guest_error(&e))));
+        self.metrics.record(started.elapsed(), result.is_err());
+        result
     }
 }
 

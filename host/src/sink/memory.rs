@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use super::Applied;
@@ -35,6 +36,8 @@ struct State {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl MemoryStore {
@@ -75,14 +78,26 @@ impl MemoryStore {
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         let now = Instant::now();
         let mut state = self.state.lock().expect("store lock");
-        match state.values.get(key) {
+        let value = match state.values.get(key) {
             Some(e) if e.live(now) => Some(e.value.clone()),
             Some(_) => {
                 state.values.remove(key);
                 None
             }
             None => None,
-        }
+        };
+        let counter = if value.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Relaxed);
+        value
+    }
+
+    /// Reads of [`get`](Self::get) that found their key, and that did not.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
     }
 
     /// How many live keys there are.

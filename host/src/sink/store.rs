@@ -31,6 +31,46 @@ impl Store {
         }
     }
 
+    /// Checks that the store answers: `PING` on every Redis primary.
+    pub async fn ping(&self) -> Result<(), SinkError> {
+        let Store::Redis(redis) = self else {
+            return Ok(());
+        };
+        for node in redis.primaries().await? {
+            let _: String = redis.query_node(&node, redis::cmd("PING")).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads that found their key, and reads that did not, as the store
+    /// itself counts them: for Redis, `keyspace_hits` and
+    /// `keyspace_misses` of `INFO stats`, summed over the primaries (every
+    /// client's reads, since the server started); in process, the reads of
+    /// [`MemoryStore::get`].
+    pub async fn hits_and_misses(&self) -> Result<(u64, u64), SinkError> {
+        let redis = match self {
+            Store::Redis(redis) => redis,
+            Store::Memory(memory) => return Ok(memory.hits_and_misses()),
+        };
+        let (mut hits, mut misses) = (0, 0);
+        for node in redis.primaries().await? {
+            let info: String = redis
+                .query_node(&node, redis::cmd("INFO").arg("stats").to_owned())
+                .await?;
+            let field = |name: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        redis.protocol_error(format!("`INFO stats` of {node} has no `{name}`"))
+                    })
+            };
+            hits += field("keyspace_hits")?;
+            misses += field("keyspace_misses")?;
+        }
+        Ok((hits, misses))
+    }
+
     /// Where it is, for logs.
     pub fn describe(&self) -> String {
         match self {

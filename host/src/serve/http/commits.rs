@@ -1,0 +1,219 @@
+//! The endpoints that hand over work: commits, manual invalidations, and
+//! entity invalidations through the rules.
+//!
+//! Each answers once the work is handed over to the pipeline (202), or,
+//! with `?wait=true`, once its invalidations are applied (200; 504 after
+//! `http.wait_timeout_secs`). A request is checked whole before anything
+//! of it is handed over: one bad commit in an array rejects the array.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::Query;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Api, ApiError, ApiState};
+use crate::commit::{Commit, commit_from_value};
+use crate::targets::{Target, TargetSet};
+use axum::extract::State;
+
+/// The query of every endpoint here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Wait {
+    /// Answer only once the invalidations are applied.
+    #[serde(default)]
+    wait: bool,
+}
+
+type Answer = Result<(StatusCode, Json<Value>), ApiError>;
+
+/// `POST /v1/commits`: one commit, or an array of them, in the JSON event
+/// format.
+pub(crate) async fn commits(
+    State(api): ApiState,
+    query: Result<Query<Wait>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let wait = wait(query)?;
+    let value = json_body(&api, body)?;
+    let commits: Vec<Commit> = match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(ApiError::invalid_commit("the array holds no commit"));
+            }
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    commit_from_value(item)
+                        .map_err(|e| ApiError::invalid_commit(format!("commit [{i}]: {e}")))
+                })
+                .collect::<Result<_, _>>()?
+        }
+        Value::Object(_) => vec![
+            commit_from_value(value)
+                .map_err(|e| ApiError::invalid_commit(format!("commit: {e}")))?,
+        ],
+        other => {
+            return Err(ApiError::invalid_commit(format!(
+                "expected a commit object or an array of commits, found {}",
+                kind(&other)
+            )));
+        }
+    };
+    api.service.taking_work()?;
+    let count = commits.len();
+    let invalidator = &api.service.invalidator;
+    let mut seq = 0;
+    for commit in commits {
+        seq = invalidator.after_commit(commit);
+    }
+    answer(&api, wait, seq, json!({"accepted": count, "seq": seq})).await
+}
+
+/// The body of `POST /v1/invalidate`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manual {
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    patterns: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// `POST /v1/invalidate`: `{"keys": [...], "patterns": [...], "tags":
+/// [...]}`, invalidated as given, without the rules.
+pub(crate) async fn invalidate(
+    State(api): ApiState,
+    query: Result<Query<Wait>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let wait = wait(query)?;
+    let manual: Manual = serde_json::from_value(json_body(&api, body)?).map_err(|e| {
+        ApiError::invalid(format!(
+            "expected {{\"keys\", \"patterns\", \"tags\"}}: {e}"
+        ))
+    })?;
+    let mut targets = TargetSet::new();
+    let kinds = [
+        ("keys", manual.keys, Target::Key as fn(String) -> Target),
+        ("patterns", manual.patterns, Target::Pattern),
+        ("tags", manual.tags, Target::Tag),
+    ];
+    for (kind, values, target) in kinds {
+        if let Some(i) = values.iter().position(String::is_empty) {
+            return Err(ApiError::invalid(format!("{kind}[{i}] is empty")));
+        }
+        values.into_iter().for_each(|v| targets.insert(target(v)));
+    }
+    if targets.is_empty() {
+        return Err(ApiError::invalid(
+            "nothing to invalidate: give at least one of `keys`, `patterns`, `tags`",
+        ));
+    }
+    api.service.taking_work()?;
+    let count = targets.len();
+    let seq = api.service.invalidator.invalidate(targets);
+    answer(&api, wait, seq, json!({"accepted": count, "seq": seq})).await
+}
+
+/// The body of `POST /v1/invalidate/entity`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entity {
+    table: String,
+    /// The primary-key columns.
+    key: Value,
+    /// The row as it is now, if known; default: the key columns.
+    #[serde(default)]
+    row: Option<Value>,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// `POST /v1/invalidate/entity`: `{"table": ..., "key": {...}}` runs the
+/// rules as if that row had been updated with no earlier image, so every
+/// rule treats every column as changed, and invalidates what they answer.
+/// The answer lists the targets.
+pub(crate) async fn entity(
+    State(api): ApiState,
+    query: Result<Query<Wait>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let wait = wait(query)?;
+    let entity: Entity = serde_json::from_value(json_body(&api, body)?).map_err(|e| {
+        ApiError::invalid(format!("expected {{\"table\", \"key\", \"row\"?}}: {e}"))
+    })?;
+    let after = entity.row.unwrap_or_else(|| entity.key.clone());
+    let commit = commit_from_value(json!({
+        "txn": format!("entity:{}", entity.table),
+        "source": entity.source,
+        "writes": [{"table": entity.table, "op": "update", "key": entity.key, "after": after}],
+    }))
+    .map_err(|e| ApiError::invalid(format!("entity: {e}")))?;
+    api.service.taking_work()?;
+    let rules = api.service.invalidator.rules();
+    // Rules are CPU work: off the async threads.
+    let outcome = tokio::task::spawn_blocking(move || rules.evaluate(&commit))
+        .await
+        .map_err(|e| ApiError::invalid(format!("evaluating the rules failed: {e}")))?;
+    let failures: Vec<Value> = outcome
+        .failures
+        .iter()
+        .map(|f| json!({"rule": f.rule, "message": f.message}))
+        .collect();
+    let targets = serde_json::to_value(&outcome.targets).expect("targets serialize");
+    let seq = api.service.invalidator.invalidate(outcome.targets);
+    let body = json!({"accepted": 1, "seq": seq, "targets": targets, "failures": failures});
+    answer(&api, wait, seq, body).await
+}
+
+fn wait(query: Result<Query<Wait>, QueryRejection>) -> Result<bool, ApiError> {
+    query.map(|Query(w)| w.wait).map_err(|e| {
+        ApiError::invalid(format!("bad query: {e}; the only parameter is `wait=true`"))
+    })
+}
+
+/// The body, read as JSON.
+fn json_body(api: &Api, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let body = api.body(body)?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_json(format!("body is not JSON: {e}")))
+}
+
+/// 202 with `body` at once, or, when `wait`, 200 once work `seq` is
+/// applied.
+async fn answer(api: &Arc<Api>, wait: bool, seq: u64, mut body: Value) -> Answer {
+    if !wait {
+        return Ok((StatusCode::ACCEPTED, Json(body)));
+    }
+    let applied = api.service.invalidator.applied_up_to(seq);
+    match tokio::time::timeout(api.wait_timeout, applied).await {
+        Ok(()) => {
+            body["applied"] = json!(true);
+            Ok((StatusCode::OK, Json(body)))
+        }
+        Err(_) => Err(ApiError::not_applied_yet(format!(
+            "accepted as {seq}, but not applied after {:?} (is the cache store reachable?); \
+             it stays pending and will be applied",
+            api.wait_timeout
+        ))),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

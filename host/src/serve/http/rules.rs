@@ -1,0 +1,69 @@
+//! `GET /v1/rules` (what is in service, with each version's figures) and
+//! `POST /v1/rules/reload` (look at the folder now).
+
+use axum::Json;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState};
+use crate::rules::LoadedRule;
+use axum::extract::State;
+
+/// One rule, as the API shows it.
+fn describe(rule: &LoadedRule) -> Value {
+    let m = rule.metrics();
+    let ms = |q| m.latency().quantile(q).map(|d| d.as_secs_f64() * 1000.0);
+    json!({
+        "name": rule.name(),
+        "version": rule.info().version,
+        "hash": rule.hash(),
+        "file": rule.path().display().to_string(),
+        "tables": rule.info().tables,
+        "calls": m.calls(),
+        "errors": m.failures(),
+        "latency_ms": {"p50": ms(0.5), "p99": ms(0.99)},
+    })
+}
+
+/// `GET /v1/rules`: `{"rules": [...], "shadows": [...], "refused": N}`.
+pub(crate) async fn list(State(api): ApiState) -> Json<Value> {
+    let invalidator = &api.service.invalidator;
+    let rules: Vec<Value> = invalidator.rules().rules().iter().map(describe).collect();
+    let shadows: Vec<Value> = invalidator
+        .shadows()
+        .map(|s| s.rules().iter().map(describe).collect())
+        .unwrap_or_default();
+    Json(json!({"rules": rules, "shadows": shadows, "refused": api.service.refused()}))
+}
+
+/// `POST /v1/rules/reload`: refreshes from the folder at once, as the
+/// watcher would on a change, and tells what happened.
+pub(crate) async fn reload(State(api): ApiState) -> Result<Json<Value>, ApiError> {
+    let service = api.service.clone();
+    // Loading compiles: off the async threads.
+    let refresh = tokio::task::spawn_blocking(move || service.reloader.refresh())
+        .await
+        .map_err(|e| ApiError::invalid(format!("reloading failed: {e}")))?;
+    let paths = |ps: &[std::path::PathBuf]| -> Vec<String> {
+        ps.iter().map(|p| p.display().to_string()).collect()
+    };
+    let rejected: Vec<Value> = refresh
+        .rejected
+        .iter()
+        .map(|(p, reason)| json!({"file": p.display().to_string(), "reason": reason}))
+        .collect();
+    let in_service: Vec<Value> = api
+        .service
+        .invalidator
+        .rules()
+        .rules()
+        .iter()
+        .map(describe)
+        .collect();
+    Ok(Json(json!({
+        "changed": refresh.set.is_some() || refresh.shadows.is_some(),
+        "loaded": paths(&refresh.loaded),
+        "removed": paths(&refresh.removed),
+        "rejected": rejected,
+        "rules": in_service,
+    })))
+}

@@ -1,0 +1,39 @@
+//! `GET /v1/stats`, `GET /healthz` and `GET /readyz`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState};
+use axum::extract::State;
+
+/// `GET /v1/stats`: the pipeline's counters, the cache's hits and misses,
+/// the stream's counters (if consuming one), uptime.
+pub(crate) async fn stats(State(api): ApiState) -> Json<Value> {
+    let service = &api.service;
+    let cache = match service.cache_counts().await {
+        Ok((hits, misses)) => json!({"hits": hits, "misses": misses}),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    Json(json!({
+        "uptime_secs": service.started.elapsed().as_secs(),
+        "store": service.invalidator.store().describe(),
+        "pipeline": service.invalidator.stats(),
+        "cache": cache,
+        "stream": service.stream.as_ref().map(|s| s.stats()),
+        "rules_in_service": service.invalidator.rules().rules().len(),
+        "rules_refused": service.refused(),
+    }))
+}
+
+/// `GET /healthz`: the process is up and answering.
+pub(crate) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: 200 when rules are in service and the cache store
+/// answers; 503 naming what is missing otherwise.
+pub(crate) async fn readyz(State(api): ApiState) -> Result<(StatusCode, Json<Value>), ApiError> {
+    api.service.ready().await.map_err(ApiError::not_ready)?;
+    Ok((StatusCode::OK, Json(json!({"status": "ready"}))))
+}

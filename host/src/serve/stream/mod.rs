@@ -1,0 +1,349 @@
+//! The Redis Streams source: commits read from a stream through a consumer
+//! group, so that any number of `serve` processes, on any machines, share
+//! one stream.
+//!
+//! Each entry carries one commit, as JSON, in its field `commit`:
+//! `XADD commits * commit '{"txn":"t-1","writes":[...]}'`.
+//!
+//! - An entry is acknowledged (`XACK`) only after its commit's
+//!   invalidations are applied ([`InFlight`] follows the pipeline).
+//! - While this process works on entries it keeps them claimed (`XCLAIM
+//!   ... JUSTID` resets their idle time without counting a delivery), so
+//!   only the entries of a process that died or froze grow idle; those are
+//!   claimed by the others after `claim_idle_ms` ([`claim`]).
+//! - An entry that is not a valid commit goes to the dead-letter stream at
+//!   once: no attempt can fix it. An entry delivered `max_attempts` times
+//!   without being acknowledged (it took its consumers down with it) goes
+//!   there when next claimed. Either way the reason is recorded, the entry
+//!   acknowledged, and the stream moves on ([`dead_letter`]).
+
+mod claim;
+mod dead_letter;
+mod in_flight;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use redis::streams::{StreamId, StreamReadReply};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::config::ServeConfig;
+use crate::commit::parse_json;
+use crate::pipeline::{Backoff, Invalidator};
+use crate::sink::{Redis, SinkError};
+use in_flight::InFlight;
+
+/// What the stream source has done, as counters.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    read: AtomicU64,
+    claimed: AtomicU64,
+    acked: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+/// The stream counters at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StreamStats {
+    /// Entries handed to the pipeline (read, or claimed from another
+    /// consumer).
+    pub read: u64,
+    /// Of those, entries claimed from a consumer that stopped.
+    pub claimed: u64,
+    /// Entries acknowledged after their invalidations were applied.
+    pub acked: u64,
+    /// Entries moved to the dead-letter stream.
+    pub dead_lettered: u64,
+    /// Entries read and not yet acknowledged.
+    pub in_flight: u64,
+}
+
+/// One process's consumer of the stream.
+pub(crate) struct StreamSource {
+    redis: Arc<Redis>,
+    name: String,
+    group: String,
+    consumer: String,
+    dead_letter: String,
+    claim_idle: Duration,
+    max_attempts: u64,
+    read_count: usize,
+    block: Duration,
+    max_in_flight: usize,
+    invalidator: Arc<Invalidator>,
+    in_flight: InFlight,
+    counters: StreamCounters,
+}
+
+impl StreamSource {
+    /// A consumer of the stream `config` names (which must name one),
+    /// feeding `invalidator`. Connects lazily.
+    pub(crate) fn new(config: &ServeConfig, invalidator: Arc<Invalidator>) -> Result<Self, String> {
+        let s = &config.stream;
+        let name = s.name.clone().ok_or("no stream configured")?;
+        let url = config.stream_redis().ok_or("no Redis for the stream")?;
+        let block = Duration::from_millis(s.block_ms);
+        // A blocking read holds its connection: it gets one of its own, and
+        // a response timeout longer than the block.
+        let redis = Redis::open(
+            url,
+            crate::sink::RedisConfig {
+                connect_timeout: Duration::from_secs(1),
+                response_timeout: block + Duration::from_secs(2),
+            },
+        )
+        .map_err(|e| format!("stream Redis: {e}"))?;
+        Ok(Self {
+            redis: Arc::new(redis),
+            dead_letter: config.dead_letter().expect("a stream is configured"),
+            name,
+            group: s.group.clone(),
+            consumer: config.consumer_name(),
+            claim_idle: Duration::from_millis(s.claim_idle_ms),
+            max_attempts: s.max_attempts,
+            read_count: s.read_count,
+            block,
+            max_in_flight: s.max_in_flight,
+            invalidator,
+            in_flight: InFlight::default(),
+            counters: StreamCounters::default(),
+        })
+    }
+
+    /// The counters now.
+    pub(crate) fn stats(&self) -> StreamStats {
+        let c = &self.counters;
+        StreamStats {
+            read: c.read.load(Relaxed),
+            claimed: c.claimed.load(Relaxed),
+            acked: c.acked.load(Relaxed),
+            dead_lettered: c.dead_lettered.load(Relaxed),
+            in_flight: self.in_flight.len() as u64,
+        }
+    }
+
+    /// Consumes until `stop` turns true, then waits up to `drain` for the
+    /// entries in flight to be applied and acknowledged. Redis errors are
+    /// logged and retried with backoff; they never end the loop.
+    pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, drain: Duration) {
+        tracing::info!(
+            stream = %self.name,
+            group = %self.group,
+            consumer = %self.consumer,
+            "consuming the stream"
+        );
+        let acker = tokio::spawn(self.clone().acknowledge());
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        // First our own entries left unacknowledged by an earlier run under
+        // this name, then new ones.
+        let mut history = true;
+        let mut last_claim = tokio::time::Instant::now();
+        // Whether the group is known to exist; after any error it is
+        // checked again (the stream may have been deleted).
+        let mut grouped = false;
+        while !*stop.borrow() {
+            tokio::select! {
+                () = self.wait_for_room() => {}
+                _ = stop.wait_for(|&s| s) => break,
+            }
+            // Not cancelled on stop: entries a read was given are handed
+            // over, and the block time bounds how long stopping waits.
+            let step = async {
+                if !grouped {
+                    self.ensure_group().await?;
+                    grouped = true;
+                }
+                if last_claim.elapsed() >= self.claim_idle / 2 {
+                    last_claim = tokio::time::Instant::now();
+                    self.claim().await?;
+                }
+                self.read(&mut history).await
+            };
+            match step.await {
+                Ok(()) => backoff.reset(),
+                Err(error) => {
+                    grouped = false;
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, stream = %self.name, retry_in_ms = delay.as_millis() as u64,
+                        "reading the stream failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        // Stopping: nothing new is read; what is in flight is applied by
+        // the pipeline and acknowledged by the acker.
+        let drained = tokio::time::timeout(drain, async {
+            while self.in_flight.len() > 0 {
+                let left = self.in_flight.left.notified();
+                if self.in_flight.len() == 0 {
+                    break;
+                }
+                left.await;
+            }
+        })
+        .await;
+        acker.abort();
+        if drained.is_err() {
+            tracing::error!(
+                in_flight = self.in_flight.len(),
+                "stopping with stream entries not acknowledged; another consumer will claim them"
+            );
+        }
+    }
+
+    /// Creates the group (reading from the start of the stream, so that
+    /// entries added before the first consumer are not skipped) and the
+    /// stream, unless they exist.
+    async fn ensure_group(&self) -> Result<(), SinkError> {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE")
+            .arg(&self.name)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM");
+        match self.redis.query::<()>(&cmd).await {
+            Err(SinkError::Redis { source, .. }) if source.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Waits while the entries in flight are at their bound.
+    async fn wait_for_room(&self) {
+        while self.in_flight.len() >= self.max_in_flight {
+            let left = self.in_flight.left.notified();
+            if self.in_flight.len() < self.max_in_flight {
+                break;
+            }
+            left.await;
+        }
+    }
+
+    /// Reads one batch: our own pending history while there is some, then
+    /// new entries, waiting up to the block time for them.
+    async fn read(&self, history: &mut bool) -> Result<(), SinkError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(self.read_count);
+        if !*history {
+            cmd.arg("BLOCK").arg(self.block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS")
+            .arg(&self.name)
+            .arg(if *history { "0" } else { ">" });
+        let reply: Option<StreamReadReply> = self.redis.query(&cmd).await?;
+        let entries: Vec<StreamId> = reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .collect();
+        if *history && entries.is_empty() {
+            *history = false;
+        }
+        self.accept(entries, false).await
+    }
+
+    /// Hands the commits of `entries` to the pipeline, and sends the ones
+    /// that are not commits to the dead-letter stream.
+    async fn accept(&self, entries: Vec<StreamId>, claimed: bool) -> Result<(), SinkError> {
+        let mut poison = Vec::new();
+        for entry in entries {
+            match commit_of(&entry) {
+                Ok(commit) => {
+                    let seq = self.invalidator.after_commit(commit);
+                    self.in_flight.push(seq, entry.id);
+                    self.counters.read.fetch_add(1, Relaxed);
+                    if claimed {
+                        self.counters.claimed.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(reason) => poison.push((entry, reason)),
+            }
+        }
+        for (entry, reason) in poison {
+            self.dead_letter(&entry, &reason, 1).await?;
+        }
+        Ok(())
+    }
+
+    /// Acknowledges entries as their invalidations are applied, and keeps
+    /// the entries in flight claimed; runs until aborted.
+    async fn acknowledge(self: Arc<Self>) {
+        let mut applied = self.invalidator.applied();
+        let mut touch = tokio::time::interval((self.claim_idle / 3).max(Duration::from_millis(10)));
+        touch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Entries applied whose XACK failed: retried on the next round.
+        let mut unacked: Vec<String> = Vec::new();
+        loop {
+            tokio::select! {
+                changed = applied.changed() => if changed.is_err() { return },
+                _ = touch.tick() => {
+                    if let Err(error) = self.keep_claimed().await {
+                        tracing::warn!(%error, "keeping stream entries claimed failed; retrying");
+                    }
+                }
+            }
+            let upto = *applied.borrow_and_update();
+            unacked.extend(self.in_flight.take_applied(upto));
+            if unacked.is_empty() {
+                continue;
+            }
+            match self.ack(&unacked).await {
+                Ok(()) => {
+                    self.counters.acked.fetch_add(unacked.len() as u64, Relaxed);
+                    unacked.clear();
+                    self.in_flight.left.notify_waiters();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, entries = unacked.len(),
+                        "acknowledging stream entries failed; retrying");
+                }
+            }
+        }
+    }
+
+    /// `XACK`s `ids`, a thousand at a time.
+    async fn ack(&self, ids: &[String]) -> Result<(), SinkError> {
+        for chunk in ids.chunks(1000) {
+            let mut cmd = redis::cmd("XACK");
+            cmd.arg(&self.name).arg(&self.group).arg(chunk);
+            let _: u64 = self.redis.query(&cmd).await?;
+        }
+        Ok(())
+    }
+
+    /// Resets the idle time of the entries in flight (without counting a
+    /// delivery), so that no other consumer claims them while this process
+    /// is alive and working on them.
+    async fn keep_claimed(&self) -> Result<(), SinkError> {
+        for chunk in self.in_flight.ids().chunks(1000) {
+            let mut cmd = redis::cmd("XCLAIM");
+            cmd.arg(&self.name)
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .arg(0)
+                .arg(chunk)
+                .arg("JUSTID");
+            let _: Vec<String> = self.redis.query(&cmd).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The commit an entry carries in its `commit` field, or why it has none.
+fn commit_of(entry: &StreamId) -> Result<crate::commit::Commit, String> {
+    let Some(value) = entry.map.get("commit") else {
+        let fields: Vec<&str> = entry.map.keys().map(String::as_str).collect();
+        return Err(format!(
+            "entry has no `commit` field (fields: {})",
+            fields.join(", ")
+        ));
+    };
+    let text: String = redis::from_redis_value_ref(value)
+        .map_err(|e| format!("field `commit` is not text: {e}"))?;
+    parse_json(&text).map_err(|e| format!("field `commit` is not a valid commit: {e}"))
+}
