@@ -1,11 +1,14 @@
 //! The harness shared by the integration tests and benchmarks: the Wasm
-//! guests the test build made, and real Redis servers.
+//! guests the test build made, real Redis servers, and `invalidator serve`
+//! processes.
 
 mod files;
 mod redis_server;
+mod serve_process;
 
 pub use files::{deploy, fresh_dir};
 pub use redis_server::{RedisCluster, RedisServer, all_keys};
+pub use serve_process::ServeProcess;
 
 /// Paths of the guest components built by this crate's build script, one
 /// constant per guest crate (example rules and hostile test rules).

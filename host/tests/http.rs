@@ -1,0 +1,528 @@
+//! The HTTP API of `invalidator serve --listen`, through a real HTTP client
+//! on a real port, with a real Redis behind it: commits in, keys gone;
+//! bad input and authentication; manual and entity invalidation; rules,
+//! statistics, metrics and health; graceful shutdown.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use invalidator_tests::{RedisServer, ServeProcess, deploy, fresh_dir, guests};
+use redis::Commands;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_invalidator");
+
+/// A rules folder with the dealership and turnus rules.
+fn rules(name: &str) -> PathBuf {
+    let dir = fresh_dir(&format!("http-{name}"));
+    deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    dir
+}
+
+/// `serve` on a free loopback port, on `redis`, with `envs`.
+fn serve(dir: &PathBuf, redis: &RedisServer, envs: &[(&str, &str)]) -> ServeProcess {
+    ServeProcess::start(
+        BIN,
+        &[
+            "--rules",
+            dir.to_str().unwrap(),
+            "--redis",
+            &redis.url(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        envs,
+    )
+}
+
+/// A price change of car `vin`: the dealership rule invalidates
+/// `vehicle:VIN`.
+fn car(txn: &str, vin: &str) -> Value {
+    json!({"txn": txn, "writes": [{"table": "inventory", "op": "update", "key": {"vin": vin},
+        "before": {"vin": vin, "price": 9}, "after": {"vin": vin, "price": 8}}]})
+}
+
+/// A payment in turnus `id`: the turnus rule invalidates `turnus_data_ID`.
+fn geld(txn: &str, id: i64) -> Value {
+    json!({"txn": txn, "writes": [{"table": "geld", "op": "insert", "key": {"id": id},
+        "after": {"id": id, "turnus_id": id}}]})
+}
+
+fn exists(conn: &mut redis::Connection, key: &str) -> bool {
+    conn.exists(key).unwrap()
+}
+
+fn set_keys(conn: &mut redis::Connection, keys: &[&str]) {
+    for key in keys {
+        let () = conn.set(key, "cached").unwrap();
+    }
+}
+
+async fn error_code(response: reqwest::Response) -> (StatusCode, String, String) {
+    let status = response.status();
+    let body: Value = response.json().await.expect("errors are JSON");
+    let code = body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned();
+    let message = body["error"]["message"]
+        .as_str()
+        .expect("error.message")
+        .to_owned();
+    (status, code, message)
+}
+
+#[tokio::test]
+async fn posted_commits_invalidate_their_keys_in_redis() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    set_keys(
+        &mut conn,
+        &["vehicle:V1", "turnus_data_3", "vehicle:V2", "unrelated"],
+    );
+    let service = serve(&rules("post"), &redis, &[]);
+    let http = reqwest::Client::new();
+
+    // An array, waiting for the invalidations to be applied.
+    let response = http
+        .post(service.at("/v1/commits?wait=true"))
+        .json(&json!([car("t1", "V1"), geld("t2", 3)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["accepted"], 2, "{body}");
+    assert_eq!(body["applied"], true, "{body}");
+    assert!(!exists(&mut conn, "vehicle:V1"));
+    assert!(!exists(&mut conn, "turnus_data_3"));
+
+    // One commit, answered as soon as it is accepted.
+    let response = http
+        .post(service.at("/v1/commits"))
+        .json(&car("t3", "V2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["accepted"], 1, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while exists(&mut conn, "vehicle:V2") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vehicle:V2 never invalidated"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(exists(&mut conn, "unrelated"), "only the commits' keys go");
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert_eq!(summary["commits"], 3, "{summary}");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_whole_with_a_message_naming_the_problem() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    set_keys(&mut conn, &["vehicle:V1"]);
+    let service = serve(
+        &rules("bad"),
+        &redis,
+        &[("INVALIDATOR_HTTP__BODY_LIMIT_BYTES", "2000")],
+    );
+    let http = reqwest::Client::new();
+    let post = |body: String| {
+        http.post(service.at("/v1/commits"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    // The second commit lacks `writes`: nothing of the request is applied.
+    let bad = json!([car("t1", "V1"), {"txn": "t2"}]).to_string();
+    let (status, code, message) = error_code(post(bad).await.unwrap()).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_commit")
+    );
+    assert!(
+        message.contains("[1]") && message.contains("writes"),
+        "{message}"
+    );
+
+    let (status, code, message) = error_code(post("{\"txn\": ".into()).await.unwrap()).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_json")
+    );
+    assert!(message.contains("line 1"), "{message}");
+
+    let (status, code, message) = error_code(post("42".into()).await.unwrap()).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_commit")
+    );
+    assert!(message.contains("a number"), "{message}");
+
+    let wrong_op = json!({"txn": "t", "writes": [{"table": "inventory", "op": "upsert", "key": {"vin": "V1"}}]});
+    let (status, _, message) = error_code(post(wrong_op.to_string()).await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message.contains("upsert"), "{message}");
+
+    let big: Vec<Value> = (0..100).map(|i| car(&format!("t{i}"), "V1")).collect();
+    let (status, code, message) = error_code(post(json!(big).to_string()).await.unwrap()).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+    assert!(message.contains("2000"), "{message}");
+
+    let response = http.get(service.at("/v1/nothing")).send().await.unwrap();
+    assert_eq!(error_code(response).await.1, "not_found");
+    let response = http.delete(service.at("/v1/commits")).send().await.unwrap();
+    assert_eq!(error_code(response).await.1, "method_not_allowed");
+    let response = http
+        .post(service.at("/v1/commits?wiat=true"))
+        .json(&car("t", "V1"))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = error_code(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    assert!(message.contains("wiat"), "{message}");
+
+    assert!(
+        exists(&mut conn, "vehicle:V1"),
+        "no bad request invalidated anything"
+    );
+    let stats: Value = http
+        .get(service.at("/v1/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["pipeline"]["commits"], 0, "{stats}");
+}
+
+#[tokio::test]
+async fn mutating_endpoints_need_the_configured_bearer_token() {
+    let redis = RedisServer::start();
+    // A numeric token from the environment is still a token.
+    let service = serve(
+        &rules("auth"),
+        &redis,
+        &[("INVALIDATOR_HTTP__TOKEN", "20261122")],
+    );
+    let http = reqwest::Client::new();
+    let commit = car("t1", "V1");
+
+    let response = http
+        .post(service.at("/v1/commits"))
+        .json(&commit)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = error_code(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    assert!(message.contains("Bearer"), "{message}");
+    for path in [
+        "/v1/invalidate",
+        "/v1/invalidate/entity",
+        "/v1/rules/reload",
+    ] {
+        let response = http
+            .post(service.at(path))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let response = http
+        .post(service.at("/v1/commits"))
+        .bearer_auth("2026112")
+        .json(&commit)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(response).await.2, "wrong bearer token");
+    let response = http
+        .post(service.at("/v1/commits"))
+        .bearer_auth("20261122")
+        .json(&commit)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    // Reading needs no token.
+    let response = http.get(service.at("/v1/stats")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_address_without_a_token() {
+    let dir = rules("exposed");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on `0.0.0.0:0` without a token"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn manual_and_entity_invalidations() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    set_keys(
+        &mut conn,
+        &["page:1", "page:2", "report:a", "vehicle:V7", "keep"],
+    );
+    let service = serve(&rules("manual"), &redis, &[]);
+    let http = reqwest::Client::new();
+
+    let response = http
+        .post(service.at("/v1/invalidate?wait=true"))
+        .json(&json!({"keys": ["report:a"], "patterns": ["page:*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    for key in ["page:1", "page:2", "report:a"] {
+        assert!(!exists(&mut conn, key), "{key}");
+    }
+    let response = http
+        .post(service.at("/v1/invalidate"))
+        .json(&json!({"keys": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(response).await.0, StatusCode::BAD_REQUEST);
+
+    // The rules decide what an entity touches.
+    let response = http
+        .post(service.at("/v1/invalidate/entity?wait=true"))
+        .json(&json!({"table": "inventory", "key": {"vin": "V7"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["targets"]["keys"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("vehicle:V7")),
+        "{body}"
+    );
+    assert!(!exists(&mut conn, "vehicle:V7"));
+    assert!(exists(&mut conn, "keep"));
+    let response = http
+        .post(service.at("/v1/invalidate/entity"))
+        .json(&json!({"table": "inventory"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, message) = error_code(response).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message.contains("key"), "{message}");
+}
+
+#[tokio::test]
+async fn rules_stats_metrics_health_and_reload() {
+    let mut redis = RedisServer::start();
+    let dir = rules("status");
+    let service = serve(&dir, &redis, &[]);
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(service.at(path)).send();
+
+    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
+    let commits: Vec<Value> = (0..5).map(|i| car(&format!("t{i}"), "V1")).collect();
+    let response = http
+        .post(service.at("/v1/commits?wait=true"))
+        .json(&commits)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let rules: Value = get("/v1/rules").await.unwrap().json().await.unwrap();
+    let list = rules["rules"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["dealership", "turnus"]);
+    let dealership = &list[0];
+    let bytes = std::fs::read(dir.join("dealership.wasm")).unwrap();
+    assert_eq!(dealership["hash"], invalidator::rules::content_hash(&bytes));
+    assert!(dealership["calls"].as_u64().unwrap() >= 1, "{dealership}");
+    assert_eq!(dealership["errors"], 0);
+    assert!(
+        dealership["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+        "{dealership}"
+    );
+    assert_eq!(list[1]["calls"], 0, "turnus saw no geld write");
+
+    // Cache reads through the API count as hits and misses.
+    let response = http
+        .put(service.at("/v1/cache/page:1?ttl_secs=60&tags=pages"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        get("/v1/cache/page:1").await.unwrap().text().await.unwrap(),
+        "hello"
+    );
+    assert_eq!(
+        get("/v1/cache/page:2").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let stats: Value = get("/v1/stats").await.unwrap().json().await.unwrap();
+    assert_eq!(stats["pipeline"]["commits"], 5, "{stats}");
+    assert_eq!(stats["pipeline"]["pending"], 0, "{stats}");
+    assert!(stats["cache"]["hits"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["cache"]["misses"].as_u64().unwrap() >= 1, "{stats}");
+
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("\ninvalidator_commits_total 5\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE invalidator_rule_calls_total counter"));
+    assert!(
+        metrics.contains("invalidator_rule_errors_total{rule=\"dealership\",version=\"1.0.0\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("invalidator_rule_call_seconds_count{rule=\"dealership\""));
+
+    // A rule file deployed is in service after a reload request.
+    deploy(guests::POS, &dir.join("pos.wasm"));
+    let response = http
+        .post(service.at("/v1/rules/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let rules: Value = get("/v1/rules").await.unwrap().json().await.unwrap();
+    assert_eq!(rules["rules"].as_array().unwrap().len(), 3, "{rules}");
+
+    // Not ready once the cache is unreachable.
+    redis.kill();
+    let response = get("/readyz").await.unwrap();
+    let (status, code, message) = error_code(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    );
+    assert!(message.contains("cache store"), "{message}");
+    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn not_ready_without_rules() {
+    let redis = RedisServer::start();
+    let dir = fresh_dir("http-empty");
+    let service = serve(&dir, &redis, &[]);
+    let response = reqwest::get(service.at("/readyz")).await.unwrap();
+    let (status, _, message) = error_code(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(message.contains("no rule in service"), "{message}");
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_accepted_work_and_exits_zero() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let keys: Vec<String> = (0..2000).map(|i| format!("turnus_data_{i}")).collect();
+    let mut pipe = redis::pipe();
+    for key in &keys {
+        pipe.set(key, "cached").ignore();
+    }
+    let () = pipe.query(&mut conn).unwrap();
+    let service = serve(&rules("sigterm"), &redis, &[]);
+    let http = reqwest::Client::new();
+    for chunk in 0..20 {
+        let commits: Vec<Value> = (0..100)
+            .map(|i| geld(&format!("t{chunk}-{i}"), chunk * 100 + i))
+            .collect();
+        let response = http
+            .post(service.at("/v1/commits"))
+            .json(&commits)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    // At once: most of the work is still queued.
+    let (status, summary) = service.stop(Duration::from_secs(60));
+    assert!(status.success(), "{summary}");
+    assert_eq!(summary["commits"], 2000, "{summary}");
+    let left: Vec<&String> = keys.iter().filter(|k| exists(&mut conn, k)).collect();
+    assert!(
+        left.is_empty(),
+        "{} keys still cached, e.g. {:?}",
+        left.len(),
+        left.first()
+    );
+}
+
+#[test]
+fn print_config_merges_the_file_the_environment_and_the_flags() {
+    let dir = fresh_dir("http-config");
+    let file = dir.join("serve.toml");
+    std::fs::write(
+        &file,
+        "redis = \"redis://file:1\"\n[http]\nlisten = \"127.0.0.1:1\"\ntoken = \"t\"\n[stream]\nname = \"commits\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--print-config",
+        ])
+        .args(["--listen", "127.0.0.1:3"])
+        .env("INVALIDATOR_HTTP__LISTEN", "127.0.0.1:2")
+        .env("INVALIDATOR_STREAM__GROUP", "env-group")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let config: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(config["redis"].as_str(), Some("redis://file:1"));
+    assert_eq!(
+        config["http"]["listen"].as_str(),
+        Some("127.0.0.1:3"),
+        "flags win"
+    );
+    assert_eq!(config["http"]["token"].as_str(), Some("(hidden)"));
+    assert_eq!(config["stream"]["group"].as_str(), Some("env-group"));
+    assert_eq!(config["stream"]["claim_idle_ms"].as_integer(), Some(30_000));
+}

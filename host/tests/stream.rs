@@ -1,0 +1,292 @@
+//! `invalidator serve --stream`: processes sharing one Redis stream through
+//! a consumer group. One of three is killed with SIGKILL in the middle and
+//! nothing is lost; poison entries go to the dead-letter stream.
+
+use std::time::{Duration, Instant};
+
+use invalidator_tests::{RedisServer, ServeProcess, deploy, fresh_dir, guests};
+use redis::Commands;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_invalidator");
+const STREAM: &str = "commits";
+const GROUP: &str = "invalidator";
+
+/// A commit the turnus rule turns into the key `turnus_data_ID`.
+fn geld(id: u64) -> String {
+    json!({"txn": format!("t{id}"), "writes": [{"table": "geld", "op": "insert",
+        "key": {"id": id}, "after": {"id": id, "turnus_id": id}}]})
+    .to_string()
+}
+
+fn consumer(
+    dir: &std::path::Path,
+    redis: &RedisServer,
+    name: &str,
+    envs: &[(&str, &str)],
+) -> ServeProcess {
+    ServeProcess::start(
+        BIN,
+        &[
+            "--rules",
+            dir.to_str().unwrap(),
+            "--redis",
+            &redis.url(),
+            "--stream",
+            STREAM,
+            "--group",
+            GROUP,
+            "--consumer",
+            name,
+        ],
+        envs,
+    )
+}
+
+/// Entries delivered to the group and not acknowledged, per consumer.
+fn pending_of(conn: &mut redis::Connection, name: &str) -> u64 {
+    let consumers: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(STREAM)
+        .arg(GROUP)
+        .query(conn)
+        .unwrap_or_default();
+    for c in consumers {
+        let map: std::collections::HashMap<String, redis::Value> =
+            redis::from_redis_value(c).unwrap();
+        let this: String = redis::from_redis_value_ref(&map["name"]).unwrap();
+        if this == name {
+            return redis::from_redis_value_ref(&map["pending"]).unwrap();
+        }
+    }
+    0
+}
+
+/// Pending entries of the whole group.
+fn pending(conn: &mut redis::Connection) -> u64 {
+    let reply: redis::streams::StreamPendingReply = conn.xpending(STREAM, GROUP).unwrap();
+    reply.count() as u64
+}
+
+/// How many entries the group has been delivered (0 before the consumers
+/// have created it).
+fn entries_read(conn: &mut redis::Connection) -> u64 {
+    let groups: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(STREAM)
+        .query(conn)
+        .unwrap_or_default();
+    let Some(group) = groups.into_iter().next() else {
+        return 0;
+    };
+    let map: std::collections::HashMap<String, redis::Value> =
+        redis::from_redis_value(group).unwrap();
+    redis::from_redis_value_ref(&map["entries-read"]).unwrap_or(0)
+}
+
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn three_consumers_share_a_stream_and_a_killed_one_loses_nothing() {
+    const N: u64 = 3000;
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let dir = fresh_dir("stream-kill");
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let mut pipe = redis::pipe();
+    for id in 0..N {
+        pipe.set(format!("turnus_data_{id}"), "cached").ignore();
+    }
+    pipe.set("unrelated", "cached").ignore();
+    let () = pipe.query(&mut conn).unwrap();
+
+    let envs = [
+        ("INVALIDATOR_STREAM__CLAIM_IDLE_MS", "1000"),
+        ("INVALIDATOR_STREAM__BLOCK_MS", "100"),
+        ("INVALIDATOR_STREAM__READ_COUNT", "50"),
+    ];
+    let survivors = [
+        consumer(&dir, &redis, "a", &envs),
+        consumer(&dir, &redis, "b", &envs),
+    ];
+    let victim = consumer(&dir, &redis, "victim", &envs);
+
+    // The producer adds entries while the consumers work.
+    let producer = {
+        let url = redis.url();
+        std::thread::spawn(move || {
+            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+            for id in 0..N {
+                let _: String = conn.xadd(STREAM, "*", &[("commit", geld(id))]).unwrap();
+                if id % 100 == 99 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        })
+    };
+    // In the middle, once the victim holds entries it has not acknowledged:
+    // freeze it, make sure it still holds some, and kill it.
+    wait_until(
+        "a third of the stream is read",
+        Duration::from_secs(60),
+        || entries_read(&mut conn) >= N / 3,
+    );
+    let held = loop {
+        victim.signal("-STOP");
+        let held = pending_of(&mut conn, "victim");
+        if held > 0 {
+            break held;
+        }
+        victim.signal("-CONT");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    victim.kill();
+    producer.join().unwrap();
+
+    wait_until(
+        "every entry is acknowledged",
+        Duration::from_secs(120),
+        || entries_read(&mut conn) == N && pending(&mut conn) == 0,
+    );
+    let left: Vec<u64> = (0..N)
+        .filter(|id| conn.exists(format!("turnus_data_{id}")).unwrap())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{} keys never invalidated, e.g. {:?}",
+        left.len(),
+        &left[..left.len().min(5)]
+    );
+    let unrelated: bool = conn.exists("unrelated").unwrap();
+    assert!(unrelated, "only the commits' keys go");
+
+    let mut claimed = 0;
+    for survivor in survivors {
+        let (status, summary) = survivor.stop(Duration::from_secs(60));
+        assert!(status.success(), "{summary}");
+        assert_eq!(summary["stream"]["in_flight"], 0, "{summary}");
+        assert_eq!(summary["stream"]["dead_lettered"], 0, "{summary}");
+        claimed += summary["stream"]["claimed"].as_u64().unwrap();
+    }
+    assert!(
+        claimed >= held,
+        "the victim held {held} entries; the survivors claimed {claimed}"
+    );
+}
+
+#[test]
+fn poison_entries_go_to_the_dead_letter_stream_and_the_stream_moves_on() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let dir = fresh_dir("stream-poison");
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let () = conn.set("turnus_data_1", "cached").unwrap();
+    let () = conn.set("turnus_data_2", "cached").unwrap();
+    let () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(STREAM)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut conn)
+        .unwrap();
+
+    // An entry that took three consumers down with it: delivered to a
+    // ghost consumer, then claimed twice more, never acknowledged.
+    let spent: String = conn.xadd(STREAM, "*", &[("commit", geld(2))]).unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg("ghost")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(STREAM)
+        .arg(">")
+        .query(&mut conn)
+        .unwrap();
+    for _ in 0..2 {
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(STREAM)
+            .arg(GROUP)
+            .arg("ghost")
+            .arg(0)
+            .arg(&spent)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let not_json: String = conn.xadd(STREAM, "*", &[("commit", "{not json")]).unwrap();
+    let no_field: String = conn.xadd(STREAM, "*", &[("payload", geld(1))]).unwrap();
+    let good: String = conn.xadd(STREAM, "*", &[("commit", geld(1))]).unwrap();
+
+    let envs = [
+        ("INVALIDATOR_STREAM__CLAIM_IDLE_MS", "200"),
+        ("INVALIDATOR_STREAM__BLOCK_MS", "100"),
+        ("INVALIDATOR_STREAM__MAX_ATTEMPTS", "3"),
+    ];
+    let service = consumer(&dir, &redis, "only", &envs);
+    wait_until(
+        "three entries are dead-lettered",
+        Duration::from_secs(30),
+        || conn.xlen::<_, u64>("commits:dead").unwrap() == 3,
+    );
+    wait_until("nothing is pending", Duration::from_secs(30), || {
+        pending(&mut conn) == 0
+    });
+    let gone = !conn.exists::<_, bool>("turnus_data_1").unwrap();
+    assert!(gone, "the good entry after the poison ones is applied");
+    let spent_applied = !conn.exists::<_, bool>("turnus_data_2").unwrap();
+    assert!(!spent_applied, "the spent entry is retired, not applied");
+
+    let dead: redis::streams::StreamRangeReply = conn.xrange_all("commits:dead").unwrap();
+    let reason_of = |id: &str| -> String {
+        let entry = dead
+            .ids
+            .iter()
+            .find(|e| e.get::<String>("entry").as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("entry {id} is not in the dead-letter stream"));
+        entry.get("reason").unwrap()
+    };
+    assert!(
+        reason_of(&not_json).contains("not a valid commit"),
+        "{}",
+        reason_of(&not_json)
+    );
+    assert!(
+        reason_of(&no_field).contains("no `commit` field"),
+        "{}",
+        reason_of(&no_field)
+    );
+    assert!(
+        reason_of(&spent).contains("delivered 3 times"),
+        "{}",
+        reason_of(&spent)
+    );
+    assert!(
+        !dead
+            .ids
+            .iter()
+            .any(|e| e.get::<String>("entry").as_deref() == Some(good.as_str()))
+    );
+    let copied = dead
+        .ids
+        .iter()
+        .find(|e| e.get::<String>("entry") == Some(not_json.clone()))
+        .unwrap();
+    assert_eq!(
+        copied.get::<String>("commit").as_deref(),
+        Some("{not json"),
+        "the entry's own fields are kept"
+    );
+
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert_eq!(summary["stream"]["dead_lettered"], 3, "{summary}");
+    assert_eq!(summary["stream"]["acked"], 1, "{summary}");
+}
