@@ -6,6 +6,8 @@
 //! - `bench-redis`: the Redis benchmark (end to end vs `redis-benchmark`,
 //!   and the one-pass pattern sweep).
 //! - `bench-reload`: rule swap latency under a stream of commits.
+//! - `bench-service`: `invalidator serve` over HTTP and a Redis stream
+//!   (commits per second, p99 latency), with the release binary.
 //! - `test`: the whole test suite, after making sure the toolchain has what
 //!   it needs (the `wasm32-wasip2` target).
 
@@ -22,9 +24,10 @@ fn main() -> ExitCode {
         Some("bench-rules") => bench("rules", &args[1..]),
         Some("bench-redis") => bench("redis", &args[1..]),
         Some("bench-reload") => bench("reload", &args[1..]),
+        Some("bench-service") => bench_service(&args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules | bench-rules | bench-redis | bench-reload | test [cargo test args]>"
+            "usage: cargo xtask <build-rules | bench-rules | bench-redis | bench-reload | bench-service | test [cargo test args]>"
                 .to_owned(),
         ),
     };
@@ -135,6 +138,34 @@ fn bench(name: &str, args: &[String]) -> Result<(), String> {
             "invalidator-tests",
             "--bench",
             name,
+            "--",
+        ])
+        .args(args))
+}
+
+/// The service benchmark, on the release build of the `invalidator`
+/// binary (the benchmark runs it as separate processes).
+fn bench_service(args: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    let root = root();
+    run(cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "invalidator",
+        "--bin",
+        "invalidator",
+    ]))?;
+    let bin = root.join("target/release/invalidator");
+    run(cargo()
+        .current_dir(&root)
+        .env("INVALIDATOR_BIN", &bin)
+        .args([
+            "bench",
+            "--package",
+            "invalidator-tests",
+            "--bench",
+            "service",
             "--",
         ])
         .args(args))
