@@ -22,7 +22,7 @@ fn rules(name: &str) -> PathBuf {
 }
 
 /// `serve` on a free loopback port, on `redis`, with `envs`.
-fn serve(dir: &PathBuf, redis: &RedisServer, envs: &[(&str, &str)]) -> ServeProcess {
+fn serve(dir: &std::path::Path, redis: &RedisServer, envs: &[(&str, &str)]) -> ServeProcess {
     ServeProcess::start(
         BIN,
         &[
