@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use invalidator_tests::{RedisServer, ServeProcess, deploy, fresh_dir, guests};
+use invalidator_tests::{RedisServer, SIGCONT, SIGSTOP, ServeProcess, deploy, fresh_dir, guests};
 use redis::Commands;
 use serde_json::json;
 
@@ -138,12 +138,12 @@ fn three_consumers_share_a_stream_and_a_killed_one_loses_nothing() {
         || entries_read(&mut conn) >= N / 3,
     );
     let held = loop {
-        victim.signal("-STOP");
+        victim.signal(SIGSTOP);
         let held = pending_of(&mut conn, "victim");
         if held > 0 {
             break held;
         }
-        victim.signal("-CONT");
+        victim.signal(SIGCONT);
         std::thread::sleep(Duration::from_millis(5));
     };
     victim.kill();

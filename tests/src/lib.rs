@@ -7,6 +7,8 @@ mod redis_server;
 mod serve_process;
 
 pub use files::{deploy, fresh_dir};
+/// Signal numbers for [`ServeProcess::signal`].
+pub use libc::{SIGCONT, SIGKILL, SIGSTOP, SIGTERM};
 pub use redis_server::{RedisCluster, RedisServer, all_keys};
 pub use serve_process::ServeProcess;
 

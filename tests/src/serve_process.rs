@@ -75,19 +75,24 @@ impl ServeProcess {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Sends `signal` (such as `-TERM`, `-KILL`, `-STOP`, `-CONT`).
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill {signal} {} failed", self.child.id());
+    /// Sends `signal` (such as `libc::SIGTERM`, `SIGSTOP`, `SIGCONT`).
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: `kill` has no memory effects; the pid is our own child,
+        // not yet reaped (reaping happens only in `wait`, `stop`, `kill`).
+        let done = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            done,
+            0,
+            "kill({pid}, {signal}) failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Sends SIGTERM and waits (up to `within`) for it to exit. Returns its
     /// exit status and the JSON summary it printed last.
     pub fn stop(mut self, within: Duration) -> (ExitStatus, serde_json::Value) {
-        self.signal("-TERM");
+        self.signal(libc::SIGTERM);
         let status = self.wait(within);
         let mut out = String::new();
         self.child

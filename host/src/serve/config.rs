@@ -4,8 +4,10 @@
 //!
 //! Environment variables name a key with its section and a double
 //! underscore: `INVALIDATOR_REDIS` sets `redis`, `INVALIDATOR_HTTP__TOKEN`
-//! sets `token` in `[http]`. Unknown keys are errors in every layer, so a
-//! misspelt setting is never silently ignored.
+//! sets `token` in `[http]`. Unknown keys are errors in the file and in a
+//! section's variables (`INVALIDATOR_HTTP__LISTN`), so a misspelt setting
+//! is never silently ignored. A variable that names no setting at all
+//! (`INVALIDATOR_BIN`, another tool's) is left alone, with a warning.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +21,27 @@ use crate::rules::SandboxConfig;
 
 /// The prefix of environment overrides.
 pub const ENV_PREFIX: &str = "INVALIDATOR_";
+
+/// The top-level keys, which environment variables must start with.
+const KEYS: &[&str] = &[
+    "rules",
+    "redis",
+    "events",
+    "compile_cache",
+    "log_format",
+    "shutdown_timeout_secs",
+    "http",
+    "stream",
+    "sandbox",
+    "pipeline",
+];
+
+/// Whether a variable's key (after the prefix; sections split by `__` or
+/// by dots, in any case) starts with one of ours.
+fn ours(key: &str) -> bool {
+    let key = key.to_lowercase().replace("__", ".");
+    KEYS.contains(&key.split('.').next().unwrap_or_default())
+}
 
 /// The whole configuration of a `serve` process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,8 +283,19 @@ impl ServeConfig {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if let Some(key) = name.strip_prefix(ENV_PREFIX)
+                && !ours(key)
+            {
+                eprintln!("warning: ignoring environment variable `{name}`: it names no setting");
+            }
+        }
+        let env = Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .filter(|key| ours(key.as_str()));
         let config: Self = figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(env)
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(|e| format!("invalid configuration: {e}"))?;
@@ -421,6 +455,28 @@ mod text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_top_level_key_is_known_to_the_environment_filter() {
+        let value = serde_json::to_value(ServeConfig {
+            redis: Some(String::new()),
+            events: Some(PathBuf::new()),
+            compile_cache: Some(PathBuf::new()),
+            ..ServeConfig::default()
+        })
+        .unwrap();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut known = KEYS.to_vec();
+        keys.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(keys, known);
+        assert!(ours("http.token") && ours("HTTP__TOKEN") && !ours("BIN"));
+    }
 
     #[test]
     fn defaults_survive_a_round_trip_through_toml() {
