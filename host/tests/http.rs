@@ -50,6 +50,16 @@ fn geld(txn: &str, id: i64) -> Value {
         "after": {"id": id, "turnus_id": id}}]})
 }
 
+/// POSTs `body` as JSON to `path` of `service`.
+async fn post(service: &ServeProcess, path: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(service.at(path))
+        .json(body)
+        .send()
+        .await
+        .expect("the request reaches serve")
+}
+
 fn exists(conn: &mut redis::Connection, key: &str) -> bool {
     conn.exists(key).unwrap()
 }
@@ -83,15 +93,14 @@ async fn posted_commits_invalidate_their_keys_in_redis() {
         &["vehicle:V1", "turnus_data_3", "vehicle:V2", "unrelated"],
     );
     let service = serve(&rules("post"), &redis, &[]);
-    let http = reqwest::Client::new();
 
     // An array, waiting for the invalidations to be applied.
-    let response = http
-        .post(service.at("/v1/commits?wait=true"))
-        .json(&json!([car("t1", "V1"), geld("t2", 3)]))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &service,
+        "/v1/commits?wait=true",
+        &json!([car("t1", "V1"), geld("t2", 3)]),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["accepted"], 2, "{body}");
@@ -100,12 +109,7 @@ async fn posted_commits_invalidate_their_keys_in_redis() {
     assert!(!exists(&mut conn, "turnus_data_3"));
 
     // One commit, answered as soon as it is accepted.
-    let response = http
-        .post(service.at("/v1/commits"))
-        .json(&car("t3", "V2"))
-        .send()
-        .await
-        .unwrap();
+    let response = post(&service, "/v1/commits", &car("t3", "V2")).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["accepted"], 1, "{body}");
@@ -134,7 +138,7 @@ async fn bad_input_is_refused_whole_with_a_message_naming_the_problem() {
         &[("INVALIDATOR_HTTP__BODY_LIMIT_BYTES", "2000")],
     );
     let http = reqwest::Client::new();
-    let post = |body: String| {
+    let post_raw = |body: String| {
         http.post(service.at("/v1/commits"))
             .header("content-type", "application/json")
             .body(body)
@@ -143,7 +147,7 @@ async fn bad_input_is_refused_whole_with_a_message_naming_the_problem() {
 
     // The second commit lacks `writes`: nothing of the request is applied.
     let bad = json!([car("t1", "V1"), {"txn": "t2"}]).to_string();
-    let (status, code, message) = error_code(post(bad).await.unwrap()).await;
+    let (status, code, message) = error_code(post_raw(bad).await.unwrap()).await;
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::BAD_REQUEST, "invalid_commit")
@@ -153,14 +157,14 @@ async fn bad_input_is_refused_whole_with_a_message_naming_the_problem() {
         "{message}"
     );
 
-    let (status, code, message) = error_code(post("{\"txn\": ".into()).await.unwrap()).await;
+    let (status, code, message) = error_code(post_raw("{\"txn\": ".into()).await.unwrap()).await;
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::BAD_REQUEST, "bad_json")
     );
     assert!(message.contains("line 1"), "{message}");
 
-    let (status, code, message) = error_code(post("42".into()).await.unwrap()).await;
+    let (status, code, message) = error_code(post_raw("42".into()).await.unwrap()).await;
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::BAD_REQUEST, "invalid_commit")
@@ -168,12 +172,12 @@ async fn bad_input_is_refused_whole_with_a_message_naming_the_problem() {
     assert!(message.contains("a number"), "{message}");
 
     let wrong_op = json!({"txn": "t", "writes": [{"table": "inventory", "op": "upsert", "key": {"vin": "V1"}}]});
-    let (status, _, message) = error_code(post(wrong_op.to_string()).await.unwrap()).await;
+    let (status, _, message) = error_code(post_raw(wrong_op.to_string()).await.unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(message.contains("upsert"), "{message}");
 
     let big: Vec<Value> = (0..100).map(|i| car(&format!("t{i}"), "V1")).collect();
-    let (status, code, message) = error_code(post(json!(big).to_string()).await.unwrap()).await;
+    let (status, code, message) = error_code(post_raw(json!(big).to_string()).await.unwrap()).await;
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
@@ -184,12 +188,7 @@ async fn bad_input_is_refused_whole_with_a_message_naming_the_problem() {
     assert_eq!(error_code(response).await.1, "not_found");
     let response = http.delete(service.at("/v1/commits")).send().await.unwrap();
     assert_eq!(error_code(response).await.1, "method_not_allowed");
-    let response = http
-        .post(service.at("/v1/commits?wiat=true"))
-        .json(&car("t", "V1"))
-        .send()
-        .await
-        .unwrap();
+    let response = post(&service, "/v1/commits?wiat=true", &car("t", "V1")).await;
     let (status, code, message) = error_code(response).await;
     assert_eq!(
         (status, code.as_str()),
@@ -224,12 +223,7 @@ async fn mutating_endpoints_need_the_configured_bearer_token() {
     let http = reqwest::Client::new();
     let commit = car("t1", "V1");
 
-    let response = http
-        .post(service.at("/v1/commits"))
-        .json(&commit)
-        .send()
-        .await
-        .unwrap();
+    let response = post(&service, "/v1/commits", &commit).await;
     let (status, code, message) = error_code(response).await;
     assert_eq!(
         (status, code.as_str()),
@@ -241,12 +235,7 @@ async fn mutating_endpoints_need_the_configured_bearer_token() {
         "/v1/invalidate/entity",
         "/v1/rules/reload",
     ] {
-        let response = http
-            .post(service.at(path))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
+        let response = post(&service, path, &json!({})).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
     let response = http
@@ -300,33 +289,27 @@ async fn manual_and_entity_invalidations() {
         &["page:1", "page:2", "report:a", "vehicle:V7", "keep"],
     );
     let service = serve(&rules("manual"), &redis, &[]);
-    let http = reqwest::Client::new();
 
-    let response = http
-        .post(service.at("/v1/invalidate?wait=true"))
-        .json(&json!({"keys": ["report:a"], "patterns": ["page:*"]}))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &service,
+        "/v1/invalidate?wait=true",
+        &json!({"keys": ["report:a"], "patterns": ["page:*"]}),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     for key in ["page:1", "page:2", "report:a"] {
         assert!(!exists(&mut conn, key), "{key}");
     }
-    let response = http
-        .post(service.at("/v1/invalidate"))
-        .json(&json!({"keys": []}))
-        .send()
-        .await
-        .unwrap();
+    let response = post(&service, "/v1/invalidate", &json!({"keys": []})).await;
     assert_eq!(error_code(response).await.0, StatusCode::BAD_REQUEST);
 
     // The rules decide what an entity touches.
-    let response = http
-        .post(service.at("/v1/invalidate/entity?wait=true"))
-        .json(&json!({"table": "inventory", "key": {"vin": "V7"}}))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &service,
+        "/v1/invalidate/entity?wait=true",
+        &json!({"table": "inventory", "key": {"vin": "V7"}}),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert!(
@@ -338,12 +321,12 @@ async fn manual_and_entity_invalidations() {
     );
     assert!(!exists(&mut conn, "vehicle:V7"));
     assert!(exists(&mut conn, "keep"));
-    let response = http
-        .post(service.at("/v1/invalidate/entity"))
-        .json(&json!({"table": "inventory"}))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &service,
+        "/v1/invalidate/entity",
+        &json!({"table": "inventory"}),
+    )
+    .await;
     let (status, _, message) = error_code(response).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(message.contains("key"), "{message}");
@@ -360,12 +343,7 @@ async fn rules_stats_metrics_health_and_reload() {
     assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
     assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
     let commits: Vec<Value> = (0..5).map(|i| car(&format!("t{i}"), "V1")).collect();
-    let response = http
-        .post(service.at("/v1/commits?wait=true"))
-        .json(&commits)
-        .send()
-        .await
-        .unwrap();
+    let response = post(&service, "/v1/commits?wait=true", &json!(commits)).await;
     assert_eq!(response.status(), StatusCode::OK);
 
     let rules: Value = get("/v1/rules").await.unwrap().json().await.unwrap();
@@ -462,17 +440,11 @@ async fn sigterm_finishes_the_accepted_work_and_exits_zero() {
     }
     let () = pipe.query(&mut conn).unwrap();
     let service = serve(&rules("sigterm"), &redis, &[]);
-    let http = reqwest::Client::new();
     for chunk in 0..20 {
         let commits: Vec<Value> = (0..100)
             .map(|i| geld(&format!("t{chunk}-{i}"), chunk * 100 + i))
             .collect();
-        let response = http
-            .post(service.at("/v1/commits"))
-            .json(&commits)
-            .send()
-            .await
-            .unwrap();
+        let response = post(&service, "/v1/commits", &json!(commits)).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
     }
     // At once: most of the work is still queued.

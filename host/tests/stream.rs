@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use invalidator_tests::{RedisServer, SIGCONT, SIGSTOP, ServeProcess, deploy, fresh_dir, guests};
+use invalidator_tests::{
+    RedisCluster, RedisServer, SIGCONT, SIGSTOP, ServeProcess, deploy, fresh_dir, guests,
+};
 use redis::Commands;
 use serde_json::json;
 
@@ -19,19 +21,15 @@ fn geld(id: u64) -> String {
     .to_string()
 }
 
-fn consumer(
-    dir: &std::path::Path,
-    redis: &RedisServer,
-    name: &str,
-    envs: &[(&str, &str)],
-) -> ServeProcess {
+/// `serve --stream` as consumer `name`, on the Redis at `url`.
+fn consumer(dir: &std::path::Path, url: &str, name: &str, envs: &[(&str, &str)]) -> ServeProcess {
     ServeProcess::start(
         BIN,
         &[
             "--rules",
             dir.to_str().unwrap(),
             "--redis",
-            &redis.url(),
+            url,
             "--stream",
             STREAM,
             "--group",
@@ -112,10 +110,10 @@ fn three_consumers_share_a_stream_and_a_killed_one_loses_nothing() {
         ("INVALIDATOR_STREAM__READ_COUNT", "50"),
     ];
     let survivors = [
-        consumer(&dir, &redis, "a", &envs),
-        consumer(&dir, &redis, "b", &envs),
+        consumer(&dir, &redis.url(), "a", &envs),
+        consumer(&dir, &redis.url(), "b", &envs),
     ];
-    let victim = consumer(&dir, &redis, "victim", &envs);
+    let victim = consumer(&dir, &redis.url(), "victim", &envs);
 
     // The producer adds entries while the consumers work.
     let producer = {
@@ -230,7 +228,7 @@ fn poison_entries_go_to_the_dead_letter_stream_and_the_stream_moves_on() {
         ("INVALIDATOR_STREAM__BLOCK_MS", "100"),
         ("INVALIDATOR_STREAM__MAX_ATTEMPTS", "3"),
     ];
-    let service = consumer(&dir, &redis, "only", &envs);
+    let service = consumer(&dir, &redis.url(), "only", &envs);
     wait_until(
         "three entries are dead-lettered",
         Duration::from_secs(30),
@@ -289,4 +287,31 @@ fn poison_entries_go_to_the_dead_letter_stream_and_the_stream_moves_on() {
     assert!(status.success(), "{summary}");
     assert_eq!(summary["stream"]["dead_lettered"], 3, "{summary}");
     assert_eq!(summary["stream"]["acked"], 1, "{summary}");
+}
+
+#[test]
+fn a_consumer_works_on_a_cluster() {
+    const N: u64 = 500;
+    let cluster = RedisCluster::start(3);
+    let mut conn = cluster.connection();
+    let dir = fresh_dir("stream-cluster");
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    for id in 0..N {
+        let () = conn.set(format!("turnus_data_{id}"), "cached").unwrap();
+        let _: String = conn.xadd(STREAM, "*", &[("commit", geld(id))]).unwrap();
+    }
+    let service = consumer(
+        &dir,
+        &cluster.url(),
+        "only",
+        &[("INVALIDATOR_STREAM__BLOCK_MS", "100")],
+    );
+    wait_until("every key is invalidated", Duration::from_secs(60), || {
+        (0..N).all(|id| !conn.exists::<_, bool>(format!("turnus_data_{id}")).unwrap())
+    });
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert_eq!(summary["stream"]["acked"], N, "{summary}");
+    let pending: redis::streams::StreamPendingReply = conn.xpending(STREAM, GROUP).unwrap();
+    assert_eq!(pending.count(), 0);
 }

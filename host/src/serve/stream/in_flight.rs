@@ -14,6 +14,10 @@ pub(crate) struct InFlight {
     /// Signalled whenever entries leave, for a reader waiting for room and
     /// a shutdown waiting for the end.
     pub(crate) left: Notify,
+    /// Signalled after entries are added: their commits may already be
+    /// applied (the pipeline can be faster than the push), and the acker
+    /// must not wait for the next commit to notice.
+    pub(crate) added: Notify,
 }
 
 impl InFlight {
@@ -25,12 +29,23 @@ impl InFlight {
             .push_back((seq, id));
     }
 
-    /// Takes the entries whose commits are applied (sequence up to
-    /// `applied`). Commits are applied in order, so they are a prefix.
-    pub(crate) fn take_applied(&self, applied: u64) -> Vec<String> {
-        let mut entries = self.entries.lock().expect("in-flight lock");
+    /// The entries whose commits are applied (sequence up to `applied`).
+    /// Commits are applied in order, so they are a prefix. They stay in
+    /// flight until [`acknowledged`](Self::acknowledged): a shutdown waits
+    /// for the `XACK`, not just for the pipeline.
+    pub(crate) fn applied(&self, applied: u64) -> Vec<String> {
+        let entries = self.entries.lock().expect("in-flight lock");
         let n = entries.partition_point(|(seq, _)| *seq <= applied);
-        entries.drain(..n).map(|(_, id)| id).collect()
+        entries.iter().take(n).map(|(_, id)| id.clone()).collect()
+    }
+
+    /// Removes the first `n` entries, now acknowledged.
+    pub(crate) fn acknowledged(&self, n: usize) {
+        let mut entries = self.entries.lock().expect("in-flight lock");
+        let n = n.min(entries.len());
+        entries.drain(..n);
+        drop(entries);
+        self.left.notify_waiters();
     }
 
     /// The ids in flight, to keep them claimed while they are worked on.
@@ -49,13 +64,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_applied_entries_are_taken_in_order() {
+    fn applied_entries_leave_only_once_acknowledged() {
         let f = InFlight::default();
         f.push(3, "1-0".into());
         f.push(5, "2-0".into());
         f.push(9, "3-0".into());
-        assert!(f.take_applied(2).is_empty());
-        assert_eq!(f.take_applied(5), ["1-0", "2-0"]);
+        assert!(f.applied(2).is_empty());
+        assert_eq!(f.applied(5), ["1-0", "2-0"]);
+        assert_eq!(f.len(), 3, "in flight until acknowledged");
+        f.acknowledged(2);
         assert_eq!(f.ids(), ["3-0"]);
         assert_eq!(f.len(), 1);
     }

@@ -264,6 +264,7 @@ impl StreamSource {
                 Err(reason) => poison.push((entry, reason)),
             }
         }
+        self.in_flight.added.notify_one();
         for (entry, reason) in poison {
             self.dead_letter(&entry, &reason, 1).await?;
         }
@@ -276,11 +277,10 @@ impl StreamSource {
         let mut applied = self.invalidator.applied();
         let mut touch = tokio::time::interval((self.claim_idle / 3).max(Duration::from_millis(10)));
         touch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Entries applied whose XACK failed: retried on the next round.
-        let mut unacked: Vec<String> = Vec::new();
         loop {
             tokio::select! {
                 changed = applied.changed() => if changed.is_err() { return },
+                () = self.in_flight.added.notified() => {}
                 _ = touch.tick() => {
                     if let Err(error) = self.keep_claimed().await {
                         tracing::warn!(%error, "keeping stream entries claimed failed; retrying");
@@ -288,18 +288,19 @@ impl StreamSource {
                 }
             }
             let upto = *applied.borrow_and_update();
-            unacked.extend(self.in_flight.take_applied(upto));
-            if unacked.is_empty() {
+            let done = self.in_flight.applied(upto);
+            if done.is_empty() {
                 continue;
             }
-            match self.ack(&unacked).await {
+            match self.ack(&done).await {
                 Ok(()) => {
-                    self.counters.acked.fetch_add(unacked.len() as u64, Relaxed);
-                    unacked.clear();
-                    self.in_flight.left.notify_waiters();
+                    self.counters.acked.fetch_add(done.len() as u64, Relaxed);
+                    self.in_flight.acknowledged(done.len());
                 }
+                // They stay in flight (and claimed): retried on the next
+                // change or tick.
                 Err(error) => {
-                    tracing::warn!(%error, entries = unacked.len(),
+                    tracing::warn!(%error, entries = done.len(),
                         "acknowledging stream entries failed; retrying");
                 }
             }
