@@ -315,3 +315,63 @@ fn a_consumer_works_on_a_cluster() {
     let pending: redis::streams::StreamPendingReply = conn.xpending(STREAM, GROUP).unwrap();
     assert_eq!(pending.count(), 0);
 }
+
+#[test]
+fn consumers_that_stopped_and_hold_nothing_are_forgotten() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let dir = fresh_dir("stream-forget");
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(STREAM)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut conn)
+        .unwrap();
+    // A consumer from an earlier process, which acknowledged all it read.
+    let _: String = conn.xadd(STREAM, "*", &[("commit", geld(1))]).unwrap();
+    let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg("gone-1")
+        .arg("STREAMS")
+        .arg(STREAM)
+        .arg(">")
+        .query(&mut conn)
+        .unwrap();
+    let id = read.keys[0].ids[0].id.clone();
+    let _: u64 = conn.xack(STREAM, GROUP, &[&id]).unwrap();
+
+    // Forgotten after ten claim times (here 10 x 100 ms) unseen.
+    let service = consumer(
+        &dir,
+        &redis.url(),
+        "live",
+        &[
+            ("INVALIDATOR_STREAM__CLAIM_IDLE_MS", "100"),
+            ("INVALIDATOR_STREAM__BLOCK_MS", "50"),
+        ],
+    );
+    let names = |conn: &mut redis::Connection| -> Vec<String> {
+        let consumers: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(STREAM)
+            .arg(GROUP)
+            .query(conn)
+            .unwrap();
+        consumers
+            .iter()
+            .map(|fields| redis::from_redis_value_ref(&fields[1]).unwrap())
+            .collect()
+    };
+    wait_until("`gone-1` is forgotten", Duration::from_secs(30), || {
+        !names(&mut conn).contains(&"gone-1".to_owned())
+    });
+    // The live consumer, seen at every read, stays.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(names(&mut conn), ["live"]);
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}

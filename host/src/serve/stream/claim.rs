@@ -2,6 +2,9 @@
 //! acknowledging (its process died or froze), and retiring the entries
 //! that keep failing.
 
+use std::sync::LazyLock;
+
+use redis::Script;
 use redis::streams::{StreamClaimReply, StreamPendingCountReply};
 
 use super::StreamSource;
@@ -10,11 +13,18 @@ use crate::sink::SinkError;
 /// Pending entries looked at per claim pass.
 const CLAIM_BATCH: usize = 256;
 
+/// A consumer that holds nothing and has not been seen for this many
+/// claim times is forgotten.
+const FORGET_AFTER_CLAIMS: u32 = 10;
+
+static FORGET_CONSUMERS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/forget_consumers.lua")));
+
 impl StreamSource {
     /// One pass: the entries other consumers have held idle for
     /// `claim_idle` are claimed and handed to the pipeline, except those
     /// already delivered `max_attempts` times, which go to the dead-letter
-    /// stream.
+    /// stream; and consumers long gone are forgotten.
     pub(super) async fn claim(&self) -> Result<(), SinkError> {
         let idle = self.claim_idle.as_millis() as u64;
         let mut pending = redis::cmd("XPENDING");
@@ -44,6 +54,7 @@ impl StreamSource {
             }
             self.accept(claimed.ids, true).await?;
         }
+        self.forget_stopped_consumers().await?;
         for p in spent {
             // Claimed first, so that of several consumers only one retires
             // it (and its fields are read in the same step).
@@ -56,6 +67,22 @@ impl StreamSource {
                 self.dead_letter(&entry, &reason, p.times_delivered as u64 + 1)
                     .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Removes from the group the consumers that hold no entry and were
+    /// not seen for [`FORGET_AFTER_CLAIMS`] claim times: processes that
+    /// stopped, whose `HOSTNAME-PID` names would otherwise pile up. (A live
+    /// consumer removed by mistake is recreated by its next read, and
+    /// holds nothing to lose.)
+    async fn forget_stopped_consumers(&self) -> Result<(), SinkError> {
+        let idle = (self.claim_idle * FORGET_AFTER_CLAIMS).as_millis() as u64;
+        let mut invocation = FORGET_CONSUMERS.key(&self.name);
+        invocation.arg(&self.group).arg(idle).arg(&self.consumer);
+        let removed: Vec<String> = self.redis.invoke(&invocation).await?;
+        if !removed.is_empty() {
+            tracing::info!(consumers = ?removed, "forgot stopped consumers that held nothing");
         }
         Ok(())
     }
