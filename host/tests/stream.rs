@@ -375,3 +375,50 @@ fn consumers_that_stopped_and_hold_nothing_are_forgotten() {
     let (status, summary) = service.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
 }
+
+#[test]
+fn sigterm_mid_stream_acknowledges_what_was_read_and_the_rest_waits() {
+    const N: u64 = 20_000;
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let dir = fresh_dir("stream-sigterm");
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let mut pipe = redis::pipe();
+    for id in 0..N {
+        pipe.set(format!("turnus_data_{id}"), "cached").ignore();
+        pipe.xadd(STREAM, "*", &[("commit", geld(id))]).ignore();
+    }
+    let () = pipe.query(&mut conn).unwrap();
+    let envs = [
+        ("INVALIDATOR_STREAM__BLOCK_MS", "100"),
+        ("INVALIDATOR_STREAM__READ_COUNT", "100"),
+    ];
+    let first = consumer(&dir, &redis.url(), "first", &envs);
+    wait_until("it is under way", Duration::from_secs(60), || {
+        entries_read(&mut conn) >= 1000
+    });
+    let (status, summary) = first.stop(Duration::from_secs(60));
+    assert!(status.success(), "{summary}");
+    let read = summary["stream"]["read"].as_u64().unwrap();
+    assert!(read < N, "stopped in the middle: {summary}");
+    assert_eq!(summary["stream"]["acked"], read, "{summary}");
+    assert_eq!(summary["stream"]["in_flight"], 0, "{summary}");
+    assert_eq!(pending(&mut conn), 0, "everything read was acknowledged");
+    // What it read is applied; what it did not read is still cached...
+    let cached = (0..N)
+        .filter(|id| conn.exists::<_, bool>(format!("turnus_data_{id}")).unwrap())
+        .count() as u64;
+    assert_eq!(cached, N - read);
+    // ...and waits in the stream for the next consumer.
+    let second = consumer(&dir, &redis.url(), "second", &envs);
+    wait_until("the rest is applied", Duration::from_secs(60), || {
+        redis::cmd("DBSIZE").query::<u64>(&mut conn).unwrap() == 1
+    });
+    let (status, summary) = second.stop(Duration::from_secs(60));
+    assert!(status.success(), "{summary}");
+    assert_eq!(
+        summary["stream"]["read"].as_u64().unwrap(),
+        N - read,
+        "{summary}"
+    );
+}
