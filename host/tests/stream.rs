@@ -21,6 +21,13 @@ fn geld(id: u64) -> String {
     .to_string()
 }
 
+/// A rules folder holding the turnus rule.
+fn turnus_dir(name: &str) -> std::path::PathBuf {
+    let dir = fresh_dir(&format!("stream-{name}"));
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    dir
+}
+
 /// `serve --stream` as consumer `name`, on the Redis at `url`.
 fn consumer(dir: &std::path::Path, url: &str, name: &str, envs: &[(&str, &str)]) -> ServeProcess {
     ServeProcess::start(
@@ -95,8 +102,7 @@ fn three_consumers_share_a_stream_and_a_killed_one_loses_nothing() {
     const N: u64 = 3000;
     let redis = RedisServer::start();
     let mut conn = redis.connection();
-    let dir = fresh_dir("stream-kill");
-    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let dir = turnus_dir("kill");
     let mut pipe = redis::pipe();
     for id in 0..N {
         pipe.set(format!("turnus_data_{id}"), "cached").ignore();
@@ -182,8 +188,7 @@ fn three_consumers_share_a_stream_and_a_killed_one_loses_nothing() {
 fn poison_entries_go_to_the_dead_letter_stream_and_the_stream_moves_on() {
     let redis = RedisServer::start();
     let mut conn = redis.connection();
-    let dir = fresh_dir("stream-poison");
-    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let dir = turnus_dir("poison");
     let () = conn.set("turnus_data_1", "cached").unwrap();
     let () = conn.set("turnus_data_2", "cached").unwrap();
     let () = redis::cmd("XGROUP")
@@ -294,8 +299,7 @@ fn a_consumer_works_on_a_cluster() {
     const N: u64 = 500;
     let cluster = RedisCluster::start(3);
     let mut conn = cluster.connection();
-    let dir = fresh_dir("stream-cluster");
-    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let dir = turnus_dir("cluster");
     for id in 0..N {
         let () = conn.set(format!("turnus_data_{id}"), "cached").unwrap();
         let _: String = conn.xadd(STREAM, "*", &[("commit", geld(id))]).unwrap();
@@ -320,8 +324,7 @@ fn a_consumer_works_on_a_cluster() {
 fn consumers_that_stopped_and_hold_nothing_are_forgotten() {
     let redis = RedisServer::start();
     let mut conn = redis.connection();
-    let dir = fresh_dir("stream-forget");
-    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let dir = turnus_dir("forget");
     let () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(STREAM)
@@ -381,8 +384,7 @@ fn sigterm_mid_stream_acknowledges_what_was_read_and_the_rest_waits() {
     const N: u64 = 20_000;
     let redis = RedisServer::start();
     let mut conn = redis.connection();
-    let dir = fresh_dir("stream-sigterm");
-    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let dir = turnus_dir("sigterm");
     let mut pipe = redis::pipe();
     for id in 0..N {
         pipe.set(format!("turnus_data_{id}"), "cached").ignore();
