@@ -163,7 +163,7 @@ pub(crate) async fn entity(
     // Rules are CPU work: off the async threads.
     let outcome = tokio::task::spawn_blocking(move || rules.evaluate(&commit))
         .await
-        .map_err(|e| ApiError::invalid(format!("evaluating the rules failed: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("evaluating the rules failed: {e}")))?;
     let failures: Vec<Value> = outcome
         .failures
         .iter()

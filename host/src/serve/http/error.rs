@@ -68,6 +68,11 @@ impl ApiError {
         )
     }
 
+    /// 500 `internal`: a bug of ours (a task that panicked).
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
     /// 503 `not_ready`.
     pub(crate) fn not_ready(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message)

@@ -42,7 +42,7 @@ pub(crate) async fn reload(State(api): ApiState) -> Result<Json<Value>, ApiError
     // Loading compiles: off the async threads.
     let refresh = tokio::task::spawn_blocking(move || service.reloader.refresh())
         .await
-        .map_err(|e| ApiError::invalid(format!("reloading failed: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("reloading failed: {e}")))?;
     let paths = |ps: &[std::path::PathBuf]| -> Vec<String> {
         ps.iter().map(|p| p.display().to_string()).collect()
     };

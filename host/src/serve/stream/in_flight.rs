@@ -11,9 +11,8 @@ use tokio::sync::Notify;
 #[derive(Default)]
 pub(crate) struct InFlight {
     entries: Mutex<VecDeque<(u64, String)>>,
-    /// Signalled whenever entries leave, for a reader waiting for room and
-    /// a shutdown waiting for the end.
-    pub(crate) left: Notify,
+    /// Signalled whenever entries leave, for [`wait_until`](Self::wait_until).
+    left: Notify,
     /// Signalled after entries are added: their commits may already be
     /// applied (the pipeline can be faster than the push), and the acker
     /// must not wait for the next commit to notice.
@@ -52,6 +51,21 @@ impl InFlight {
     pub(crate) fn ids(&self) -> Vec<String> {
         let entries = self.entries.lock().expect("in-flight lock");
         entries.iter().map(|(_, id)| id.clone()).collect()
+    }
+
+    /// Waits until `done(len)` holds, rechecking whenever entries leave.
+    pub(crate) async fn wait_until(&self, done: impl Fn(usize) -> bool) {
+        loop {
+            // Registered before the check, so that entries leaving between
+            // the check and the wait still wake it.
+            let left = self.left.notified();
+            tokio::pin!(left);
+            left.as_mut().enable();
+            if done(self.len()) {
+                return;
+            }
+            left.await;
+        }
     }
 
     pub(crate) fn len(&self) -> usize {

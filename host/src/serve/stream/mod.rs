@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use super::config::ServeConfig;
 use crate::commit::parse_json;
 use crate::pipeline::{Backoff, Invalidator};
-use crate::sink::{Redis, SinkError};
+use crate::sink::{Redis, RedisConfig, SinkError};
 use in_flight::InFlight;
 
 /// What the stream source has done, as counters.
@@ -89,9 +89,9 @@ impl StreamSource {
         // a response timeout longer than the block.
         let redis = Redis::open(
             url,
-            crate::sink::RedisConfig {
-                connect_timeout: Duration::from_secs(1),
-                response_timeout: block + Duration::from_secs(2),
+            RedisConfig {
+                response_timeout: block + RedisConfig::default().response_timeout,
+                ..RedisConfig::default()
             },
         )
         .map_err(|e| format!("stream Redis: {e}"))?;
@@ -145,7 +145,7 @@ impl StreamSource {
         let mut grouped = false;
         while !*stop.borrow() {
             tokio::select! {
-                () = self.wait_for_room() => {}
+                () = self.in_flight.wait_until(|n| n < self.max_in_flight) => {}
                 _ = stop.wait_for(|&s| s) => break,
             }
             // Not cancelled on stop: entries a read was given are handed
@@ -174,16 +174,7 @@ impl StreamSource {
         }
         // Stopping: nothing new is read; what is in flight is applied by
         // the pipeline and acknowledged by the acker.
-        let drained = tokio::time::timeout(drain, async {
-            while self.in_flight.len() > 0 {
-                let left = self.in_flight.left.notified();
-                if self.in_flight.len() == 0 {
-                    break;
-                }
-                left.await;
-            }
-        })
-        .await;
+        let drained = tokio::time::timeout(drain, self.in_flight.wait_until(|n| n == 0)).await;
         acker.abort();
         if drained.is_err() {
             tracing::error!(
@@ -206,17 +197,6 @@ impl StreamSource {
         match self.redis.query::<()>(&cmd).await {
             Err(SinkError::Redis { source, .. }) if source.code() == Some("BUSYGROUP") => Ok(()),
             other => other,
-        }
-    }
-
-    /// Waits while the entries in flight are at their bound.
-    async fn wait_for_room(&self) {
-        while self.in_flight.len() >= self.max_in_flight {
-            let left = self.in_flight.left.notified();
-            if self.in_flight.len() < self.max_in_flight {
-                break;
-            }
-            left.await;
         }
     }
 
