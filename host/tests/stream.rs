@@ -21,6 +21,15 @@ fn geld(id: u64) -> String {
     .to_string()
 }
 
+/// A pipeline caching `turnus_data_0` to `turnus_data_{n-1}`.
+fn cache_turnus(n: u64) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for id in 0..n {
+        pipe.set(format!("turnus_data_{id}"), "cached").ignore();
+    }
+    pipe
+}
+
 /// A rules folder holding the turnus rule.
 fn turnus_dir(name: &str) -> std::path::PathBuf {
     let dir = fresh_dir(&format!("stream-{name}"));
@@ -103,12 +112,11 @@ fn three_consumers_share_a_stream_and_a_killed_one_loses_nothing() {
     let redis = RedisServer::start();
     let mut conn = redis.connection();
     let dir = turnus_dir("kill");
-    let mut pipe = redis::pipe();
-    for id in 0..N {
-        pipe.set(format!("turnus_data_{id}"), "cached").ignore();
-    }
-    pipe.set("unrelated", "cached").ignore();
-    let () = pipe.query(&mut conn).unwrap();
+    let () = cache_turnus(N)
+        .set("unrelated", "cached")
+        .ignore()
+        .query(&mut conn)
+        .unwrap();
 
     let envs = [
         ("INVALIDATOR_STREAM__CLAIM_IDLE_MS", "1000"),
@@ -385,9 +393,8 @@ fn sigterm_mid_stream_acknowledges_what_was_read_and_the_rest_waits() {
     let redis = RedisServer::start();
     let mut conn = redis.connection();
     let dir = turnus_dir("sigterm");
-    let mut pipe = redis::pipe();
+    let mut pipe = cache_turnus(N);
     for id in 0..N {
-        pipe.set(format!("turnus_data_{id}"), "cached").ignore();
         pipe.xadd(STREAM, "*", &[("commit", geld(id))]).ignore();
     }
     let () = pipe.query(&mut conn).unwrap();
