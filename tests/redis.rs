@@ -111,6 +111,13 @@ fn set_of(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// Applies `targets` to `redis`, which must succeed, and says what it did.
+async fn apply(redis: &Redis, targets: &mut TargetSet) -> Applied {
+    let mut applied = Applied::default();
+    sink::apply(redis, targets, &mut applied).await.unwrap();
+    applied
+}
+
 async fn flush(invalidator: &Invalidator) {
     invalidator
         .flush_timeout(Duration::from_secs(20))
@@ -141,10 +148,7 @@ async fn each_target_kind_removes_exactly_its_keys(d: Deployment) {
     ]
     .into_iter()
     .collect();
-    let mut applied = Applied::default();
-    sink::apply(&redis, &mut targets, &mut applied)
-        .await
-        .unwrap();
+    let applied = apply(&redis, &mut targets).await;
     assert!(targets.is_empty(), "everything applied: {targets:?}");
     assert_eq!(
         d.keys(),
@@ -180,10 +184,7 @@ async fn one_sweep_serves_every_pending_pattern(d: Deployment) {
         .map(|shop| Target::Pattern(format!("shop:{shop}:*")))
         .collect();
     targets.insert(Target::Pattern("shop:3[3]:item:?".into()));
-    let mut applied = Applied::default();
-    sink::apply(&redis, &mut targets, &mut applied)
-        .await
-        .unwrap();
+    let applied = apply(&redis, &mut targets).await;
     assert_eq!(applied.sweeps, 1, "21 patterns, one sweep");
     assert_eq!(applied.patterns, 21);
     let expected: BTreeSet<String> = keys
@@ -211,10 +212,7 @@ async fn a_sweep_over_a_large_keyspace_misses_nothing(d: Deployment) {
     ]
     .into_iter()
     .collect();
-    let mut applied = Applied::default();
-    sink::apply(&redis, &mut targets, &mut applied)
-        .await
-        .unwrap();
+    let applied = apply(&redis, &mut targets).await;
     let expected: BTreeSet<String> = keys
         .iter()
         .filter(|k| !(k.ends_with('7') || (k.len() == 4 && k.starts_with("k:1"))))
@@ -650,10 +648,7 @@ async fn a_tag_index_of_the_wrong_type_does_not_block_the_rest() {
     let mut targets: TargetSet = [Target::Tag("broken".into()), Target::Key("k".into())]
         .into_iter()
         .collect();
-    let mut applied = Applied::default();
-    sink::apply(&redis, &mut targets, &mut applied)
-        .await
-        .unwrap();
+    let applied = apply(&redis, &mut targets).await;
     assert_eq!((applied.deleted, applied.unappliable), (1, 1));
     assert!(targets.is_empty());
 }

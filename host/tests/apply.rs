@@ -4,7 +4,7 @@
 //! come from the example rules' documented mappings, not from the host.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use invalidator_tests::{RedisCluster, RedisServer, all_keys, guests};
@@ -14,6 +14,24 @@ fn invalidator(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("the invalidator binary runs")
+}
+
+/// `invalidator apply` with the rules of `dir` on the commits `events`
+/// (written to `dir/events.jsonl`), against `url`, with `extra` flags.
+fn apply(dir: &Path, events: &str, url: &str, extra: &[&str]) -> Output {
+    let file = dir.join("events.jsonl");
+    std::fs::write(&file, events).unwrap();
+    let mut args = vec![
+        "apply",
+        "--rules",
+        dir.to_str().unwrap(),
+        "--events",
+        file.to_str().unwrap(),
+        "--redis",
+        url,
+    ];
+    args.extend_from_slice(extra);
+    invalidator(&args)
 }
 
 fn text(b: &[u8]) -> &str {
@@ -145,18 +163,7 @@ fn apply_removes_exactly_the_expected_keys(
         ]);
         assert!(out.status.success(), "cache set: {}", text(&out.stderr));
     }
-    let dir = rules_dir(name);
-    let events = dir.join("events.jsonl");
-    std::fs::write(&events, &s.events).unwrap();
-    let out = invalidator(&[
-        "apply",
-        "--rules",
-        dir.to_str().unwrap(),
-        "--events",
-        events.to_str().unwrap(),
-        "--redis",
-        url,
-    ]);
+    let out = apply(&rules_dir(name), &s.events, url, &[]);
     assert!(out.status.success(), "seed {seed}: {}", text(&out.stderr));
 
     let all: BTreeSet<String> = s
@@ -225,29 +232,18 @@ fn apply_removes_exactly_the_expected_keys_on_a_cluster() {
 
 #[test]
 fn apply_reports_bad_lines_and_gives_up_on_an_unreachable_redis() {
-    let dir = rules_dir("unreachable");
-    let events = dir.join("events.jsonl");
-    std::fs::write(
-        &events,
-        "{\"txn\":\"a\",\"writes\":[{\"table\":\"user_profiles\",\"op\":\"delete\",\"key\":{\"id\":1}}]}\nnot json\n",
-    )
-    .unwrap();
+    let events = "{\"txn\":\"a\",\"writes\":[{\"table\":\"user_profiles\",\"op\":\"delete\",\"key\":{\"id\":1}}]}\nnot json\n";
     // A port nothing listens on: a server started and stopped.
     let url = {
         let server = RedisServer::start();
         server.url()
     };
-    let out = invalidator(&[
-        "apply",
-        "--rules",
-        dir.to_str().unwrap(),
-        "--events",
-        events.to_str().unwrap(),
-        "--redis",
+    let out = apply(
+        &rules_dir("unreachable"),
+        events,
         &url,
-        "--give-up-after",
-        "1",
-    ]);
+        &["--give-up-after", "1"],
+    );
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("line 2:"), "{stderr}");

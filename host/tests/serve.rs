@@ -16,6 +16,23 @@ fn folder(name: &str) -> PathBuf {
 const GELD: &str = r#"{"txn":"a","writes":[{"table":"geld","op":"insert","key":{"id":1},"after":{"id":1,"turnus_id":3}}]}"#;
 const CAR: &str = r#"{"txn":"b","writes":[{"table":"inventory","op":"update","key":{"vin":"V1"},"before":{"vin":"V1","price":9},"after":{"vin":"V1","price":8}}]}"#;
 
+/// `invalidator serve` on the rules of `dir`, reading the commits `events`
+/// (written to `dir/events.jsonl`) until they end.
+fn serve_file(dir: &std::path::Path, events: &str) -> std::process::Output {
+    let file = dir.join("events.jsonl");
+    std::fs::write(&file, events).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_invalidator"))
+        .args([
+            "serve",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+}
+
 fn summary(stdout: &[u8]) -> serde_json::Value {
     let text = std::str::from_utf8(stdout).unwrap();
     serde_json::from_str(text.lines().last().expect("a summary line")).unwrap()
@@ -25,18 +42,7 @@ fn summary(stdout: &[u8]) -> serde_json::Value {
 fn serve_runs_with_no_redis_and_caches_compiled_rules() {
     let dir = folder("plain");
     deploy(guests::TURNUS, &dir.join("turnus.wasm"));
-    let events = dir.join("events.jsonl");
-    std::fs::write(&events, format!("{GELD}\n{CAR}\nnot json\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_invalidator"))
-        .args([
-            "serve",
-            "--rules",
-            dir.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = serve_file(&dir, &format!("{GELD}\n{CAR}\nnot json\n"));
     let s = summary(&out.stdout);
     assert_eq!(s["commits"], 2, "{s}");
     assert_eq!(s["keys"], 1, "turnus_data_3 only: {s}");
@@ -102,18 +108,7 @@ fn serve_counts_a_refused_rule_file_and_keeps_serving() {
     let dir = folder("refused");
     deploy(guests::TURNUS, &dir.join("turnus.wasm"));
     std::fs::write(dir.join("broken.wasm"), b"not a component").unwrap();
-    let events = dir.join("events.jsonl");
-    std::fs::write(&events, format!("{GELD}\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_invalidator"))
-        .args([
-            "serve",
-            "--rules",
-            dir.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = serve_file(&dir, &format!("{GELD}\n"));
     assert!(
         out.status.success(),
         "{}",

@@ -203,6 +203,17 @@ struct Sweeps {
     strict: Vec<f64>,
 }
 
+/// Creates (or recreates, after a sweep removed them) the `SWEEP_KEYS`
+/// keys `item:0`, `item:1`...
+fn populate(conn: &mut redis::Connection) {
+    let () = redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(SWEEP_KEYS)
+        .arg("item")
+        .query(conn)
+        .unwrap();
+}
+
 async fn pattern_sweeps(server: &RedisServer) -> Sweeps {
     let mut conn = server.connection();
     let redis = Redis::open(&server.url(), RedisConfig::default()).unwrap();
@@ -213,12 +224,7 @@ async fn pattern_sweeps(server: &RedisServer) -> Sweeps {
     let one = vec!["item:5000*".to_owned()];
     let (mut t_one, mut t_many, mut t_plain) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        let () = redis::cmd("DEBUG")
-            .arg("POPULATE")
-            .arg(SWEEP_KEYS)
-            .arg("item")
-            .query(&mut conn)
-            .unwrap();
+        populate(&mut conn);
         let start = Instant::now();
         let mut cursor = 0u64;
         loop {
@@ -240,13 +246,7 @@ async fn pattern_sweeps(server: &RedisServer) -> Sweeps {
         }
         t_plain.push(start.elapsed().as_secs_f64());
         for (patterns, times) in [(&one, &mut t_one), (&many, &mut t_many)] {
-            // Recreates the keys a previous sweep removed (`item:0` ...).
-            let () = redis::cmd("DEBUG")
-                .arg("POPULATE")
-                .arg(SWEEP_KEYS)
-                .arg("item")
-                .query(&mut conn)
-                .unwrap();
+            populate(&mut conn);
             let set = PatternSet::new(patterns.iter());
             let start = Instant::now();
             let swept = sweep(&redis, &set).await.unwrap();
