@@ -558,6 +558,115 @@ fn a_rule_set_is_shared_across_threads() {
     });
 }
 
+// ---- budgets on what a call returns -----------------------------------------
+
+/// A runtime with small budgets, so that tests need not build megabytes.
+fn small_budget_runtime() -> Runtime {
+    Runtime::new(SandboxConfig {
+        max_targets: 50,
+        max_target_bytes: 1_000,
+        max_target_len: 100,
+        ..SandboxConfig::default()
+    })
+    .expect("runtime")
+}
+
+/// Loads the hostile rule and turnus into `runtime`.
+fn hostile_in(runtime: &Runtime) -> RuleSet {
+    let load = |p: &str| invalidator::rules::LoadedRule::load(runtime, Path::new(p)).expect(p);
+    RuleSet::new(vec![load(guests::HOSTILE), load(guests::TURNUS)]).unwrap()
+}
+
+/// A commit asking the hostile rule for `n` keys of `len` bytes, beside a
+/// kinder row for turnus.
+fn emit(txn: &str, id: u32, n: usize, len: usize) -> invalidator::commit::Commit {
+    parse_json(&format!(
+        r#"{{"txn":"{txn}","writes":[{{"table":"emit","op":"insert","key":{{"id":{id}}},"after":{{"id":{id},"n":{n},"len":{len}}}}},
+            {{"table":"kinder","op":"insert","key":{{"id":1}},"after":{{"id":1,"turnus_id":8}}}}]}}"#
+    ))
+    .unwrap()
+}
+
+/// A single target over the per-target budget (64 KiB by default) fails
+/// the rule: it is never accepted, printed or sent to Redis.
+#[test]
+fn a_target_over_the_per_target_budget_fails_the_rule() {
+    let set = hostile_with_turnus();
+    let o = set.evaluate(&emit("big", 1, 1, 1 << 20));
+    assert_contained(
+        &o,
+        "over the budget of 65536 bytes per target (sandbox.max_target_len)",
+    );
+    assert!(o.failures[0].message.contains("1048576 bytes"), "{o:?}");
+    let o = set.evaluate(&emit("fits", 1, 1, 60_000));
+    assert!(o.failures.is_empty(), "60,000 bytes fit the default budget");
+}
+
+#[test]
+fn more_targets_than_the_budget_fail_the_rule() {
+    let runtime = small_budget_runtime();
+    let set = hostile_in(&runtime);
+    let o = set.evaluate(&emit("many", 1, 51, 8));
+    assert_contained(
+        &o,
+        "returned 51 targets, over the budget of 50 per call (sandbox.max_targets)",
+    );
+    let o = set.evaluate(&emit("enough", 1, 50, 8));
+    assert!(o.failures.is_empty(), "{o:?}");
+    assert_eq!(o.targets.keys.len(), 51, "50 keys and turnus's");
+}
+
+#[test]
+fn more_target_bytes_than_the_budget_fail_the_rule() {
+    let runtime = small_budget_runtime();
+    let set = hostile_in(&runtime);
+    let o = set.evaluate(&emit("bulk", 1, 20, 60));
+    assert_contained(
+        &o,
+        "returned 1200 bytes of targets, over the budget of 1000 bytes per call",
+    );
+    let o = set.evaluate(&emit("some", 1, 10, 60));
+    assert!(o.failures.is_empty(), "{o:?}");
+}
+
+/// The budget is per call: a batch over it is re-run commit by commit, and
+/// commits that fit on their own get their own targets, not the fallback.
+#[test]
+fn a_batch_over_the_budget_is_rerun_commit_by_commit() {
+    let runtime = small_budget_runtime();
+    let set = hostile_in(&runtime);
+    let o = set.evaluate_batch(&[emit("a", 1, 30, 8), emit("b", 2, 30, 8)]);
+    assert!(o.failures.is_empty(), "{:?}", o.failures);
+    assert_eq!(
+        o.targets.keys.len(),
+        61,
+        "both commits' 30 keys and turnus's"
+    );
+    assert!(!o.targets.keys.contains("hostile:fallback"));
+}
+
+/// Empty keys, patterns and tags are dropped and counted, never sent.
+#[test]
+fn empty_targets_are_dropped_and_counted() {
+    let set = rules(&[guests::HOSTILE]);
+    let before = set.rules()[0].metrics().empty_targets();
+    let o = eval(&set, &hostile_commit("empty"));
+    assert!(o.failures.is_empty(), "{o:?}");
+    assert_eq!(keys(&o), ["fine"]);
+    assert!(patterns(&o).is_empty() && tags(&o).is_empty(), "{o:?}");
+    assert_eq!(set.rules()[0].metrics().empty_targets() - before, 3);
+}
+
+/// What a rule writes in an error is shown escaped: a newline or an
+/// escape sequence cannot forge log lines or reach a terminal.
+#[test]
+fn a_rule_error_message_is_escaped() {
+    let set = hostile_with_turnus();
+    let o = eval(&set, &hostile_commit("inject"));
+    assert_contained(&o, "rule error: bad\\n\\u{1b}[2Jcleared");
+    assert!(!o.failures[0].message.contains(['\n', '\x1b']), "{o:?}");
+}
+
 /// Every guest the test build makes is accounted for: it loads as a rule,
 /// or it is the one built to be refused. A new guest fails here until a
 /// test decides which it is.
@@ -569,6 +678,14 @@ fn every_guest_loads_or_is_meant_to_be_refused() {
             "wrong-world" => assert!(loaded.is_err(), "{name} must be refused"),
             "dealership" | "hedge" | "turnus" | "pos" | "hostile" => {
                 assert_eq!(loaded.expect(name).name(), *name);
+            }
+            "evil-describe" => {
+                let rule = loaded.expect(name);
+                assert_eq!(
+                    (rule.name(), rule.info().version.as_str()),
+                    ("evil", "6.6.6\\n\\u{1b}[31mFAKE"),
+                    "the version is kept escaped"
+                );
             }
             "turnus-v2" => {
                 let rule = loaded.expect(name);
@@ -719,5 +836,101 @@ fn a_compile_cache_entry_that_does_not_fit_this_engine_is_ignored() {
         name.starts_with(&hash) && name.ends_with(".cwasm") && name.len() > hash.len() + 16,
         "{name}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Loads `guest` through a runtime on the cache folder `dir`, returning the
+/// rule and the cache's (hits, misses, rejected).
+fn load_cached(dir: &Path, guest: &str) -> (invalidator::rules::LoadedRule, (u64, u64, u64)) {
+    let runtime = Runtime::with_compile_cache(SandboxConfig::default(), dir).unwrap();
+    let rule = invalidator::rules::LoadedRule::load(&runtime, Path::new(guest)).unwrap();
+    let c = runtime.compile_cache().unwrap();
+    (rule, (c.hits(), c.misses(), c.rejected()))
+}
+
+/// Copying one rule's compiled entry over another's must not make the
+/// second rule's file run the first rule's code: the entry is bound to the
+/// component it was compiled from, so it is refused and rebuilt.
+#[test]
+fn another_rules_compiled_entry_is_refused() {
+    let dir = cache_dir("swap");
+    let (turnus, _) = load_cached(&dir, guests::TURNUS);
+    let (dealership, _) = load_cached(&dir, guests::DEALERSHIP);
+    let runtime = Runtime::with_compile_cache(SandboxConfig::default(), &dir).unwrap();
+    let cache = runtime.compile_cache().unwrap();
+    std::fs::copy(cache.entry(turnus.hash()), cache.entry(dealership.hash())).unwrap();
+
+    let (again, (hits, misses, rejected)) = load_cached(&dir, guests::DEALERSHIP);
+    assert_eq!(again.name(), "dealership", "the file's own code runs");
+    assert_eq!((hits, misses, rejected), (0, 1, 1));
+    let (_, counts) = load_cached(&dir, guests::DEALERSHIP);
+    assert_eq!(counts, (1, 0, 0), "the entry was rebuilt and is used again");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Truncated entries and random bytes, with or without a plausible
+/// header, are refused, counted and rebuilt; never handed to wasmtime.
+#[test]
+fn truncated_and_random_entries_are_refused() {
+    let dir = cache_dir("damaged");
+    let (rule, _) = load_cached(&dir, guests::TURNUS);
+    let runtime = Runtime::with_compile_cache(SandboxConfig::default(), &dir).unwrap();
+    let entry = runtime.compile_cache().unwrap().entry(rule.hash());
+    let good = std::fs::read(&entry).unwrap();
+    let mut random = vec![0u8; 4096];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in random.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let with_header = [&good[..40], &random[..]].concat();
+    for (what, bytes) in [
+        ("truncated", &good[..good.len() / 2]),
+        ("header only", &good[..40]),
+        ("random", &random[..]),
+        ("random after a header", &with_header[..]),
+        ("empty", &[][..]),
+    ] {
+        std::fs::write(&entry, bytes).unwrap();
+        let (again, counts) = load_cached(&dir, guests::TURNUS);
+        assert_eq!(again.name(), "turnus", "{what}");
+        assert_eq!(counts, (0, 1, 1), "{what}: refused, counted and rebuilt");
+        assert_eq!(std::fs::read(&entry).unwrap().len(), good.len(), "{what}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A cache folder that group or others can write is refused, naming it;
+/// and so is a key that others can read.
+#[test]
+fn a_cache_folder_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cache_dir("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = Runtime::with_compile_cache(SandboxConfig::default(), &dir)
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&*dir.to_string_lossy()) && msg.contains("group or others can write it"),
+        "{msg}"
+    );
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    load_cached(&dir, guests::TURNUS);
+    let key = dir.join("key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the key is private"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let msg = Runtime::with_compile_cache(SandboxConfig::default(), &dir)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(msg.contains("key") && msg.contains("644"), "{msg}");
     let _ = std::fs::remove_dir_all(&dir);
 }

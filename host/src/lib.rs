@@ -13,6 +13,7 @@
 //! cluster). [`cache`] is the application's side: reads, and writes that
 //! register their tags. [`dry_run`], [`apply`] and [`diff`] wire the steps
 //! together for the `invalidator run`, `apply` and `diff` commands.
+//! [`escape`] makes rule-supplied text safe to show.
 //!
 //! ```no_run
 //! use invalidator::rules::{Runtime, RuleSet, SandboxConfig};
@@ -33,6 +34,7 @@ pub mod cache;
 pub mod commit;
 pub mod diff;
 pub mod dry_run;
+pub mod escape;
 pub mod histogram;
 pub mod pipeline;
 pub mod reload;

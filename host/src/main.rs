@@ -11,6 +11,7 @@ use invalidator::apply::{ApplySummary, apply_events};
 use invalidator::cache::Cache;
 use invalidator::diff::diff;
 use invalidator::dry_run::dry_run;
+use invalidator::escape::escape;
 use invalidator::rules::{RuleSet, Runtime, SandboxConfig};
 use invalidator::serve::{LogFormat, ServeConfig, serve};
 use invalidator::sink::{Redis, RedisConfig};
@@ -126,8 +127,9 @@ struct ServeArgs {
     /// This process's name in the group [default: HOSTNAME-PID].
     #[arg(long, value_name = "NAME")]
     consumer: Option<String>,
-    /// Where compiled rules are kept between runs [default: a
-    /// `.invalidator-cache` folder inside the rules folder].
+    /// Where compiled rules are kept between runs: a folder only this host
+    /// writes, outside the rules folder [default: $XDG_CACHE_HOME/invalidator,
+    /// else ~/.cache/invalidator].
     #[arg(long, value_name = "DIR")]
     compile_cache: Option<PathBuf>,
     /// Logs as human-readable text or as JSON lines [default: text].
@@ -260,8 +262,10 @@ impl SandboxArgs {
 fn init_logging(format: LogFormat, default: &str) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    // Colours only on a terminal: a log file or a pipe gets plain text.
     let logs = tracing_subscriber::fmt()
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_env_filter(filter);
     match format {
         LogFormat::Text => logs.init(),
@@ -410,6 +414,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     info.name,
                     info.version
                 );
+                // The version is escaped when the rule is loaded, and table
+                // names with control characters are refused.
                 let tables = if info.tables.is_empty() {
                     "(all)".to_owned()
                 } else {
@@ -495,10 +501,11 @@ async fn cache(command: CacheCommand) -> Result<ExitCode, String> {
     }
 }
 
+/// A target for people: its text is the rule's, so it is shown escaped.
 fn show_target(t: &Target) -> String {
     match t {
-        Target::Key(k) => format!("key {k}"),
-        Target::Pattern(p) => format!("pattern {p}"),
-        Target::Tag(t) => format!("tag {t}"),
+        Target::Key(k) => format!("key {}", escape(k)),
+        Target::Pattern(p) => format!("pattern {}", escape(p)),
+        Target::Tag(t) => format!("tag {}", escape(t)),
     }
 }

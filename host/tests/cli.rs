@@ -222,3 +222,92 @@ fn diff_prints_the_commits_whose_targets_differ_and_exits_1() {
         text(&broken.stderr)
     );
 }
+
+/// `invalidator` with `RUST_LOG` set to `filter`.
+fn invalidator_logging(args: &[&str], stdin: &str, filter: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_invalidator"))
+        .args(args)
+        .env("RUST_LOG", filter)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the invalidator binary runs");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// A rule that logs a thousand 4 KiB lines in one call gets its first 100
+/// into the logs, and one line saying how many were dropped.
+#[test]
+fn a_rule_call_logs_at_most_its_budget_of_lines() {
+    let commit = r#"{"txn":"s","writes":[{"table":"spam","op":"insert","key":{"id":1},"after":{"id":1,"n":1000}}]}"#;
+    let out = invalidator_logging(
+        &["run", "--rules", guests::HOSTILE, "--events", "-"],
+        &format!("{commit}\n"),
+        "info",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("spammed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let logged = stderr
+        .lines()
+        .filter(|l| l.contains(&"x".repeat(64)))
+        .count();
+    assert_eq!(logged, 100, "lines of the rule in the logs");
+    assert!(
+        stderr.contains("dropped 900 log lines"),
+        "one line says how many were dropped: {}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
+}
+
+/// What a rule logs or says in an error reaches the logs escaped: it can
+/// neither start a forged line nor send a terminal escape sequence.
+#[test]
+fn rule_text_in_the_logs_is_escaped() {
+    let commit = r#"{"txn":"i","writes":[{"table":"inject","op":"insert","key":{"id":1},"after":{"id":1}}]}"#;
+    let out = invalidator_logging(
+        &["run", "--rules", guests::HOSTILE, "--events", "-"],
+        &format!("{commit}\n"),
+        "info",
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains('\x1b'),
+        "no escape byte reaches the terminal: {stderr:?}"
+    );
+    assert!(stderr.contains("innocent\\n\\u{1b}[31mFORGED"), "{stderr}");
+    assert!(stderr.contains("bad\\n\\u{1b}[2Jcleared"), "{stderr}");
+    for line in stderr.lines().filter(|l| l.contains("FORGED")) {
+        assert!(line.contains("innocent"), "a forged line: {line}");
+    }
+}
+
+/// A version holding a newline and an escape sequence is shown escaped by
+/// `check`, and in the logs when the rule is loaded.
+#[test]
+fn check_shows_a_rules_version_escaped() {
+    let out = invalidator_logging(&["check", guests::EVIL_DESCRIBE], "", "info");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("is rule evil 6.6.6\\n\\u{1b}[31mFAKE"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains('\x1b') && !stdout.contains("\nFAKE") && !stdout.contains("\n\x1b"),
+        "{stdout:?}"
+    );
+    assert!(
+        !text(&out.stderr).contains('\x1b'),
+        "{:?}",
+        text(&out.stderr)
+    );
+}

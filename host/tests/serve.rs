@@ -2,7 +2,7 @@
 //! store), a watched rules folder, and a rule deployed while it serves.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -17,8 +17,10 @@ const GELD: &str = r#"{"txn":"a","writes":[{"table":"geld","op":"insert","key":{
 const CAR: &str = r#"{"txn":"b","writes":[{"table":"inventory","op":"update","key":{"vin":"V1"},"before":{"vin":"V1","price":9},"after":{"vin":"V1","price":8}}]}"#;
 
 /// `invalidator serve` on the rules of `dir`, reading the commits `events`
-/// (written to `dir/events.jsonl`) until they end.
-fn serve_file(dir: &std::path::Path, events: &str) -> std::process::Output {
+/// (written to `dir/events.jsonl`) until they end, with the platform cache
+/// folder at `dir.cache` (beside the rules folder, not in it) and `extra`
+/// flags.
+fn serve_file_with(dir: &Path, events: &str, extra: &[&str]) -> std::process::Output {
     let file = dir.join("events.jsonl");
     std::fs::write(&file, events).unwrap();
     Command::new(env!("CARGO_BIN_EXE_invalidator"))
@@ -29,8 +31,19 @@ fn serve_file(dir: &std::path::Path, events: &str) -> std::process::Output {
             "--events",
             file.to_str().unwrap(),
         ])
+        .args(extra)
+        .env("XDG_CACHE_HOME", xdg_cache(dir))
         .output()
         .unwrap()
+}
+
+fn serve_file(dir: &Path, events: &str) -> std::process::Output {
+    serve_file_with(dir, events, &[])
+}
+
+/// The `XDG_CACHE_HOME` that `serve_file` gives a rules folder `dir`.
+fn xdg_cache(dir: &Path) -> PathBuf {
+    dir.with_extension("cache")
 }
 
 fn summary(stdout: &[u8]) -> serde_json::Value {
@@ -52,10 +65,20 @@ fn serve_runs_with_no_redis_and_caches_compiled_rules() {
     assert_eq!(s["rollbacks"], 0, "{s}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 3:"), "{stderr}");
-    let cached = std::fs::read_dir(dir.join(".invalidator-cache"))
+    let cached: Vec<String> = std::fs::read_dir(xdg_cache(&dir).join("invalidator"))
         .unwrap()
-        .count();
-    assert_eq!(cached, 1, "one compiled rule kept");
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        cached.iter().filter(|n| n.ends_with(".cwasm")).count(),
+        1,
+        "one compiled rule kept in the platform cache folder: {cached:?}"
+    );
+    assert!(cached.contains(&"key".to_owned()), "{cached:?}");
+    assert!(
+        !dir.join(".invalidator-cache").exists(),
+        "nothing in the rules folder"
+    );
 }
 
 #[test]
@@ -65,6 +88,7 @@ fn serve_swaps_in_a_rule_deployed_while_it_runs() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_invalidator"))
         .args(["serve", "--rules", dir.to_str().unwrap()])
         .env("RUST_LOG", "invalidator=info")
+        .env("XDG_CACHE_HOME", xdg_cache(&dir))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -125,5 +149,72 @@ fn serve_counts_a_refused_rule_file_and_keeps_serving() {
     assert!(
         stderr.contains("broken.wasm"),
         "the refusal names the file: {stderr}"
+    );
+}
+
+/// Compiled code planted in the rules folder, where the cache used to be,
+/// is never run: a `.cwasm` of the dealership rule under the entry name of
+/// turnus's hash would otherwise make turnus's file run the dealership's
+/// code.
+#[test]
+fn serve_ignores_compiled_code_planted_in_the_rules_folder() {
+    use invalidator::rules::{LoadedRule, Runtime, SandboxConfig};
+    let dir = folder("planted");
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    // Compile both rules in a scratch cache to learn the entry names and
+    // get the dealership's compiled code.
+    let scratch = dir.with_extension("scratch");
+    let runtime = Runtime::with_compile_cache(SandboxConfig::default(), &scratch).unwrap();
+    let turnus = LoadedRule::load(&runtime, Path::new(guests::TURNUS)).unwrap();
+    let dealership = LoadedRule::load(&runtime, Path::new(guests::DEALERSHIP)).unwrap();
+    let cache = runtime.compile_cache().unwrap();
+    // The bare compiled code: the entry without its 8-byte header and
+    // 32-byte MAC, as the previous cache layout stored it.
+    let code = std::fs::read(cache.entry(dealership.hash())).unwrap()[40..].to_vec();
+    let planted = dir.join(".invalidator-cache");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::write(
+        planted.join(cache.entry(turnus.hash()).file_name().unwrap()),
+        code,
+    )
+    .unwrap();
+
+    let out = serve_file(&dir, &format!("{GELD}\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out.stdout);
+    assert_eq!(s["keys"], 1, "turnus's own code ran on the geld row: {s}");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// A compile cache inside the rules folder, or one that others can write,
+/// is refused before anything is served, with an error naming it.
+#[test]
+fn serve_refuses_an_unsafe_compile_cache() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = folder("unsafe-cache");
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let inside = dir.join("compiled");
+    let out = serve_file_with(&dir, "", &["--compile-cache", inside.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(inside.to_str().unwrap()) && stderr.contains("inside the rules folder"),
+        "{stderr}"
+    );
+    assert!(!inside.exists(), "nothing was created there");
+
+    let shared = dir.with_extension("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = serve_file_with(&dir, "", &["--compile-cache", shared.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(shared.to_str().unwrap()) && stderr.contains("others can write"),
+        "{stderr}"
     );
 }

@@ -67,8 +67,9 @@ fn main() {
         .build()
         .unwrap();
     let _guard = runtime.enter();
+    // Beside the rules folder, never in it: see the compile cache's docs.
     let rules_runtime =
-        Runtime::with_compile_cache(SandboxConfig::default(), &dir.join(".invalidator-cache"))
+        Runtime::with_compile_cache(SandboxConfig::default(), &dir.with_extension("cache"))
             .unwrap();
     let mut catalog = Catalog::new(rules_runtime, &dir);
     let first = catalog.refresh().set.expect("the first version loads");

@@ -29,7 +29,11 @@ pub(crate) fn compare(shared: &Shared, live: &RuleSet, shadows: &RuleSet, commit
             if differs {
                 let only = |a: &std::collections::BTreeSet<String>,
                             b: &std::collections::BTreeSet<String>| {
-                    a.difference(b).cloned().collect::<Vec<_>>().join(" ")
+                    // Targets are the rules' text: shown escaped.
+                    a.difference(b)
+                        .map(|t| crate::escape::escape(t))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 };
                 tracing::info!(
                     rule = shadow.name(),

@@ -1,4 +1,5 @@
-//! [`SandboxConfig`]: the limits every rule call runs under.
+//! [`SandboxConfig`]: the limits every rule call runs under, and the
+//! budgets on what one call may return and log.
 
 use std::time::Duration;
 
@@ -14,6 +15,18 @@ pub struct SandboxConfig {
     /// How many rule instances may be alive at once across all threads (the
     /// size of the pre-reserved instance pool). Default: 128.
     pub max_instances: u32,
+    /// Targets one call may return. Default: 100,000; a batch over it is
+    /// re-run commit by commit, so only a single commit asking for more
+    /// fails.
+    pub max_targets: usize,
+    /// Bytes of all the targets of one call together. Default: 16 MiB.
+    pub max_target_bytes: usize,
+    /// Bytes of one target. Default: 64 KiB; Redis keys that large are a
+    /// bug, and every one is sent, logged and indexed.
+    pub max_target_len: usize,
+    /// Log lines one call may write; the rest are dropped, and one line
+    /// says how many. Default: 100.
+    pub max_log_lines: u32,
 }
 
 impl Default for SandboxConfig {
@@ -22,6 +35,10 @@ impl Default for SandboxConfig {
             time_limit: Duration::from_millis(100),
             memory_limit: 64 << 20,
             max_instances: 128,
+            max_targets: 100_000,
+            max_target_bytes: 16 << 20,
+            max_target_len: 64 << 10,
+            max_log_lines: 100,
         }
     }
 }

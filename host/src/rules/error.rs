@@ -11,6 +11,9 @@ pub enum LoadError {
     /// The Wasm engine could not be set up with the given limits.
     #[error("cannot set up the wasm engine: {0}")]
     Engine(String),
+    /// The compile cache folder cannot be used.
+    #[error(transparent)]
+    CompileCache(#[from] super::CacheError),
     /// The path could not be read.
     #[error("cannot read `{path}`: {source}")]
     Read {

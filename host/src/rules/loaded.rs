@@ -1,6 +1,6 @@
 //! [`LoadedRule`]: one rule component, compiled once, pre-instantiated,
 //! validated by calling its `describe()`, and called once per commit in a
-//! fresh sandbox.
+//! fresh sandbox, its answer held to the sandbox's budgets.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,10 +9,11 @@ use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
 use super::sandbox::Sandbox;
-use super::{GuestError, LoadError, RuleFailure, RuleInfo, RuleMetrics, Runtime};
+use super::{GuestError, LoadError, RuleFailure, RuleInfo, RuleMetrics, Runtime, SandboxConfig};
 use crate::bindings::types as wit;
 use crate::bindings::{Rule, RulePre};
 use crate::commit::{Commit, flatten};
+use crate::escape::escape;
 use crate::targets::Target;
 
 /// A rule ready to run: compiled, linked against the sandbox's imports, and
@@ -82,22 +83,11 @@ impl LoadedRule {
             reason,
         };
         let label = path.display().to_string();
-        let info = sandboxed(runtime, &pre, Arc::from(label.as_str()), |store, rule| {
+        let mut info = sandboxed(runtime, &pre, Arc::from(label.as_str()), |store, rule| {
             rule.call_describe(store)
         })
         .map_err(describe_err)?;
-        if info.name.trim().is_empty() || info.name.chars().any(char::is_whitespace) {
-            return Err(describe_err(format!(
-                "gave the name `{}`: a rule name must be non-empty and without spaces",
-                info.name
-            )));
-        }
-        if info.version.trim().is_empty() {
-            return Err(describe_err(format!(
-                "gave rule `{}` an empty version",
-                info.name
-            )));
-        }
+        check_info(&mut info, runtime.config()).map_err(describe_err)?;
         tracing::info!(rule = %info.name, version = %info.version, path = %label, %hash, "rule loaded");
         Ok(Self {
             hash,
@@ -161,7 +151,19 @@ impl LoadedRule {
             |store, rule| rule.call_on_commit(store, commit),
         )
         .map_err(failure)
-        .and_then(|r| r.map_err(|e| failure(describe_guest_error(&e))));
+        .and_then(|r| r.map_err(|e| failure(describe_guest_error(&e))))
+        .and_then(|mut targets| {
+            let dropped = within_budget(&mut targets, self.runtime.config()).map_err(failure)?;
+            if dropped > 0 {
+                self.metrics.empty_targets_dropped(dropped);
+                tracing::warn!(
+                    rule = %self.info.name,
+                    dropped,
+                    "dropped empty keys, patterns or tags the rule returned"
+                );
+            }
+            Ok(targets)
+        });
         self.metrics.record(started.elapsed(), result.is_err());
         result
     }
@@ -178,13 +180,14 @@ fn sandboxed<R>(
     let config = runtime.config();
     let mut store = Store::new(
         runtime.engine(),
-        Sandbox::new(rule_name, config.memory_limit),
+        Sandbox::new(rule_name, config.memory_limit, config.max_log_lines),
     );
     store.limiter(|s| &mut s.memory);
     store.set_epoch_deadline(runtime.deadline_ticks());
     let result = pre
         .instantiate(&mut store)
         .and_then(|rule| f(&mut store, &rule));
+    store.data().report_dropped_logs();
     result.map_err(|e| {
         if store.data().memory.exceeded {
             format!(
@@ -202,17 +205,105 @@ fn sandboxed<R>(
     })
 }
 
-/// The error a rule returned, for people.
+/// The error a rule returned, for people: its text escaped, since the rule
+/// wrote it.
 fn describe_guest_error(e: &GuestError) -> String {
     match e {
-        GuestError::MissingColumn(c) => {
-            format!("missing column `{}` in table `{}`", c.column, c.table)
-        }
+        GuestError::MissingColumn(c) => format!(
+            "missing column `{}` in table `{}`",
+            escape(&c.column),
+            escape(&c.table)
+        ),
         GuestError::WrongType(c) => format!(
             "column `{}` in table `{}` has the wrong type",
-            c.column, c.table
+            escape(&c.column),
+            escape(&c.table)
         ),
-        GuestError::Other(message) => format!("rule error: {message}"),
+        GuestError::Other(message) => format!("rule error: {}", escape(message)),
+    }
+}
+
+/// Checks what `describe()` said, in place: a name fit to show and to
+/// label metrics with, a version made safe to show, table names without
+/// control characters, and fallback targets within the call budgets.
+fn check_info(info: &mut RuleInfo, config: &SandboxConfig) -> Result<(), String> {
+    let name_ok = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '+');
+    if info.name.is_empty() || !info.name.chars().all(name_ok) {
+        return Err(format!(
+            "gave the name `{}`: a rule name must be non-empty, of letters, digits and \
+             `-_.:@+` only",
+            escape(&info.name)
+        ));
+    }
+    if info.version.trim().is_empty() {
+        return Err(format!("gave rule `{}` an empty version", info.name));
+    }
+    // Shown in logs, metrics labels and the API: kept escaped once here
+    // rather than at every place that shows it.
+    info.version = escape(&info.version).into_owned();
+    if let Some(table) = info
+        .tables
+        .iter()
+        .find(|t| *t != &*escape(t) || t.is_empty())
+    {
+        return Err(format!(
+            "gave rule `{}` the table name `{}`: table names must be non-empty, without \
+             control characters",
+            info.name,
+            escape(table)
+        ));
+    }
+    within_budget(&mut info.fallback, config)
+        .map(|_| ())
+        .map_err(|e| format!("gave rule `{}` fallback targets that {e}", info.name))
+}
+
+/// Holds one call's targets to the budgets of `config`, dropping empty
+/// ones (an empty key means nothing, and an empty pattern or tag is a bug
+/// that must not reach Redis). Returns how many were dropped, or why the
+/// targets are over budget.
+fn within_budget(targets: &mut Vec<Target>, config: &SandboxConfig) -> Result<usize, String> {
+    let before = targets.len();
+    targets.retain(|t| !target_text(t).is_empty());
+    if targets.len() > config.max_targets {
+        return Err(format!(
+            "returned {} targets, over the budget of {} per call (sandbox.max_targets)",
+            targets.len(),
+            config.max_targets
+        ));
+    }
+    let mut total = 0usize;
+    for t in targets.iter() {
+        let text = target_text(t);
+        if text.len() > config.max_target_len {
+            let mut start = 40.min(text.len());
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            return Err(format!(
+                "returned a target of {} bytes (`{}…`), over the budget of {} bytes per target \
+                 (sandbox.max_target_len)",
+                text.len(),
+                escape(&text[..start]),
+                config.max_target_len
+            ));
+        }
+        total += text.len();
+    }
+    if total > config.max_target_bytes {
+        return Err(format!(
+            "returned {total} bytes of targets, over the budget of {} bytes per call \
+             (sandbox.max_target_bytes)",
+            config.max_target_bytes
+        ));
+    }
+    Ok(before - targets.len())
+}
+
+/// The text of a target, whatever its kind.
+fn target_text(t: &Target) -> &str {
+    match t {
+        Target::Key(s) | Target::Pattern(s) | Target::Tag(s) => s,
     }
 }
 
@@ -223,4 +314,55 @@ fn chain(e: &wasmtime::Error) -> String {
         .map(|c| c.to_string().lines().next().unwrap_or_default().to_owned())
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, version: &str, tables: &[&str]) -> RuleInfo {
+        RuleInfo {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+            fallback: vec![Target::Pattern("p:*".into()), Target::Key(String::new())],
+        }
+    }
+
+    #[test]
+    fn describe_answers_are_checked_and_made_safe_to_show() {
+        let config = SandboxConfig::default();
+        let mut ok = info("turnus", "6.6.6\n\x1b[31mFAKE", &["kinder"]);
+        check_info(&mut ok, &config).unwrap();
+        assert_eq!(ok.version, "6.6.6\\n\\u{1b}[31mFAKE");
+        assert_eq!(
+            ok.fallback,
+            [Target::Pattern("p:*".into())],
+            "empty dropped"
+        );
+
+        for bad in ["", "two words", "evil\x1b[2J", "a/b"] {
+            let err = check_info(&mut info(bad, "1", &[]), &config).unwrap_err();
+            assert!(err.contains("a rule name must be"), "{bad:?}: {err}");
+            assert!(!err.contains('\x1b'), "{err:?}");
+        }
+        let err = check_info(&mut info("r", "1", &["ok", "bad\n"]), &config).unwrap_err();
+        assert!(err.contains("`bad\\n`"), "{err}");
+        let err = check_info(&mut info("r", " ", &[]), &config).unwrap_err();
+        assert!(err.contains("empty version"), "{err}");
+    }
+
+    #[test]
+    fn a_fallback_over_budget_is_refused() {
+        let config = SandboxConfig {
+            max_target_len: 2,
+            ..SandboxConfig::default()
+        };
+        let err = check_info(&mut info("r", "1", &[]), &config).unwrap_err();
+        assert!(
+            err.contains("fallback targets that returned a target of 3 bytes")
+                && err.contains("sandbox.max_target_len"),
+            "{err}"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use crate::histogram::Histogram;
 pub struct RuleMetrics {
     calls: AtomicU64,
     failures: AtomicU64,
+    empty_targets: AtomicU64,
     latency: Histogram,
 }
 
@@ -23,6 +24,15 @@ impl RuleMetrics {
             self.failures.fetch_add(1, Relaxed);
         }
         self.latency.record(took);
+    }
+
+    pub(crate) fn empty_targets_dropped(&self, n: usize) {
+        self.empty_targets.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Empty keys, patterns and tags the rule returned, dropped unsent.
+    pub fn empty_targets(&self) -> u64 {
+        self.empty_targets.load(Relaxed)
     }
 
     /// Calls made: one per batch of commits, and one per commit when a

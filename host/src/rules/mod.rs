@@ -7,7 +7,7 @@
 //! - [`LoadedRule`]: one compiled, pre-instantiated, validated rule.
 //! - [`RuleSet`]: the immutable set of rules a commit is evaluated against.
 //! - [`CompileCache`]: compiled components on disk, by content hash and
-//!   engine version.
+//!   engine version, each checked with a MAC before it is trusted.
 
 mod compile_cache;
 mod config;
@@ -19,7 +19,10 @@ mod sandbox;
 mod set;
 
 pub use crate::bindings::types::{Level, RuleError as GuestError, RuleInfo};
-pub use compile_cache::CompileCache;
+pub use compile_cache::{
+    CacheError, CompileCache, check_outside as check_compile_cache_outside,
+    default_dir as default_compile_cache_dir,
+};
 pub use config::SandboxConfig;
 pub use error::{LoadError, RuleFailure};
 pub use loaded::{LoadedRule, content_hash};

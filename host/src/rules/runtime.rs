@@ -50,7 +50,8 @@ impl Runtime {
 
     /// A runtime that keeps compiled components in `dir`, keyed by content
     /// hash and engine version, so that loading a rule it has seen before
-    /// skips compilation (see [`CompileCache`]).
+    /// skips compilation (see [`CompileCache`]). `dir` must be a folder only
+    /// this host writes: it is refused if group or others can write it.
     pub fn with_compile_cache(config: SandboxConfig, dir: &Path) -> Result<Self, LoadError> {
         Self::build(config, Some(dir))
     }
@@ -79,14 +80,7 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(engine_err)?;
         let compile_cache = cache_dir
-            .map(|dir| {
-                CompileCache::open(dir, &engine).map_err(|e| {
-                    LoadError::Engine(format!(
-                        "cannot use `{}` as the compile cache: {e}",
-                        dir.display()
-                    ))
-                })
-            })
+            .map(|dir| CompileCache::open(dir, &engine))
             .transpose()?;
 
         let mut linker = Linker::new(&engine);

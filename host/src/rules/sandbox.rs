@@ -1,6 +1,6 @@
 //! [`Sandbox`]: the state of one rule instance for one call. It holds the
 //! capability-free WASI context, the memory limiter, and the one host import
-//! a rule has: `log`.
+//! a rule has: `log`, with its budget of lines per call.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,10 +28,14 @@ pub(crate) struct Sandbox {
     wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(crate) memory: MemoryLimit,
+    /// Log lines this call may still write.
+    log_budget: u32,
+    /// Log lines dropped because the budget was spent.
+    pub(crate) logs_dropped: u64,
 }
 
 impl Sandbox {
-    pub(crate) fn new(rule: Arc<str>, memory_limit: usize) -> Self {
+    pub(crate) fn new(rule: Arc<str>, memory_limit: usize, max_log_lines: u32) -> Self {
         Self {
             rule,
             wasi: None,
@@ -40,6 +44,22 @@ impl Sandbox {
                 limit: memory_limit,
                 exceeded: false,
             },
+            log_budget: max_log_lines,
+            logs_dropped: 0,
+        }
+    }
+
+    /// Says, in one line, how many log lines the call dropped, if any.
+    pub(crate) fn report_dropped_logs(&self) {
+        if self.logs_dropped > 0 {
+            tracing::warn!(
+                target: "rule",
+                rule = &*self.rule,
+                dropped = self.logs_dropped,
+                "dropped {} log lines of one call over the budget of lines per call \
+                 (sandbox.max_log_lines)",
+                self.logs_dropped
+            );
         }
     }
 }
@@ -72,6 +92,13 @@ impl WasiView for Sandbox {
 
 impl Host for Sandbox {
     fn log(&mut self, level: Level, mut message: String) {
+        // A rule must not be able to flood the host's logs: a call gets a
+        // budget of lines, and what is over it is only counted.
+        if self.log_budget == 0 {
+            self.logs_dropped += 1;
+            return;
+        }
+        self.log_budget -= 1;
         if message.len() > MAX_LOG_LINE {
             let mut end = MAX_LOG_LINE;
             while !message.is_char_boundary(end) {
@@ -81,6 +108,8 @@ impl Host for Sandbox {
             message.push('…');
         }
         let rule = &*self.rule;
+        // The author's text, not ours: no forged lines, no escape sequences.
+        let message = crate::escape::escape(&message);
         match level {
             Level::Trace => tracing::trace!(target: "rule", rule, "{message}"),
             Level::Debug => tracing::debug!(target: "rule", rule, "{message}"),

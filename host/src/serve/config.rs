@@ -61,8 +61,9 @@ pub struct ServeConfig {
     /// stream, else none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<PathBuf>,
-    /// Where compiled rules are kept. Default `.invalidator-cache` inside
-    /// the rules folder.
+    /// Where compiled rules are kept: a folder only this host may write,
+    /// never inside the rules folder. Default `$XDG_CACHE_HOME/invalidator`,
+    /// else `~/.cache/invalidator`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compile_cache: Option<PathBuf>,
     /// `text` (for people) or `json` (one object per line). Default `text`.
@@ -170,6 +171,14 @@ pub struct SandboxSettings {
     pub time_limit_ms: u64,
     /// Memory one rule instance may use. Default 64.
     pub memory_limit_mib: usize,
+    /// Targets one call may return. Default 100,000.
+    pub max_targets: usize,
+    /// Bytes of all the targets of one call. Default 16 MiB.
+    pub max_target_bytes: usize,
+    /// Bytes of one target. Default 64 KiB.
+    pub max_target_len: usize,
+    /// Log lines one call may write. Default 100.
+    pub max_log_lines: u32,
 }
 
 /// `[pipeline]`: batching, bounds and retries (see [`PipelineConfig`]).
@@ -249,6 +258,10 @@ impl Default for SandboxSettings {
         Self {
             time_limit_ms: d.time_limit.as_millis() as u64,
             memory_limit_mib: d.memory_limit >> 20,
+            max_targets: d.max_targets,
+            max_target_bytes: d.max_target_bytes,
+            max_target_len: d.max_target_len,
+            max_log_lines: d.max_log_lines,
         }
     }
 }
@@ -329,6 +342,18 @@ impl ServeConfig {
         if self.http.token.as_deref() == Some("") {
             return Err("`http.token` is empty: give a token, or none".to_owned());
         }
+        let sandbox = &self.sandbox;
+        for (name, value) in [
+            ("max_targets", sandbox.max_targets),
+            ("max_target_bytes", sandbox.max_target_bytes),
+            ("max_target_len", sandbox.max_target_len),
+        ] {
+            if value == 0 {
+                return Err(format!(
+                    "`sandbox.{name}` is 0: every rule call would fail; give a budget above 0"
+                ));
+            }
+        }
         let rate = self.pipeline.rollback_max_failure_rate;
         if !(0.0..=1.0).contains(&rate) {
             return Err(format!(
@@ -360,18 +385,27 @@ impl ServeConfig {
         self.stream.redis.as_deref().or(self.redis.as_deref())
     }
 
-    /// Where compiled rules are kept.
-    pub fn compile_cache_dir(&self) -> PathBuf {
-        self.compile_cache
-            .clone()
-            .unwrap_or_else(|| self.rules.join(".invalidator-cache"))
+    /// Where compiled rules are kept: the setting, else the platform's
+    /// cache folder. Refused inside the rules folder.
+    pub fn compile_cache_dir(&self) -> Result<PathBuf, String> {
+        let dir = match &self.compile_cache {
+            Some(dir) => dir.clone(),
+            None => crate::rules::default_compile_cache_dir().map_err(|e| e.to_string())?,
+        };
+        crate::rules::check_compile_cache_outside(&dir, &self.rules).map_err(|e| e.to_string())?;
+        Ok(dir)
     }
 
     /// The sandbox limits.
     pub fn sandbox_config(&self) -> SandboxConfig {
+        let s = &self.sandbox;
         SandboxConfig {
-            time_limit: Duration::from_millis(self.sandbox.time_limit_ms),
-            memory_limit: self.sandbox.memory_limit_mib << 20,
+            time_limit: Duration::from_millis(s.time_limit_ms),
+            memory_limit: s.memory_limit_mib << 20,
+            max_targets: s.max_targets,
+            max_target_bytes: s.max_target_bytes,
+            max_target_len: s.max_target_len,
+            max_log_lines: s.max_log_lines,
             ..SandboxConfig::default()
         }
     }

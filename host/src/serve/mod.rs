@@ -143,8 +143,9 @@ pub async fn serve(
     if !dir.is_dir() {
         return Err(format!("rules folder `{}` is not a folder", dir.display()));
     }
-    let runtime = Runtime::with_compile_cache(config.sandbox_config(), &config.compile_cache_dir())
-        .map_err(|e| e.to_string())?;
+    let runtime =
+        Runtime::with_compile_cache(config.sandbox_config(), &config.compile_cache_dir()?)
+            .map_err(|e| e.to_string())?;
     let store = open_store(&config)?;
     let mut catalog = Catalog::new(runtime, &dir);
     let first = catalog.refresh();

@@ -8,6 +8,12 @@
 //! - `trap`: panics.
 //! - `fail`: returns an error.
 //! - `log`: logs a line and returns key `logged`.
+//! - `spam`: logs column `n` lines of 4 KiB each, and returns key `spammed`.
+//! - `emit`: for each write to `emit`, returns column `n` distinct keys of
+//!   column `len` bytes each, each starting with the write's `id`.
+//! - `empty`: returns an empty key, pattern and tag, and key `fine`.
+//! - `inject`: logs, and then fails with, text holding a newline and a
+//!   terminal escape sequence.
 //! - `escape`: tries the clock, randomness, environment, arguments and the
 //!   filesystem, and returns one key per thing it observed, so a test can
 //!   check it saw nothing and the same thing each time.
@@ -48,6 +54,36 @@ impl Rule for Hostile {
             "log" => {
                 log(Level::Warn, "hello from the hostile rule");
                 out.key("logged");
+            }
+            "spam" => {
+                let n = commit
+                    .writes()
+                    .next()
+                    .map_or(Ok(None), |w| w.integer("n"))?;
+                let line = "x".repeat(4096);
+                for _ in 0..n.unwrap_or(0) {
+                    log(Level::Info, &line);
+                }
+                out.key("spammed");
+            }
+            "emit" => {
+                for w in commit.writes().filter(|w| w.table() == "emit") {
+                    let n = w.integer("n")?.unwrap_or(0);
+                    let len = w.integer("len")?.unwrap_or(0) as usize;
+                    let id = w.value("id")?;
+                    for i in 0..n {
+                        let mut key = format!("{id}:{i}:");
+                        key.extend(core::iter::repeat_n('k', len.saturating_sub(key.len())));
+                        out.key(key);
+                    }
+                }
+            }
+            "empty" => {
+                out.key("").pattern("").tag("").key("fine");
+            }
+            "inject" => {
+                log(Level::Warn, "innocent\n\x1b[31mFORGED log line");
+                return Err(RuleError::other("bad\n\x1b[2Jcleared"));
             }
             "escape" => {
                 let now = SystemTime::now()
