@@ -9,6 +9,11 @@
 //! 3. The pattern sweep over 1,000,000 keys: 100 patterns in one sweep,
 //!    against one plain `SCAN MATCH` pass for a single pattern (and against
 //!    our own sweep of that one pattern).
+//! 4. Intake of one-write commits: `invalidator apply`'s path (JSON line
+//!    read, parsed, the dealership rule, one exact key deleted) on 20,000
+//!    commits of one customer update each: commits per second, printed as
+//!    `one-write commits/s: N`. `cargo xtask bench-redis one-write` runs only
+//!    this part.
 //!
 //! Each figure is the median of several rounds; each ratio is taken within
 //! a round, where both sides met the same machine, and the median ratio is
@@ -30,6 +35,7 @@ const ROUNDS: usize = 5;
 const E2E_KEYS: usize = 400_000;
 const WRITES_PER_COMMIT: usize = 10;
 const SWEEP_KEYS: usize = 1_000_000;
+const ONE_WRITE_COMMITS: usize = 20_000;
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -50,6 +56,18 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let only_one_write = std::env::args().any(|a| a == "one-write");
+    let mut one_write_rates = Vec::new();
+    for round in 1..=ROUNDS {
+        let rate = runtime.block_on(one_write(&server));
+        println!("round {round}: one-write commits {rate:.0}/s");
+        one_write_rates.push(rate);
+    }
+    let one_write_rate = median(one_write_rates);
+    if only_one_write {
+        println!("one-write commits/s: {one_write_rate:.0}");
+        return;
+    }
     let (mut reference, mut e2e, mut e2e_ratio) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
         let r = redis_benchmark_del(&server);
@@ -90,6 +108,49 @@ fn main() {
         median(sweeps.ratios)
     );
     println!("end-to-end/redis-benchmark ratio: {:.2}", median(e2e_ratio));
+    println!("one-write commits/s: {one_write_rate:.0}");
+}
+
+/// Commits per second through `apply`'s path: from the first JSON line
+/// read until the last key is gone, for `ONE_WRITE_COMMITS` commits of one
+/// customer update each (the dealership rule: key `customer:{id}`, no tag,
+/// since no offer-relevant column changes).
+async fn one_write(server: &RedisServer) -> f64 {
+    let mut conn = server.connection();
+    let mut pipe = redis::pipe();
+    for i in 0..ONE_WRITE_COMMITS {
+        pipe.set(format!("customer:C{i}"), "v").ignore();
+    }
+    pipe.exec(&mut conn).unwrap();
+    let mut input = String::new();
+    for i in 0..ONE_WRITE_COMMITS {
+        input.push_str(&format!(
+            r#"{{"txn":"t-{i}","source":"app","writes":[{{"table":"customers","op":"update","key":{{"id":"C{i}"}},"before":{{"id":"C{i}","city":"Graz","payment_method":"card"}},"after":{{"id":"C{i}","city":"Linz","payment_method":"card"}}}}]}}"#
+        ));
+        input.push('\n');
+    }
+    let sandbox = Runtime::new(SandboxConfig::default()).unwrap();
+    let rules = RuleSet::new(vec![
+        LoadedRule::load(&sandbox, guests::DEALERSHIP.as_ref()).unwrap(),
+    ])
+    .unwrap();
+    let redis = Redis::open(&server.url(), RedisConfig::default()).unwrap();
+    let start = Instant::now();
+    let summary = invalidator::apply::apply_events(
+        rules,
+        redis,
+        std::io::Cursor::new(input),
+        Duration::from_secs(300),
+        std::io::sink(),
+    )
+    .await
+    .unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.deleted as usize, ONE_WRITE_COMMITS, "{summary:?}");
+    let left: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(left, 0, "every key gone");
+    ONE_WRITE_COMMITS as f64 / elapsed
 }
 
 /// `redis-benchmark`'s pipelined `DEL` rate, on keys it first creates.
