@@ -676,7 +676,7 @@ fn every_guest_loads_or_is_meant_to_be_refused() {
         let loaded = invalidator::rules::LoadedRule::load(runtime(), Path::new(path));
         match *name {
             "wrong-world" => assert!(loaded.is_err(), "{name} must be refused"),
-            "dealership" | "hedge" | "turnus" | "pos" | "hostile" => {
+            "dealership" | "hedge" | "turnus" | "pos" | "hostile" | "echo" => {
                 assert_eq!(loaded.expect(name).name(), *name);
             }
             "evil-describe" => {

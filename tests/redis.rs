@@ -163,7 +163,7 @@ async fn each_target_kind_removes_exactly_its_keys(d: Deployment) {
             patterns: 1,
             deleted: 1 + 2 + 3,
             sweeps: 1,
-            unappliable: 0,
+            unapplied: Vec::new(),
         }
     );
 }
@@ -649,7 +649,14 @@ async fn a_tag_index_of_the_wrong_type_does_not_block_the_rest() {
         .into_iter()
         .collect();
     let applied = apply(&redis, &mut targets).await;
-    assert_eq!((applied.deleted, applied.unappliable), (1, 1));
+    assert_eq!(applied.deleted, 1);
+    assert_eq!(applied.unapplied.len(), 1);
+    assert_eq!(applied.unapplied[0].target, Target::Tag("broken".into()));
+    assert!(
+        applied.unapplied[0].error.contains("WRONGTYPE"),
+        "{:?}",
+        applied.unapplied
+    );
     assert!(targets.is_empty());
 }
 
@@ -731,4 +738,115 @@ async fn the_documented_script_tags_keys_for_any_client() {
         ["inv:tag:pages"],
         "the other tag's index stays until pruned or used"
     );
+}
+
+/// A user the ACL lets touch only the keys `allowed:*` (and tag indexes).
+fn limited_user(server: &RedisServer) -> String {
+    server.limited_user("limited", &["allowed:*", "inv:*"])
+}
+
+/// A key, a tag and a pattern Redis refuses for good are given up on,
+/// each reported with its error, and every other target is still applied:
+/// before, the first `NOPERM` failed the whole apply, to be retried for
+/// ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_redis_refuses_for_good_are_given_up_and_the_rest_applied() {
+    let server = RedisServer::start();
+    let mut conn = server.connection();
+    for key in ["allowed:1", "allowed:2", "secret:1", "secret:2"] {
+        let () = redis::cmd("SET")
+            .arg(key)
+            .arg("v")
+            .query(&mut conn)
+            .unwrap();
+    }
+    let () = redis::cmd("SET")
+        .arg("inv:tag:broken")
+        .arg("x")
+        .query(&mut conn)
+        .unwrap();
+    let redis = Redis::open(&limited_user(&server), RedisConfig::default()).unwrap();
+    let mut targets: TargetSet = [
+        Target::Key("allowed:1".into()),
+        Target::Key("secret:1".into()),
+        Target::Tag("broken".into()),
+    ]
+    .into_iter()
+    .collect();
+    let applied = apply(&redis, &mut targets).await;
+    assert!(targets.is_empty(), "nothing left to retry: {targets:?}");
+    assert_eq!((applied.keys, applied.deleted), (2, 1));
+    let refused: Vec<(Target, bool)> = applied
+        .unapplied
+        .iter()
+        .map(|u| (u.target.clone(), u.error.contains("NOPERM")))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (Target::Key("secret:1".into()), true),
+            (Target::Tag("broken".into()), false),
+        ]
+    );
+    assert!(
+        applied.unapplied[1].error.contains("WRONGTYPE"),
+        "{:?}",
+        applied.unapplied
+    );
+    let left = all_keys(&mut conn);
+    assert!(!left.contains(&"allowed:1".to_owned()), "{left:?}");
+    assert!(left.contains(&"secret:1".to_owned()), "{left:?}");
+
+    // A pattern whose matches cannot be unlinked: the sweep is refused.
+    let mut targets: TargetSet = [Target::Pattern("secret:*".into())].into_iter().collect();
+    let applied = apply(&redis, &mut targets).await;
+    assert_eq!(applied.unapplied.len(), 1, "{:?}", applied.unapplied);
+    assert_eq!(
+        applied.unapplied[0].target,
+        Target::Pattern("secret:*".into())
+    );
+
+    // An error about the moment stays an error, for the caller to retry.
+    drop(server);
+    let mut targets: TargetSet = [Target::Key("allowed:2".into())].into_iter().collect();
+    let mut applied = Applied::default();
+    let err = sink::apply(&redis, &mut targets, &mut applied)
+        .await
+        .unwrap_err();
+    assert!(!err.is_permanent(), "{err}");
+    assert_eq!(targets.len(), 1, "the key stays to be retried");
+}
+
+/// Through the pipeline: a commit whose target Redis refuses for good is
+/// reported (and counted) instead of blocking the commits behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_reports_a_refused_commit_and_goes_on() {
+    let server = RedisServer::start();
+    let mut conn = server.connection();
+    for key in ["allowed:1", "secret:1"] {
+        let () = redis::cmd("SET")
+            .arg(key)
+            .arg("v")
+            .query(&mut conn)
+            .unwrap();
+    }
+    let redis = Redis::open(&limited_user(&server), RedisConfig::default()).unwrap();
+    let rules = Arc::new(RuleSet::new(Vec::new()).unwrap());
+    let invalidator = Invalidator::start(rules, redis, PipelineConfig::default());
+    let refused = invalidator.invalidate([Target::Key("secret:1".into())].into_iter().collect());
+    flush(&invalidator).await;
+    let fine = invalidator.invalidate([Target::Key("allowed:1".into())].into_iter().collect());
+    flush(&invalidator).await;
+    let failure = invalidator
+        .failure(refused)
+        .expect("the refused commit is reported");
+    assert!(failure.to_string().contains("key `secret:1`"), "{failure}");
+    assert!(failure.to_string().contains("NOPERM"), "{failure}");
+    assert!(invalidator.failure(fine).is_none());
+    let stats = invalidator.stats();
+    assert_eq!(
+        (stats.unapplied, stats.failed_commits, stats.retries),
+        (1, 1, 0)
+    );
+    assert!(!all_keys(&mut conn).contains(&"allowed:1".to_owned()));
 }

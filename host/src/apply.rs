@@ -26,9 +26,15 @@ pub struct ApplySummary {
     /// Keys that existed and were removed.
     pub deleted: u64,
     /// Malformed lines, rule failures (their fallback was applied) and
-    /// Redis errors (retried).
+    /// Redis errors (retried, or refused for good).
     pub errors: u64,
-    /// Whether every commit read had its invalidations applied.
+    /// Targets Redis refused with an error no retry can fix, given up on
+    /// (shown only when there are some).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unapplied: u64,
+    /// Whether every commit read was handed over and its invalidations
+    /// applied or, where Redis refused them for good, given up on (see
+    /// `unapplied`).
     #[serde(skip)]
     pub complete: bool,
 }
@@ -64,6 +70,10 @@ pub async fn apply_events(
     ))
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl ApplySummary {
     /// The summary of a run with these pipeline `stats`, `malformed` input
     /// lines, and whether everything handed over was applied.
@@ -75,6 +85,7 @@ impl ApplySummary {
             tags: stats.tags,
             deleted: stats.deleted,
             errors: malformed + stats.rule_failures + stats.errors,
+            unapplied: stats.unapplied,
             complete: flushed && malformed == 0,
         }
     }

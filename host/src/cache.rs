@@ -13,6 +13,11 @@ use serde::Serialize;
 
 use crate::sink::{Redis, SinkError, Store, tags};
 
+/// The longest ttl [`Cache::set`] takes: 100 years. Tag indexes compute
+/// expiry times in Redis's Lua, whose numbers are doubles; far beyond this
+/// they stop being exact integers and Redis refuses them.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Reads and tagged writes, with hit and miss counts.
 pub struct Cache {
     store: Store,
@@ -44,8 +49,8 @@ impl Cache {
         }
     }
 
-    /// Stores `value` at `key`, expiring after `ttl` (`None`: never), and
-    /// registers the key under each of `tags`.
+    /// Stores `value` at `key`, expiring after `ttl` (`None`: never; at
+    /// most [`MAX_TTL`]), and registers the key under each of `tags`.
     pub async fn set(
         &self,
         key: &str,
@@ -67,6 +72,14 @@ impl Cache {
             Some(ttl) if ttl.is_zero() => {
                 return Err(SinkError::Invalid(format!(
                     "ttl of key `{key}` is zero; give a positive ttl, or none for no expiry"
+                )));
+            }
+            Some(ttl) if ttl > MAX_TTL => {
+                return Err(SinkError::Invalid(format!(
+                    "ttl of key `{key}` is {} s, more than the {} s (100 years) a cache \
+                     entry may live; give none for no expiry",
+                    ttl.as_secs(),
+                    MAX_TTL.as_secs()
                 )));
             }
             // Never round a short ttl down to "no expiry".

@@ -326,7 +326,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 "{}",
                 serde_json::to_string(&summary).expect("summary serializes")
             );
-            Ok(if summary.complete {
+            // A one-shot run that left targets unapplied failed; a service
+            // reports them as they happen instead.
+            Ok(if summary.complete && summary.unapplied == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

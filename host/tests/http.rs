@@ -60,6 +60,12 @@ async fn post(service: &ServeProcess, path: &str, body: &Value) -> reqwest::Resp
         .expect("the request reaches serve")
 }
 
+/// `GET /v1/stats`.
+async fn stats(service: &ServeProcess) -> Value {
+    let response = reqwest::get(service.at("/v1/stats")).await.unwrap();
+    response.json().await.expect("stats are JSON")
+}
+
 fn exists(conn: &mut redis::Connection, key: &str) -> bool {
     conn.exists(key).unwrap()
 }
@@ -200,14 +206,7 @@ async fn bad_input_is_refused_whole_with_a_message_naming_the_problem() {
         exists(&mut conn, "vehicle:V1"),
         "no bad request invalidated anything"
     );
-    let stats: Value = http
-        .get(service.at("/v1/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = stats(&service).await;
     assert_eq!(stats["pipeline"]["commits"], 0, "{stats}");
 }
 
@@ -506,4 +505,210 @@ fn print_config_merges_the_file_the_environment_and_the_flags() {
     assert_eq!(config["http"]["token"].as_str(), Some("(hidden)"));
     assert_eq!(config["stream"]["group"].as_str(), Some("env-group"));
     assert_eq!(config["stream"]["claim_idle_ms"].as_integer(), Some(30_000));
+}
+
+/// A permanent Redis error answers `?wait=true` with 502 `not_applied`
+/// naming the target and the error, is counted in `/v1/stats` and
+/// `/metrics`, and the work behind it goes on. Before, the refused key
+/// was retried for ever and every later request waited behind it.
+#[tokio::test]
+async fn a_permanent_redis_error_is_reported_and_the_rest_goes_on() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    set_keys(&mut conn, &["vehicle:V1", "vehicle:V2"]);
+    let url = redis.limited_user("limited", &["vehicle:V1", "inv:*"]);
+    let dir = rules("refused");
+    let service = ServeProcess::start(
+        BIN,
+        &[
+            "--rules",
+            dir.to_str().unwrap(),
+            "--redis",
+            &url,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[("INVALIDATOR_HTTP__WAIT_TIMEOUT_SECS", "10")],
+    );
+
+    let response = post(&service, "/v1/commits?wait=true", &car("t1", "V2")).await;
+    let (status, code, message) = error_code(response).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{message}");
+    assert_eq!(code, "not_applied");
+    assert!(message.contains("key `vehicle:V2`"), "{message}");
+    assert!(message.contains("NOPERM"), "{message}");
+    assert!(exists(&mut conn, "vehicle:V2"));
+
+    let response = post(&service, "/v1/commits?wait=true", &car("t2", "V1")).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the next commit is applied"
+    );
+    assert!(!exists(&mut conn, "vehicle:V1"));
+
+    let http = reqwest::Client::new();
+    let stats = stats(&service).await;
+    assert_eq!(stats["pipeline"]["unapplied"], 1, "{stats}");
+    assert_eq!(stats["pipeline"]["failed_commits"], 1, "{stats}");
+    assert_eq!(stats["pipeline"]["retries"], 0, "not retried: {stats}");
+    let metrics = http
+        .get(service.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\ninvalidator_unapplied_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\ninvalidator_failed_commits_total 1\n"),
+        "{metrics}"
+    );
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}
+
+/// One arbitrary request: `(method, path and query, headers, body)`.
+type Request = (reqwest::Method, String, Vec<(String, String)>, Vec<u8>);
+
+/// `s`, percent-encoded whole, so that any text can be a path segment or
+/// a query value.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn arbitrary_request() -> impl proptest::strategy::Strategy<Value = Request> {
+    use proptest::prelude::*;
+    let text = || {
+        prop_oneof![
+            "[a-z:_*?\\[\\]{}é😀-]{0,10}",
+            any::<String>(),
+            Just(String::new())
+        ]
+    };
+    let number = prop_oneof![
+        any::<f64>().prop_map(|f| f.to_string()),
+        prop::sample::select(vec![
+            "1e300", "-1", "NaN", "inf", "1e15", "1e-9", "0", "60", "x", "",
+        ])
+        .prop_map(String::from),
+    ];
+    let query = prop_oneof![
+        Just(String::new()),
+        Just("?wait=true".to_owned()),
+        Just("?wait=maybe".to_owned()),
+        (number, text()).prop_map(|(t, tags)| format!("?ttl_secs={t}&tags={}", percent(&tags))),
+        (text(), text()).prop_map(|(k, v)| format!("?{}={}", percent(&k), percent(&v))),
+    ];
+    let target = prop_oneof![
+        Just((reqwest::Method::POST, "/v1/commits".to_owned())),
+        Just((reqwest::Method::POST, "/v1/invalidate".to_owned())),
+        Just((reqwest::Method::POST, "/v1/invalidate/entity".to_owned())),
+        text().prop_map(|k| (reqwest::Method::PUT, format!("/v1/cache/{}", percent(&k)))),
+        text().prop_map(|k| (reqwest::Method::GET, format!("/v1/cache/{}", percent(&k)))),
+    ];
+    let header = (
+        prop::sample::select(vec![
+            "content-type",
+            "authorization",
+            "accept",
+            "content-encoding",
+            "x-anything",
+        ]),
+        "[ -~]{0,40}",
+    )
+        .prop_map(|(n, v)| (n.to_owned(), v));
+    let json = prop_oneof![
+        Just(json!(null)),
+        any::<i64>().prop_map(|n| json!(n)),
+        text().prop_map(|s| json!(s)),
+        (text(), text()).prop_map(|(a, b)| json!({"keys": [a], "tags": [b]})),
+        (text(), text()).prop_map(|(t, k)| json!({"table": t, "key": {"id": k}})),
+        (text(), any::<i64>()).prop_map(|(t, id)| json!([{"txn": t, "writes": [
+            {"table": "geld", "op": "insert", "key": {"id": id}, "after": {"turnus_id": id}}]}])),
+        (text(), text()).prop_map(|(t, op)| json!({"txn": t, "writes": [{"table": t, "op": op}]})),
+        Just(json!({"patterns": ["never:*"], "keys": [""]})),
+    ];
+    let body = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..200),
+        json.prop_map(|v| v.to_string().into_bytes()),
+        text().prop_map(String::into_bytes),
+    ];
+    (target, query, prop::collection::vec(header, 0..4), body).prop_map(
+        |((method, path), query, headers, body)| (method, format!("{path}{query}"), headers, body),
+    )
+}
+
+/// Arbitrary bodies, queries and headers at every endpoint that takes
+/// input answer below 500, and every 4xx carries the JSON error shape;
+/// the service is still healthy afterwards and exits cleanly.
+#[test]
+fn arbitrary_requests_are_answered_below_500_with_json_errors() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let redis = RedisServer::start();
+    let service = serve(&rules("fuzz"), &redis, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(400);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let outcome = runner.run(&arbitrary_request(), |(method, path, headers, body)| {
+        rt.block_on(async {
+            let mut request = client.request(method.clone(), service.at(&path)).body(body);
+            for (name, value) in &headers {
+                request = request.header(name, value);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| TestCaseError::fail(format!("{method} {path}: {e}")))?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            if status.is_server_error() {
+                return Err(TestCaseError::fail(format!(
+                    "{method} {path} {headers:?}: {status} {text}"
+                )));
+            }
+            if status.is_client_error() {
+                let body: Value = serde_json::from_str(&text).map_err(|e| {
+                    TestCaseError::fail(format!("{method} {path}: {status} not JSON ({e}): {text}"))
+                })?;
+                let shaped =
+                    body["error"]["code"].is_string() && body["error"]["message"].is_string();
+                if !shaped {
+                    return Err(TestCaseError::fail(format!(
+                        "{method} {path}: {status} without the error shape: {text}"
+                    )));
+                }
+            }
+            Ok(())
+        })
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+    let healthy = rt
+        .block_on(client.get(service.at("/healthz")).send())
+        .unwrap();
+    assert_eq!(healthy.status(), StatusCode::OK);
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
 }

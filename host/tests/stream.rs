@@ -431,3 +431,64 @@ fn sigterm_mid_stream_acknowledges_what_was_read_and_the_rest_waits() {
         "{summary}"
     );
 }
+
+/// An entry whose key Redis refuses for good (`NOPERM`) goes to the
+/// dead-letter stream with the refusal as reason, is acknowledged, and the
+/// entries behind it are applied. Before, it was retried for ever and
+/// stayed claimed, and nothing behind it was acknowledged.
+#[test]
+fn an_entry_redis_refuses_for_good_is_dead_lettered_and_the_stream_moves_on() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let () = cache_turnus(4).query(&mut conn).unwrap();
+    // The cache user may not touch `turnus_data_2`; the stream is read
+    // with the default user.
+    let cache_url = redis.limited_user("cache", &["turnus_data_1", "turnus_data_3", "inv:*"]);
+    let dir = turnus_dir("refused");
+    let stream_url = redis.url();
+    let envs = [
+        ("INVALIDATOR_STREAM__REDIS", stream_url.as_str()),
+        ("INVALIDATOR_STREAM__BLOCK_MS", "100"),
+    ];
+    let service = consumer(&dir, &cache_url, "only", &envs);
+    let gone = |conn: &mut redis::Connection, id: u64| -> bool {
+        !conn.exists::<_, bool>(format!("turnus_data_{id}")).unwrap()
+    };
+
+    // One entry at a time, so that each is its own batch.
+    let _: String = conn.xadd(STREAM, "*", &[("commit", geld(1))]).unwrap();
+    wait_until("entry 1 is applied", Duration::from_secs(30), || {
+        gone(&mut conn, 1) && pending(&mut conn) == 0
+    });
+    let refused: String = conn.xadd(STREAM, "*", &[("commit", geld(2))]).unwrap();
+    wait_until("entry 2 is dead-lettered", Duration::from_secs(30), || {
+        conn.xlen::<_, u64>("commits:dead").unwrap() == 1 && pending(&mut conn) == 0
+    });
+    let _: String = conn.xadd(STREAM, "*", &[("commit", geld(3))]).unwrap();
+    wait_until("entry 3 is applied", Duration::from_secs(30), || {
+        gone(&mut conn, 3) && pending(&mut conn) == 0
+    });
+    assert!(!gone(&mut conn, 2), "the refused key is still there");
+
+    let dead: redis::streams::StreamRangeReply = conn.xrange_all("commits:dead").unwrap();
+    let copy = &dead.ids[0];
+    assert_eq!(copy.get::<String>("entry"), Some(refused));
+    let reason: String = copy.get("reason").unwrap();
+    assert!(reason.contains("key `turnus_data_2`"), "{reason}");
+    assert!(reason.contains("NOPERM"), "{reason}");
+    assert_eq!(
+        copy.get::<String>("commit"),
+        Some(geld(2)),
+        "the entry is copied"
+    );
+
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert_eq!(summary["stream"]["dead_lettered"], 1, "{summary}");
+    assert_eq!(summary["stream"]["acked"], 2, "{summary}");
+    assert_eq!(summary["unapplied"], 1, "{summary}");
+    assert_eq!(
+        summary["errors"], 1,
+        "counted once, never retried: {summary}"
+    );
+}

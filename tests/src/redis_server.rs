@@ -153,6 +153,19 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Creates ACL user `name` (password `pw`) that may run every command
+    /// but touch only the keys matching `keys` (Redis globs); returns its
+    /// URL. Any other key is refused with `NOPERM`, an error no retry fixes.
+    pub fn limited_user(&self, name: &str, keys: &[&str]) -> String {
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER").arg(name).arg("on").arg(">pw");
+        for pattern in keys {
+            cmd.arg(format!("~{pattern}"));
+        }
+        let () = cmd.arg("+@all").query(&mut self.connection()).unwrap();
+        format!("redis://{name}:pw@127.0.0.1:{}", self.port)
+    }
+
     fn try_connection(&self) -> redis::RedisResult<redis::Connection> {
         redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
     }

@@ -1,9 +1,10 @@
 //! The applier task: applies the pending work to Redis, retrying with
-//! backoff until it succeeds.
+//! backoff until it succeeds or Redis refuses a target for good.
 
 use std::sync::Arc;
 
 use super::backoff::Backoff;
+use super::failures::ApplyFailure;
 use super::handle::Shared;
 use crate::sink::{self, Applied};
 
@@ -17,9 +18,26 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             shared.wake.notified().await;
             continue;
         };
+        // Commits are applied in order: this batch starts after the last
+        // one applied.
+        let first = *shared.applied.borrow() + 1;
         let mut applied = Applied::default();
         let result = shared.store.apply(&mut targets, &mut applied).await;
         shared.stats.applied(&applied);
+        if !applied.unapplied.is_empty() {
+            // Recorded before the batch is marked applied, so that a source
+            // that sees it applied also sees its failure.
+            shared.stats.failed_commits(seq + 1 - first);
+            shared
+                .failures
+                .lock()
+                .expect("failures lock")
+                .record(ApplyFailure {
+                    first,
+                    last: seq,
+                    unapplied: applied.unapplied,
+                });
+        }
         match result {
             Ok(()) => {
                 backoff.reset();

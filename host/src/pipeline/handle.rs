@@ -10,6 +10,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 
+use super::failures::{ApplyFailure, Failures};
 use super::pending::Pending;
 use super::probation::Probation;
 use super::{PipelineConfig, Stats, StatsSnapshot, applier, evaluator};
@@ -51,6 +52,8 @@ pub(crate) struct Shared {
     /// The sequence number of the last commit whose invalidations are
     /// applied; [`Invalidator::flush`] waits on it.
     pub(crate) applied: watch::Sender<u64>,
+    /// Batches Redis refused targets of for good.
+    pub(crate) failures: Mutex<Failures>,
 }
 
 impl Shared {
@@ -164,6 +167,7 @@ impl Invalidator {
             pending: Mutex::new(Pending::default()),
             wake: Notify::new(),
             applied,
+            failures: Mutex::new(Failures::default()),
         });
         let (tx, rx) = mpsc::channel();
         let evaluator = {
@@ -226,6 +230,13 @@ impl Invalidator {
     pub async fn applied_up_to(&self, seq: u64) {
         let mut applied = self.shared.applied.subscribe();
         let _ = applied.wait_for(|&done| done >= seq).await;
+    }
+
+    /// Whether Redis refused, for good, targets of the batch that applied
+    /// commit `seq`, and which: ask once [`applied`](Self::applied) has
+    /// passed `seq`. The most recent 10,000 failed batches are kept.
+    pub fn failure(&self, seq: u64) -> Option<Arc<ApplyFailure>> {
+        self.shared.failures.lock().expect("failures lock").of(seq)
     }
 
     /// Waits until every commit handed over before this call has its

@@ -6,12 +6,14 @@
 //! evaluates the queued commits in batches ([`evaluator`]) and merges their
 //! targets into the pending work ([`pending`]), and one task applies the
 //! pending work to Redis ([`applier`]), retrying with backoff
-//! ([`backoff`]) until it succeeds. What happened is counted in [`Stats`].
+//! ([`backoff`]) until it succeeds, or Redis refuses a target for good
+//! ([`failures`]). What happened is counted in [`Stats`].
 
 mod applier;
 mod backoff;
 mod config;
 mod evaluator;
+mod failures;
 mod handle;
 mod pending;
 mod probation;
@@ -20,5 +22,6 @@ mod stats;
 
 pub(crate) use backoff::Backoff;
 pub use config::{PipelineConfig, RollbackPolicy};
+pub use failures::ApplyFailure;
 pub use handle::{FlushError, Invalidator};
 pub use stats::{Stats, StatsSnapshot};

@@ -20,6 +20,8 @@ pub struct Stats {
     sweeps: AtomicU64,
     retries: AtomicU64,
     errors: AtomicU64,
+    unapplied: AtomicU64,
+    failed_commits: AtomicU64,
     collapses: AtomicU64,
     swaps: AtomicU64,
     rollbacks: AtomicU64,
@@ -52,9 +54,15 @@ pub struct StatsSnapshot {
     pub sweeps: u64,
     /// Retries after a Redis error.
     pub retries: u64,
-    /// Redis errors: failed attempts (retried), and tags whose index
-    /// another client overwrote with another type (not retried).
+    /// Redis errors: failed attempts (retried), and targets refused for
+    /// good (not retried).
     pub errors: u64,
+    /// Targets Redis refused with an error no retry can fix (`NOPERM`,
+    /// `WRONGTYPE`, a script error): logged with the target and given up.
+    pub unapplied: u64,
+    /// Commits of the batches that had such a target: reported to their
+    /// source (an HTTP error, a dead-lettered stream entry).
+    pub failed_commits: u64,
     /// Times the pending work outgrew its bound and collapsed into the
     /// rules' fallback targets.
     pub collapses: u64,
@@ -88,6 +96,8 @@ impl Stats {
             sweeps: self.sweeps.load(Relaxed),
             retries: self.retries.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            unapplied: self.unapplied.load(Relaxed),
+            failed_commits: self.failed_commits.load(Relaxed),
             collapses: self.collapses.load(Relaxed),
             swaps: self.swaps.load(Relaxed),
             rollbacks: self.rollbacks.load(Relaxed),
@@ -116,7 +126,13 @@ impl Stats {
         self.tags.fetch_add(applied.tags, Relaxed);
         self.deleted.fetch_add(applied.deleted, Relaxed);
         self.sweeps.fetch_add(applied.sweeps, Relaxed);
-        self.errors.fetch_add(applied.unappliable, Relaxed);
+        let unapplied = applied.unapplied.len() as u64;
+        self.errors.fetch_add(unapplied, Relaxed);
+        self.unapplied.fetch_add(unapplied, Relaxed);
+    }
+
+    pub(crate) fn failed_commits(&self, commits: u64) {
+        self.failed_commits.fetch_add(commits, Relaxed);
     }
 
     pub(crate) fn failed_and_retrying(&self) {

@@ -1,13 +1,15 @@
-//! [`apply`]: deletes what a [`TargetSet`] names, kind by kind.
+//! [`apply`]: deletes what a [`TargetSet`] names, kind by kind, and gives
+//! up on exactly the targets Redis refuses for good ([`Unapplied`]).
 
 use std::mem;
 
 use super::glob::PatternSet;
 use super::{Redis, SinkError, sweep, tags};
-use crate::targets::TargetSet;
+use crate::escape::escape;
+use crate::targets::{Target, TargetSet};
 
 /// What applying targets did, added up across calls.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Applied {
     /// Exact keys applied.
     pub keys: u64,
@@ -19,18 +21,41 @@ pub struct Applied {
     pub deleted: u64,
     /// Keyspace sweeps run (one per batch that had patterns).
     pub sweeps: u64,
-    /// Tags whose index held another type of value, so that their keys
-    /// could not be found (logged as errors).
-    pub unappliable: u64,
+    /// Targets Redis refused with an error no retry can fix
+    /// ([`SinkError::is_permanent`]): given up on, each with its error.
+    pub unapplied: Vec<Unapplied>,
+}
+
+/// A target given up on after a permanent Redis error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unapplied {
+    /// The target.
+    pub target: Target,
+    /// What Redis answered, starting with its error code (`NOPERM: ...`).
+    pub error: String,
+}
+
+impl std::fmt::Display for Unapplied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, text) = match &self.target {
+            Target::Key(k) => ("key", k),
+            Target::Pattern(p) => ("pattern", p),
+            Target::Tag(t) => ("tag", t),
+        };
+        write!(f, "{kind} `{}`: {}", escape(text), escape(&self.error))
+    }
 }
 
 /// Applies `targets` to Redis: exact keys by `UNLINK`, tags chunk by
 /// chunk, patterns in one sweep.
 ///
 /// Each target leaves `targets` once it is applied, and its effect is
-/// added to `applied`; on an error, what is left in `targets` is exactly
-/// what remains to do, and applying it again is safe because every step
-/// is idempotent.
+/// added to `applied`. A target Redis refuses for good (`NOPERM`,
+/// `WRONGTYPE`, a script error) leaves too, into `applied.unapplied`,
+/// logged with its error: retrying it would hold up every invalidation
+/// behind it for ever. On any other error, what is left in `targets` is
+/// exactly what remains to do, and applying it again is safe because
+/// every step is idempotent.
 pub async fn apply(
     redis: &Redis,
     targets: &mut TargetSet,
@@ -38,26 +63,36 @@ pub async fn apply(
 ) -> Result<(), SinkError> {
     if !targets.keys.is_empty() {
         let keys: Vec<String> = targets.keys.iter().cloned().collect();
-        applied.deleted += redis.unlink(&keys).await?;
-        applied.keys += keys.len() as u64;
+        match redis.unlink(&keys).await {
+            Ok(deleted) => applied.deleted += deleted,
+            // One refused key fails the whole pipelined batch: find which,
+            // one key at a time (only ever on this path), so that the rest
+            // are still deleted.
+            Err(e) if e.is_permanent() => {
+                for key in &keys {
+                    match redis.unlink(std::slice::from_ref(key)).await {
+                        Ok(deleted) => applied.deleted += deleted,
+                        Err(e) if e.is_permanent() => {
+                            give_up(applied, Target::Key(key.clone()), &e);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    targets.keys.remove(key);
+                    applied.keys += 1;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        applied.keys += targets.keys.len() as u64;
         targets.keys.clear();
     }
     while let Some(tag) = targets.tags.first().cloned() {
         match tags::invalidate(redis, &tag).await {
             Ok(deleted) => applied.deleted += deleted,
-            // Another client wrote something other than a sorted set at the
-            // tag's index. Retrying would block every invalidation behind
-            // this one forever; the tag's keys cannot be found anyway. Say
-            // so loudly, count it, and go on.
-            Err(e) if e.is_wrong_type() => {
-                tracing::error!(
-                    tag,
-                    index = tags::index_key(&tag),
-                    error = %e,
-                    "the tag's index is not a sorted set: its keys cannot be invalidated by tag"
-                );
-                applied.unappliable += 1;
-            }
+            // For example another client wrote something other than a
+            // sorted set at the tag's index (`WRONGTYPE`): the tag's keys
+            // cannot be found, now or ever.
+            Err(e) if e.is_permanent() => give_up(applied, Target::Tag(tag.clone()), &e),
             Err(e) => return Err(e),
         }
         applied.tags += 1;
@@ -65,11 +100,39 @@ pub async fn apply(
     }
     if !targets.patterns.is_empty() {
         let patterns = PatternSet::new(&targets.patterns);
-        let swept = sweep::sweep(redis, &patterns).await?;
-        applied.deleted += swept.deleted;
+        match sweep::sweep(redis, &patterns).await {
+            Ok(swept) => applied.deleted += swept.deleted,
+            // The sweep is one pass for all the patterns: a refusal (say
+            // `SCAN` or `UNLINK` forbidden) refuses them all.
+            Err(e) if e.is_permanent() => {
+                for pattern in &targets.patterns {
+                    give_up(applied, Target::Pattern(pattern.clone()), &e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
         applied.patterns += patterns.len() as u64;
         applied.sweeps += 1;
         drop(mem::take(&mut targets.patterns));
     }
     Ok(())
+}
+
+/// Records `target` as given up on after `error`, and says so loudly.
+fn give_up(applied: &mut Applied, target: Target, error: &SinkError) {
+    // The code first: the client's own rendering of some errors (those
+    // inside a pipeline) spells it differently.
+    let error_text = match error.code() {
+        Some(code) => format!("{code}: {error}"),
+        None => error.to_string(),
+    };
+    let unapplied = Unapplied {
+        target,
+        error: error_text,
+    };
+    tracing::error!(
+        code = error.code().unwrap_or(""),
+        "redis refused an invalidation for good; it is not retried: {unapplied}"
+    );
+    applied.unapplied.push(unapplied);
 }

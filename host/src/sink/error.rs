@@ -1,11 +1,40 @@
 //! [`SinkError`]: what can go wrong talking to Redis.
 
 impl SinkError {
-    /// Whether Redis refused the command for what a key holds (`WRONGTYPE`):
-    /// retrying cannot help, because someone else wrote a value of another
-    /// type where we expect ours.
-    pub fn is_wrong_type(&self) -> bool {
-        matches!(self, SinkError::Redis { source, .. } if source.code() == Some("WRONGTYPE"))
+    /// Whether no retry can fix this error: Redis answered, and the answer
+    /// is about the command or its key, not about the moment. `NOPERM`
+    /// (the ACL forbids it), `WRONGTYPE`, `ERR` (a script error, an unknown
+    /// command, a syntax error), `EXECABORT`, `NOSCRIPT` and `CROSSSLOT`
+    /// are permanent; so is a request this client cannot carry out.
+    ///
+    /// Everything else is transient and retried: the connection, timeouts,
+    /// `LOADING`, `BUSY`, `OOM`, `READONLY`, `TRYAGAIN`, `CLUSTERDOWN`,
+    /// `MASTERDOWN`, redirections, authentication (an operator can fix the
+    /// password on the server while we wait), and codes we do not know:
+    /// retrying an error that turns out permanent only delays, while giving
+    /// up on a transient one would leave a stale key.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            SinkError::Invalid(_) => true,
+            SinkError::Url { .. } | SinkError::Protocol { .. } => false,
+            SinkError::Redis { source, .. } => {
+                let permanent = matches!(
+                    source.code(),
+                    Some("NOPERM" | "WRONGTYPE" | "ERR" | "EXECABORT" | "NOSCRIPT" | "CROSSSLOT")
+                );
+                // The one `ERR` about the moment: the server is full of
+                // clients, and will not be for ever.
+                permanent && !source.to_string().contains("max number of clients")
+            }
+        }
+    }
+
+    /// The error code Redis answered with, if it answered one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            SinkError::Redis { source, .. } => source.code(),
+            _ => None,
+        }
     }
 }
 

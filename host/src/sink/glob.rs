@@ -2,90 +2,157 @@
 //! and [`PatternSet`] for many at once.
 //!
 //! A sweep for many patterns reads the keyspace once and matches each key
-//! here, so the patterns must mean exactly what `SCAN MATCH` means: `*` any
-//! run of bytes, `?` one byte, `[abc]`, `[^abc]` and `[a-z]` one byte of a
-//! class, and `\x` the byte `x` itself.
+//! here, so a pattern must remove exactly the keys `KEYS pattern` lists, or
+//! stale values stay behind. [`glob_match`] is therefore a byte-for-byte
+//! port of Redis's `stringmatchlen` (`util.c`), quirks included:
+//!
+//! - it works on bytes, not characters: `?` is one byte of a multi-byte
+//!   UTF-8 character;
+//! - range ends and the key byte are compared as C `char`, which is signed
+//!   on the x86_64 servers we run against, so a byte above 0x7F sorts below
+//!   `0`: `[a-é]` contains the digits;
+//! - a class left open (`[abc`) runs to the end of the pattern, and `[^`
+//!   at the very end matches any one byte;
+//! - `x-]` inside a class is the range from `x` to `]`;
+//! - the empty key is matched only by `*` alone (Redis short-cuts that
+//!   pattern to "every key") and by the empty pattern;
+//! - a match needing more than 1000 nested `*` runs fails, Redis's guard
+//!   against abusive patterns (CVE-2024-31228).
+//!
+//! `tests/glob.rs` checks all of this against a real `redis-server`.
 
 use std::collections::HashMap;
 
-/// Whether `key` matches the Redis glob `pattern`.
+/// How deep `*` runs may nest before a match is given up, as in Redis.
+const MAX_NESTING: u32 = 1000;
+
+/// Whether `KEYS pattern` lists `key`.
 ///
-/// Runs in time proportional to `pattern.len() * key.len()` at worst: on a
-/// mismatch it only ever resumes from the most recent `*`, which is enough
-/// because every other token consumes exactly one byte.
+/// Runs in time proportional to `pattern.len() * key.len()` at worst,
+/// thanks to the same early exit Redis takes once the rest of a pattern
+/// after a `*` has failed at every position.
 pub fn glob_match(pattern: &[u8], key: &[u8]) -> bool {
-    let (mut p, mut k) = (0, 0);
-    // Where to resume after a mismatch: the token after the last `*`, and
-    // the key position that `*` is currently extended to.
-    let mut resume: Option<(usize, usize)> = None;
-    while k < key.len() {
-        if p < pattern.len() {
-            match pattern[p] {
-                b'*' => {
-                    while p < pattern.len() && pattern[p] == b'*' {
-                        p += 1;
-                    }
-                    if p == pattern.len() {
-                        return true;
-                    }
-                    resume = Some((p, k));
-                    continue;
-                }
-                _ => {
-                    if let Some(next) = match_one(pattern, p, key[k]) {
-                        p = next;
-                        k += 1;
-                        continue;
-                    }
-                }
-            }
-        }
-        match resume {
-            Some((rp, rk)) => {
-                p = rp;
-                k = rk + 1;
-                resume = Some((rp, rk + 1));
-            }
-            None => return false,
-        }
+    // `KEYS *` and `SCAN` without a filter skip matching altogether, which
+    // is the only way an empty key is listed.
+    if pattern == b"*" {
+        return true;
     }
-    pattern[p..].iter().all(|&c| c == b'*')
+    let mut give_up = false;
+    string_match(pattern, 0, key, 0, &mut give_up, 0)
 }
 
-/// Matches the single-byte token at `pattern[p]` (not `*`) against `byte`;
-/// returns the index after the token when it matches.
-fn match_one(pattern: &[u8], p: usize, byte: u8) -> Option<usize> {
-    match pattern[p] {
-        b'?' => Some(p + 1),
-        b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == byte).then_some(p + 2),
-        b'[' => {
-            let mut i = p + 1;
-            let negate = pattern.get(i) == Some(&b'^');
-            if negate {
-                i += 1;
-            }
-            let mut hit = false;
-            // As in Redis, a class left open runs to the end of the pattern.
-            while i < pattern.len() && pattern[i] != b']' {
-                if pattern[i] == b'\\' && i + 1 < pattern.len() {
-                    hit |= pattern[i + 1] == byte;
-                    i += 2;
-                } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' {
-                    // As in Redis, `x-]` is a range too, and the class
-                    // goes on after it.
-                    let (a, b) = (pattern[i], pattern[i + 2]);
-                    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-                    hit |= (lo..=hi).contains(&byte);
-                    i += 3;
-                } else {
-                    hit |= pattern[i] == byte;
-                    i += 1;
-                }
-            }
-            (hit != negate).then_some((i + 1).min(pattern.len()))
-        }
-        c => (c == byte).then_some(p + 1),
+/// The byte at `i`, or 0 past the end: Redis reads its patterns from
+/// NUL-terminated strings and relies on that terminator in a few places.
+fn at(bytes: &[u8], i: usize) -> u8 {
+    bytes.get(i).copied().unwrap_or(0)
+}
+
+/// A byte as C's signed `char` on x86_64, for range comparisons.
+fn signed(byte: u8) -> i32 {
+    i32::from(byte as i8)
+}
+
+/// `stringmatchlen_impl`: whether `pattern[p..]` matches `key[k..]`.
+///
+/// `give_up` is Redis's `skipLongerMatches`: once the rest of the pattern
+/// after a `*` fails from every position of the key, no earlier `*` can
+/// help by matching more, so every caller stops.
+fn string_match(
+    pattern: &[u8],
+    mut p: usize,
+    key: &[u8],
+    mut k: usize,
+    give_up: &mut bool,
+    nesting: u32,
+) -> bool {
+    if nesting > MAX_NESTING {
+        return false;
     }
+    // Redis keeps a signed length that one branch below takes back above
+    // zero, so track the end explicitly rather than slicing.
+    let plen = pattern.len();
+    while p < plen && k < key.len() {
+        match pattern[p] {
+            b'*' => {
+                while p + 1 < plen && pattern[p + 1] == b'*' {
+                    p += 1;
+                }
+                if p + 1 == plen {
+                    return true;
+                }
+                while k < key.len() {
+                    if string_match(pattern, p + 1, key, k, give_up, nesting + 1) {
+                        return true;
+                    }
+                    if *give_up {
+                        return false;
+                    }
+                    k += 1;
+                }
+                *give_up = true;
+                return false;
+            }
+            b'?' => k += 1,
+            b'[' => {
+                p += 1;
+                let negate = at(pattern, p) == b'^';
+                if negate {
+                    p += 1;
+                }
+                let byte = key[k];
+                let mut hit = false;
+                loop {
+                    let left = plen.saturating_sub(p);
+                    let c = at(pattern, p);
+                    if c == b'\\' && left >= 2 {
+                        p += 1;
+                        hit |= pattern[p] == byte;
+                    } else if c == b']' {
+                        break;
+                    } else if left == 0 {
+                        // An open class ends with the pattern: step back
+                        // so the common step below lands on the end.
+                        p -= 1;
+                        break;
+                    } else if left >= 3 && pattern[p + 1] == b'-' {
+                        let (mut lo, mut hi) = (signed(c), signed(pattern[p + 2]));
+                        if lo > hi {
+                            std::mem::swap(&mut lo, &mut hi);
+                        }
+                        p += 2;
+                        hit |= (lo..=hi).contains(&signed(byte));
+                    } else {
+                        hit |= c == byte;
+                    }
+                    p += 1;
+                }
+                if hit == negate {
+                    return false;
+                }
+                k += 1;
+            }
+            c => {
+                let literal = if c == b'\\' && plen - p >= 2 {
+                    p += 1;
+                    pattern[p]
+                } else {
+                    c
+                };
+                if literal != key[k] {
+                    return false;
+                }
+                k += 1;
+            }
+        }
+        p += 1;
+        if k == key.len() {
+            while at(pattern, p) == b'*' {
+                p += 1;
+            }
+            break;
+        }
+    }
+    p >= plen && k == key.len()
 }
 
 /// The bytes of `pattern` before its first special character: every key
@@ -241,6 +308,32 @@ mod tests {
             "`a-]` is the range `]`..`a`, as in redis"
         );
         assert!(m("k[a-]x]", "kx"), "and the class goes on after it");
+    }
+
+    #[test]
+    fn bytes_compare_as_signed_chars_and_question_marks_take_one_byte() {
+        assert!(m("[a-é]", "0"), "0xC3 is below `0` as a signed char");
+        assert!(!m("[a-é]", "z"));
+        assert!(m("??", "é"), "`é` is two bytes");
+        assert!(!m("?", "é"));
+    }
+
+    #[test]
+    fn open_classes_and_the_empty_key() {
+        assert!(m("a[bc", "ab"), "an open class runs to the end");
+        assert!(m("a[^", "ax"), "`[^` at the end matches any byte");
+        assert!(!m("a[", "ab"));
+        assert!(m("*", ""), "`*` alone lists every key");
+        assert!(!m("**", ""), "but other patterns never match the empty key");
+        assert!(m("", ""));
+    }
+
+    #[test]
+    fn more_than_a_thousand_nested_stars_match_nothing() {
+        let deep = "*a".repeat(1001);
+        assert!(!m(&deep, &"a".repeat(1001)));
+        let allowed = "*a".repeat(1000);
+        assert!(m(&allowed, &"a".repeat(1000)));
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod store;
 pub mod sweep;
 pub mod tags;
 
-pub use apply::{Applied, apply};
+pub use apply::{Applied, Unapplied, apply};
 pub use connection::{Node, Redis, RedisConfig};
 pub use endpoint::Endpoint;
 pub use error::SinkError;

@@ -69,11 +69,13 @@ pub(crate) async fn commits(
     api.service.taking_work()?;
     let count = commits.len();
     let invalidator = &api.service.invalidator;
-    let mut seq = 0;
-    for commit in commits {
-        seq = invalidator.after_commit(commit);
-    }
-    answer(&api, wait, seq, json!({"accepted": count, "seq": seq})).await
+    // Another request's commits may be numbered between ours.
+    let seqs: Vec<u64> = commits
+        .into_iter()
+        .map(|commit| invalidator.after_commit(commit))
+        .collect();
+    let seq = seqs.last().copied().unwrap_or(0);
+    answer(&api, wait, &seqs, json!({"accepted": count, "seq": seq})).await
 }
 
 /// The body of `POST /v1/invalidate`.
@@ -121,7 +123,7 @@ pub(crate) async fn invalidate(
     api.service.taking_work()?;
     let count = targets.len();
     let seq = api.service.invalidator.invalidate(targets);
-    answer(&api, wait, seq, json!({"accepted": count, "seq": seq})).await
+    answer(&api, wait, &[seq], json!({"accepted": count, "seq": seq})).await
 }
 
 /// The body of `POST /v1/invalidate/entity`.
@@ -172,7 +174,7 @@ pub(crate) async fn entity(
     let targets = serde_json::to_value(&outcome.targets).expect("targets serialize");
     let seq = api.service.invalidator.invalidate(outcome.targets);
     let body = json!({"accepted": 1, "seq": seq, "targets": targets, "failures": failures});
-    answer(&api, wait, seq, body).await
+    answer(&api, wait, &[seq], body).await
 }
 
 fn wait(query: Result<Query<Wait>, QueryRejection>) -> Result<bool, ApiError> {
@@ -187,15 +189,26 @@ fn json_body(api: &Api, body: Result<Bytes, BytesRejection>) -> Result<Value, Ap
     serde_json::from_slice(&body).map_err(|e| ApiError::bad_json(format!("body is not JSON: {e}")))
 }
 
-/// 202 with `body` at once, or, when `wait`, 200 once work `seq` is
-/// applied.
-async fn answer(api: &Arc<Api>, wait: bool, seq: u64, mut body: Value) -> Answer {
+/// 202 with `body` at once, or, when `wait`, 200 once the work numbered
+/// `seqs` is applied, or 502 `not_applied` when Redis refused some of its
+/// targets for good.
+async fn answer(api: &Arc<Api>, wait: bool, seqs: &[u64], mut body: Value) -> Answer {
     if !wait {
         return Ok((StatusCode::ACCEPTED, Json(body)));
     }
-    let applied = api.service.invalidator.applied_up_to(seq);
+    let (first, seq) = (
+        seqs.first().copied().unwrap_or(0),
+        seqs.last().copied().unwrap_or(0),
+    );
+    let invalidator = &api.service.invalidator;
+    let applied = invalidator.applied_up_to(seq);
     match tokio::time::timeout(api.wait_timeout, applied).await {
         Ok(()) => {
+            if let Some(failure) = seqs.iter().find_map(|&s| invalidator.failure(s)) {
+                return Err(ApiError::not_applied(format!(
+                    "accepted as {first} to {seq}, and applied except: {failure}"
+                )));
+            }
             body["applied"] = json!(true);
             Ok((StatusCode::OK, Json(body)))
         }

@@ -92,6 +92,13 @@ impl ApiError {
         Self::new(StatusCode::GATEWAY_TIMEOUT, "not_applied_yet", message)
     }
 
+    /// 502 `not_applied`: the store refused invalidations of this work
+    /// for good; retrying the request will not help until the store is
+    /// fixed (an ACL, a value of the wrong type).
+    pub(crate) fn not_applied(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "not_applied", message)
+    }
+
     /// 502 `store_error`: the cache store failed.
     pub(crate) fn store(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, "store_error", message)

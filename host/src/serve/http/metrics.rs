@@ -111,6 +111,16 @@ pub(crate) async fn metrics(State(api): ApiState) -> impl IntoResponse {
         ("retries_total", "Retries after a store error.", s.retries),
         ("errors_total", "Store errors.", s.errors),
         (
+            "unapplied_total",
+            "Targets the store refused with an error no retry can fix.",
+            s.unapplied,
+        ),
+        (
+            "failed_commits_total",
+            "Commits reported failed because the store refused a target of their batch for good.",
+            s.failed_commits,
+        ),
+        (
             "collapses_total",
             "Times pending work collapsed into the fallbacks.",
             s.collapses,

@@ -32,10 +32,11 @@ impl InFlight {
     /// Commits are applied in order, so they are a prefix. They stay in
     /// flight until [`acknowledged`](Self::acknowledged): a shutdown waits
     /// for the `XACK`, not just for the pipeline.
-    pub(crate) fn applied(&self, applied: u64) -> Vec<String> {
+    /// Each comes with its commit's sequence number.
+    pub(crate) fn applied(&self, applied: u64) -> Vec<(u64, String)> {
         let entries = self.entries.lock().expect("in-flight lock");
         let n = entries.partition_point(|(seq, _)| *seq <= applied);
-        entries.iter().take(n).map(|(_, id)| id.clone()).collect()
+        entries.iter().take(n).cloned().collect()
     }
 
     /// Removes the first `n` entries, now acknowledged.
@@ -84,7 +85,7 @@ mod tests {
         f.push(5, "2-0".into());
         f.push(9, "3-0".into());
         assert!(f.applied(2).is_empty());
-        assert_eq!(f.applied(5), ["1-0", "2-0"]);
+        assert_eq!(f.applied(5), [(3, "1-0".into()), (5, "2-0".into())]);
         assert_eq!(f.len(), 3, "in flight until acknowledged");
         f.acknowledged(2);
         assert_eq!(f.ids(), ["3-0"]);

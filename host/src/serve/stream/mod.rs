@@ -16,6 +16,10 @@
 //!   without being acknowledged (it took its consumers down with it) goes
 //!   there when next claimed. Either way the reason is recorded, the entry
 //!   acknowledged, and the stream moves on ([`dead_letter`]).
+//! - An entry whose invalidations Redis refused for good (`NOPERM`,
+//!   `WRONGTYPE`, a script error; see
+//!   [`Invalidator::failure`](crate::pipeline::Invalidator::failure)) goes
+//!   there too once applied, with the refused targets as its reason.
 
 mod claim;
 mod dead_letter;
@@ -272,19 +276,51 @@ impl StreamSource {
             if done.is_empty() {
                 continue;
             }
-            match self.ack(&done).await {
-                Ok(()) => {
-                    self.counters.acked.fetch_add(done.len() as u64, Relaxed);
-                    self.in_flight.acknowledged(done.len());
-                }
+            match self.retire(&done).await {
+                Ok(()) => self.in_flight.acknowledged(done.len()),
                 // They stay in flight (and claimed): retried on the next
-                // change or tick.
+                // change or tick. An entry dead-lettered before the error
+                // may be dead-lettered twice; none is lost.
                 Err(error) => {
                     tracing::warn!(%error, entries = done.len(),
                         "acknowledging stream entries failed; retrying");
                 }
             }
         }
+    }
+
+    /// Retires entries whose commits are applied: those whose batch Redis
+    /// refused targets of for good go to the dead-letter stream with the
+    /// refusal as reason, the others are acknowledged.
+    async fn retire(&self, done: &[(u64, String)]) -> Result<(), SinkError> {
+        let mut ok = Vec::with_capacity(done.len());
+        for (seq, id) in done {
+            match self.invalidator.failure(*seq) {
+                None => ok.push(id.clone()),
+                Some(failure) => {
+                    // The entry's fields are read back for the copy only
+                    // on this path, so that entries in flight cost no more
+                    // than their ids.
+                    let entry = self.entry(id).await?;
+                    self.dead_letter(&entry, &failure.to_string(), 1).await?;
+                }
+            }
+        }
+        self.ack(&ok).await?;
+        self.counters.acked.fetch_add(ok.len() as u64, Relaxed);
+        Ok(())
+    }
+
+    /// Entry `id` of the stream, read back; only its id if it is gone
+    /// (trimmed), so that it can still be dead-lettered and acknowledged.
+    async fn entry(&self, id: &str) -> Result<StreamId, SinkError> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(&self.name).arg(id).arg(id);
+        let reply: redis::streams::StreamRangeReply = self.redis.query(&cmd).await?;
+        Ok(reply.ids.into_iter().next().unwrap_or_else(|| StreamId {
+            id: id.to_owned(),
+            ..StreamId::default()
+        }))
     }
 
     /// `XACK`s `ids`, a thousand at a time.
