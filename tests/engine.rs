@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use invalidator::commit::parse_json;
-use invalidator::rules::{LoadError, Outcome, RuleSet, Runtime, SandboxConfig};
+use invalidator::rules::{FailureKind, LoadError, Outcome, RuleSet, Runtime, SandboxConfig};
 use invalidator_tests::guests;
 
 /// One runtime for the whole binary, as a service would have.
@@ -415,6 +415,19 @@ fn hostile_commit(table: &str) -> String {
 fn assert_contained(o: &Outcome, message_part: &str) {
     assert_eq!(o.failures.len(), 1, "{o:?}");
     assert_eq!(o.failures[0].rule, "hostile");
+    // Each kind of message comes with its kind, for metrics and rollback.
+    let kind = [
+        ("time limit", FailureKind::TimeLimit),
+        ("memory limit", FailureKind::MemoryLimit),
+        ("trapped", FailureKind::Trap),
+        ("rule error", FailureKind::Returned),
+        ("budget", FailureKind::OverBudget),
+    ]
+    .into_iter()
+    .find(|(words, _)| message_part.contains(words))
+    .map(|(_, kind)| kind)
+    .expect("a message of a known kind");
+    assert_eq!(o.failures[0].kind, kind, "{o:?}");
     assert!(
         o.failures[0].message.contains(message_part),
         "message `{}` should mention `{message_part}`",

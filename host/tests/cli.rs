@@ -101,7 +101,7 @@ fn run_shows_rule_errors_with_their_fallback() {
     assert!(out.status.success());
     assert_eq!(
         text(&out.stdout).trim(),
-        r#"{"txn":"c","keys":[],"patterns":["shop:*"],"tags":[],"errors":[{"rule":"pos","message":"missing column `shop_id` in table `bills`"}]}"#
+        r#"{"txn":"c","keys":[],"patterns":["shop:*"],"tags":[],"errors":[{"rule":"pos","kind":"returned","message":"missing column `shop_id` in table `bills`"}]}"#
     );
 }
 

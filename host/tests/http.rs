@@ -393,6 +393,12 @@ async fn rules_stats_metrics_health_and_reload() {
         "{metrics}"
     );
     assert!(metrics.contains("invalidator_rule_call_seconds_count{rule=\"dealership\""));
+    assert!(
+        metrics.contains(
+            "invalidator_rule_failures_by_kind_total{rule=\"dealership\",version=\"1.0.0\",kind=\"time_limit\"} 0"
+        ),
+        "{metrics}"
+    );
 
     // A rule file deployed is in service after a reload request.
     deploy(guests::POS, &dir.join("pos.wasm"));

@@ -1,6 +1,5 @@
 //! [`Backoff`]: exponential retry delays with jitter.
 
-use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 /// Retry delays that double from `min` up to `max`, each drawn at random
@@ -11,7 +10,9 @@ pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     attempt: u32,
-    random: RandomState,
+    /// Jitter only: it need not be unpredictable, just different from one
+    /// host to the next, and `fastrand` seeds each generator apart.
+    random: fastrand::Rng,
 }
 
 impl Backoff {
@@ -20,7 +21,7 @@ impl Backoff {
             min,
             max: max.max(min),
             attempt: 0,
-            random: RandomState::new(),
+            random: fastrand::Rng::new(),
         }
     }
 
@@ -31,10 +32,8 @@ impl Backoff {
             .saturating_mul(1 << self.attempt.min(20))
             .min(self.max);
         self.attempt += 1;
-        // A fresh random fraction in [0.5, 1).
-        let bits = self.random.hash_one(self.attempt);
-        let fraction = 0.5 + (bits >> 11) as f64 / (1u64 << 53) as f64 / 2.0;
-        ceiling.mul_f64(fraction)
+        // A random fraction in [0.5, 1).
+        ceiling.mul_f64(0.5 + self.random.f64() / 2.0)
     }
 
     /// Back to the shortest delay, after a success.

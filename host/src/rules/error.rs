@@ -66,6 +66,50 @@ pub enum LoadError {
 pub struct RuleFailure {
     /// The rule's name.
     pub rule: String,
+    /// Why, as a kind that metrics and logs can tell apart.
+    pub kind: FailureKind,
     /// What went wrong, for people.
     pub message: String,
+}
+
+/// Why a rule call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// It ran past the time limit.
+    TimeLimit,
+    /// It asked for more memory than the limit.
+    MemoryLimit,
+    /// It trapped (a panic, an unreachable, an out-of-bounds access).
+    Trap,
+    /// It returned an error of its own.
+    Returned,
+    /// What it returned was over a budget (targets, bytes).
+    OverBudget,
+    /// It could not be instantiated.
+    NotLoadable,
+}
+
+impl FailureKind {
+    /// Every kind, in a fixed order (for counters indexed by kind).
+    pub const ALL: [FailureKind; 6] = [
+        FailureKind::TimeLimit,
+        FailureKind::MemoryLimit,
+        FailureKind::Trap,
+        FailureKind::Returned,
+        FailureKind::OverBudget,
+        FailureKind::NotLoadable,
+    ];
+
+    /// The kind's name, as in metrics labels and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::TimeLimit => "time_limit",
+            FailureKind::MemoryLimit => "memory_limit",
+            FailureKind::Trap => "trap",
+            FailureKind::Returned => "returned",
+            FailureKind::OverBudget => "over_budget",
+            FailureKind::NotLoadable => "not_loadable",
+        }
+    }
 }

@@ -9,7 +9,9 @@ use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
 use super::sandbox::Sandbox;
-use super::{GuestError, LoadError, RuleFailure, RuleInfo, RuleMetrics, Runtime, SandboxConfig};
+use super::{
+    FailureKind, GuestError, LoadError, RuleFailure, RuleInfo, RuleMetrics, Runtime, SandboxConfig,
+};
 use crate::bindings::types as wit;
 use crate::bindings::{Rule, RulePre};
 use crate::commit::{Commit, flatten};
@@ -86,7 +88,7 @@ impl LoadedRule {
         let mut info = sandboxed(runtime, &pre, Arc::from(label.as_str()), |store, rule| {
             rule.call_describe(store)
         })
-        .map_err(describe_err)?;
+        .map_err(|(_, reason)| describe_err(reason))?;
         check_info(&mut info, runtime.config()).map_err(describe_err)?;
         tracing::info!(rule = %info.name, version = %info.version, path = %label, %hash, "rule loaded");
         Ok(Self {
@@ -139,8 +141,9 @@ impl LoadedRule {
 
     /// Runs the rule on a commit already laid out for the sandbox.
     pub(crate) fn call_flat(&self, commit: &wit::Commit) -> Result<Vec<Target>, RuleFailure> {
-        let failure = |message| RuleFailure {
+        let failure = |(kind, message)| RuleFailure {
             rule: self.info.name.clone(),
+            kind,
             message,
         };
         let started = std::time::Instant::now();
@@ -151,9 +154,10 @@ impl LoadedRule {
             |store, rule| rule.call_on_commit(store, commit),
         )
         .map_err(failure)
-        .and_then(|r| r.map_err(|e| failure(describe_guest_error(&e))))
+        .and_then(|r| r.map_err(|e| failure((FailureKind::Returned, describe_guest_error(&e)))))
         .and_then(|mut targets| {
-            let dropped = within_budget(&mut targets, self.runtime.config()).map_err(failure)?;
+            let dropped = within_budget(&mut targets, self.runtime.config())
+                .map_err(|m| failure((FailureKind::OverBudget, m)))?;
             if dropped > 0 {
                 self.metrics.empty_targets_dropped(dropped);
                 tracing::warn!(
@@ -164,19 +168,20 @@ impl LoadedRule {
             }
             Ok(targets)
         });
-        self.metrics.record(started.elapsed(), result.is_err());
+        self.metrics
+            .record(started.elapsed(), result.as_ref().err().map(|f| f.kind));
         result
     }
 }
 
 /// Instantiates the rule in a fresh store with the runtime's limits and runs
-/// `f`, turning every way it can fail into one message.
+/// `f`, turning every way it can fail into a kind and a message.
 fn sandboxed<R>(
     runtime: &Runtime,
     pre: &RulePre<Sandbox>,
     rule_name: Arc<str>,
     f: impl FnOnce(&mut Store<Sandbox>, &Rule) -> wasmtime::Result<R>,
-) -> Result<R, String> {
+) -> Result<R, (FailureKind, String)> {
     let config = runtime.config();
     let mut store = Store::new(
         runtime.engine(),
@@ -184,23 +189,38 @@ fn sandboxed<R>(
     );
     store.limiter(|s| &mut s.memory);
     store.set_epoch_deadline(runtime.deadline_ticks());
-    let result = pre
-        .instantiate(&mut store)
-        .and_then(|rule| f(&mut store, &rule));
+    // A rule that cannot even be instantiated is told apart from one that
+    // fails while running.
+    let mut instantiated = false;
+    let result = pre.instantiate(&mut store).and_then(|rule| {
+        instantiated = true;
+        f(&mut store, &rule)
+    });
     store.data().report_dropped_logs();
     result.map_err(|e| {
         if store.data().memory.exceeded {
-            format!(
-                "exceeded its memory limit of {} MiB",
-                config.memory_limit >> 20
+            (
+                FailureKind::MemoryLimit,
+                format!(
+                    "exceeded its memory limit of {} MiB",
+                    config.memory_limit >> 20
+                ),
             )
         } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            format!(
-                "exceeded its time limit of {} ms",
-                config.time_limit.as_millis()
+            (
+                FailureKind::TimeLimit,
+                format!(
+                    "exceeded its time limit of {} ms",
+                    config.time_limit.as_millis()
+                ),
+            )
+        } else if !instantiated {
+            (
+                FailureKind::NotLoadable,
+                format!("could not be instantiated: {}", chain(&e)),
             )
         } else {
-            format!("trapped: {}", chain(&e))
+            (FailureKind::Trap, format!("trapped: {}", chain(&e)))
         }
     })
 }

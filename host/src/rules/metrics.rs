@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use super::FailureKind;
 use crate::histogram::Histogram;
 
 /// Counters of one rule version.
@@ -13,15 +14,22 @@ use crate::histogram::Histogram;
 pub struct RuleMetrics {
     calls: AtomicU64,
     failures: AtomicU64,
+    /// Failures by kind, in the order of [`FailureKind::ALL`].
+    by_kind: [AtomicU64; FailureKind::ALL.len()],
     empty_targets: AtomicU64,
     latency: Histogram,
 }
 
 impl RuleMetrics {
-    pub(crate) fn record(&self, took: Duration, failed: bool) {
+    pub(crate) fn record(&self, took: Duration, failed: Option<FailureKind>) {
         self.calls.fetch_add(1, Relaxed);
-        if failed {
+        if let Some(kind) = failed {
             self.failures.fetch_add(1, Relaxed);
+            let i = FailureKind::ALL
+                .iter()
+                .position(|k| *k == kind)
+                .expect("every kind is listed");
+            self.by_kind[i].fetch_add(1, Relaxed);
         }
         self.latency.record(took);
     }
@@ -47,8 +55,34 @@ impl RuleMetrics {
         self.failures.load(Relaxed)
     }
 
+    /// Failed calls of one kind.
+    pub fn failures_of(&self, kind: FailureKind) -> u64 {
+        let i = FailureKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("every kind is listed");
+        self.by_kind[i].load(Relaxed)
+    }
+
     /// How long calls took, sandbox set-up included.
     pub fn latency(&self) -> &Histogram {
         &self.latency
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_counted_by_kind() {
+        let m = RuleMetrics::default();
+        m.record(Duration::from_millis(1), None);
+        m.record(Duration::from_millis(1), Some(FailureKind::Trap));
+        m.record(Duration::from_millis(1), Some(FailureKind::TimeLimit));
+        m.record(Duration::from_millis(1), Some(FailureKind::Trap));
+        assert_eq!((m.calls(), m.failures()), (4, 3));
+        let by_kind: Vec<u64> = FailureKind::ALL.iter().map(|&k| m.failures_of(k)).collect();
+        assert_eq!(by_kind, [1, 0, 2, 0, 0, 0]);
     }
 }

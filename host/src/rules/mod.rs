@@ -24,7 +24,7 @@ pub use compile_cache::{
     default_dir as default_compile_cache_dir,
 };
 pub use config::SandboxConfig;
-pub use error::{LoadError, RuleFailure};
+pub use error::{FailureKind, LoadError, RuleFailure};
 pub use loaded::{LoadedRule, content_hash};
 pub use metrics::RuleMetrics;
 pub use runtime::Runtime;

@@ -201,6 +201,7 @@ fn record(
         Err(failure) => {
             tracing::warn!(
                 rule = %failure.rule,
+                kind = failure.kind.as_str(),
                 txn,
                 "rule failed, applying its fallback: {}",
                 failure.message

@@ -169,7 +169,7 @@ pub(crate) async fn entity(
     let failures: Vec<Value> = outcome
         .failures
         .iter()
-        .map(|f| json!({"rule": f.rule, "message": f.message}))
+        .map(|f| json!({"rule": f.rule, "kind": f.kind, "message": f.message}))
         .collect();
     let targets = serde_json::to_value(&outcome.targets).expect("targets serialize");
     let seq = api.service.invalidator.invalidate(outcome.targets);

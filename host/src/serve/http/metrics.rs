@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 
 use super::ApiState;
 use crate::histogram::Histogram;
-use crate::rules::LoadedRule;
+use crate::rules::{FailureKind, LoadedRule};
 use axum::extract::State;
 
 /// Writes Prometheus families into a string.
@@ -221,6 +221,22 @@ pub(crate) async fn metrics(State(api): ApiState) -> impl IntoResponse {
     );
     for (labels, rule) in &labelled {
         out.sample("rule_errors_total", labels, rule.metrics().failures());
+    }
+    out.family(
+        "rule_failures_by_kind_total",
+        "counter",
+        "Failed calls of each rule version, by why: time_limit, memory_limit, trap, \
+         returned, over_budget, not_loadable.",
+    );
+    for (labels, rule) in &labelled {
+        for kind in FailureKind::ALL {
+            let labels = format!("{labels},kind=\"{}\"", kind.as_str());
+            out.sample(
+                "rule_failures_by_kind_total",
+                &labels,
+                rule.metrics().failures_of(kind),
+            );
+        }
     }
     let histograms: Vec<(String, &Histogram)> = labelled
         .iter()
