@@ -8,15 +8,21 @@ use std::process::{Command, Output, Stdio};
 use invalidator_tests::guests;
 
 fn invalidator(args: &[&str], stdin: Option<&str>) -> Output {
+    invalidator_with(args, stdin.unwrap_or(""), &[])
+}
+
+/// `invalidator ARGS` with `envs`, fed `stdin`.
+fn invalidator_with(args: &[&str], stdin: &str, envs: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_invalidator"))
         .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the invalidator binary runs");
     let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
     drop(input);
     child.wait_with_output().unwrap()
 }
@@ -225,18 +231,7 @@ fn diff_prints_the_commits_whose_targets_differ_and_exits_1() {
 
 /// `invalidator` with `RUST_LOG` set to `filter`.
 fn invalidator_logging(args: &[&str], stdin: &str, filter: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_invalidator"))
-        .args(args)
-        .env("RUST_LOG", filter)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the invalidator binary runs");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
+    invalidator_with(args, stdin, &[("RUST_LOG", filter)])
 }
 
 /// A rule that logs a thousand 4 KiB lines in one call gets its first 100

@@ -46,6 +46,17 @@ fn xdg_cache(dir: &Path) -> PathBuf {
     dir.with_extension("cache")
 }
 
+/// [`serve_file`], which must succeed.
+fn serve_ok(dir: &Path, events: &str) -> std::process::Output {
+    let out = serve_file(dir, events);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn summary(stdout: &[u8]) -> serde_json::Value {
     let text = std::str::from_utf8(stdout).unwrap();
     serde_json::from_str(text.lines().last().expect("a summary line")).unwrap()
@@ -132,12 +143,7 @@ fn serve_counts_a_refused_rule_file_and_keeps_serving() {
     let dir = folder("refused");
     deploy(guests::TURNUS, &dir.join("turnus.wasm"));
     std::fs::write(dir.join("broken.wasm"), b"not a component").unwrap();
-    let out = serve_file(&dir, &format!("{GELD}\n"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = serve_ok(&dir, &format!("{GELD}\n"));
     let s = summary(&out.stdout);
     assert_eq!(
         (s["commits"].as_u64(), s["keys"].as_u64()),
@@ -179,13 +185,7 @@ fn serve_ignores_compiled_code_planted_in_the_rules_folder() {
     )
     .unwrap();
 
-    let out = serve_file(&dir, &format!("{GELD}\n"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = summary(&out.stdout);
+    let s = summary(&serve_ok(&dir, &format!("{GELD}\n")).stdout);
     assert_eq!(s["keys"], 1, "turnus's own code ran on the geld row: {s}");
     let _ = std::fs::remove_dir_all(&scratch);
 }

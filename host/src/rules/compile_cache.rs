@@ -296,12 +296,7 @@ impl CompileCache {
         let code = component.serialize()?;
         let tag = self.mac(hash, &code).finalize().into_bytes();
         let tmp = entry.with_extension(format!("tmp{}", std::process::id()));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut file = create_private(&tmp)?;
         file.write_all(MAGIC)?;
         file.write_all(&tag)?;
         file.write_all(&code)?;
@@ -362,13 +357,7 @@ fn load_or_make_key(dir: &Path) -> Result<[u8; KEY_LEN], CacheError> {
         // (and this one reads its key) or finds the whole key, never a
         // half-written one.
         let tmp = dir.join(format!(".{KEY_FILE}.{}", std::process::id()));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("cannot write the key"))?;
+        let mut file = create_private(&tmp).map_err(io("cannot write the key"))?;
         file.write_all(&key).map_err(io("cannot write the key"))?;
         drop(file);
         let linked = std::fs::hard_link(&tmp, &path);
@@ -399,4 +388,15 @@ fn load_or_make_key(dir: &Path) -> Result<[u8; KEY_LEN], CacheError> {
             path,
             reason: format!("the key has {} bytes, not {KEY_LEN}", bytes.len()),
         })
+}
+
+/// Creates (or truncates) `path` for writing, readable by its owner only:
+/// entries and the key are the host's alone.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
