@@ -11,9 +11,9 @@
 
 use std::collections::BTreeSet;
 
+use invalidator::connection::{Redis, RedisConfig};
 use invalidator::sink::glob::{PatternSet, glob_match};
 use invalidator::sink::sweep::sweep;
-use invalidator::sink::{Redis, RedisConfig};
 use invalidator_tests::{RedisCluster, RedisServer};
 
 /// Pieces keys are made of.

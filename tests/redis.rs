@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use invalidator::cache::Cache;
 use invalidator::commit::Value;
+use invalidator::connection::{Redis, RedisConfig};
 use invalidator::pipeline::{Invalidator, PipelineConfig};
 use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
-use invalidator::sink::{self, Applied, Redis, RedisConfig, tags};
+use invalidator::sink::{self, Applied, tags};
 use invalidator::targets::{Target, TargetSet};
 use invalidator_tests::{RedisCluster, RedisServer, all_keys, guests};
 

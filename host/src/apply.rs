@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::commit::for_each_commit;
+use crate::connection::Redis;
 use crate::pipeline::{Invalidator, PipelineConfig, StatsSnapshot};
 use crate::rules::RuleSet;
-use crate::sink::Redis;
+use crate::source::{Intake, lines};
 
 /// What an `apply` run did; printed as its last line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,11 +54,8 @@ pub async fn apply_events(
         prune_every: None,
         ..PipelineConfig::default()
     };
-    let invalidator = Invalidator::start(Arc::new(rules), redis, config);
-    let malformed = for_each_commit(input, &mut diagnostics, |commit| {
-        invalidator.after_commit(commit);
-        Ok(())
-    })?;
+    let invalidator = Arc::new(Invalidator::start(Arc::new(rules), redis, config));
+    let malformed = lines::read_into(input, &mut diagnostics, &Intake::new(invalidator.clone()));
     let flushed = invalidator.flush_timeout(give_up).await;
     if let Err(e) = &flushed {
         writeln!(diagnostics, "error: {e}")?;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::sink::{Redis, SinkError, Store, tags};
+use crate::connection::{Redis, RedisError};
+use crate::sink::{Store, tags};
 
 /// The longest ttl [`Cache::set`] takes: 100 years. Tag indexes compute
 /// expiry times in Redis's Lua, whose numbers are doubles; far beyond this
@@ -57,25 +58,25 @@ impl Cache {
         value: &[u8],
         ttl: Option<Duration>,
         tags: &[String],
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), RedisError> {
         if key.starts_with(tags::TAG_PREFIX) {
-            return Err(SinkError::Invalid(format!(
+            return Err(RedisError::Invalid(format!(
                 "key `{key}` is inside `{}`, where tag indexes live",
                 tags::TAG_PREFIX
             )));
         }
         if let Some(tag) = tags.iter().find(|t| t.is_empty()) {
-            return Err(SinkError::Invalid(format!("tag `{tag}` is empty")));
+            return Err(RedisError::Invalid(format!("tag `{tag}` is empty")));
         }
         let ttl_ms = match ttl {
             None => 0,
             Some(ttl) if ttl.is_zero() => {
-                return Err(SinkError::Invalid(format!(
+                return Err(RedisError::Invalid(format!(
                     "ttl of key `{key}` is zero; give a positive ttl, or none for no expiry"
                 )));
             }
             Some(ttl) if ttl > MAX_TTL => {
-                return Err(SinkError::Invalid(format!(
+                return Err(RedisError::Invalid(format!(
                     "ttl of key `{key}` is {} s, more than the {} s (100 years) a cache \
                      entry may live; give none for no expiry",
                     ttl.as_secs(),
@@ -105,7 +106,7 @@ impl Cache {
     }
 
     /// The value at `key`, if any; counted as a hit or a miss.
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
         let value: Option<Vec<u8>> = match &self.store {
             Store::Redis(redis) => redis.query(redis::cmd("GET").arg(key)).await?,
             Store::Memory(memory) => memory.get(key),
@@ -130,7 +131,7 @@ impl Cache {
     /// Warns (and returns the policy) when Redis's eviction policy could
     /// evict a tag index before its keys; see [`tags::check_eviction`].
     /// (An in-process store evicts nothing: `noeviction`.)
-    pub async fn check_eviction_policy(&self) -> Result<String, SinkError> {
+    pub async fn check_eviction_policy(&self) -> Result<String, RedisError> {
         match &self.store {
             Store::Redis(redis) => tags::check_eviction(redis).await,
             Store::Memory(_) => Ok("noeviction".to_owned()),

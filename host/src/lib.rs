@@ -5,14 +5,23 @@
 //! `invalidator:rules` WIT contract, and turns every commit into the exact
 //! cache keys, glob patterns and tags to invalidate.
 //!
-//! The flow of one commit, one module per step:
-//! [`source`] (where commits come from: the transaction guard) →
-//! [`commit`] (what was written) → [`rules`] (the sandboxed rule set) →
-//! [`targets`] (what to invalidate, merged) → [`pipeline`] (batching,
-//! pending work, retries, statistics) → [`sink`] (Redis, single node or
-//! cluster). [`cache`] is the application's side: reads, and writes that
-//! register their tags. [`dry_run`], [`apply`] and [`diff`] wire the steps
-//! together for the `invalidator run`, `apply` and `diff` commands.
+//! The flow of one commit, one module per step, each depending only on
+//! the steps beside it:
+//!
+//! [`source`] (where commits come from: JSON Lines, HTTP, a Redis stream,
+//! the embedding service's transactions; each acknowledges in its own
+//! terms once applied) → [`commit`] (what was written) → [`rules`] (the
+//! sandboxed rule set) → [`targets`] (what to invalidate, merged) →
+//! [`pipeline`] (batching, pending work, retries, probation, statistics;
+//! one owner per piece of state) → [`sink`] (applying targets to Redis or
+//! memory) → back to the source, which acknowledges.
+//!
+//! Beside the flow: [`connection`] is the Redis client the sink and the
+//! stream source share; [`cache`] is the application's side (reads, and
+//! writes that register their tags); [`reload`] watches the rules folder;
+//! [`serve`] wires sources, pipeline and sink into the long-running
+//! service and runs its operations API; [`dry_run`], [`apply`] and
+//! [`diff`] are what the `invalidator run`, `apply` and `diff` commands do.
 //! [`escape`] makes rule-supplied text safe to show.
 //!
 //! ```no_run
@@ -32,6 +41,7 @@ pub mod apply;
 mod bindings;
 pub mod cache;
 pub mod commit;
+pub mod connection;
 pub mod diff;
 pub mod dry_run;
 pub mod escape;

@@ -9,12 +9,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use invalidator::apply::{ApplySummary, apply_events};
 use invalidator::cache::Cache;
+use invalidator::connection::{Redis, RedisConfig};
 use invalidator::diff::diff;
 use invalidator::dry_run::dry_run;
 use invalidator::escape::escape;
 use invalidator::rules::{RuleSet, Runtime, SandboxConfig};
 use invalidator::serve::{LogFormat, ServeConfig, serve};
-use invalidator::sink::{Redis, RedisConfig};
 use invalidator::targets::Target;
 
 /// Cache-invalidation rules engine: turns committed transactions into the

@@ -24,11 +24,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use invalidator::commit::{Commit, Op, Value, Write};
+use invalidator::connection::{Redis, RedisConfig};
 use invalidator::pipeline::{Invalidator, PipelineConfig};
 use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
 use invalidator::sink::glob::PatternSet;
 use invalidator::sink::sweep::sweep;
-use invalidator::sink::{Redis, RedisConfig};
 use invalidator_tests::{RedisServer, guests};
 
 const ROUNDS: usize = 5;

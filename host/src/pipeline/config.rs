@@ -1,6 +1,6 @@
 //! [`PipelineConfig`]: the pipeline's bounds and timings, with documented
-//! defaults. (Redis timeouts belong to the [`Redis`](crate::sink::Redis)
-//! handle: see [`RedisConfig`](crate::sink::RedisConfig).)
+//! defaults. (Redis timeouts belong to the [`Redis`](crate::connection::Redis)
+//! handle: see [`RedisConfig`](crate::connection::RedisConfig).)
 
 use std::time::Duration;
 

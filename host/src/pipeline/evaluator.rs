@@ -1,5 +1,7 @@
 //! The evaluator thread: runs queued commits through the rules in batches
-//! and adds their targets to the pending work.
+//! and sends their targets on to the applier. It owns the rule set in
+//! service, the shadow rules and the probation of new versions: swaps and
+//! shadows reach it as messages, in the order of the work around them.
 //!
 //! Rules are CPU work, so they run on a thread of their own rather than on
 //! the async runtime, where they would hold up Redis I/O.
@@ -8,22 +10,92 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Instant;
 
-use super::handle::{Queued, Shared, Work};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::message::{Evaluated, Queued, ToEvaluator, Work};
+use super::probation::Probation;
+use super::progress::Progress;
+use super::{PipelineConfig, shadow};
+use crate::commit::Commit;
+use crate::rules::{Outcome, RuleSet};
 use crate::targets::TargetSet;
 
-/// Runs until every sender is gone and the queue is drained.
-pub(crate) fn run(shared: Arc<Shared>, queue: Receiver<Queued>) {
-    let max_batch = shared.config.max_batch.max(1);
-    let linger = shared.config.linger;
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        let deadline = Instant::now() + linger;
-        // Whatever queued up while the last batch was busy joins this one:
-        // batches grow with the load, and an idle pipeline waits for
-        // nothing unless a linger is configured.
-        while batch.len() < max_batch {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
+/// The rules in service, published for readers: written only here.
+pub(crate) struct Published {
+    pub(crate) rules: watch::Sender<Arc<RuleSet>>,
+    pub(crate) shadows: watch::Sender<Option<Arc<RuleSet>>>,
+}
+
+/// The evaluator's state, all of it its own.
+pub(crate) struct Evaluator {
+    rules: Arc<RuleSet>,
+    shadows: Option<Arc<RuleSet>>,
+    probation: Probation,
+    config: PipelineConfig,
+    progress: Arc<Progress>,
+    published: Published,
+    applier: mpsc::UnboundedSender<Evaluated>,
+}
+
+/// A batch taken from the queue, and the message that ended it early.
+struct Batch {
+    work: Vec<Queued>,
+    control: Option<ToEvaluator>,
+}
+
+impl Evaluator {
+    pub(crate) fn new(
+        rules: Arc<RuleSet>,
+        config: PipelineConfig,
+        progress: Arc<Progress>,
+        published: Published,
+        applier: mpsc::UnboundedSender<Evaluated>,
+    ) -> Self {
+        Self {
+            rules,
+            shadows: None,
+            probation: Probation::default(),
+            config,
+            progress,
+            published,
+            applier,
+        }
+    }
+
+    /// Runs until every sender is gone and the queue is drained.
+    pub(crate) fn run(mut self, queue: Receiver<ToEvaluator>) {
+        while let Some(batch) = self.next_batch(&queue) {
+            if !batch.work.is_empty() {
+                self.evaluate(batch.work);
+            }
+            if let Some(control) = batch.control {
+                self.control(control);
+            }
+        }
+    }
+
+    /// Waits for work, then takes whatever queued up meanwhile, up to the
+    /// batch bound: batches grow with the load, and an idle pipeline waits
+    /// for nothing unless a linger is configured. A swap or a change of
+    /// shadows ends the batch, so that it applies from the next commit on.
+    /// `None` once the queue is closed and drained.
+    fn next_batch(&self, queue: &Receiver<ToEvaluator>) -> Option<Batch> {
+        let mut batch = Batch {
+            work: Vec::new(),
+            control: None,
+        };
+        match queue.recv().ok()? {
+            ToEvaluator::Work(first) => batch.work.push(first),
+            control => {
+                batch.control = Some(control);
+                return Some(batch);
+            }
+        }
+        let max_batch = self.config.max_batch.max(1);
+        let deadline = Instant::now() + self.config.linger;
+        while batch.work.len() < max_batch {
+            let next = match queue.try_recv() {
+                Ok(next) => next,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
                     let now = Instant::now();
@@ -31,67 +103,136 @@ pub(crate) fn run(shared: Arc<Shared>, queue: Receiver<Queued>) {
                         break;
                     }
                     match queue.recv_timeout(deadline - now) {
-                        Ok(next) => batch.push(next),
+                        Ok(next) => next,
                         Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                     }
                 }
+            };
+            match next {
+                ToEvaluator::Work(work) => batch.work.push(work),
+                control => {
+                    batch.control = Some(control);
+                    break;
+                }
             }
         }
+        Some(batch)
+    }
+
+    /// Evaluates one batch with one version of the rules and sends its
+    /// targets to the applier.
+    fn evaluate(&mut self, batch: Vec<Queued>) {
         let seq = batch.last().map_or(0, |q| q.seq);
         let handed = batch.len();
         // Targets asked for by hand skip the rules and join the batch's.
         let mut manual = TargetSet::new();
-        let commits: Vec<_> = batch
-            .into_iter()
-            .filter_map(|q| match q.work {
-                Work::Commit(commit) => Some(commit),
-                Work::Targets(targets) => {
-                    manual.merge(targets);
-                    None
-                }
-            })
-            .collect();
-        // One version of the rules for the whole batch.
-        let rules = shared.rules.load_full();
-        let backlog = shared.stats.is_queued() as usize;
-        let (mut targets, failures) = if backlog > shared.config.max_pending || commits.is_empty() {
+        let mut commits = Vec::with_capacity(batch.len());
+        let mut answered: Vec<(Commit, oneshot::Sender<Outcome>)> = Vec::new();
+        for queued in batch {
+            match queued.work {
+                Work::Commit(commit) => commits.push(commit),
+                Work::Answered(commit, reply) => answered.push((commit, reply)),
+                Work::Targets(targets) => manual.merge(targets),
+            }
+        }
+        let rules = self.rules.clone();
+        let backlog = self.progress.stats.is_queued() as usize;
+        if backlog > self.config.max_pending {
             // More commits are waiting than the bound allows targets: do not
             // spend time on rules whose targets would collapse anyway.
-            (TargetSet::new(), 0)
-        } else {
-            let outcome = rules.evaluate_batch(&commits);
-            if let Some(shadows) = shared.shadows.load_full() {
-                super::shadow::compare(&shared, &rules, &shadows, &commits);
-            }
-            if let Some(policy) = &shared.config.rollback {
-                let mut probation = shared.probation.lock().expect("probation lock");
-                // Only if the set judged is still the one in service: a swap
-                // meanwhile has settled the question.
-                if Arc::ptr_eq(&rules, &shared.rules.load_full())
-                    && let Some(restored) =
-                        probation.judge(policy, &rules, &commits, &outcome.failures)
-                {
-                    shared.rules.store(restored);
-                    shared.stats.rolled_back();
-                }
-            }
-            (outcome.targets, outcome.failures.len())
-        };
-        shared.stats.evaluated(handed, failures);
-        if backlog > shared.config.max_pending {
             tracing::warn!(
                 backlog,
                 "commit backlog exceeds the pending bound: applying the rules' fallback targets"
             );
-            shared.add_pending(rules.fallback(), seq, true);
+            for (_, reply) in answered {
+                let _ = reply.send(Outcome {
+                    targets: rules.fallback(),
+                    failures: Vec::new(),
+                });
+            }
+            self.progress.stats.evaluated(handed, 0);
+            self.send(rules.fallback(), seq, true);
             // The fallback covers what the rules could ask for, not what
             // an operator asked for by hand: that is added as it is.
             if !manual.is_empty() {
-                shared.add_pending(manual, seq, false);
+                self.send(manual, seq, false);
             }
-        } else {
-            targets.merge(manual);
-            shared.add_pending(targets, seq, false);
+            return;
         }
+        let mut outcome = if commits.is_empty() {
+            Outcome::default()
+        } else {
+            rules.evaluate_batch(&commits)
+        };
+        // A commit whose own outcome is wanted is evaluated alone, so that
+        // its answer is exactly its own targets.
+        for (commit, reply) in answered {
+            let own = rules.evaluate(&commit);
+            outcome.targets.merge(own.targets.clone());
+            outcome.failures.extend(own.failures.iter().cloned());
+            let _ = reply.send(own);
+            commits.push(commit);
+        }
+        if let Some(shadows) = &self.shadows {
+            shadow::compare(&self.progress.stats, &rules, shadows, &commits);
+        }
+        self.judge(&commits, &outcome);
+        self.progress
+            .stats
+            .evaluated(handed, outcome.failures.len());
+        let mut targets = outcome.targets;
+        targets.merge(manual);
+        self.send(targets, seq, false);
+    }
+
+    /// Counts the batch against the versions on probation, and rolls back
+    /// one that failed too often.
+    fn judge(&mut self, commits: &[Commit], outcome: &Outcome) {
+        let Some(policy) = &self.config.rollback else {
+            return;
+        };
+        if let Some(restored) =
+            self.probation
+                .judge(policy, &self.rules, commits, &outcome.failures)
+        {
+            self.put_in_service(restored);
+            self.progress.stats.rolled_back();
+        }
+    }
+
+    /// Acts on a swap or a change of shadows.
+    fn control(&mut self, control: ToEvaluator) {
+        match control {
+            ToEvaluator::Work(_) => unreachable!("work is batched, not a control message"),
+            ToEvaluator::Swap { rules, reply } => {
+                self.progress.stats.swapped();
+                let next = self.probation.promote(&self.rules, rules);
+                let previous = self.put_in_service(next);
+                let _ = reply.send(previous);
+            }
+            ToEvaluator::Shadows(shadows) => {
+                self.shadows = shadows.filter(|s| !s.rules().is_empty());
+                self.published.shadows.send_replace(self.shadows.clone());
+            }
+        }
+    }
+
+    /// Puts `rules` in service and publishes them; returns the set they
+    /// replace.
+    fn put_in_service(&mut self, rules: Arc<RuleSet>) -> Arc<RuleSet> {
+        self.published.rules.send_replace(rules.clone());
+        std::mem::replace(&mut self.rules, rules)
+    }
+
+    fn send(&self, targets: TargetSet, seq: u64, collapse: bool) {
+        let evaluated = Evaluated {
+            targets,
+            seq,
+            collapse,
+            rules: self.rules.clone(),
+        };
+        // The applier is gone only once the handle is dropped, when there
+        // is nobody left to apply for.
+        let _ = self.applier.send(evaluated);
     }
 }

@@ -3,79 +3,22 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
 
-use super::failures::{ApplyFailure, Failures};
-use super::pending::Pending;
-use super::probation::Probation;
-use super::{PipelineConfig, Stats, StatsSnapshot, applier, evaluator};
+use super::applier::{self, Applier};
+use super::evaluator::{Evaluator, Published};
+use super::failures::ApplyFailure;
+use super::message::{Queued, ToEvaluator, Work};
+use super::progress::Progress;
+use super::{PipelineConfig, StatsSnapshot};
 use crate::commit::Commit;
-use crate::rules::RuleSet;
-use crate::sink::{Redis, Store};
+use crate::connection::Redis;
+use crate::rules::{Outcome, RuleSet};
+use crate::sink::Store;
 use crate::targets::TargetSet;
-
-/// Work waiting for the evaluator, with its place in the order.
-pub(crate) struct Queued {
-    pub(crate) seq: u64,
-    pub(crate) work: Work,
-}
-
-/// What was handed over: a commit for the rules, or targets asked for by
-/// hand. Both go through the one queue so that sequence numbers, and so
-/// [`Invalidator::flush`], cover both in order.
-pub(crate) enum Work {
-    Commit(Commit),
-    Targets(TargetSet),
-}
-
-/// What the evaluator thread, the applier task and the handle share.
-pub(crate) struct Shared {
-    /// The rule set in service. Each batch loads it once, so every commit
-    /// is evaluated by exactly one version, and a swap takes effect at the
-    /// next batch without stopping anything.
-    pub(crate) rules: ArcSwap<RuleSet>,
-    /// New rule versions on probation, and versions rolled back.
-    pub(crate) probation: Mutex<Probation>,
-    /// Shadow rules, run beside the live ones and never applied.
-    pub(crate) shadows: ArcSwapOption<RuleSet>,
-    pub(crate) store: Store,
-    pub(crate) config: PipelineConfig,
-    pub(crate) stats: Stats,
-    pending: Mutex<Pending>,
-    /// Wakes the applier when work is added.
-    pub(crate) wake: Notify,
-    /// The sequence number of the last commit whose invalidations are
-    /// applied; [`Invalidator::flush`] waits on it.
-    pub(crate) applied: watch::Sender<u64>,
-    /// Batches Redis refused targets of for good.
-    pub(crate) failures: Mutex<Failures>,
-}
-
-impl Shared {
-    pub(crate) fn add_pending(&self, targets: TargetSet, seq: u64, collapse: bool) {
-        let mut pending = self.pending.lock().expect("pending lock");
-        let max = if collapse { 0 } else { self.config.max_pending };
-        if pending.add(targets, seq, max, || self.rules.load().fallback()) {
-            self.stats.collapsed();
-        }
-        self.stats.set_pending(pending.len());
-        drop(pending);
-        self.wake.notify_one();
-    }
-
-    pub(crate) fn take_pending(&self) -> Option<(TargetSet, u64)> {
-        let applied = *self.applied.borrow();
-        let mut pending = self.pending.lock().expect("pending lock");
-        let work = pending.take(applied);
-        self.stats.set_pending(pending.len());
-        work
-    }
-}
 
 /// Why [`Invalidator::flush_timeout`] returned before everything was
 /// applied.
@@ -109,7 +52,7 @@ pub struct FlushError {
 /// use std::sync::Arc;
 /// use invalidator::pipeline::{Invalidator, PipelineConfig};
 /// use invalidator::rules::{RuleSet, Runtime, SandboxConfig};
-/// use invalidator::sink::{Redis, RedisConfig};
+/// use invalidator::connection::{Redis, RedisConfig};
 ///
 /// let runtime = Runtime::new(SandboxConfig::default())?;
 /// let rules = Arc::new(RuleSet::load(&runtime, "target/rules".as_ref())?);
@@ -123,12 +66,16 @@ pub struct FlushError {
 /// # Ok(()) }
 /// ```
 pub struct Invalidator {
-    shared: Arc<Shared>,
+    progress: Arc<Progress>,
     /// Locked while numbering and queueing a commit, so that commits reach
     /// the queue in the order of their numbers.
-    queue: Mutex<Option<Sender<Queued>>>,
+    queue: Mutex<Option<Sender<ToEvaluator>>>,
     submitted: AtomicU64,
-    evaluator: Option<JoinHandle<()>>,
+    /// The rule set in service and the shadows, as the evaluator, which
+    /// owns them, last published them.
+    rules: watch::Receiver<Arc<RuleSet>>,
+    shadows: watch::Receiver<Option<Arc<RuleSet>>>,
+    store: Store,
     tasks: Vec<AbortHandle>,
 }
 
@@ -151,41 +98,44 @@ impl Invalidator {
     /// [`start`](Self::start) on any [`Store`]: Redis, or an in-process
     /// [`MemoryStore`](crate::sink::MemoryStore).
     pub fn start_with(rules: Arc<RuleSet>, store: Store, config: PipelineConfig) -> Self {
-        let (applied, _) = watch::channel(0);
         // Tag indexes to prune exist only in Redis.
         let prune_every = match store {
             Store::Redis(_) => config.prune_every,
             Store::Memory(_) => None,
         };
-        let shared = Arc::new(Shared {
-            rules: ArcSwap::new(rules),
-            shadows: ArcSwapOption::empty(),
-            probation: Mutex::new(Probation::default()),
-            store,
-            config,
-            stats: Stats::default(),
-            pending: Mutex::new(Pending::default()),
-            wake: Notify::new(),
-            applied,
-            failures: Mutex::new(Failures::default()),
-        });
+        let progress = Arc::new(Progress::new());
+        let (published_rules, rules_rx) = watch::channel(rules.clone());
+        let (published_shadows, shadows_rx) = watch::channel(None);
+        let (to_applier, inbox) = tokio::sync::mpsc::unbounded_channel();
         let (tx, rx) = mpsc::channel();
-        let evaluator = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("invalidator-rules".into())
-                .spawn(move || evaluator::run(shared, rx))
-                .expect("spawning the rules thread")
-        };
-        let mut tasks = vec![tokio::spawn(applier::run(shared.clone())).abort_handle()];
+        let evaluator = Evaluator::new(
+            rules,
+            config.clone(),
+            progress.clone(),
+            Published {
+                rules: published_rules,
+                shadows: published_shadows,
+            },
+            to_applier,
+        );
+        // Never joined: it ends on its own once the queue is closed and
+        // drained, and dropping the handle must not wait for that.
+        std::thread::Builder::new()
+            .name("invalidator-rules".into())
+            .spawn(move || evaluator.run(rx))
+            .expect("spawning the rules thread");
+        let applier = Applier::new(store.clone(), config, progress.clone(), inbox);
+        let mut tasks = vec![tokio::spawn(applier.run()).abort_handle()];
         if let Some(every) = prune_every {
-            tasks.push(tokio::spawn(applier::janitor(shared.clone(), every)).abort_handle());
+            tasks.push(tokio::spawn(applier::janitor(store.clone(), every)).abort_handle());
         }
         Self {
-            shared,
+            progress,
             queue: Mutex::new(Some(tx)),
             submitted: AtomicU64::new(0),
-            evaluator: Some(evaluator),
+            rules: rules_rx,
+            shadows: shadows_rx,
+            store,
             tasks,
         }
     }
@@ -206,12 +156,46 @@ impl Invalidator {
         self.hand_over(Work::Targets(targets))
     }
 
+    /// [`after_commit`](Self::after_commit), and also answers with what
+    /// the rules decided for this commit alone (its targets, and the rules
+    /// that failed on it) once it is evaluated. The commit is evaluated,
+    /// shadowed, judged and counted like any other; the answer comes
+    /// before its invalidations are applied. If the pipeline stops first,
+    /// the answer never comes (the receiver sees an error).
+    pub fn after_commit_answered(&self, commit: Commit) -> (u64, oneshot::Receiver<Outcome>) {
+        let (reply, answer) = oneshot::channel();
+        (self.hand_over(Work::Answered(commit, reply)), answer)
+    }
+
+    /// [`after_commit`](Self::after_commit) for many commits, in order,
+    /// taking the queue once. Returns the sequence number of the last (0
+    /// for none).
+    pub fn after_commits(&self, commits: Vec<Commit>) -> u64 {
+        let queue = self.queue.lock().expect("queue lock");
+        let mut seq = 0;
+        for commit in commits {
+            seq = self.submitted.fetch_add(1, Ordering::SeqCst) + 1;
+            self.progress.stats.handed_over();
+            let sent = queue.as_ref().is_some_and(|tx| {
+                tx.send(ToEvaluator::Work(Queued {
+                    seq,
+                    work: Work::Commit(commit),
+                }))
+                .is_ok()
+            });
+            if !sent {
+                tracing::error!(seq, "the pipeline has stopped; work not queued");
+            }
+        }
+        seq
+    }
+
     fn hand_over(&self, work: Work) -> u64 {
         let queue = self.queue.lock().expect("queue lock");
         let seq = self.submitted.fetch_add(1, Ordering::SeqCst) + 1;
-        self.shared.stats.handed_over();
+        self.progress.stats.handed_over();
         match queue.as_ref() {
-            Some(tx) if tx.send(Queued { seq, work }).is_ok() => {}
+            Some(tx) if tx.send(ToEvaluator::Work(Queued { seq, work })).is_ok() => {}
             _ => tracing::error!(seq, "the pipeline has stopped; work not queued"),
         }
         seq
@@ -222,13 +206,13 @@ impl Invalidator {
     /// A source that must acknowledge its input only once it is applied
     /// (a stream consumer) watches this.
     pub fn applied(&self) -> watch::Receiver<u64> {
-        self.shared.applied.subscribe()
+        self.progress.applied.subscribe()
     }
 
     /// Waits until the work numbered `seq` (and everything before it) is
     /// applied.
     pub async fn applied_up_to(&self, seq: u64) {
-        let mut applied = self.shared.applied.subscribe();
+        let mut applied = self.progress.applied.subscribe();
         let _ = applied.wait_for(|&done| done >= seq).await;
     }
 
@@ -236,13 +220,13 @@ impl Invalidator {
     /// commit `seq`, and which: ask once [`applied`](Self::applied) has
     /// passed `seq`. The most recent 10,000 failed batches are kept.
     pub fn failure(&self, seq: u64) -> Option<Arc<ApplyFailure>> {
-        self.shared.failures.lock().expect("failures lock").of(seq)
+        self.progress.failure(seq)
     }
 
     /// Waits until every commit handed over before this call has its
     /// invalidations applied. With Redis down, that is until it is back.
     pub async fn flush(&self) {
-        // The sender lives in `shared`, which outlives this borrow, so the
+        // The sender lives in `progress`, which outlives this borrow, so the
         // wait ends only when the target is reached.
         self.applied_up_to(self.submitted.load(Ordering::SeqCst))
             .await;
@@ -265,48 +249,60 @@ impl Invalidator {
 
     /// The pipeline's counters now.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        self.progress.stats.snapshot()
     }
 
     /// The rule set commits are evaluated against now.
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.shared.rules.load_full()
+        self.rules.borrow().clone()
     }
 
     /// Puts `rules` in service and returns the set it replaces. Nothing
-    /// stops: a batch being evaluated finishes on the set it started with,
-    /// and the next batch uses the new one, so every commit is evaluated
-    /// by exactly one version.
+    /// stops: the commits handed over before this call are evaluated by
+    /// the set they were handed to, and every commit handed over after it
+    /// returns by the new one, so every commit is evaluated by exactly one
+    /// version. It waits for the evaluator to take the new set, that is
+    /// for the commits queued ahead of it to be evaluated.
     ///
     /// Each rule whose version changed is on probation for the
-    /// [`RollbackPolicy`] window; a version rolled back before is refused
-    /// (the current version of that rule stays) until its file changes.
+    /// [`RollbackPolicy`](super::RollbackPolicy) window; a version rolled
+    /// back before is refused (the current version of that rule stays)
+    /// until its file changes.
     pub fn swap_rules(&self, rules: Arc<RuleSet>) -> Arc<RuleSet> {
-        self.shared.stats.swapped();
-        // Under the probation lock, so that a rollback and a swap never
-        // interleave.
-        let mut probation = self.shared.probation.lock().expect("probation lock");
-        let current = self.shared.rules.load_full();
-        let next = probation.promote(&current, rules);
-        self.shared.rules.swap(next)
+        let (reply, replaced) = mpsc::sync_channel(1);
+        if self.control(ToEvaluator::Swap { rules, reply }) {
+            if let Ok(previous) = replaced.recv() {
+                return previous;
+            }
+        }
+        tracing::error!("the pipeline has stopped; rules not swapped");
+        self.rules()
     }
 
     /// Sets the shadow rules (or none): each runs beside the live rule of
     /// the same name on the same commits, its targets compared and never
-    /// applied; see [`StatsSnapshot::shadow_differences`].
+    /// applied; see [`StatsSnapshot::shadow_differences`]. They apply from
+    /// the next commit handed over.
     pub fn set_shadows(&self, shadows: Option<Arc<RuleSet>>) {
-        let shadows = shadows.filter(|s| !s.rules().is_empty());
-        self.shared.shadows.store(shadows);
+        if !self.control(ToEvaluator::Shadows(shadows)) {
+            tracing::error!("the pipeline has stopped; shadows not set");
+        }
+    }
+
+    /// Sends the evaluator a control message; false if it has stopped.
+    fn control(&self, message: ToEvaluator) -> bool {
+        let queue = self.queue.lock().expect("queue lock");
+        queue.as_ref().is_some_and(|tx| tx.send(message).is_ok())
     }
 
     /// The shadow rules running beside the live ones, if any.
     pub fn shadows(&self) -> Option<Arc<RuleSet>> {
-        self.shared.shadows.load_full()
+        self.shadows.borrow().clone()
     }
 
     /// The store invalidations are applied to.
     pub fn store(&self) -> &Store {
-        &self.shared.store
+        &self.store
     }
 
     /// Applies everything handed over, then stops.
@@ -318,16 +314,14 @@ impl Invalidator {
 
 impl Drop for Invalidator {
     fn drop(&mut self) {
-        // Closing the queue ends the evaluator once it has drained it.
+        // Closing the queue ends the evaluator once it has drained it; it
+        // is not waited for.
         self.queue.lock().expect("queue lock").take();
-        if let Some(evaluator) = self.evaluator.take() {
-            let _ = evaluator.join();
-        }
         for task in &self.tasks {
             task.abort();
         }
-        let stats = self.shared.stats.snapshot();
-        let unapplied = *self.shared.applied.borrow() < self.submitted.load(Ordering::SeqCst);
+        let stats = self.progress.stats.snapshot();
+        let unapplied = self.progress.applied() < self.submitted.load(Ordering::SeqCst);
         if unapplied {
             tracing::error!(
                 pending = stats.pending,

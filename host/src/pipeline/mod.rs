@@ -2,26 +2,36 @@
 //! background.
 //!
 //! [`Invalidator`] is the handle a service embeds. Handing it a commit only
-//! queues it (the writer never waits on the cache). Behind it, one thread
-//! evaluates the queued commits in batches ([`evaluator`]) and merges their
-//! targets into the pending work ([`pending`]), and one task applies the
-//! pending work to Redis ([`applier`]), retrying with backoff
-//! ([`backoff`]) until it succeeds, or Redis refuses a target for good
-//! ([`failures`]). What happened is counted in [`Stats`].
+//! queues it (the writer never waits on the cache). Behind it, each piece
+//! of state has one owner, and the others send it messages ([`message`]):
+//! - one thread, the [`evaluator`], owns the rule set in service, the
+//!   shadows ([`shadow`]) and the probation of new versions
+//!   ([`probation`]); it evaluates the queued commits in batches and sends
+//!   their targets on;
+//! - one task, the [`applier`], owns the pending work ([`pending`]) and
+//!   applies it to the store, retrying with backoff until it
+//!   succeeds or Redis refuses a target for good ([`failures`]).
+//!
+//! What happened is reported in [`progress`]: the counters ([`Stats`]),
+//! the last commit applied, and the refusals; that is all they share.
 
 mod applier;
-mod backoff;
 mod config;
 mod evaluator;
 mod failures;
 mod handle;
+mod message;
 mod pending;
 mod probation;
+mod progress;
 mod shadow;
 mod stats;
 
-pub(crate) use backoff::Backoff;
 pub use config::{PipelineConfig, RollbackPolicy};
 pub use failures::ApplyFailure;
 pub use handle::{FlushError, Invalidator};
 pub use stats::{Stats, StatsSnapshot};
+
+/// What the rules decided for one commit: the answer of
+/// [`Invalidator::after_commit_answered`].
+pub use crate::rules::Outcome;

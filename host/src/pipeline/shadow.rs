@@ -5,12 +5,12 @@
 use crate::commit::Commit;
 use crate::rules::RuleSet;
 
-use super::handle::Shared;
+use super::Stats;
 
 /// Runs every shadow rule on `commits`, commit by commit, next to the live
 /// rule of the same name (or nothing, for a shadow of a new rule), and
 /// counts and logs the commits whose targets differ.
-pub(crate) fn compare(shared: &Shared, live: &RuleSet, shadows: &RuleSet, commits: &[Commit]) {
+pub(crate) fn compare(stats: &Stats, live: &RuleSet, shadows: &RuleSet, commits: &[Commit]) {
     for shadow in shadows.rules() {
         let shadow_set = RuleSet::new(vec![shadow.clone()]).expect("one rule, no clash");
         let live_set = live
@@ -25,7 +25,7 @@ pub(crate) fn compare(shared: &Shared, live: &RuleSet, shadows: &RuleSet, commit
                 .map(|set| set.evaluate(commit).targets)
                 .unwrap_or_default();
             let differs = theirs != ours;
-            shared.stats.shadowed(differs);
+            stats.shadowed(differs);
             if differs {
                 let only = |a: &std::collections::BTreeSet<String>,
                             b: &std::collections::BTreeSet<String>| {

@@ -337,7 +337,8 @@ impl ServeConfig {
             );
         }
         if let Some(addr) = self.http.listen.as_deref().and_then(|l| l.parse().ok()) {
-            super::http::check_exposure(addr, self.http.token.as_deref())?;
+            crate::source::http::check_exposure(addr, self.http.token.as_deref())
+                .map_err(|e| e.to_string())?;
         }
         if self.http.token.as_deref() == Some("") {
             return Err("`http.token` is empty: give a token, or none".to_owned());

@@ -1,10 +1,12 @@
 //! [`serve`]: the `invalidator serve` command, a long-running service.
 //!
-//! Rules come from a watched folder and are swapped live as their files
-//! change ([`crate::reload`]). Commits come from any of three sources, at
-//! once if wanted: a JSON Lines input, the HTTP API ([`http`]), and a
-//! Redis stream shared by any number of processes ([`stream`]). Their
-//! invalidations are applied to Redis, or to an in-process store.
+//! It only wires the parts together and runs the operations API
+//! ([`http`]): rules come from a watched folder and are swapped live as
+//! their files change ([`crate::reload`]); commits come from any of three
+//! [`sources`](crate::source), at once if wanted: a JSON Lines input, the
+//! HTTP intake, and a Redis stream shared by any number of processes;
+//! their invalidations are applied by the pipeline to Redis, or to an
+//! in-process store. Its settings are [`ServeConfig`].
 //!
 //! Stopping (SIGTERM, Ctrl-C, or the end of the input when it is the only
 //! source) takes no new work, finishes what is in flight, acknowledges it,
@@ -13,7 +15,6 @@
 mod config;
 mod http;
 mod signals;
-mod stream;
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -22,19 +23,22 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
+pub use crate::source::stream::StreamStats;
 pub use config::{
     ENV_PREFIX, HttpConfig, LogFormat, PipelineSettings, SandboxSettings, ServeConfig, StreamConfig,
 };
-pub use stream::StreamStats;
 
 use crate::apply::ApplySummary;
 use crate::cache::Cache;
-use crate::commit::for_each_commit;
+use crate::connection::{Redis, RedisConfig, RedisError};
 use crate::pipeline::Invalidator;
 use crate::reload::{Catalog, Refresh, Reloader};
 use crate::rules::{RuleSet, Runtime};
-use crate::sink::{MemoryStore, Redis, RedisConfig, SinkError, Store};
-use stream::StreamSource;
+use crate::sink::{MemoryStore, Store};
+use crate::source::http::{HttpSettings, HttpSource};
+use crate::source::lines::LinesSource;
+use crate::source::stream::{StreamSettings, StreamSource};
+use crate::source::{Intake, Source, SourceReport};
 
 /// What a `serve` run did; printed as its last line when it stops: the
 /// fields of an `apply` summary, then what happened to the rules and the
@@ -67,21 +71,12 @@ pub(crate) struct Service {
     pub(crate) stream: Option<Arc<StreamSource>>,
     pub(crate) started: Instant,
     refused_at_start: u64,
-    stopping: watch::Receiver<bool>,
 }
 
 impl Service {
     /// Rule files refused since the start.
     pub(crate) fn refused(&self) -> u64 {
         self.refused_at_start + self.reloader.refused()
-    }
-
-    /// Refuses new work once stopping has begun.
-    pub(crate) fn taking_work(&self) -> Result<(), http::ApiError> {
-        if *self.stopping.borrow() {
-            return Err(http::ApiError::stopping());
-        }
-        Ok(())
     }
 
     /// Ready when rules are in service and the cache store answers; else
@@ -102,7 +97,7 @@ impl Service {
     }
 
     /// The cache store's hits and misses.
-    pub(crate) async fn cache_counts(&self) -> Result<(u64, u64), SinkError> {
+    pub(crate) async fn cache_counts(&self) -> Result<(u64, u64), RedisError> {
         self.invalidator.store().hits_and_misses().await
     }
 }
@@ -179,8 +174,10 @@ pub async fn serve(
 
     let (stop, stopping) = watch::channel(false);
     let drain = Duration::from_secs(config.shutdown_timeout_secs);
-    let stream = match config.stream.name {
-        Some(_) => Some(Arc::new(StreamSource::new(&config, invalidator.clone())?)),
+    let stream = match stream_settings(&config, drain)? {
+        Some(settings) => Some(Arc::new(
+            StreamSource::new(settings).map_err(|e| e.to_string())?,
+        )),
         None => None,
     };
     let service = Arc::new(Service {
@@ -190,30 +187,39 @@ pub async fn serve(
         stream: stream.clone(),
         started: Instant::now(),
         refused_at_start: first.rejected.len() as u64,
-        stopping: stopping.clone(),
     });
 
+    let intake = Intake::new(invalidator.clone());
     let mut tasks = Vec::new();
     if let Some(listen) = &config.http.listen {
-        let (listener, addr) = http::bind(listen, config.http.token.as_deref()).await?;
         let api = Arc::new(http::Api {
             service: service.clone(),
+            body_limit: config.http.body_limit_bytes,
+        });
+        let settings = HttpSettings {
             token: config.http.token.clone(),
             body_limit: config.http.body_limit_bytes,
             wait_timeout: Duration::from_secs(config.http.wait_timeout_secs),
-        });
-        tasks.push(tokio::spawn(http::run(listener, api, stopping.clone())));
+        };
+        let operations = http::router(api, settings.token.clone());
+        let source = HttpSource::bind(listen, settings, operations)
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = source.addr();
+        tasks.push(spawn_source(source, &intake, &stopping));
         tracing::info!(%addr, "HTTP API listening");
         on_listening(addr);
     }
     if let Some(stream) = &stream {
-        tasks.push(tokio::spawn(stream.clone().run(stopping.clone(), drain)));
+        tasks.push(tokio::spawn(
+            stream.clone().run(intake.clone(), stopping.clone()),
+        ));
     }
     tracing::info!(store = described, dir = %dir.display(), "serving; watching for rule changes");
 
     let only_input = tasks.is_empty();
     let malformed = match input {
-        Some(input) => read_input(&invalidator, input, only_input).await,
+        Some(input) => read_input(input, &intake, &stopping, only_input).await,
         None => {
             let signal = signals::stopped().await;
             tracing::info!("{signal}: taking no new work, finishing what is in flight");
@@ -243,32 +249,59 @@ pub async fn serve(
     })
 }
 
+/// Runs `source` on its own task.
+fn spawn_source<S: Source>(
+    source: S,
+    intake: &Intake,
+    stopping: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<SourceReport> {
+    tokio::spawn(Arc::new(source).run(intake.clone(), stopping.clone()))
+}
+
+/// The stream source's settings, when `config` names a stream.
+fn stream_settings(
+    config: &ServeConfig,
+    drain: Duration,
+) -> Result<Option<StreamSettings>, String> {
+    let s = &config.stream;
+    let (Some(name), Some(dead_letter)) = (s.name.clone(), config.dead_letter()) else {
+        return Ok(None);
+    };
+    let Some(redis) = config.stream_redis() else {
+        return Err(format!(
+            "stream `{name}` has no Redis: set `stream.redis` or `redis`"
+        ));
+    };
+    Ok(Some(StreamSettings {
+        redis: redis.to_owned(),
+        name,
+        group: s.group.clone(),
+        consumer: config.consumer_name(),
+        dead_letter,
+        claim_idle: Duration::from_millis(s.claim_idle_ms),
+        max_attempts: s.max_attempts,
+        read_count: s.read_count,
+        block: Duration::from_millis(s.block_ms),
+        max_in_flight: s.max_in_flight,
+        drain,
+    }))
+}
+
 /// Hands every commit of `input` to the pipeline. When the input is the
 /// only source, its end stops the service; otherwise the service goes on
 /// until a signal. Returns how many lines were malformed.
 async fn read_input(
-    invalidator: &Arc<Invalidator>,
     input: Box<dyn BufRead + Send>,
+    intake: &Intake,
+    stopping: &watch::Receiver<bool>,
     only_source: bool,
 ) -> u64 {
-    // Reading blocks: on a thread of its own.
-    let reading = {
-        let invalidator = invalidator.clone();
-        tokio::task::spawn_blocking(move || {
-            let read = for_each_commit(input, std::io::stderr(), |commit| {
-                invalidator.after_commit(commit);
-                Ok(())
-            });
-            read.unwrap_or_else(|e| {
-                eprintln!("error: reading the commits: {e}");
-                1
-            })
-        })
-    };
+    let lines = Arc::new(LinesSource::new(input, std::io::stderr()));
+    let reading = lines.run(intake.clone(), stopping.clone());
     let signal = signals::stopped();
     tokio::pin!(signal);
-    let malformed = tokio::select! {
-        read = reading => read.unwrap_or(1),
+    let report = tokio::select! {
+        report = reading => report,
         signal = &mut signal => {
             tracing::info!("{signal}: taking no new work, finishing what was handed over");
             return 0;
@@ -279,5 +312,5 @@ async fn read_input(
         let signal = signal.await;
         tracing::info!("{signal}: taking no new work, finishing what is in flight");
     }
-    malformed
+    report.malformed
 }

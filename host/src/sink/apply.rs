@@ -4,7 +4,8 @@
 use std::mem;
 
 use super::glob::PatternSet;
-use super::{Redis, SinkError, sweep, tags};
+use super::{sweep, tags};
+use crate::connection::{Redis, RedisError};
 use crate::escape::escape;
 use crate::targets::{Target, TargetSet};
 
@@ -22,7 +23,7 @@ pub struct Applied {
     /// Keyspace sweeps run (one per batch that had patterns).
     pub sweeps: u64,
     /// Targets Redis refused with an error no retry can fix
-    /// ([`SinkError::is_permanent`]): given up on, each with its error.
+    /// ([`RedisError::is_permanent`]): given up on, each with its error.
     pub unapplied: Vec<Unapplied>,
 }
 
@@ -60,7 +61,7 @@ pub async fn apply(
     redis: &Redis,
     targets: &mut TargetSet,
     applied: &mut Applied,
-) -> Result<(), SinkError> {
+) -> Result<(), RedisError> {
     if !targets.keys.is_empty() {
         let keys: Vec<String> = targets.keys.iter().cloned().collect();
         match redis.unlink(&keys).await {
@@ -119,7 +120,7 @@ pub async fn apply(
 }
 
 /// Records `target` as given up on after `error`, and says so loudly.
-fn give_up(applied: &mut Applied, target: Target, error: &SinkError) {
+fn give_up(applied: &mut Applied, target: Target, error: &RedisError) {
     // The code first: the client's own rendering of some errors (those
     // inside a pipeline) spells it differently.
     let error_text = match error.code() {

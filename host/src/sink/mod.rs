@@ -1,20 +1,17 @@
 //! The sink: applies [`TargetSet`](crate::targets::TargetSet)s to Redis, a
 //! single node or a cluster.
 //!
-//! A sink only knows targets; it never sees rules or commits. It owns the
-//! Redis side of the product: the connection ([`Redis`]), the address forms
-//! ([`Endpoint`]), the Redis layout of a tag ([`tags`]), how each kind of
-//! target is deleted ([`apply`]) and the one-pass pattern sweep ([`sweep`]);
-//! and an in-process store ([`MemoryStore`]) for running with no Redis.
-//! [`Store`] is either.
+//! A sink only knows targets; it never sees rules or commits. It owns how
+//! targets meet the store: the Redis layout of a tag ([`tags`]), how each
+//! kind of target is deleted ([`apply`]), Redis's own glob matching
+//! ([`glob`]) and the one-pass pattern sweep ([`sweep`]); and an
+//! in-process store ([`MemoryStore`]) for running with no Redis. [`Store`]
+//! is either. It talks to Redis through [`crate::connection`].
 //!
 //! Every operation here is idempotent (deleting a deleted key is a no-op), so
 //! a caller that sees an error simply tries the remaining targets again.
 
 pub mod apply;
-mod connection;
-mod endpoint;
-mod error;
 pub mod glob;
 mod memory;
 mod store;
@@ -22,8 +19,5 @@ pub mod sweep;
 pub mod tags;
 
 pub use apply::{Applied, Unapplied, apply};
-pub use connection::{Node, Redis, RedisConfig};
-pub use endpoint::Endpoint;
-pub use error::SinkError;
 pub use memory::MemoryStore;
 pub use store::Store;

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{Applied, MemoryStore, Redis, SinkError};
+use super::{Applied, MemoryStore};
+use crate::connection::{Redis, RedisError};
 use crate::targets::TargetSet;
 
 /// A cache store the pipeline applies targets to.
@@ -21,7 +22,7 @@ impl Store {
         &self,
         targets: &mut TargetSet,
         applied: &mut Applied,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), RedisError> {
         match self {
             Store::Redis(redis) => super::apply(redis, targets, applied).await,
             Store::Memory(memory) => {
@@ -32,7 +33,7 @@ impl Store {
     }
 
     /// Checks that the store answers: `PING` on every Redis primary.
-    pub async fn ping(&self) -> Result<(), SinkError> {
+    pub async fn ping(&self) -> Result<(), RedisError> {
         let Store::Redis(redis) = self else {
             return Ok(());
         };
@@ -47,7 +48,7 @@ impl Store {
     /// `keyspace_misses` of `INFO stats`, summed over the primaries (every
     /// client's reads, since the server started); in process, the reads of
     /// [`MemoryStore::get`].
-    pub async fn hits_and_misses(&self) -> Result<(u64, u64), SinkError> {
+    pub async fn hits_and_misses(&self) -> Result<(u64, u64), RedisError> {
         let redis = match self {
             Store::Redis(redis) => redis,
             Store::Memory(memory) => return Ok(memory.hits_and_misses()),

@@ -8,7 +8,7 @@
 //! patterns share a literal prefix.
 
 use super::glob::PatternSet;
-use super::{Node, Redis, SinkError};
+use crate::connection::{Node, Redis, RedisError};
 
 /// Keys Redis looks at per `SCAN` step.
 pub const SCAN_COUNT: usize = 1000;
@@ -27,7 +27,7 @@ pub struct Swept {
 
 /// Deletes every key matching any of `patterns`, one `SCAN` pass per
 /// primary, primaries in parallel.
-pub async fn sweep(redis: &Redis, patterns: &PatternSet) -> Result<Swept, SinkError> {
+pub async fn sweep(redis: &Redis, patterns: &PatternSet) -> Result<Swept, RedisError> {
     if patterns.is_empty() {
         return Ok(Swept::default());
     }
@@ -46,7 +46,11 @@ pub async fn sweep(redis: &Redis, patterns: &PatternSet) -> Result<Swept, SinkEr
 /// node. A cluster node is swept in one part: since Redis 7.4 (and in
 /// Valkey 8) a cluster node keeps one table per slot and its cursor's low
 /// bits are the slot, so splitting by them would be wrong there.
-async fn sweep_node(redis: &Redis, node: &Node, patterns: &PatternSet) -> Result<Swept, SinkError> {
+async fn sweep_node(
+    redis: &Redis,
+    node: &Node,
+    patterns: &PatternSet,
+) -> Result<Swept, RedisError> {
     let filter = patterns.server_filter();
     let parts: Vec<u64> = if redis.is_cluster() {
         vec![WHOLE]
@@ -93,7 +97,7 @@ async fn sweep_part(
     patterns: &PatternSet,
     filter: Option<&[u8]>,
     part: u64,
-) -> Result<Swept, SinkError> {
+) -> Result<Swept, RedisError> {
     let mut swept = Swept::default();
     let mut cursor: u64 = if part == WHOLE {
         0

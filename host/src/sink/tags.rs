@@ -30,7 +30,7 @@
 use redis::Script;
 use std::sync::LazyLock;
 
-use super::{Node, Redis, SinkError};
+use crate::connection::{Node, Redis, RedisError};
 
 /// Where every tag index lives: `inv:tag:` then the tag.
 pub const TAG_PREFIX: &str = "inv:tag:";
@@ -71,7 +71,7 @@ pub async fn set_tagged(
     value: &[u8],
     ttl_ms: u64,
     tags: &[String],
-) -> Result<(), SinkError> {
+) -> Result<(), RedisError> {
     if !redis.is_cluster() {
         let mut call = TAGGED_SET.key(key);
         for tag in tags {
@@ -106,7 +106,7 @@ pub async fn set_tagged(
 
 /// Deletes every key carrying `tag`, and the tag's index, chunk by chunk.
 /// Returns how many keys existed.
-pub async fn invalidate(redis: &Redis, tag: &str) -> Result<u64, SinkError> {
+pub async fn invalidate(redis: &Redis, tag: &str) -> Result<u64, RedisError> {
     let index = index_key(tag);
     let mut deleted = 0;
     if !redis.is_cluster() {
@@ -141,7 +141,7 @@ pub async fn invalidate(redis: &Redis, tag: &str) -> Result<u64, SinkError> {
 /// clock of the node holding the index. Returns how many members were
 /// removed. Costs one `SCAN` over the keyspace (with
 /// `MATCH inv:tag:* TYPE zset`), so it runs in the background, rarely.
-pub async fn prune(redis: &Redis) -> Result<u64, SinkError> {
+pub async fn prune(redis: &Redis) -> Result<u64, RedisError> {
     let mut removed = 0;
     for node in redis.primaries().await? {
         removed += prune_node(redis, &node).await?;
@@ -149,7 +149,7 @@ pub async fn prune(redis: &Redis) -> Result<u64, SinkError> {
     Ok(removed)
 }
 
-async fn prune_node(redis: &Redis, node: &Node) -> Result<u64, SinkError> {
+async fn prune_node(redis: &Redis, node: &Node) -> Result<u64, RedisError> {
     let mut removed = 0;
     let mut cursor: u64 = 0;
     loop {
@@ -175,7 +175,7 @@ async fn prune_node(redis: &Redis, node: &Node) -> Result<u64, SinkError> {
 /// Warns when Redis may evict tag indexes: under an `allkeys-*` policy
 /// any key can go, an index included, and the keys it lists would then
 /// never be invalidated by their tag. Returns the policy.
-pub async fn check_eviction(redis: &Redis) -> Result<String, SinkError> {
+pub async fn check_eviction(redis: &Redis) -> Result<String, RedisError> {
     let reply: Vec<String> = redis
         .query(redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
         .await?;

@@ -1,11 +1,139 @@
-//! Sources: where commits come from. A source only produces commits and
-//! hands them to the [`pipeline`](crate::pipeline); nothing downstream
-//! knows where they came from.
+//! Sources: where commits come from. A source produces commits, hands them
+//! to the pipeline through an [`Intake`], and learns from it when each
+//! one's invalidations are applied, so that it can acknowledge them in its
+//! own terms. Nothing downstream knows where a commit came from.
 //!
-//! For services that embed the host, the source is their own code:
-//! [`Transaction`], a guard that records a transaction's writes and hands
-//! them over only when it commits.
+//! - [`lines`]: a JSON Lines input (a file, standard input); nothing to
+//!   acknowledge.
+//! - [`http`]: the HTTP API's intake; a `?wait=true` request is answered
+//!   once applied.
+//! - [`stream`]: a Redis stream read through a consumer group; an entry is
+//!   `XACK`ed once applied, and tracked meanwhile ([`in_flight`]).
+//! - [`transaction`]: for services that embed the host, their own code: a
+//!   guard that records a transaction's writes and hands them over only
+//!   when it commits. It is driven by the service's calls rather than run,
+//!   so it is the one source that does not implement [`Source`].
 
+pub mod http;
+mod in_flight;
+pub mod lines;
+pub mod stream;
 mod transaction;
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::{oneshot, watch};
+
 pub use transaction::{IntoRow, Transaction};
+
+use crate::commit::Commit;
+use crate::pipeline::{ApplyFailure, Invalidator, Outcome};
+use crate::targets::TargetSet;
+
+/// Something commits come from, run by `serve` beside the others.
+pub trait Source: Send + Sync + 'static {
+    /// Its name, for logs.
+    fn name(&self) -> &'static str;
+
+    /// Takes commits and hands them to `intake` until `stop` turns true or
+    /// its input ends, acknowledging each once `intake` says it is
+    /// applied. On stop it takes no new work, and waits, as its own
+    /// settings say, for what it handed over to be acknowledged.
+    fn run(
+        self: Arc<Self>,
+        intake: Intake,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = SourceReport> + Send;
+}
+
+/// What a source reports when it ends.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SourceReport {
+    /// Input that was not a commit (a malformed line), reported and
+    /// skipped.
+    pub malformed: u64,
+    /// Whether its input ended by itself (rather than by a stop).
+    pub ended: bool,
+}
+
+/// Why a source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The HTTP listener could not be opened.
+    #[error("cannot listen on `{listen}`: {source}")]
+    Listen {
+        /// The address asked for.
+        listen: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An address reachable from other machines, with no token.
+    #[error(
+        "refusing to listen on `{addr}` without a token: it is reachable from other \
+         machines. Set `http.token` (or INVALIDATOR_HTTP__TOKEN), or listen on 127.0.0.1"
+    )]
+    Exposed {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The stream's settings or Redis address are unusable.
+    #[error("stream: {0}")]
+    Stream(String),
+}
+
+/// The pipeline as a source sees it: where commits are handed over, and
+/// where their progress is learnt.
+#[derive(Clone)]
+pub struct Intake {
+    pipeline: Arc<Invalidator>,
+}
+
+impl Intake {
+    /// An intake into `pipeline`.
+    pub fn new(pipeline: Arc<Invalidator>) -> Self {
+        Self { pipeline }
+    }
+
+    /// Hands over a committed transaction; returns its sequence number.
+    pub fn hand_over(&self, commit: Commit) -> u64 {
+        self.pipeline.after_commit(commit)
+    }
+
+    /// Hands over committed transactions, in order; returns the sequence
+    /// number of the last (0 for none). Cheaper per commit than one by
+    /// one: the queue is taken once.
+    pub fn hand_over_all(&self, commits: Vec<Commit>) -> u64 {
+        self.pipeline.after_commits(commits)
+    }
+
+    /// Hands over a commit and answers with what the rules decided for it
+    /// alone, once evaluated.
+    pub fn hand_over_answered(&self, commit: Commit) -> (u64, oneshot::Receiver<Outcome>) {
+        self.pipeline.after_commit_answered(commit)
+    }
+
+    /// Hands over targets asked for by hand (an operator's), applied
+    /// without the rules.
+    pub fn invalidate(&self, targets: TargetSet) -> u64 {
+        self.pipeline.invalidate(targets)
+    }
+
+    /// Follows the sequence number of the last commit applied.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.pipeline.applied()
+    }
+
+    /// Waits until commit `seq` (and everything before it) is applied.
+    pub async fn applied_up_to(&self, seq: u64) {
+        self.pipeline.applied_up_to(seq).await
+    }
+
+    /// What Redis refused for good of the batch that applied commit `seq`,
+    /// if anything; ask once it is applied.
+    pub fn failure(&self, seq: u64) -> Option<Arc<ApplyFailure>> {
+        self.pipeline.failure(seq)
+    }
+}

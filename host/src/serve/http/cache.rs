@@ -12,7 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{ApiError, ApiState};
+use super::ApiState;
+use crate::source::http::ApiError;
 use axum::extract::State;
 
 /// The query of `PUT`.
@@ -53,7 +54,7 @@ pub(crate) async fn put(
             "bad query: {e}; parameters are `ttl_secs` and `tags`"
         ))
     })?;
-    let body = api.body(body)?;
+    let body = crate::source::http::read_body(body, api.body_limit)?;
     let ttl = query
         .ttl_secs
         .map(|s| {
@@ -76,7 +77,7 @@ pub(crate) async fn put(
         .set(&key, &body, ttl, &tags)
         .await
         .map_err(|e| match e {
-            crate::sink::SinkError::Invalid(m) => ApiError::invalid(m),
+            crate::connection::RedisError::Invalid(m) => ApiError::invalid(m),
             other => ApiError::store(other.to_string()),
         })?;
     Ok(StatusCode::NO_CONTENT)

@@ -4,8 +4,9 @@
 use axum::Json;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiState};
+use super::ApiState;
 use crate::rules::LoadedRule;
+use crate::source::http::ApiError;
 use axum::extract::State;
 
 /// One rule, as the API shows it.

@@ -4,7 +4,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiState};
+use super::ApiState;
+use crate::source::http::ApiError;
 use axum::extract::State;
 
 /// `GET /v1/stats`: the pipeline's counters, the cache's hits and misses,

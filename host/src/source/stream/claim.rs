@@ -8,7 +8,7 @@ use redis::Script;
 use redis::streams::{StreamClaimReply, StreamPendingCountReply};
 
 use super::StreamSource;
-use crate::sink::SinkError;
+use crate::connection::RedisError;
 
 /// Pending entries looked at per claim pass.
 const CLAIM_BATCH: usize = 256;
@@ -25,7 +25,7 @@ impl StreamSource {
     /// `claim_idle` are claimed and handed to the pipeline, except those
     /// already delivered `max_attempts` times, which go to the dead-letter
     /// stream; and consumers long gone are forgotten.
-    pub(super) async fn claim(&self) -> Result<(), SinkError> {
+    pub(super) async fn claim(&self) -> Result<(), RedisError> {
         let idle = self.claim_idle.as_millis() as u64;
         let mut pending = redis::cmd("XPENDING");
         pending
@@ -76,7 +76,7 @@ impl StreamSource {
     /// stopped, whose `HOSTNAME-PID` names would otherwise pile up. (A live
     /// consumer removed by mistake is recreated by its next read, and
     /// holds nothing to lose.)
-    async fn forget_stopped_consumers(&self) -> Result<(), SinkError> {
+    async fn forget_stopped_consumers(&self) -> Result<(), RedisError> {
         let idle = (self.claim_idle * FORGET_AFTER_CLAIMS).as_millis() as u64;
         let mut invocation = FORGET_CONSUMERS.key(&self.name);
         invocation.arg(&self.group).arg(idle).arg(&self.consumer);
@@ -91,7 +91,7 @@ impl StreamSource {
     /// `claim_idle` (another consumer may have just claimed them). Entries
     /// deleted from the stream meanwhile are not returned (Redis drops them
     /// from the pending list).
-    async fn xclaim(&self, ids: &[&str]) -> Result<StreamClaimReply, SinkError> {
+    async fn xclaim(&self, ids: &[&str]) -> Result<StreamClaimReply, RedisError> {
         let mut cmd = redis::cmd("XCLAIM");
         cmd.arg(&self.name)
             .arg(&self.group)

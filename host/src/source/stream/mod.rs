@@ -23,21 +23,19 @@
 
 mod claim;
 mod dead_letter;
-mod in_flight;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::streams::{StreamId, StreamReadReply};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::config::ServeConfig;
+use super::in_flight::InFlight;
+use super::{Intake, Source, SourceError, SourceReport};
 use crate::commit::parse_json;
-use crate::pipeline::{Backoff, Invalidator};
-use crate::sink::{Redis, RedisConfig, SinkError};
-use in_flight::InFlight;
+use crate::connection::{Backoff, Redis, RedisConfig, RedisError};
 
 /// What the stream source has done, as counters.
 #[derive(Debug, Default)]
@@ -64,8 +62,36 @@ pub struct StreamStats {
     pub in_flight: u64,
 }
 
+/// Where and how to consume a stream.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// The Redis holding the stream (`redis://...`).
+    pub redis: String,
+    /// The stream.
+    pub name: String,
+    /// The consumer group shared by every process.
+    pub group: String,
+    /// This process's name in the group.
+    pub consumer: String,
+    /// Where entries that cannot be processed go.
+    pub dead_letter: String,
+    /// How long another consumer's entry must sit idle to be claimed.
+    pub claim_idle: Duration,
+    /// Deliveries after which an entry is dead-lettered when claimed.
+    pub max_attempts: u64,
+    /// Entries read per `XREADGROUP`.
+    pub read_count: usize,
+    /// How long a read waits for new entries.
+    pub block: Duration,
+    /// Most entries read and not yet acknowledged.
+    pub max_in_flight: usize,
+    /// On stop, how long to wait for the entries in flight to be applied
+    /// and acknowledged.
+    pub drain: Duration,
+}
+
 /// One process's consumer of the stream.
-pub(crate) struct StreamSource {
+pub struct StreamSource {
     redis: Arc<Redis>,
     name: String,
     group: String,
@@ -76,48 +102,53 @@ pub(crate) struct StreamSource {
     read_count: usize,
     block: Duration,
     max_in_flight: usize,
-    invalidator: Arc<Invalidator>,
-    in_flight: InFlight,
+    drain: Duration,
+    /// Where commits go, once running.
+    intake: OnceLock<Intake>,
+    in_flight: InFlight<String>,
     counters: StreamCounters,
 }
 
 impl StreamSource {
-    /// A consumer of the stream `config` names (which must name one),
-    /// feeding `invalidator`. Connects lazily.
-    pub(crate) fn new(config: &ServeConfig, invalidator: Arc<Invalidator>) -> Result<Self, String> {
-        let s = &config.stream;
-        let name = s.name.clone().ok_or("no stream configured")?;
-        let url = config.stream_redis().ok_or("no Redis for the stream")?;
-        let block = Duration::from_millis(s.block_ms);
+    /// A consumer of the stream `settings` name. Connects lazily.
+    pub fn new(settings: StreamSettings) -> Result<Self, SourceError> {
         // A blocking read holds its connection: it gets one of its own, and
         // a response timeout longer than the block.
         let redis = Redis::open(
-            url,
+            &settings.redis,
             RedisConfig {
-                response_timeout: block + RedisConfig::default().response_timeout,
+                response_timeout: settings.block + RedisConfig::default().response_timeout,
                 ..RedisConfig::default()
             },
         )
-        .map_err(|e| format!("stream Redis: {e}"))?;
+        .map_err(|e| SourceError::Stream(format!("its Redis: {e}")))?;
         Ok(Self {
             redis: Arc::new(redis),
-            dead_letter: config.dead_letter().expect("a stream is configured"),
-            name,
-            group: s.group.clone(),
-            consumer: config.consumer_name(),
-            claim_idle: Duration::from_millis(s.claim_idle_ms),
-            max_attempts: s.max_attempts,
-            read_count: s.read_count,
-            block,
-            max_in_flight: s.max_in_flight,
-            invalidator,
+            name: settings.name,
+            group: settings.group,
+            consumer: settings.consumer,
+            dead_letter: settings.dead_letter,
+            claim_idle: settings.claim_idle,
+            max_attempts: settings.max_attempts,
+            read_count: settings.read_count,
+            block: settings.block,
+            max_in_flight: settings.max_in_flight,
+            drain: settings.drain,
+            intake: OnceLock::new(),
             in_flight: InFlight::default(),
             counters: StreamCounters::default(),
         })
     }
 
+    /// Where commits go; set when it runs.
+    fn intake(&self) -> &Intake {
+        self.intake
+            .get()
+            .expect("the stream source hands over only while running")
+    }
+
     /// The counters now.
-    pub(crate) fn stats(&self) -> StreamStats {
+    pub fn stats(&self) -> StreamStats {
         let c = &self.counters;
         StreamStats {
             read: c.read.load(Relaxed),
@@ -128,10 +159,11 @@ impl StreamSource {
         }
     }
 
-    /// Consumes until `stop` turns true, then waits up to `drain` for the
-    /// entries in flight to be applied and acknowledged. Redis errors are
-    /// logged and retried with backoff; they never end the loop.
-    pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, drain: Duration) {
+    /// Consumes until `stop` turns true, then waits up to the drain time
+    /// for the entries in flight to be applied and acknowledged. Redis
+    /// errors are logged and retried with backoff; they never end the loop.
+    async fn consume(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let drain = self.drain;
         tracing::info!(
             stream = %self.name,
             group = %self.group,
@@ -191,7 +223,7 @@ impl StreamSource {
     /// Creates the group (reading from the start of the stream, so that
     /// entries added before the first consumer are not skipped) and the
     /// stream, unless they exist.
-    async fn ensure_group(&self) -> Result<(), SinkError> {
+    async fn ensure_group(&self) -> Result<(), RedisError> {
         let mut cmd = redis::cmd("XGROUP");
         cmd.arg("CREATE")
             .arg(&self.name)
@@ -199,14 +231,14 @@ impl StreamSource {
             .arg("0")
             .arg("MKSTREAM");
         match self.redis.query::<()>(&cmd).await {
-            Err(SinkError::Redis { source, .. }) if source.code() == Some("BUSYGROUP") => Ok(()),
+            Err(RedisError::Redis { source, .. }) if source.code() == Some("BUSYGROUP") => Ok(()),
             other => other,
         }
     }
 
     /// Reads one batch: our own pending history while there is some, then
     /// new entries, waiting up to the block time for them.
-    async fn read(&self, history: &mut bool) -> Result<(), SinkError> {
+    async fn read(&self, history: &mut bool) -> Result<(), RedisError> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.group)
@@ -233,12 +265,12 @@ impl StreamSource {
 
     /// Hands the commits of `entries` to the pipeline, and sends the ones
     /// that are not commits to the dead-letter stream.
-    async fn accept(&self, entries: Vec<StreamId>, claimed: bool) -> Result<(), SinkError> {
+    async fn accept(&self, entries: Vec<StreamId>, claimed: bool) -> Result<(), RedisError> {
         let mut poison = Vec::new();
         for entry in entries {
             match commit_of(&entry) {
                 Ok(commit) => {
-                    let seq = self.invalidator.after_commit(commit);
+                    let seq = self.intake().hand_over(commit);
                     self.in_flight.push(seq, entry.id);
                     self.counters.read.fetch_add(1, Relaxed);
                     if claimed {
@@ -258,7 +290,7 @@ impl StreamSource {
     /// Acknowledges entries as their invalidations are applied, and keeps
     /// the entries in flight claimed; runs until aborted.
     async fn acknowledge(self: Arc<Self>) {
-        let mut applied = self.invalidator.applied();
+        let mut applied = self.intake().applied();
         let mut touch = tokio::time::interval((self.claim_idle / 3).max(Duration::from_millis(10)));
         touch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -292,10 +324,10 @@ impl StreamSource {
     /// Retires entries whose commits are applied: those whose batch Redis
     /// refused targets of for good go to the dead-letter stream with the
     /// refusal as reason, the others are acknowledged.
-    async fn retire(&self, done: &[(u64, String)]) -> Result<(), SinkError> {
+    async fn retire(&self, done: &[(u64, String)]) -> Result<(), RedisError> {
         let mut ok = Vec::with_capacity(done.len());
         for (seq, id) in done {
-            match self.invalidator.failure(*seq) {
+            match self.intake().failure(*seq) {
                 None => ok.push(id.clone()),
                 Some(failure) => {
                     // The entry's fields are read back for the copy only
@@ -313,7 +345,7 @@ impl StreamSource {
 
     /// Entry `id` of the stream, read back; only its id if it is gone
     /// (trimmed), so that it can still be dead-lettered and acknowledged.
-    async fn entry(&self, id: &str) -> Result<StreamId, SinkError> {
+    async fn entry(&self, id: &str) -> Result<StreamId, RedisError> {
         let mut cmd = redis::cmd("XRANGE");
         cmd.arg(&self.name).arg(id).arg(id);
         let reply: redis::streams::StreamRangeReply = self.redis.query(&cmd).await?;
@@ -324,7 +356,7 @@ impl StreamSource {
     }
 
     /// `XACK`s `ids`, a thousand at a time.
-    async fn ack(&self, ids: &[String]) -> Result<(), SinkError> {
+    async fn ack(&self, ids: &[String]) -> Result<(), RedisError> {
         for chunk in ids.chunks(1000) {
             let mut cmd = redis::cmd("XACK");
             cmd.arg(&self.name).arg(&self.group).arg(chunk);
@@ -336,7 +368,7 @@ impl StreamSource {
     /// Resets the idle time of the entries in flight (without counting a
     /// delivery), so that no other consumer claims them while this process
     /// is alive and working on them.
-    async fn keep_claimed(&self) -> Result<(), SinkError> {
+    async fn keep_claimed(&self) -> Result<(), RedisError> {
         for chunk in self.in_flight.ids().chunks(1000) {
             let mut cmd = redis::cmd("XCLAIM");
             cmd.arg(&self.name)
@@ -348,6 +380,21 @@ impl StreamSource {
             let _: Vec<String> = self.redis.query(&cmd).await?;
         }
         Ok(())
+    }
+}
+
+impl Source for StreamSource {
+    fn name(&self) -> &'static str {
+        "stream"
+    }
+
+    async fn run(self: Arc<Self>, intake: Intake, stop: watch::Receiver<bool>) -> SourceReport {
+        if self.intake.set(intake).is_err() {
+            tracing::error!("the stream source was run twice");
+            return SourceReport::default();
+        }
+        self.consume(stop).await;
+        SourceReport::default()
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 /// from its upper half, so that many hosts retrying against one Redis do
 /// not retry in step.
 #[derive(Debug)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     min: Duration,
     max: Duration,
     attempt: u32,
@@ -16,7 +16,8 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+    /// Delays from `min`, doubling up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
         Self {
             min,
             max: max.max(min),
@@ -26,7 +27,7 @@ impl Backoff {
     }
 
     /// The delay before the next retry.
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let ceiling = self
             .min
             .saturating_mul(1 << self.attempt.min(20))
@@ -37,7 +38,7 @@ impl Backoff {
     }
 
     /// Back to the shortest delay, after a success.
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.attempt = 0;
     }
 }

@@ -1,6 +1,6 @@
-//! [`SinkError`]: what can go wrong talking to Redis.
+//! [`RedisError`]: what can go wrong talking to Redis.
 
-impl SinkError {
+impl RedisError {
     /// Whether no retry can fix this error: Redis answered, and the answer
     /// is about the command or its key, not about the moment. `NOPERM`
     /// (the ACL forbids it), `WRONGTYPE`, `ERR` (a script error, an unknown
@@ -15,9 +15,9 @@ impl SinkError {
     /// up on a transient one would leave a stale key.
     pub fn is_permanent(&self) -> bool {
         match self {
-            SinkError::Invalid(_) => true,
-            SinkError::Url { .. } | SinkError::Protocol { .. } => false,
-            SinkError::Redis { source, .. } => {
+            RedisError::Invalid(_) => true,
+            RedisError::Url { .. } | RedisError::Protocol { .. } => false,
+            RedisError::Redis { source, .. } => {
                 let permanent = matches!(
                     source.code(),
                     Some("NOPERM" | "WRONGTYPE" | "ERR" | "EXECABORT" | "NOSCRIPT" | "CROSSSLOT")
@@ -32,7 +32,7 @@ impl SinkError {
     /// The error code Redis answered with, if it answered one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            SinkError::Redis { source, .. } => source.code(),
+            RedisError::Redis { source, .. } => source.code(),
             _ => None,
         }
     }
@@ -40,7 +40,7 @@ impl SinkError {
 
 /// An error from the sink.
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub enum RedisError {
     /// The Redis address could not be understood.
     #[error("invalid redis url `{url}`: {reason}")]
     Url {

@@ -14,11 +14,9 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{
-    AsyncConnectionConfig, Cmd, FromRedisValue, RedisError, ScriptInvocation, ToRedisArgs,
-};
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, ScriptInvocation, ToRedisArgs};
 
-use super::{Endpoint, SinkError};
+use super::{Endpoint, RedisError};
 
 /// Timeouts for talking to Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +91,7 @@ impl Redis {
     }
 
     /// A handle on the deployment at `url` (see [`Endpoint::parse`]).
-    pub fn open(url: &str, config: RedisConfig) -> Result<Self, SinkError> {
+    pub fn open(url: &str, config: RedisConfig) -> Result<Self, RedisError> {
         Ok(Self::new(Endpoint::parse(url)?, config))
     }
 
@@ -107,7 +105,7 @@ impl Redis {
         self.endpoint.is_cluster()
     }
 
-    async fn conn(&self) -> Result<Conn, SinkError> {
+    async fn conn(&self) -> Result<Conn, RedisError> {
         if let Some(c) = self.conn.lock().expect("connection lock").clone() {
             return Ok(c);
         }
@@ -122,7 +120,7 @@ impl Redis {
         Ok(conn)
     }
 
-    async fn connect(&self) -> Result<Conn, RedisError> {
+    async fn connect(&self) -> Result<Conn, redis::RedisError> {
         let RedisConfig {
             connect_timeout,
             response_timeout,
@@ -151,9 +149,9 @@ impl Redis {
         }
     }
 
-    /// Turns a client error into a [`SinkError`], forgetting the connection
+    /// Turns a client error into a [`RedisError`], forgetting the connection
     /// when the error says it is broken.
-    pub(crate) fn error(&self, e: RedisError) -> SinkError {
+    pub(crate) fn error(&self, e: redis::RedisError) -> RedisError {
         // READONLY: behind a DNS name or virtual IP, a failover turned the
         // node we are connected to into a replica; a new connection reaches
         // the new primary.
@@ -167,21 +165,21 @@ impl Redis {
         {
             *self.conn.lock().expect("connection lock") = None;
         }
-        SinkError::Redis {
+        RedisError::Redis {
             endpoint: self.endpoint.to_string(),
             source: e,
         }
     }
 
-    pub(crate) fn protocol_error(&self, reason: impl Into<String>) -> SinkError {
-        SinkError::Protocol {
+    pub(crate) fn protocol_error(&self, reason: impl Into<String>) -> RedisError {
+        RedisError::Protocol {
             endpoint: self.endpoint.to_string(),
             reason: reason.into(),
         }
     }
 
     /// Runs one command; in a cluster, on the node owning its first key.
-    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, SinkError> {
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
         let result = match self.conn().await? {
             Conn::Single(mut c) => cmd.query_async(&mut c).await,
             Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
@@ -194,7 +192,7 @@ impl Redis {
     pub async fn invoke<T: FromRedisValue>(
         &self,
         script: &ScriptInvocation<'_>,
-    ) -> Result<T, SinkError> {
+    ) -> Result<T, RedisError> {
         let result = match self.conn().await? {
             Conn::Single(mut c) => script.invoke_async(&mut c).await,
             Conn::Cluster(mut c) => script.invoke_async(&mut c).await,
@@ -207,7 +205,7 @@ impl Redis {
         &self,
         node: &Node,
         cmd: Cmd,
-    ) -> Result<T, SinkError> {
+    ) -> Result<T, RedisError> {
         match self.conn().await? {
             Conn::Single(mut c) => cmd.query_async(&mut c).await.map_err(|e| self.error(e)),
             Conn::Cluster(mut c) => {
@@ -231,7 +229,7 @@ impl Redis {
 
     /// The servers that hold data: the node itself, or every cluster
     /// primary that owns slots.
-    pub async fn primaries(&self) -> Result<Vec<Node>, SinkError> {
+    pub async fn primaries(&self) -> Result<Vec<Node>, RedisError> {
         let Endpoint::Cluster(_) = &self.endpoint else {
             let info = redis::Client::open(self.endpoint.nodes()[0].as_str())
                 .map_err(|e| self.error(e))?
@@ -256,7 +254,7 @@ impl Redis {
     /// Deletes `keys` with `UNLINK` (the memory is freed off Redis's main
     /// thread), in pipelined chunks; in a cluster each key goes to its slot.
     /// Returns how many keys existed.
-    pub async fn unlink<K: ToRedisArgs + Sync>(&self, keys: &[K]) -> Result<u64, SinkError> {
+    pub async fn unlink<K: ToRedisArgs + Sync>(&self, keys: &[K]) -> Result<u64, RedisError> {
         let mut deleted = 0;
         match self.conn().await? {
             Conn::Single(mut c) => {

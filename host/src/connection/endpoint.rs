@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use super::SinkError;
+use super::RedisError;
 
 /// A Redis deployment: one node, or the seed nodes of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +23,8 @@ const CLUSTER_SCHEME: &str = "redis+cluster://";
 
 impl Endpoint {
     /// Parses a `redis://` or `redis+cluster://` URL.
-    pub fn parse(url: &str) -> Result<Self, SinkError> {
-        let bad = |reason: &str| SinkError::Url {
+    pub fn parse(url: &str) -> Result<Self, RedisError> {
+        let bad = |reason: &str| RedisError::Url {
             url: redact(url),
             reason: reason.to_owned(),
         };

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use redis::streams::StreamId;
 
 use super::StreamSource;
-use crate::sink::SinkError;
+use crate::connection::RedisError;
 
 impl StreamSource {
     /// Copies `entry` to the dead-letter stream with `reason`, then
@@ -21,7 +21,7 @@ impl StreamSource {
         entry: &StreamId,
         reason: &str,
         deliveries: u64,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), RedisError> {
         tracing::error!(
             entry = %entry.id,
             dead_letter = %self.dead_letter,

@@ -1,6 +1,7 @@
-//! [`InFlight`]: the stream entries handed to the pipeline and not yet
-//! acknowledged, each with the sequence number of its commit, so that an
-//! entry is acknowledged only once its invalidations are applied.
+//! [`InFlight`]: what a source handed to the pipeline and has not yet
+//! acknowledged, each with the sequence number of its commit, so that it
+//! is acknowledged only once its invalidations are applied. What a source
+//! acknowledges by is its own: a stream entry's id, a WAL position.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -8,9 +9,8 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 /// Entries in flight, in the order their commits were handed over.
-#[derive(Default)]
-pub(crate) struct InFlight {
-    entries: Mutex<VecDeque<(u64, String)>>,
+pub(crate) struct InFlight<T> {
+    entries: Mutex<VecDeque<(u64, T)>>,
     /// Signalled whenever entries leave, for [`wait_until`](Self::wait_until).
     left: Notify,
     /// Signalled after entries are added: their commits may already be
@@ -19,9 +19,19 @@ pub(crate) struct InFlight {
     pub(crate) added: Notify,
 }
 
-impl InFlight {
+impl<T> Default for InFlight<T> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(VecDeque::new()),
+            left: Notify::new(),
+            added: Notify::new(),
+        }
+    }
+}
+
+impl<T: Clone> InFlight<T> {
     /// Records entry `id`, whose commit was handed over as `seq`.
-    pub(crate) fn push(&self, seq: u64, id: String) {
+    pub(crate) fn push(&self, seq: u64, id: T) {
         self.entries
             .lock()
             .expect("in-flight lock")
@@ -33,7 +43,7 @@ impl InFlight {
     /// flight until [`acknowledged`](Self::acknowledged): a shutdown waits
     /// for the `XACK`, not just for the pipeline.
     /// Each comes with its commit's sequence number.
-    pub(crate) fn applied(&self, applied: u64) -> Vec<(u64, String)> {
+    pub(crate) fn applied(&self, applied: u64) -> Vec<(u64, T)> {
         let entries = self.entries.lock().expect("in-flight lock");
         let n = entries.partition_point(|(seq, _)| *seq <= applied);
         entries.iter().take(n).cloned().collect()
@@ -49,7 +59,7 @@ impl InFlight {
     }
 
     /// The ids in flight, to keep them claimed while they are worked on.
-    pub(crate) fn ids(&self) -> Vec<String> {
+    pub(crate) fn ids(&self) -> Vec<T> {
         let entries = self.entries.lock().expect("in-flight lock");
         entries.iter().map(|(_, id)| id.clone()).collect()
     }
@@ -80,7 +90,7 @@ mod tests {
 
     #[test]
     fn applied_entries_leave_only_once_acknowledged() {
-        let f = InFlight::default();
+        let f = InFlight::<String>::default();
         f.push(3, "1-0".into());
         f.push(5, "2-0".into());
         f.push(9, "3-0".into());

@@ -16,10 +16,12 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Api, ApiError, ApiState};
+use super::{ApiError, HttpIntake, read_body};
 use crate::commit::{Commit, commit_from_value};
 use crate::targets::{Target, TargetSet};
 use axum::extract::State;
+
+type IntakeState = State<Arc<HttpIntake>>;
 
 /// The query of every endpoint here.
 #[derive(Deserialize)]
@@ -35,7 +37,7 @@ type Answer = Result<(StatusCode, Json<Value>), ApiError>;
 /// `POST /v1/commits`: one commit, or an array of them, in the JSON event
 /// format.
 pub(crate) async fn commits(
-    State(api): ApiState,
+    State(api): IntakeState,
     query: Result<Query<Wait>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
@@ -66,13 +68,12 @@ pub(crate) async fn commits(
             )));
         }
     };
-    api.service.taking_work()?;
+    api.taking_work()?;
     let count = commits.len();
-    let invalidator = &api.service.invalidator;
     // Another request's commits may be numbered between ours.
     let seqs: Vec<u64> = commits
         .into_iter()
-        .map(|commit| invalidator.after_commit(commit))
+        .map(|commit| api.intake.hand_over(commit))
         .collect();
     let seq = seqs.last().copied().unwrap_or(0);
     answer(&api, wait, &seqs, json!({"accepted": count, "seq": seq})).await
@@ -93,7 +94,7 @@ struct Manual {
 /// `POST /v1/invalidate`: `{"keys": [...], "patterns": [...], "tags":
 /// [...]}`, invalidated as given, without the rules.
 pub(crate) async fn invalidate(
-    State(api): ApiState,
+    State(api): IntakeState,
     query: Result<Query<Wait>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
@@ -120,9 +121,9 @@ pub(crate) async fn invalidate(
             "nothing to invalidate: give at least one of `keys`, `patterns`, `tags`",
         ));
     }
-    api.service.taking_work()?;
+    api.taking_work()?;
     let count = targets.len();
-    let seq = api.service.invalidator.invalidate(targets);
+    let seq = api.intake.invalidate(targets);
     answer(&api, wait, &[seq], json!({"accepted": count, "seq": seq})).await
 }
 
@@ -145,7 +146,7 @@ struct Entity {
 /// rule treats every column as changed, and invalidates what they answer.
 /// The answer lists the targets.
 pub(crate) async fn entity(
-    State(api): ApiState,
+    State(api): IntakeState,
     query: Result<Query<Wait>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
@@ -160,19 +161,19 @@ pub(crate) async fn entity(
         "writes": [{"table": entity.table, "op": "update", "key": entity.key, "after": after}],
     }))
     .map_err(|e| ApiError::invalid(format!("entity: {e}")))?;
-    api.service.taking_work()?;
-    let rules = api.service.invalidator.rules();
-    // Rules are CPU work: off the async threads.
-    let outcome = tokio::task::spawn_blocking(move || rules.evaluate(&commit))
+    api.taking_work()?;
+    // Through the pipeline like any commit, so that shadows, probation and
+    // the counters see it; its own outcome comes back once evaluated.
+    let (seq, outcome) = api.intake.hand_over_answered(commit);
+    let outcome = outcome
         .await
-        .map_err(|e| ApiError::internal(format!("evaluating the rules failed: {e}")))?;
+        .map_err(|_| ApiError::internal("the pipeline stopped before evaluating the entity"))?;
     let failures: Vec<Value> = outcome
         .failures
         .iter()
         .map(|f| json!({"rule": f.rule, "kind": f.kind, "message": f.message}))
         .collect();
     let targets = serde_json::to_value(&outcome.targets).expect("targets serialize");
-    let seq = api.service.invalidator.invalidate(outcome.targets);
     let body = json!({"accepted": 1, "seq": seq, "targets": targets, "failures": failures});
     answer(&api, wait, &[seq], body).await
 }
@@ -184,15 +185,18 @@ fn wait(query: Result<Query<Wait>, QueryRejection>) -> Result<bool, ApiError> {
 }
 
 /// The body, read as JSON.
-fn json_body(api: &Api, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let body = api.body(body)?;
+pub(crate) fn json_body(
+    api: &HttpIntake,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, ApiError> {
+    let body = read_body(body, api.settings.body_limit)?;
     serde_json::from_slice(&body).map_err(|e| ApiError::bad_json(format!("body is not JSON: {e}")))
 }
 
 /// 202 with `body` at once, or, when `wait`, 200 once the work numbered
 /// `seqs` is applied, or 502 `not_applied` when Redis refused some of its
 /// targets for good.
-async fn answer(api: &Arc<Api>, wait: bool, seqs: &[u64], mut body: Value) -> Answer {
+async fn answer(api: &HttpIntake, wait: bool, seqs: &[u64], mut body: Value) -> Answer {
     if !wait {
         return Ok((StatusCode::ACCEPTED, Json(body)));
     }
@@ -200,11 +204,11 @@ async fn answer(api: &Arc<Api>, wait: bool, seqs: &[u64], mut body: Value) -> An
         seqs.first().copied().unwrap_or(0),
         seqs.last().copied().unwrap_or(0),
     );
-    let invalidator = &api.service.invalidator;
-    let applied = invalidator.applied_up_to(seq);
-    match tokio::time::timeout(api.wait_timeout, applied).await {
+    let intake = &api.intake;
+    let wait_timeout = api.settings.wait_timeout;
+    match tokio::time::timeout(wait_timeout, intake.applied_up_to(seq)).await {
         Ok(()) => {
-            if let Some(failure) = seqs.iter().find_map(|&s| invalidator.failure(s)) {
+            if let Some(failure) = seqs.iter().find_map(|&s| intake.failure(s)) {
                 return Err(ApiError::not_applied(format!(
                     "accepted as {first} to {seq}, and applied except: {failure}"
                 )));
@@ -215,7 +219,7 @@ async fn answer(api: &Arc<Api>, wait: bool, seqs: &[u64], mut body: Value) -> An
         Err(_) => Err(ApiError::not_applied_yet(format!(
             "accepted as {seq}, but not applied after {:?} (is the cache store reachable?); \
              it stays pending and will be applied",
-            api.wait_timeout
+            wait_timeout
         ))),
     }
 }

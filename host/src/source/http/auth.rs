@@ -9,16 +9,17 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{Api, ApiError};
+use super::ApiError;
+use crate::source::SourceError;
 
 /// Lets a request through when no token is configured, or when it carries
 /// `Authorization: Bearer TOKEN` with the right token.
 pub(crate) async fn require_token(
-    State(api): State<Arc<Api>>,
+    State(token): State<Arc<Option<String>>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = api.token.as_deref() else {
+    let Some(token) = token.as_deref() else {
         return next.run(request).await;
     };
     let given = request
@@ -42,12 +43,9 @@ pub(crate) async fn require_token(
 
 /// Refuses to serve beyond this machine without a token: anyone who can
 /// reach the port could otherwise invalidate the whole cache.
-pub(crate) fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), String> {
+pub(crate) fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), SourceError> {
     if token.is_none() && !addr.ip().is_loopback() {
-        return Err(format!(
-            "refusing to listen on `{addr}` without a token: it is reachable from other \
-             machines. Set `http.token` (or INVALIDATOR_HTTP__TOKEN), or listen on 127.0.0.1"
-        ));
+        return Err(SourceError::Exposed { addr });
     }
     Ok(())
 }
@@ -61,7 +59,7 @@ mod tests {
         let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let local6: SocketAddr = "[::1]:8080".parse().unwrap();
-        let err = check_exposure(any, None).unwrap_err();
+        let err = check_exposure(any, None).unwrap_err().to_string();
         assert!(err.contains("0.0.0.0:8080"), "{err}");
         assert!(check_exposure(any, Some("t")).is_ok());
         assert!(check_exposure(local, None).is_ok());

@@ -1,0 +1,47 @@
+//! [`Progress`]: what the pipeline reports, the only state its parts
+//! share: the counters, the mark of the last applied commit, and the
+//! record of refused targets. Each is written by one part (the applier
+//! owns the mark and the record) and read by the handle.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use super::Stats;
+use super::failures::{ApplyFailure, Failures};
+
+/// The pipeline's reports.
+pub(crate) struct Progress {
+    pub(crate) stats: Stats,
+    /// The sequence number of the last commit whose invalidations are
+    /// applied; [`Invalidator::flush`](super::Invalidator::flush) waits on
+    /// it.
+    pub(crate) applied: watch::Sender<u64>,
+    /// Batches Redis refused targets of for good.
+    failures: Mutex<Failures>,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Self {
+        Self {
+            stats: Stats::default(),
+            applied: watch::channel(0).0,
+            failures: Mutex::new(Failures::default()),
+        }
+    }
+
+    /// Records a batch Redis refused targets of.
+    pub(crate) fn failed(&self, failure: ApplyFailure) {
+        self.failures.lock().expect("failures lock").record(failure);
+    }
+
+    /// The failure of the batch that applied commit `seq`, if it had one.
+    pub(crate) fn failure(&self, seq: u64) -> Option<Arc<ApplyFailure>> {
+        self.failures.lock().expect("failures lock").of(seq)
+    }
+
+    /// The last commit applied.
+    pub(crate) fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+}

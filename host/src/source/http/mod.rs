@@ -1,0 +1,157 @@
+//! The HTTP source: `invalidator serve --listen ADDR`. It owns the
+//! listener, the bearer-token check ([`auth`]) and the one JSON shape of
+//! every error ([`ApiError`]), and takes work at:
+//!
+//! | Method and path | What it does |
+//! |---|---|
+//! | `POST /v1/commits` | hands over one commit or an array (202) |
+//! | `POST /v1/invalidate` | invalidates keys, patterns and tags as given |
+//! | `POST /v1/invalidate/entity` | runs the rules as if a row was updated |
+//!
+//! With `?wait=true` a request is answered once its invalidations are
+//! applied: that is how this source learns of, and acknowledges, them.
+//! The operations API (`serve`'s own endpoints) rides on the same
+//! listener, handed in as a router.
+
+mod auth;
+mod commits;
+mod error;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub(crate) use auth::{check_exposure, require_token};
+pub(crate) use error::{ApiError, read_body};
+
+use super::{Intake, Source, SourceReport};
+
+/// How the HTTP source takes requests.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// The bearer token every mutating request must carry, if any.
+    pub token: Option<String>,
+    /// The largest request body taken, in bytes.
+    pub body_limit: usize,
+    /// How long `?wait=true` waits for the invalidations to be applied.
+    pub wait_timeout: Duration,
+}
+
+/// The HTTP source, bound and ready to serve.
+pub struct HttpSource {
+    listener: std::sync::Mutex<Option<TcpListener>>,
+    addr: SocketAddr,
+    settings: HttpSettings,
+    operations: std::sync::Mutex<Option<Router>>,
+}
+
+/// What the intake handlers see.
+pub(crate) struct HttpIntake {
+    pub(crate) intake: Intake,
+    pub(crate) settings: HttpSettings,
+    pub(crate) stopping: watch::Receiver<bool>,
+}
+
+impl HttpIntake {
+    /// Refuses new work once stopping has begun.
+    pub(crate) fn taking_work(&self) -> Result<(), ApiError> {
+        if *self.stopping.borrow() {
+            return Err(ApiError::stopping());
+        }
+        Ok(())
+    }
+}
+
+impl HttpSource {
+    /// Binds `listen`, refusing a non-loopback address without a token.
+    /// `operations` is served beside the intake, on the same listener;
+    /// its mutating routes should carry [`require_token`] themselves.
+    pub async fn bind(
+        listen: &str,
+        settings: HttpSettings,
+        operations: Router,
+    ) -> Result<Self, super::SourceError> {
+        let fail = |e: std::io::Error| super::SourceError::Listen {
+            listen: listen.to_owned(),
+            source: e,
+        };
+        // Checked before binding, so a refused address is never open at all.
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+            .await
+            .map_err(fail)?
+            .collect();
+        for addr in &addrs {
+            auth::check_exposure(*addr, settings.token.as_deref())?;
+        }
+        let listener = TcpListener::bind(addrs.as_slice()).await.map_err(fail)?;
+        let addr = listener.local_addr().map_err(fail)?;
+        Ok(Self {
+            listener: std::sync::Mutex::new(Some(listener)),
+            addr,
+            settings,
+            operations: std::sync::Mutex::new(Some(operations)),
+        })
+    }
+
+    /// The address it listens on (port 0 picks one).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The intake routes, with the token check.
+    fn router(&self, intake: Arc<HttpIntake>, operations: Router) -> Router {
+        let token = Arc::new(self.settings.token.clone());
+        let taking = Router::new()
+            .route("/v1/commits", post(commits::commits))
+            .route("/v1/invalidate", post(commits::invalidate))
+            .route("/v1/invalidate/entity", post(commits::entity))
+            .route_layer(axum::middleware::from_fn_with_state(token, require_token))
+            .with_state(intake);
+        taking
+            .merge(operations)
+            .fallback(|| async {
+                ApiError::not_found("no such endpoint; see GET /v1/rules, POST /v1/commits")
+            })
+            .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+            .layer(DefaultBodyLimit::max(self.settings.body_limit))
+    }
+}
+
+impl Source for HttpSource {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    /// Serves until `stop` turns true, then finishes the requests under
+    /// way. Runs once: the listener is taken.
+    async fn run(self: Arc<Self>, intake: Intake, mut stop: watch::Receiver<bool>) -> SourceReport {
+        let listener = self.listener.lock().expect("listener lock").take();
+        let operations = self.operations.lock().expect("operations lock").take();
+        let (Some(listener), Some(operations)) = (listener, operations) else {
+            tracing::error!("the HTTP source was run twice");
+            return SourceReport::default();
+        };
+        let state = Arc::new(HttpIntake {
+            intake,
+            settings: self.settings.clone(),
+            stopping: stop.clone(),
+        });
+        let app = self.router(state, operations);
+        let stopped = async move {
+            let _ = stop.wait_for(|&s| s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!("the HTTP server failed: {e}");
+        }
+        SourceReport::default()
+    }
+}
