@@ -355,7 +355,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             // After a signal the thread reading standard input may still be
             // blocked in a read: do not wait for it.
             rt.shutdown_background();
-            let summary = summary?;
+            let summary = summary.map_err(|e| e.to_string())?;
             println!(
                 "{}",
                 serde_json::to_string(&summary).expect("summary serializes")

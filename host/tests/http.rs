@@ -331,6 +331,42 @@ async fn manual_and_entity_invalidations() {
     assert!(message.contains("key"), "{message}");
 }
 
+/// The entity endpoint goes through the pipeline like any commit: a
+/// shadow rule runs on it and the counters see it, and the answer is still
+/// the entity's own targets.
+#[tokio::test]
+async fn an_entity_invalidation_goes_through_the_pipeline() {
+    let redis = RedisServer::start();
+    let dir = rules("entity-pipeline");
+    deploy(guests::TURNUS_V2, &dir.join("turnus.shadow.wasm"));
+    let service = serve(&dir, &redis, &[]);
+    let response = post(
+        &service,
+        "/v1/invalidate/entity?wait=true",
+        &json!({"table": "geld", "key": {"id": 3}, "row": {"id": 3, "turnus_id": 3}}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["targets"]["keys"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("turnus_data_3")),
+        "{body}"
+    );
+    let stats: Value = reqwest::get(service.at("/v1/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pipeline = &stats["pipeline"];
+    assert_eq!(pipeline["shadowed"], json!(1), "the shadow saw it: {stats}");
+    assert_eq!(pipeline["shadow_differences"], json!(1), "{stats}");
+    assert_eq!(pipeline["commits"], json!(1), "{stats}");
+}
+
 #[tokio::test]
 async fn rules_stats_metrics_health_and_reload() {
     let mut redis = RedisServer::start();

@@ -168,7 +168,11 @@ impl Catalog {
             }
             let candidate = LoadedRule::from_bytes(&self.runtime, path, &bytes)
                 .map_err(|e| e.to_string())
-                .and_then(|rule| fixture::check(&rule).map(|()| rule));
+                .and_then(|rule| {
+                    fixture::check(&rule)
+                        .map(|()| rule)
+                        .map_err(|e| e.to_string())
+                });
             match candidate {
                 Ok(rule) => {
                     pass.loaded.push(path.clone());

@@ -35,23 +35,50 @@ pub fn fixture_path(rule_file: &Path) -> PathBuf {
     rule_file.with_extension("test.jsonl")
 }
 
+/// Why a rule's fixture refuses it.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    /// The fixture file exists but cannot be read.
+    #[error("cannot read fixture `{}`: {source}", path.display())]
+    Read {
+        /// The fixture file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line of the fixture is not a case, or the rule's targets differ
+    /// from the case's; `at` names the file and line.
+    #[error("{at}: {reason}")]
+    Case {
+        /// `fixture `FILE` line N`.
+        at: String,
+        /// What was wrong or what differed.
+        reason: String,
+    },
+}
+
 /// Runs the fixture of `rule`'s file, if there is one. The error names the
 /// fixture line and what differed.
-pub fn check(rule: &LoadedRule) -> Result<(), String> {
+pub fn check(rule: &LoadedRule) -> Result<(), FixtureError> {
     let path = fixture_path(rule.path());
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("cannot read fixture `{}`: {e}", path.display())),
+        Err(source) => return Err(FixtureError::Read { path, source }),
     };
-    let set = RuleSet::new(vec![rule.clone()]).map_err(|e| e.to_string())?;
+    // One rule has no name to clash with.
+    let set = RuleSet::new(vec![rule.clone()]).expect("one rule, no clash");
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let at = format!("fixture `{}` line {}", path.display(), i + 1);
-        let case: Case = serde_json::from_str(line).map_err(|e| format!("{at}: {e}"))?;
-        let commit = parse_json(&case.commit.to_string()).map_err(|e| format!("{at}: {e}"))?;
+        let fail = |reason: String| FixtureError::Case {
+            at: at.clone(),
+            reason,
+        };
+        let case: Case = serde_json::from_str(line).map_err(|e| fail(e.to_string()))?;
+        let commit = parse_json(&case.commit.to_string()).map_err(|e| fail(e.to_string()))?;
         let got = set.evaluate(&commit).targets;
         let want = TargetSet {
             keys: case.expect.keys,
@@ -59,11 +86,11 @@ pub fn check(rule: &LoadedRule) -> Result<(), String> {
             tags: case.expect.tags,
         };
         if got != want {
-            return Err(format!(
-                "{at}: expected {}, got {}",
+            return Err(fail(format!(
+                "expected {}, got {}",
                 serde_json::to_string(&want).unwrap_or_default(),
                 serde_json::to_string(&got).unwrap_or_default()
-            ));
+            )));
         }
     }
     Ok(())

@@ -15,4 +15,4 @@ pub mod fixture;
 mod watcher;
 
 pub use catalog::{Catalog, Refresh};
-pub use watcher::Reloader;
+pub use watcher::{Reloader, WatchError};

@@ -26,6 +26,16 @@ pub struct Reloader {
     _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
 }
 
+/// The rules folder cannot be watched.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch `{}`: {source}", dir.display())]
+pub struct WatchError {
+    /// The folder.
+    pub dir: std::path::PathBuf,
+    /// Why.
+    pub source: notify_debouncer_full::notify::Error,
+}
+
 impl Reloader {
     /// Starts watching `catalog`'s folder. Each refresh that changed
     /// anything (a new rule set, new shadows) is handed to `on_change`
@@ -33,7 +43,7 @@ impl Reloader {
     pub fn watch(
         catalog: Catalog,
         on_change: impl Fn(&Refresh) + Send + Sync + 'static,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, WatchError> {
         let dir = catalog.dir().to_owned();
         let catalog = Arc::new(Mutex::new(catalog));
         let refused = Arc::new(AtomicU64::new(0));
@@ -51,10 +61,16 @@ impl Reloader {
             let catalog = shared.lock().expect("catalog lock");
             settle(catalog, &counted, &*changed);
         })
-        .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
+        .map_err(|source| WatchError {
+            dir: dir.clone(),
+            source,
+        })?;
         debouncer
             .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch `{}`: {e}", dir.display()))?;
+            .map_err(|source| WatchError {
+                dir: dir.clone(),
+                source,
+            })?;
         Ok(Self {
             catalog,
             refused,

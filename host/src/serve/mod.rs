@@ -112,12 +112,33 @@ fn apply_change(invalidator: &Invalidator, change: &Refresh) {
     }
 }
 
+/// Why `serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The rules folder is not a folder.
+    #[error("rules folder `{}` is not a folder", .0.display())]
+    RulesFolder(std::path::PathBuf),
+    /// The configuration is unusable (the compile cache, the stream).
+    #[error("{0}")]
+    Config(String),
+    /// The rule runtime could not start (its compile cache, say).
+    #[error(transparent)]
+    Runtime(#[from] crate::rules::LoadError),
+    /// The Redis address is not one.
+    #[error(transparent)]
+    Store(#[from] RedisError),
+    /// The rules folder cannot be watched.
+    #[error(transparent)]
+    Watch(#[from] crate::reload::WatchError),
+    /// A source could not start.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+}
+
 /// The store `config` names: Redis, or the in-process store.
-fn open_store(config: &ServeConfig) -> Result<Store, String> {
+fn open_store(config: &ServeConfig) -> Result<Store, RedisError> {
     Ok(match &config.redis {
-        Some(url) => Store::Redis(Arc::new(
-            Redis::open(url, RedisConfig::default()).map_err(|e| e.to_string())?,
-        )),
+        Some(url) => Store::Redis(Arc::new(Redis::open(url, RedisConfig::default())?)),
         None => Store::Memory(Arc::new(MemoryStore::new())),
     })
 }
@@ -133,14 +154,13 @@ pub async fn serve(
     config: ServeConfig,
     input: Option<Box<dyn BufRead + Send>>,
     on_listening: impl FnOnce(std::net::SocketAddr),
-) -> Result<ServeSummary, String> {
+) -> Result<ServeSummary, ServeError> {
     let dir = config.rules.clone();
     if !dir.is_dir() {
-        return Err(format!("rules folder `{}` is not a folder", dir.display()));
+        return Err(ServeError::RulesFolder(dir));
     }
-    let runtime =
-        Runtime::with_compile_cache(config.sandbox_config(), &config.compile_cache_dir()?)
-            .map_err(|e| e.to_string())?;
+    let cache_dir = config.compile_cache_dir().map_err(ServeError::Config)?;
+    let runtime = Runtime::with_compile_cache(config.sandbox_config(), &cache_dir)?;
     let store = open_store(&config)?;
     let mut catalog = Catalog::new(runtime, &dir);
     let first = catalog.refresh();
@@ -174,10 +194,8 @@ pub async fn serve(
 
     let (stop, stopping) = watch::channel(false);
     let drain = Duration::from_secs(config.shutdown_timeout_secs);
-    let stream = match stream_settings(&config, drain)? {
-        Some(settings) => Some(Arc::new(
-            StreamSource::new(settings).map_err(|e| e.to_string())?,
-        )),
+    let stream = match stream_settings(&config, drain).map_err(ServeError::Config)? {
+        Some(settings) => Some(Arc::new(StreamSource::new(settings)?)),
         None => None,
     };
     let service = Arc::new(Service {
@@ -202,9 +220,7 @@ pub async fn serve(
             wait_timeout: Duration::from_secs(config.http.wait_timeout_secs),
         };
         let operations = http::router(api, settings.token.clone());
-        let source = HttpSource::bind(listen, settings, operations)
-            .await
-            .map_err(|e| e.to_string())?;
+        let source = HttpSource::bind(listen, settings, operations).await?;
         let addr = source.addr();
         tasks.push(spawn_source(source, &intake, &stopping));
         tracing::info!(%addr, "HTTP API listening");
