@@ -37,7 +37,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod apply;
+// Generated from the WIT contract, whose comments are its documentation.
+#[allow(missing_docs)]
 mod bindings;
 pub mod cache;
 pub mod commit;

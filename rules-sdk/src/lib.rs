@@ -45,6 +45,8 @@
 //! or real clock, so the same commit always gives the same targets.
 
 #![no_std]
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 extern crate alloc;
 #[cfg(any(feature = "std", not(target_arch = "wasm32")))]

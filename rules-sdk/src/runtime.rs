@@ -13,6 +13,8 @@ const PAGE: usize = 65536;
 /// The smallest step memory grows by, in pages.
 const GROW_PAGES: usize = 8;
 
+// SAFETY: the linker defines `__heap_base` for every wasm32 module; only
+// its address is taken, never its value.
 unsafe extern "C" {
     /// Where the linker put the end of static data and the stack: the heap
     /// starts here.
@@ -26,7 +28,9 @@ struct Bump {
     end: Cell<usize>,
 }
 
-// A Wasm instance without threads runs on one thread only.
+// SAFETY: the `Cell`s are never shared between threads: a Wasm instance
+// without threads runs on one thread only, and this module is built only
+// for such a target.
 unsafe impl Sync for Bump {}
 
 #[global_allocator]
@@ -35,6 +39,9 @@ static ALLOC: Bump = Bump {
     end: Cell::new(0),
 };
 
+// SAFETY: every block handed out is aligned as asked, lies inside memory
+// grown for it, and overlaps no other live block, since `next` only moves
+// past it (or back over the most recent block, once it is freed).
 unsafe impl GlobalAlloc for Bump {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if self.next.get() == 0 {
@@ -76,9 +83,14 @@ unsafe impl GlobalAlloc for Bump {
                 return ptr;
             }
         }
+        // SAFETY: `layout.align()` is a valid alignment (it came from a
+        // valid layout), and `new_size` rounded up to it does not overflow,
+        // which `realloc`'s contract guarantees.
         let new =
             unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
         if !new.is_null() {
+            // SAFETY: `ptr` is valid for `layout.size()` bytes, `new` for
+            // `new_size`, and a fresh block never overlaps a live one.
             unsafe { core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
         }
         new
@@ -103,6 +115,8 @@ unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     // Eight bytes at a time while they are equal (column names are compared
     // a lot), then byte by byte to find the first difference.
     while i + 8 <= n {
+        // SAFETY: `i + 8 <= n`, and the caller guarantees both pointers are
+        // valid for `n` bytes; the reads are unaligned reads.
         let (x, y) = unsafe {
             (
                 (a.add(i) as *const u64).read_unaligned(),
@@ -115,6 +129,7 @@ unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
         i += 8;
     }
     while i < n {
+        // SAFETY: `i < n`, and both pointers are valid for `n` bytes.
         let (x, y) = unsafe { (*a.add(i), *b.add(i)) };
         if x != y {
             return i32::from(x) - i32::from(y);
@@ -127,6 +142,7 @@ unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// C's `bcmp`: whether `n` bytes differ.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // SAFETY: the same contract as `memcmp`, passed on.
     unsafe { memcmp(a, b, n) }
 }
 
@@ -143,6 +159,9 @@ unsafe extern "C" fn cabi_realloc(
     if new_len == 0 {
         return align as *mut u8;
     }
+    // SAFETY: the canonical ABI passes a power-of-two `align` and, when
+    // `old_len` is not zero, a block it got from this function with that
+    // size and alignment.
     let ptr = unsafe {
         if old_len == 0 {
             ALLOC.alloc(Layout::from_size_align_unchecked(new_len, align))
