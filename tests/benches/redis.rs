@@ -125,7 +125,7 @@ async fn one_write(server: &RedisServer) -> f64 {
     let mut input = String::new();
     for i in 0..ONE_WRITE_COMMITS {
         input.push_str(&format!(
-            r#"{{"txn":"t-{i}","source":"app","writes":[{{"table":"customers","op":"update","key":{{"id":"C{i}"}},"before":{{"id":"C{i}","city":"Graz","payment_method":"card"}},"after":{{"id":"C{i}","city":"Linz","payment_method":"card"}}}}]}}"#
+            r#"{{"txn":"t-{i}","source":"app","writes":[{{"table":"customers","op":"update","key":{{"id":"C{i}"}},"before":{{"id":"C{i}","city":"Graz","payment_method":"card","credit_score":700,"income":52000}},"after":{{"id":"C{i}","city":"Linz","payment_method":"card","credit_score":700,"income":52000}}}}]}}"#
         ));
         input.push('\n');
     }
@@ -148,6 +148,10 @@ async fn one_write(server: &RedisServer) -> f64 {
     let elapsed = start.elapsed().as_secs_f64();
     assert!(summary.complete, "{summary:?}");
     assert_eq!(summary.deleted as usize, ONE_WRITE_COMMITS, "{summary:?}");
+    // One exact key per commit and nothing else: the offer columns are in
+    // both images and unchanged, so the rule asks for no tag.
+    assert_eq!(summary.keys as usize, ONE_WRITE_COMMITS, "{summary:?}");
+    assert_eq!((summary.tags, summary.patterns), (0, 0), "{summary:?}");
     let left: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
     assert_eq!(left, 0, "every key gone");
     ONE_WRITE_COMMITS as f64 / elapsed

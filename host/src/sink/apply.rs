@@ -47,6 +47,9 @@ impl std::fmt::Display for Unapplied {
     }
 }
 
+/// Tags invalidated at once, each its own script call.
+const TAGS_IN_FLIGHT: usize = 64;
+
 /// Applies `targets` to Redis: exact keys by `UNLINK`, tags chunk by
 /// chunk, patterns in one sweep.
 ///
@@ -87,17 +90,33 @@ pub async fn apply(
         applied.keys += targets.keys.len() as u64;
         targets.keys.clear();
     }
-    while let Some(tag) = targets.tags.first().cloned() {
-        match tags::invalidate(redis, &tag).await {
-            Ok(deleted) => applied.deleted += deleted,
-            // For example another client wrote something other than a
-            // sorted set at the tag's index (`WRONGTYPE`): the tag's keys
-            // cannot be found, now or ever.
-            Err(e) if e.is_permanent() => give_up(applied, Target::Tag(tag.clone()), &e),
-            Err(e) => return Err(e),
+    // Tags go a group at a time, their scripts pipelined on the
+    // connection: one round trip per tag would make a commit that names a
+    // tag cost a round trip of its own.
+    let tags: Vec<String> = targets.tags.iter().cloned().collect();
+    for group in tags.chunks(TAGS_IN_FLIGHT) {
+        let results =
+            futures::future::join_all(group.iter().map(|tag| tags::invalidate(redis, tag))).await;
+        let mut transient = None;
+        for (tag, result) in group.iter().zip(results) {
+            match result {
+                Ok(deleted) => applied.deleted += deleted,
+                // For example another client wrote something other than a
+                // sorted set at the tag's index (`WRONGTYPE`): the tag's keys
+                // cannot be found, now or ever.
+                Err(e) if e.is_permanent() => give_up(applied, Target::Tag(tag.clone()), &e),
+                Err(e) => {
+                    // Stays in `targets`, to be retried.
+                    transient.get_or_insert(e);
+                    continue;
+                }
+            }
+            applied.tags += 1;
+            targets.tags.remove(tag);
         }
-        applied.tags += 1;
-        targets.tags.remove(&tag);
+        if let Some(e) = transient {
+            return Err(e);
+        }
     }
     if !targets.patterns.is_empty() {
         let patterns = PatternSet::new(&targets.patterns);
