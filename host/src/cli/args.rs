@@ -1,0 +1,250 @@
+//! The command line: every command and flag, as clap parses them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use invalidator::connection::{Redis, RedisConfig};
+use invalidator::rules::{Runtime, SandboxConfig};
+use invalidator::serve::LogFormat;
+
+/// Cache-invalidation rules engine: turns committed transactions into the
+/// cache keys, patterns and tags to invalidate, with sandboxed Wasm rules.
+#[derive(Parser)]
+#[command(version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Dry run: print the targets of each commit of a JSON Lines file.
+    Run {
+        /// A rule `.wasm` file, or a folder of them.
+        #[arg(long)]
+        rules: PathBuf,
+        /// The commits, one JSON object per line; `-` for standard input.
+        #[arg(long)]
+        events: PathBuf,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Run the commits of a JSON Lines file through the rules and apply
+    /// their invalidations to Redis. Prints a JSON summary last.
+    Apply {
+        /// A rule `.wasm` file, or a folder of them.
+        #[arg(long)]
+        rules: PathBuf,
+        /// The commits, one JSON object per line; `-` for standard input.
+        #[arg(long)]
+        events: PathBuf,
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// Give up (exit status 1) if the invalidations are not all applied
+        /// this many seconds after the last commit was read.
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        give_up_after: u64,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Run two versions of a rule on the same commits and print the commits
+    /// whose targets differ. Exit status 0: none differ; 1: some differ;
+    /// 2: trouble (a rule that does not load, a malformed line).
+    Diff {
+        /// The old version: a rule `.wasm` file (or a folder of rules).
+        old: PathBuf,
+        /// The new version.
+        new: PathBuf,
+        /// The commits, one JSON object per line; `-` for standard input.
+        #[arg(long)]
+        events: PathBuf,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Serve: rules from a watched folder, swapped live when their files
+    /// change; commits from a JSON Lines input, an HTTP API (`--listen`)
+    /// and a Redis stream (`--stream`); invalidations applied to Redis, or
+    /// to an in-process store without `--redis`. Every setting can also come
+    /// from a TOML file (`--config`) and `INVALIDATOR_*` variables; flags
+    /// win. Stops on SIGTERM or Ctrl-C (or at the end of the input when it
+    /// is the only source) and prints a JSON summary last.
+    Serve(Box<ServeArgs>),
+    /// Read and write the cache as the application does, tags included.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Validate rule components and print what they say about themselves.
+    Check {
+        /// A rule `.wasm` file, or a folder of them.
+        path: PathBuf,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+}
+
+/// The flags of `serve`; each overrides the setting of the same name in
+/// the configuration.
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// A TOML configuration file (`--print-config` shows every setting).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Print the effective configuration (file, environment and flags
+    /// merged) as TOML and exit.
+    #[arg(long)]
+    pub(crate) print_config: bool,
+    /// The folder of rule `.wasm` files to watch [default: rules].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) rules: Option<PathBuf>,
+    /// `redis://...` or `redis+cluster://...`; without it, an in-process
+    /// store.
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis: Option<String>,
+    /// Commits, one JSON object per line; `-` for standard input [default:
+    /// `-` when there is neither `--listen` nor `--stream`].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) events: Option<PathBuf>,
+    /// Serve the HTTP API on this address, e.g. `127.0.0.1:8080`.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    /// Consume commits from this Redis stream through a consumer group.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) stream: Option<String>,
+    /// The consumer group [default: invalidator].
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) group: Option<String>,
+    /// This process's name in the group [default: HOSTNAME-PID].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) consumer: Option<String>,
+    /// Where compiled rules are kept between runs: a folder only this host
+    /// writes, outside the rules folder [default: $XDG_CACHE_HOME/invalidator,
+    /// else ~/.cache/invalidator].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) compile_cache: Option<PathBuf>,
+    /// Logs as human-readable text or as JSON lines [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    pub(crate) log_format: Option<LogFormat>,
+    /// Time one rule call may take, in milliseconds [default: 100].
+    #[arg(long, value_name = "MS")]
+    pub(crate) time_limit_ms: Option<u64>,
+    /// Memory one rule instance may use, in MiB [default: 64].
+    #[arg(long, value_name = "MIB")]
+    pub(crate) memory_limit_mib: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The flags given, in the shape of the configuration file.
+    pub(crate) fn overrides(&self) -> serde_json::Value {
+        let mut top = serde_json::Map::new();
+        let mut http = serde_json::Map::new();
+        let mut stream = serde_json::Map::new();
+        let mut sandbox = serde_json::Map::new();
+        let set = |map: &mut serde_json::Map<String, serde_json::Value>,
+                   key: &str,
+                   value: Option<serde_json::Value>| {
+            if let Some(v) = value {
+                map.insert(key.to_owned(), v);
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string().into());
+        let text = |t: &Option<String>| t.clone().map(Into::into);
+        set(&mut top, "rules", path(&self.rules));
+        set(&mut top, "redis", text(&self.redis));
+        set(&mut top, "events", path(&self.events));
+        set(&mut top, "compile_cache", path(&self.compile_cache));
+        set(
+            &mut top,
+            "log_format",
+            self.log_format
+                .map(|f| serde_json::to_value(f).expect("serializes")),
+        );
+        set(&mut http, "listen", text(&self.listen));
+        set(&mut stream, "name", text(&self.stream));
+        set(&mut stream, "group", text(&self.group));
+        set(&mut stream, "consumer", text(&self.consumer));
+        set(
+            &mut sandbox,
+            "time_limit_ms",
+            self.time_limit_ms.map(Into::into),
+        );
+        set(
+            &mut sandbox,
+            "memory_limit_mib",
+            self.memory_limit_mib.map(Into::into),
+        );
+        for (name, section) in [("http", http), ("stream", stream), ("sandbox", sandbox)] {
+            if !section.is_empty() {
+                top.insert(name.to_owned(), section.into());
+            }
+        }
+        top.into()
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Store a value, with an optional time to live and tags.
+    Set {
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// The cache key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Expire after this many seconds (default: never).
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<f64>,
+        /// A tag to register the key under; repeat for more.
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+    },
+    /// Print a value; exit status 1 when the key does not exist.
+    Get {
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// The cache key.
+        key: String,
+    },
+}
+
+/// Where Redis is.
+#[derive(Args)]
+pub(crate) struct RedisArgs {
+    /// `redis://host:port[/db]` for one node, or
+    /// `redis+cluster://host:port[,host:port...]` for a cluster.
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis: String,
+}
+
+impl RedisArgs {
+    pub(crate) fn open(&self) -> anyhow::Result<Redis> {
+        Ok(Redis::open(&self.redis, RedisConfig::default())?)
+    }
+}
+
+/// Limits of every rule call.
+#[derive(Args)]
+pub(crate) struct SandboxArgs {
+    /// Time one rule call may take, in milliseconds.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub(crate) time_limit_ms: u64,
+    /// Memory one rule instance may use, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub(crate) memory_limit_mib: usize,
+}
+
+impl SandboxArgs {
+    pub(crate) fn config(&self) -> SandboxConfig {
+        SandboxConfig {
+            time_limit: Duration::from_millis(self.time_limit_ms),
+            memory_limit: self.memory_limit_mib << 20,
+            ..SandboxConfig::default()
+        }
+    }
+
+    pub(crate) fn runtime(&self) -> anyhow::Result<Runtime> {
+        Ok(Runtime::new(self.config())?)
+    }
+}
