@@ -270,10 +270,10 @@ impl Invalidator {
     /// until its file changes.
     pub fn swap_rules(&self, rules: Arc<RuleSet>) -> Arc<RuleSet> {
         let (reply, replaced) = mpsc::sync_channel(1);
-        if self.control(ToEvaluator::Swap { rules, reply }) {
-            if let Ok(previous) = replaced.recv() {
-                return previous;
-            }
+        if self.control(ToEvaluator::Swap { rules, reply })
+            && let Ok(previous) = replaced.recv()
+        {
+            return previous;
         }
         tracing::error!("the pipeline has stopped; rules not swapped");
         self.rules()

@@ -16,9 +16,13 @@ use crate::commit::for_each_commit;
 /// once.
 const CHUNK: usize = 256;
 
+/// The input and where its malformed lines are reported.
+type Input = (Box<dyn BufRead + Send>, Box<dyn Write + Send>);
+
 /// A JSON Lines input, read once.
 pub struct LinesSource {
-    input: Mutex<Option<(Box<dyn BufRead + Send>, Box<dyn Write + Send>)>>,
+    /// Taken when it runs.
+    input: Mutex<Option<Input>>,
 }
 
 impl LinesSource {
