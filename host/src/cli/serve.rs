@@ -11,8 +11,7 @@ use super::{init_logging, open_events, tokio_runtime};
 
 /// Serves until stopped; fails (exit 1) if work was left unapplied.
 pub(super) fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let config =
-        ServeConfig::load(args.config.as_deref(), args.overrides()).map_err(anyhow::Error::msg)?;
+    let config = ServeConfig::load(args.config.as_deref(), args.overrides())?;
     if args.print_config {
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);

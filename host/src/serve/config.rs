@@ -284,15 +284,35 @@ impl Default for PipelineSettings {
     }
 }
 
+/// Why a configuration is refused; each names the offending setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file given does not exist.
+    #[error("configuration file `{}` not found", .0.display())]
+    NotFound(PathBuf),
+    /// A layer does not parse, or names an unknown key or a bad value.
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<figment::Error>),
+    /// Settings that cannot work (together).
+    #[error("{0}")]
+    Unusable(String),
+    /// An HTTP address reachable from other machines, with no token.
+    #[error(transparent)]
+    Exposed(#[from] crate::source::SourceError),
+    /// The compile cache folder is unusable.
+    #[error(transparent)]
+    CompileCache(#[from] crate::rules::CacheError),
+}
+
 impl ServeConfig {
     /// Merges the layers: defaults, the TOML file `file` (if given; it must
     /// exist), the `INVALIDATOR_*` environment, then `flags` (a map of the
     /// settings given on the command line, in the file's shape).
-    pub fn load(file: Option<&Path>, flags: serde_json::Value) -> Result<Self, String> {
+    pub fn load(file: Option<&Path>, flags: serde_json::Value) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Self::default()));
         if let Some(file) = file {
             if !file.is_file() {
-                return Err(format!("configuration file `{}` not found", file.display()));
+                return Err(ConfigError::NotFound(file.to_owned()));
             }
             figment = figment.merge(Toml::file_exact(file));
         }
@@ -311,37 +331,37 @@ impl ServeConfig {
             .merge(env)
             .merge(Serialized::defaults(flags))
             .extract()
-            .map_err(|e| format!("invalid configuration: {e}"))?;
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
         config.check()?;
         Ok(config)
     }
 
     /// Rejects settings that cannot work together, naming them.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConfigError> {
+        let unusable = |m: String| Err(ConfigError::Unusable(m));
         if self.stream.name.is_some() && self.stream_redis().is_none() {
-            return Err(
+            return unusable(
                 "`stream.name` is set but no Redis is: set `redis` or `stream.redis` \
                  (flag `--redis`)"
                     .to_owned(),
             );
         }
         if self.stream.group.is_empty() {
-            return Err("`stream.group` is empty".to_owned());
+            return unusable("`stream.group` is empty".to_owned());
         }
         if self.stream.max_attempts == 0 {
-            return Err("`stream.max_attempts` is 0: give at least 1".to_owned());
+            return unusable("`stream.max_attempts` is 0: give at least 1".to_owned());
         }
         if self.stream.read_count == 0 || self.stream.max_in_flight == 0 {
-            return Err(
+            return unusable(
                 "`stream.read_count` and `stream.max_in_flight` must be above 0".to_owned(),
             );
         }
         if let Some(addr) = self.http.listen.as_deref().and_then(|l| l.parse().ok()) {
-            crate::source::http::check_exposure(addr, self.http.token.as_deref())
-                .map_err(|e| e.to_string())?;
+            crate::source::http::check_exposure(addr, self.http.token.as_deref())?;
         }
         if self.http.token.as_deref() == Some("") {
-            return Err("`http.token` is empty: give a token, or none".to_owned());
+            return unusable("`http.token` is empty: give a token, or none".to_owned());
         }
         let sandbox = &self.sandbox;
         for (name, value) in [
@@ -350,14 +370,14 @@ impl ServeConfig {
             ("max_target_len", sandbox.max_target_len),
         ] {
             if value == 0 {
-                return Err(format!(
+                return unusable(format!(
                     "`sandbox.{name}` is 0: every rule call would fail; give a budget above 0"
                 ));
             }
         }
         let rate = self.pipeline.rollback_max_failure_rate;
         if !(0.0..=1.0).contains(&rate) {
-            return Err(format!(
+            return unusable(format!(
                 "`pipeline.rollback_max_failure_rate` is {rate}: give a fraction from 0 to 1"
             ));
         }
@@ -388,12 +408,12 @@ impl ServeConfig {
 
     /// Where compiled rules are kept: the setting, else the platform's
     /// cache folder. Refused inside the rules folder.
-    pub fn compile_cache_dir(&self) -> Result<PathBuf, String> {
+    pub fn compile_cache_dir(&self) -> Result<PathBuf, ConfigError> {
         let dir = match &self.compile_cache {
             Some(dir) => dir.clone(),
-            None => crate::rules::default_compile_cache_dir().map_err(|e| e.to_string())?,
+            None => crate::rules::default_compile_cache_dir()?,
         };
-        crate::rules::check_compile_cache_outside(&dir, &self.rules).map_err(|e| e.to_string())?;
+        crate::rules::check_compile_cache_outside(&dir, &self.rules)?;
         Ok(dir)
     }
 
@@ -539,10 +559,13 @@ mod tests {
         assert_eq!(config.http.listen.as_deref(), Some("127.0.0.1:2"));
 
         std::fs::write(&file, "[http]\nlistn = \"x\"\n").unwrap();
-        let err = ServeConfig::load(Some(&file), serde_json::json!({})).unwrap_err();
+        let err = ServeConfig::load(Some(&file), serde_json::json!({}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listn"), "{err}");
-        let err =
-            ServeConfig::load(Some(&dir.join("nope.toml")), serde_json::json!({})).unwrap_err();
+        let err = ServeConfig::load(Some(&dir.join("nope.toml")), serde_json::json!({}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope.toml"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -25,7 +25,8 @@ use tokio::sync::watch;
 
 pub use crate::source::stream::StreamStats;
 pub use config::{
-    ENV_PREFIX, HttpConfig, LogFormat, PipelineSettings, SandboxSettings, ServeConfig, StreamConfig,
+    ConfigError, ENV_PREFIX, HttpConfig, LogFormat, PipelineSettings, SandboxSettings, ServeConfig,
+    StreamConfig,
 };
 
 use crate::apply::ApplySummary;
@@ -118,9 +119,12 @@ pub enum ServeError {
     /// The rules folder is not a folder.
     #[error("rules folder `{}` is not a folder", .0.display())]
     RulesFolder(std::path::PathBuf),
-    /// The configuration is unusable (the compile cache, the stream).
+    /// The configuration is unusable (the compile cache).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A stream named with no Redis to read it from.
     #[error("{0}")]
-    Config(String),
+    Stream(String),
     /// The rule runtime could not start (its compile cache, say).
     #[error(transparent)]
     Runtime(#[from] crate::rules::LoadError),
@@ -159,7 +163,7 @@ pub async fn serve(
     if !dir.is_dir() {
         return Err(ServeError::RulesFolder(dir));
     }
-    let cache_dir = config.compile_cache_dir().map_err(ServeError::Config)?;
+    let cache_dir = config.compile_cache_dir()?;
     let runtime = Runtime::with_compile_cache(config.sandbox_config(), &cache_dir)?;
     let store = open_store(&config)?;
     let mut catalog = Catalog::new(runtime, &dir);
@@ -194,7 +198,7 @@ pub async fn serve(
 
     let (stop, stopping) = watch::channel(false);
     let drain = Duration::from_secs(config.shutdown_timeout_secs);
-    let stream = match stream_settings(&config, drain).map_err(ServeError::Config)? {
+    let stream = match stream_settings(&config, drain).map_err(ServeError::Stream)? {
         Some(settings) => Some(Arc::new(StreamSource::new(settings)?)),
         None => None,
     };
