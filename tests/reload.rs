@@ -151,6 +151,54 @@ async fn a_shadow_is_compared_never_applied_and_promotion_replaces_the_live_rule
     assert!(memory.get("page:1").is_some());
 }
 
+/// A swap is ordered with the commits: those handed over before
+/// `swap_rules` are evaluated by the old set, those after it by the new
+/// one, even when both would fall in one batch (a linger holds the batch
+/// open while the swap happens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_applies_from_the_next_commit_handed_over() {
+    let runtime = runtime();
+    let load = |path: &str| {
+        let rule = LoadedRule::load(&runtime, Path::new(path)).unwrap();
+        Arc::new(RuleSet::new(vec![rule]).unwrap())
+    };
+    let memory = Arc::new(MemoryStore::new());
+    let invalidator = Invalidator::start_with(
+        load(guests::TURNUS),
+        Store::Memory(memory.clone()),
+        PipelineConfig {
+            linger: Duration::from_millis(300),
+            ..PipelineConfig::default()
+        },
+    );
+    for t in 1..=2 {
+        memory.set(&format!("page:{t}"), b"v", None, &[format!("turnus:{t}")]);
+    }
+    let geld = |t: i64| {
+        let mut tx = invalidator.begin(format!("g-{t}"));
+        tx.insert("geld", [("id", t)], [("id", t), ("turnus_id", t)]);
+        tx.commit();
+    };
+    geld(1);
+    let v2 = load(guests::TURNUS_V2);
+    let replaced = invalidator.swap_rules(v2.clone());
+    assert_eq!(replaced.rules()[0].info().version, "1.0.0");
+    assert!(
+        Arc::ptr_eq(&invalidator.rules(), &v2),
+        "in service once it returns"
+    );
+    geld(2);
+    invalidator.flush().await;
+    assert!(
+        memory.get("page:1").is_some(),
+        "commit 1 was handed over before the swap: version 1, which names no tag"
+    );
+    assert!(
+        memory.get("page:2").is_none(),
+        "commit 2 came after the swap: version 2's tag is applied"
+    );
+}
+
 #[test]
 fn a_version_failing_its_fixture_never_takes_over() {
     let dir = folder("fixture");
