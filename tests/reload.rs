@@ -305,12 +305,12 @@ async fn a_new_version_failing_too_often_is_rolled_back_and_stays_refused() {
     assert_eq!(version(&invalidator), "1.0.0", "version 1 restored");
 
     // Version 1 handles what version 2 could not.
-    let failures = stats.rule_failures;
+    let failures = stats.failed_rule_calls;
     memory.set("turnus_data_5000", b"v", None, &[]);
     commit(5000);
     invalidator.flush().await;
     assert!(memory.get("turnus_data_5000").is_none());
-    assert_eq!(invalidator.stats().rule_failures, failures);
+    assert_eq!(invalidator.stats().failed_rule_calls, failures);
 
     // The rolled-back build is refused until its file changes.
     invalidator.swap_rules(v2);

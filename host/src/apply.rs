@@ -81,7 +81,7 @@ impl ApplySummary {
             patterns: stats.patterns,
             tags: stats.tags,
             deleted: stats.deleted,
-            errors: malformed + stats.rule_failures + stats.errors,
+            errors: malformed + stats.failed_rule_calls + stats.errors,
             unapplied: stats.unapplied,
             complete: flushed && malformed == 0,
         }

@@ -22,7 +22,8 @@
 //! [`serve`] wires sources, pipeline and sink into the long-running
 //! service and runs its operations API; [`dry_run`], [`apply`] and
 //! [`diff`] are what the `invalidator run`, `apply` and `diff` commands do.
-//! [`escape`] makes rule-supplied text safe to show.
+//! [`escape`] makes rule-supplied text safe to show; [`figures`] declares
+//! counters once, for the statistics and the metrics endpoint alike.
 //!
 //! ```no_run
 //! use invalidator::rules::{Runtime, RuleSet, SandboxConfig};
@@ -49,8 +50,9 @@ pub mod commit;
 pub mod connection;
 pub mod diff;
 pub mod dry_run;
+mod duration;
 pub mod escape;
-pub mod histogram;
+pub mod figures;
 pub mod pipeline;
 pub mod reload;
 pub mod rules;

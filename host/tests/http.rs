@@ -423,18 +423,32 @@ async fn rules_stats_metrics_health_and_reload() {
         metrics.contains("\ninvalidator_commits_total 5\n"),
         "{metrics}"
     );
-    assert!(metrics.contains("# TYPE invalidator_rule_calls_total counter"));
     assert!(
-        metrics.contains("invalidator_rule_errors_total{rule=\"dealership\",version=\"1.0.0\"} 0"),
+        metrics.contains("# TYPE invalidator_rule_calls counter"),
         "{metrics}"
     );
-    assert!(metrics.contains("invalidator_rule_call_seconds_count{rule=\"dealership\""));
+    assert!(
+        metrics.contains("\ninvalidator_failed_rule_calls_total 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\ninvalidator_queued 0\n")
+            && metrics.contains("# TYPE invalidator_queued gauge"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains(
-            "invalidator_rule_failures_by_kind_total{rule=\"dealership\",version=\"1.0.0\",kind=\"time_limit\"} 0"
+            "invalidator_rule_failures_total{rule=\"dealership\",version=\"1.0.0\",kind=\"time_limit\"} 0"
         ),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(
+            "invalidator_rule_call_seconds{rule=\"dealership\",version=\"1.0.0\",quantile=\"0.99\"}"
+        ),
+        "recent latency by quantile: {metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
 
     // A rule file deployed is in service after a reload request.
     deploy(guests::POS, &dir.join("pos.wasm"));
@@ -546,7 +560,79 @@ fn print_config_merges_the_file_the_environment_and_the_flags() {
     );
     assert_eq!(config["http"]["token"].as_str(), Some("(hidden)"));
     assert_eq!(config["stream"]["group"].as_str(), Some("env-group"));
-    assert_eq!(config["stream"]["claim_idle_ms"].as_integer(), Some(30_000));
+    assert_eq!(config["stream"]["claim_idle"].as_str(), Some("30s"));
+}
+
+/// Runs `serve --print-config` with `args` and `envs`; its output.
+fn print_config(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(["serve", "--print-config"])
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn durations_are_read_with_their_units_from_every_layer() {
+    let dir = fresh_dir("http-durations");
+    let file = dir.join("serve.toml");
+    std::fs::write(
+        &file,
+        "[pipeline]\nlinger = \"5ms\"\nprune_every = \"never\"\n\
+         [pipeline.rollback]\nwindow = \"2m\"\n[sandbox]\ntime_limit = \"250ms\"\n",
+    )
+    .unwrap();
+    let out = print_config(
+        &["--config", file.to_str().unwrap(), "--time-limit", "300ms"],
+        &[("INVALIDATOR_STREAM__CLAIM_IDLE", "1m 30s")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(config["pipeline"]["linger"].as_str(), Some("5ms"));
+    assert_eq!(config["pipeline"]["prune_every"].as_str(), Some("never"));
+    assert_eq!(
+        config["pipeline"]["rollback"]["window"].as_str(),
+        Some("2m")
+    );
+    assert_eq!(config["stream"]["claim_idle"].as_str(), Some("1m 30s"));
+    assert_eq!(
+        config["sandbox"]["time_limit"].as_str(),
+        Some("300ms"),
+        "the flag wins over the file"
+    );
+}
+
+#[test]
+fn a_bad_duration_is_refused_naming_its_key() {
+    let out = print_config(&[], &[("INVALIDATOR_PIPELINE__LINGER", "5")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let lower = err.to_lowercase();
+    assert!(
+        lower.contains("pipeline.linger") && lower.contains("`5` has no unit"),
+        "{err}"
+    );
+
+    let dir = fresh_dir("http-bad-duration");
+    let file = dir.join("serve.toml");
+    std::fs::write(&file, "[sandbox]\ntime_limit = \"fast\"\n").unwrap();
+    let out = print_config(&["--config", file.to_str().unwrap()], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("sandbox.time_limit") && err.contains("fast"),
+        "{err}"
+    );
+
+    let out = print_config(&["--time-limit", "100"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--time-limit") && err.contains("100"), "{err}");
 }
 
 /// A permanent Redis error answers `?wait=true` with 502 `not_applied`
@@ -570,7 +656,7 @@ async fn a_permanent_redis_error_is_reported_and_the_rest_goes_on() {
             "--listen",
             "127.0.0.1:0",
         ],
-        &[("INVALIDATOR_HTTP__WAIT_TIMEOUT_SECS", "10")],
+        &[("INVALIDATOR_HTTP__WAIT_TIMEOUT", "10s")],
     );
 
     let response = post(&service, "/v1/commits?wait=true", &car("t1", "V2")).await;

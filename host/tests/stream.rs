@@ -119,8 +119,8 @@ fn three_consumers_share_a_stream_and_a_killed_one_loses_nothing() {
         .unwrap();
 
     let envs = [
-        ("INVALIDATOR_STREAM__CLAIM_IDLE_MS", "1000"),
-        ("INVALIDATOR_STREAM__BLOCK_MS", "100"),
+        ("INVALIDATOR_STREAM__CLAIM_IDLE", "1000ms"),
+        ("INVALIDATOR_STREAM__BLOCK", "100ms"),
         ("INVALIDATOR_STREAM__READ_COUNT", "50"),
     ];
     let survivors = [
@@ -237,8 +237,8 @@ fn poison_entries_go_to_the_dead_letter_stream_and_the_stream_moves_on() {
     let good: String = conn.xadd(STREAM, "*", &[("commit", geld(1))]).unwrap();
 
     let envs = [
-        ("INVALIDATOR_STREAM__CLAIM_IDLE_MS", "200"),
-        ("INVALIDATOR_STREAM__BLOCK_MS", "100"),
+        ("INVALIDATOR_STREAM__CLAIM_IDLE", "200ms"),
+        ("INVALIDATOR_STREAM__BLOCK", "100ms"),
         ("INVALIDATOR_STREAM__MAX_ATTEMPTS", "3"),
     ];
     let service = consumer(&dir, &redis.url(), "only", &envs);
@@ -316,7 +316,7 @@ fn a_consumer_works_on_a_cluster() {
         &dir,
         &cluster.url(),
         "only",
-        &[("INVALIDATOR_STREAM__BLOCK_MS", "100")],
+        &[("INVALIDATOR_STREAM__BLOCK", "100ms")],
     );
     wait_until("every key is invalidated", Duration::from_secs(60), || {
         (0..N).all(|id| !conn.exists::<_, bool>(format!("turnus_data_{id}")).unwrap())
@@ -361,8 +361,8 @@ fn consumers_that_stopped_and_hold_nothing_are_forgotten() {
         &redis.url(),
         "live",
         &[
-            ("INVALIDATOR_STREAM__CLAIM_IDLE_MS", "100"),
-            ("INVALIDATOR_STREAM__BLOCK_MS", "50"),
+            ("INVALIDATOR_STREAM__CLAIM_IDLE", "100ms"),
+            ("INVALIDATOR_STREAM__BLOCK", "50ms"),
         ],
     );
     let names = |conn: &mut redis::Connection| -> Vec<String> {
@@ -399,7 +399,7 @@ fn sigterm_mid_stream_acknowledges_what_was_read_and_the_rest_waits() {
     }
     let () = pipe.query(&mut conn).unwrap();
     let envs = [
-        ("INVALIDATOR_STREAM__BLOCK_MS", "100"),
+        ("INVALIDATOR_STREAM__BLOCK", "100ms"),
         ("INVALIDATOR_STREAM__READ_COUNT", "100"),
     ];
     let first = consumer(&dir, &redis.url(), "first", &envs);
@@ -448,7 +448,7 @@ fn an_entry_redis_refuses_for_good_is_dead_lettered_and_the_stream_moves_on() {
     let stream_url = redis.url();
     let envs = [
         ("INVALIDATOR_STREAM__REDIS", stream_url.as_str()),
-        ("INVALIDATOR_STREAM__BLOCK_MS", "100"),
+        ("INVALIDATOR_STREAM__BLOCK", "100ms"),
     ];
     let service = consumer(&dir, &cache_url, "only", &envs);
     let gone = |conn: &mut redis::Connection, id: u64| -> bool {

@@ -174,7 +174,7 @@ fn stream(bin: &str, dir: &str, redis: &RedisServer, consumers: usize) -> f64 {
                     "--consumer",
                     &format!("c{i}"),
                 ],
-                &[("INVALIDATOR_STREAM__BLOCK_MS", "100")],
+                &[("INVALIDATOR_STREAM__BLOCK", "100ms")],
             )
         })
         .collect();

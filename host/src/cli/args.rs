@@ -126,9 +126,10 @@ pub(crate) struct ServeArgs {
     /// Logs as human-readable text or as JSON lines [default: text].
     #[arg(long, value_name = "FORMAT")]
     pub(crate) log_format: Option<LogFormat>,
-    /// Time one rule call may take, in milliseconds [default: 100].
-    #[arg(long, value_name = "MS")]
-    pub(crate) time_limit_ms: Option<u64>,
+    /// Time one rule call may take, with its unit, e.g. `250ms` [default:
+    /// 100ms].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) time_limit: Option<Duration>,
     /// Memory one rule instance may use, in MiB [default: 64].
     #[arg(long, value_name = "MIB")]
     pub(crate) memory_limit_mib: Option<usize>,
@@ -166,8 +167,9 @@ impl ServeArgs {
         set(&mut stream, "consumer", text(&self.consumer));
         set(
             &mut sandbox,
-            "time_limit_ms",
-            self.time_limit_ms.map(Into::into),
+            "time_limit",
+            self.time_limit
+                .map(|d| humantime::format_duration(d).to_string().into()),
         );
         set(
             &mut sandbox,
@@ -227,9 +229,9 @@ impl RedisArgs {
 /// Limits of every rule call.
 #[derive(Args)]
 pub(crate) struct SandboxArgs {
-    /// Time one rule call may take, in milliseconds.
-    #[arg(long, default_value_t = 100, value_name = "MS")]
-    pub(crate) time_limit_ms: u64,
+    /// Time one rule call may take, with its unit, e.g. `250ms`.
+    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) time_limit: Duration,
     /// Memory one rule instance may use, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub(crate) memory_limit_mib: usize,
@@ -238,7 +240,7 @@ pub(crate) struct SandboxArgs {
 impl SandboxArgs {
     pub(crate) fn config(&self) -> SandboxConfig {
         SandboxConfig {
-            time_limit: Duration::from_millis(self.time_limit_ms),
+            time_limit: self.time_limit,
             memory_limit: self.memory_limit_mib << 20,
             ..SandboxConfig::default()
         }

@@ -1,11 +1,16 @@
 //! [`PipelineConfig`]: the pipeline's bounds and timings, with documented
-//! defaults. (Redis timeouts belong to the [`Redis`](crate::connection::Redis)
-//! handle: see [`RedisConfig`](crate::connection::RedisConfig).)
+//! defaults, read as they are from the `[pipeline]` section of the
+//! configuration (durations as text with a unit). (Redis timeouts belong to
+//! the [`Redis`](crate::connection::Redis) handle: see
+//! [`RedisConfig`](crate::connection::RedisConfig).)
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// How the pipeline batches, bounds and retries its work.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Most commits evaluated and applied together. Batches form only when
     /// commits arrive faster than they are applied, so an idle pipeline adds
@@ -13,6 +18,7 @@ pub struct PipelineConfig {
     pub max_batch: usize,
     /// How long to wait for more commits before evaluating a batch. Default
     /// zero: take what is queued, never wait for more.
+    #[serde(with = "crate::duration::required")]
     pub linger: Duration,
     /// Most targets kept pending (while Redis is down or slow) before the
     /// pending work collapses into the rules' fallback targets. Default
@@ -20,15 +26,21 @@ pub struct PipelineConfig {
     pub max_pending: usize,
     /// First retry delay after a Redis error; each further retry doubles
     /// it, with jitter. Default 50 ms.
+    #[serde(with = "crate::duration::required")]
     pub retry_min: Duration,
     /// Longest delay between retries. Default 5 s.
+    #[serde(with = "crate::duration::required")]
     pub retry_max: Duration,
-    /// When a newly promoted version of a rule is put back: see
-    /// [`RollbackPolicy`]. `None` never rolls back.
-    pub rollback: Option<RollbackPolicy>,
     /// How often expired members are pruned from every tag index, or
-    /// `None` for never. Default every 10 minutes.
+    /// `None` for never (`never` in the configuration). Default every 10
+    /// minutes.
+    #[serde(with = "crate::duration::optional")]
     pub prune_every: Option<Duration>,
+    /// When a newly promoted version of a rule is put back: see
+    /// [`RollbackPolicy`]. `None` never rolls back (a `never` window in
+    /// the configuration). Last, because it is a table of its own in TOML.
+    #[serde(with = "rollback_setting")]
+    pub rollback: Option<RollbackPolicy>,
 }
 
 impl Default for PipelineConfig {
@@ -67,5 +79,63 @@ impl Default for RollbackPolicy {
             min_commits: 20,
             max_failure_rate: 0.5,
         }
+    }
+}
+
+/// `[pipeline.rollback]` as written: the policy's fields, where a `never`
+/// window switches rolling back off, so that one table says it all.
+#[derive(Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RollbackSetting {
+    #[serde(with = "crate::duration::optional")]
+    window: Option<Duration>,
+    min_commits: u64,
+    max_failure_rate: f64,
+}
+
+impl Default for RollbackSetting {
+    fn default() -> Self {
+        let d = RollbackPolicy::default();
+        Self {
+            window: Some(d.window),
+            min_commits: d.min_commits,
+            max_failure_rate: d.max_failure_rate,
+        }
+    }
+}
+
+/// Reads and writes `Option<RollbackPolicy>` as a [`RollbackSetting`].
+mod rollback_setting {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{RollbackPolicy, RollbackSetting};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<RollbackPolicy>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let setting = match value {
+            Some(p) => RollbackSetting {
+                window: Some(p.window),
+                min_commits: p.min_commits,
+                max_failure_rate: p.max_failure_rate,
+            },
+            None => RollbackSetting {
+                window: None,
+                ..RollbackSetting::default()
+            },
+        };
+        setting.serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<RollbackPolicy>, D::Error> {
+        let s = RollbackSetting::deserialize(deserializer)?;
+        Ok(s.window.map(|window| RollbackPolicy {
+            window,
+            min_commits: s.min_commits,
+            max_failure_rate: s.max_failure_rate,
+        }))
     }
 }

@@ -3,14 +3,21 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Limits applied to every call into a rule. A call that exceeds one fails,
-/// and the rule's fallback targets are applied instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// and the rule's fallback targets are applied instead. Read as it is from
+/// the `[sandbox]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
     /// Wall-clock time one call may run. Default: 100 ms, several hundred
     /// times what the example rules need for a 100-write commit.
+    #[serde(with = "crate::duration::required")]
     pub time_limit: Duration,
-    /// Linear memory one rule instance may grow to. Default: 64 MiB.
+    /// Linear memory one rule instance may grow to, in bytes. Default: 64
+    /// MiB. Written in MiB in the configuration (`memory_limit_mib`).
+    #[serde(rename = "memory_limit_mib", with = "mib")]
     pub memory_limit: usize,
     /// How many rule instances may be alive at once across all threads (the
     /// size of the pre-reserved instance pool). Default: 128.
@@ -40,5 +47,26 @@ impl Default for SandboxConfig {
             max_target_len: 64 << 10,
             max_log_lines: 100,
         }
+    }
+}
+
+/// Bytes kept as bytes, written as whole MiB.
+mod mib {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        bytes: &usize,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64((*bytes >> 20) as u64)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<usize, D::Error> {
+        let mib = usize::deserialize(deserializer)?;
+        mib.checked_mul(1 << 20).ok_or_else(|| {
+            serde::de::Error::custom(format!("{mib} MiB is more memory than can be addressed"))
+        })
     }
 }

@@ -1,5 +1,5 @@
 //! [`RuleMetrics`]: what one loaded rule version has done: calls, failures
-//! and how long its calls took. Shared by every clone of the
+//! by kind, and how long its recent calls took. Shared by every clone of the
 //! [`LoadedRule`](super::LoadedRule), so a version kept across reloads
 //! keeps its figures, and a new version starts from zero.
 
@@ -7,24 +7,22 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::FailureKind;
-use crate::histogram::Histogram;
+use super::latency::RecentLatency;
 
 /// Counters of one rule version.
 #[derive(Debug, Default)]
 pub struct RuleMetrics {
     calls: AtomicU64,
-    failures: AtomicU64,
     /// Failures by kind, in the order of [`FailureKind::ALL`].
     by_kind: [AtomicU64; FailureKind::ALL.len()],
     empty_targets: AtomicU64,
-    latency: Histogram,
+    latency: RecentLatency,
 }
 
 impl RuleMetrics {
     pub(crate) fn record(&self, took: Duration, failed: Option<FailureKind>) {
         self.calls.fetch_add(1, Relaxed);
         if let Some(kind) = failed {
-            self.failures.fetch_add(1, Relaxed);
             let i = FailureKind::ALL
                 .iter()
                 .position(|k| *k == kind)
@@ -52,7 +50,7 @@ impl RuleMetrics {
     /// Calls that failed (trapped, timed out, ran out of memory, or
     /// returned an error).
     pub fn failures(&self) -> u64 {
-        self.failures.load(Relaxed)
+        self.by_kind.iter().map(|n| n.load(Relaxed)).sum()
     }
 
     /// Failed calls of one kind.
@@ -64,8 +62,8 @@ impl RuleMetrics {
         self.by_kind[i].load(Relaxed)
     }
 
-    /// How long calls took, sandbox set-up included.
-    pub fn latency(&self) -> &Histogram {
+    /// How long the recent calls took, sandbox set-up included.
+    pub fn latency(&self) -> &RecentLatency {
         &self.latency
     }
 }

@@ -12,6 +12,7 @@
 mod compile_cache;
 mod config;
 mod error;
+mod latency;
 mod loaded;
 mod metrics;
 mod runtime;
@@ -25,6 +26,7 @@ pub use compile_cache::{
 };
 pub use config::SandboxConfig;
 pub use error::{FailureKind, LoadError, RuleFailure};
+pub use latency::RecentLatency;
 pub use loaded::{LoadedRule, content_hash};
 pub use metrics::RuleMetrics;
 pub use runtime::Runtime;

@@ -8,6 +8,10 @@
 //! section's variables (`INVALIDATOR_HTTP__LISTN`), so a misspelt setting
 //! is never silently ignored. A variable that names no setting at all
 //! (`INVALIDATOR_BIN`, another tool's) is left alone, with a warning.
+//!
+//! Durations are text with a unit (`250ms`, `30s`, `10m`), and the
+//! library's own settings, [`SandboxConfig`] and [`PipelineConfig`], are
+//! read as they are: one definition of each setting and its default.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,7 +20,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{PipelineConfig, RollbackPolicy};
+use crate::pipeline::PipelineConfig;
 use crate::rules::SandboxConfig;
 
 /// The prefix of environment overrides.
@@ -29,7 +33,7 @@ const KEYS: &[&str] = &[
     "events",
     "compile_cache",
     "log_format",
-    "shutdown_timeout_secs",
+    "shutdown_timeout",
     "http",
     "stream",
     "sandbox",
@@ -69,16 +73,17 @@ pub struct ServeConfig {
     /// `text` (for people) or `json` (one object per line). Default `text`.
     pub log_format: LogFormat,
     /// On shutdown, how long to wait for the work in flight to be applied
-    /// before giving up (exit status 1). Default 30.
-    pub shutdown_timeout_secs: u64,
+    /// before giving up (exit status 1). Default `30s`.
+    #[serde(with = "crate::duration::required")]
+    pub shutdown_timeout: Duration,
     /// The HTTP API.
     pub http: HttpConfig,
     /// The Redis Streams source.
     pub stream: StreamConfig,
     /// Limits of each rule call.
-    pub sandbox: SandboxSettings,
+    pub sandbox: SandboxConfig,
     /// Batching, bounds and retries.
-    pub pipeline: PipelineSettings,
+    pub pipeline: PipelineConfig,
 }
 
 /// How logs are written (to standard error).
@@ -112,8 +117,9 @@ pub struct HttpConfig {
     /// Largest request body accepted, in bytes. Default 1 MiB.
     pub body_limit_bytes: usize,
     /// How long `?wait=true` waits for the invalidations to be applied
-    /// before answering 504. Default 30.
-    pub wait_timeout_secs: u64,
+    /// before answering 504. Default `30s`.
+    #[serde(with = "crate::duration::required")]
+    pub wait_timeout: Duration,
 }
 
 /// `[stream]`: the Redis Streams source.
@@ -143,8 +149,9 @@ pub struct StreamConfig {
     )]
     pub redis: Option<String>,
     /// Entries another consumer has held unacknowledged this long are
-    /// claimed (its process is taken for dead). Default 30000.
-    pub claim_idle_ms: u64,
+    /// claimed (its process is taken for dead). Default `30s`.
+    #[serde(with = "crate::duration::required")]
+    pub claim_idle: Duration,
     /// Deliveries after which an entry that is never acknowledged goes to
     /// the dead-letter stream. Default 5.
     pub max_attempts: u64,
@@ -156,55 +163,12 @@ pub struct StreamConfig {
     pub dead_letter: Option<String>,
     /// Entries read at a time. Default 256.
     pub read_count: usize,
-    /// How long one read waits for new entries. Default 1000.
-    pub block_ms: u64,
+    /// How long one read waits for new entries. Default `1s`.
+    #[serde(with = "crate::duration::required")]
+    pub block: Duration,
     /// Entries read and not yet acknowledged, at most: reading pauses at
     /// this bound until the pipeline catches up. Default 10000.
     pub max_in_flight: usize,
-}
-
-/// `[sandbox]`: limits of each rule call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SandboxSettings {
-    /// Time one rule call may take. Default 100.
-    pub time_limit_ms: u64,
-    /// Memory one rule instance may use. Default 64.
-    pub memory_limit_mib: usize,
-    /// Targets one call may return. Default 100,000.
-    pub max_targets: usize,
-    /// Bytes of all the targets of one call. Default 16 MiB.
-    pub max_target_bytes: usize,
-    /// Bytes of one target. Default 64 KiB.
-    pub max_target_len: usize,
-    /// Log lines one call may write. Default 100.
-    pub max_log_lines: u32,
-}
-
-/// `[pipeline]`: batching, bounds and retries (see [`PipelineConfig`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PipelineSettings {
-    /// Most commits evaluated together. Default 256.
-    pub max_batch: usize,
-    /// Wait for more commits before evaluating a batch. Default 0.
-    pub linger_ms: u64,
-    /// Most targets kept pending before collapsing into the fallbacks.
-    /// Default 100000.
-    pub max_pending: usize,
-    /// First retry delay after a Redis error. Default 50.
-    pub retry_min_ms: u64,
-    /// Longest retry delay. Default 5000.
-    pub retry_max_ms: u64,
-    /// How often tag indexes are pruned; 0 for never. Default 600.
-    pub prune_every_secs: u64,
-    /// How long a new rule version is on probation; 0 never rolls back.
-    /// Default 60.
-    pub rollback_window_secs: u64,
-    /// Commits a new version must run on before it is judged. Default 20.
-    pub rollback_min_commits: u64,
-    /// Failure rate above which a new version is rolled back. Default 0.5.
-    pub rollback_max_failure_rate: f64,
 }
 
 impl Default for ServeConfig {
@@ -215,11 +179,11 @@ impl Default for ServeConfig {
             events: None,
             compile_cache: None,
             log_format: LogFormat::Text,
-            shutdown_timeout_secs: 30,
+            shutdown_timeout: Duration::from_secs(30),
             http: HttpConfig::default(),
             stream: StreamConfig::default(),
-            sandbox: SandboxSettings::default(),
-            pipeline: PipelineSettings::default(),
+            sandbox: SandboxConfig::default(),
+            pipeline: PipelineConfig::default(),
         }
     }
 }
@@ -230,7 +194,7 @@ impl Default for HttpConfig {
             listen: None,
             token: None,
             body_limit_bytes: 1 << 20,
-            wait_timeout_secs: 30,
+            wait_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -242,44 +206,12 @@ impl Default for StreamConfig {
             group: "invalidator".to_owned(),
             consumer: None,
             redis: None,
-            claim_idle_ms: 30_000,
+            claim_idle: Duration::from_secs(30),
             max_attempts: 5,
             dead_letter: None,
             read_count: 256,
-            block_ms: 1000,
+            block: Duration::from_secs(1),
             max_in_flight: 10_000,
-        }
-    }
-}
-
-impl Default for SandboxSettings {
-    fn default() -> Self {
-        let d = SandboxConfig::default();
-        Self {
-            time_limit_ms: d.time_limit.as_millis() as u64,
-            memory_limit_mib: d.memory_limit >> 20,
-            max_targets: d.max_targets,
-            max_target_bytes: d.max_target_bytes,
-            max_target_len: d.max_target_len,
-            max_log_lines: d.max_log_lines,
-        }
-    }
-}
-
-impl Default for PipelineSettings {
-    fn default() -> Self {
-        let d = PipelineConfig::default();
-        let r = RollbackPolicy::default();
-        Self {
-            max_batch: d.max_batch,
-            linger_ms: d.linger.as_millis() as u64,
-            max_pending: d.max_pending,
-            retry_min_ms: d.retry_min.as_millis() as u64,
-            retry_max_ms: d.retry_max.as_millis() as u64,
-            prune_every_secs: d.prune_every.map_or(0, |p| p.as_secs()),
-            rollback_window_secs: r.window.as_secs(),
-            rollback_min_commits: r.min_commits,
-            rollback_max_failure_rate: r.max_failure_rate,
         }
     }
 }
@@ -375,10 +307,20 @@ impl ServeConfig {
                 ));
             }
         }
-        let rate = self.pipeline.rollback_max_failure_rate;
-        if !(0.0..=1.0).contains(&rate) {
+        if let Some(rollback) = &self.pipeline.rollback {
+            let rate = rollback.max_failure_rate;
+            if !(0.0..=1.0).contains(&rate) {
+                return unusable(format!(
+                    "`pipeline.rollback.max_failure_rate` is {rate}: give a fraction from 0 to 1"
+                ));
+            }
+        }
+        if self.pipeline.retry_min.is_zero() || self.pipeline.retry_min > self.pipeline.retry_max {
             return unusable(format!(
-                "`pipeline.rollback_max_failure_rate` is {rate}: give a fraction from 0 to 1"
+                "`pipeline.retry_min` ({}) must be above zero and at most `pipeline.retry_max` \
+                 ({})",
+                humantime::format_duration(self.pipeline.retry_min),
+                humantime::format_duration(self.pipeline.retry_max)
             ));
         }
         Ok(())
@@ -415,39 +357,6 @@ impl ServeConfig {
         };
         crate::rules::check_compile_cache_outside(&dir, &self.rules)?;
         Ok(dir)
-    }
-
-    /// The sandbox limits.
-    pub fn sandbox_config(&self) -> SandboxConfig {
-        let s = &self.sandbox;
-        SandboxConfig {
-            time_limit: Duration::from_millis(s.time_limit_ms),
-            memory_limit: s.memory_limit_mib << 20,
-            max_targets: s.max_targets,
-            max_target_bytes: s.max_target_bytes,
-            max_target_len: s.max_target_len,
-            max_log_lines: s.max_log_lines,
-            ..SandboxConfig::default()
-        }
-    }
-
-    /// The pipeline settings.
-    pub fn pipeline_config(&self) -> PipelineConfig {
-        let p = &self.pipeline;
-        let ms = Duration::from_millis;
-        PipelineConfig {
-            max_batch: p.max_batch,
-            linger: ms(p.linger_ms),
-            max_pending: p.max_pending,
-            retry_min: ms(p.retry_min_ms),
-            retry_max: ms(p.retry_max_ms),
-            prune_every: (p.prune_every_secs > 0).then(|| Duration::from_secs(p.prune_every_secs)),
-            rollback: (p.rollback_window_secs > 0).then(|| RollbackPolicy {
-                window: Duration::from_secs(p.rollback_window_secs),
-                min_commits: p.rollback_min_commits,
-                max_failure_rate: p.rollback_max_failure_rate,
-            }),
-        }
     }
 
     /// This process's consumer name: the setting, or `HOSTNAME-PID`.
@@ -539,8 +448,6 @@ mod tests {
         let text = config.to_toml();
         let back: ServeConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, config);
-        assert_eq!(config.pipeline_config(), PipelineConfig::default());
-        assert_eq!(config.sandbox_config(), SandboxConfig::default());
     }
 
     #[test]

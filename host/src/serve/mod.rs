@@ -24,10 +24,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use crate::source::stream::StreamStats;
-pub use config::{
-    ConfigError, ENV_PREFIX, HttpConfig, LogFormat, PipelineSettings, SandboxSettings, ServeConfig,
-    StreamConfig,
-};
+pub use config::{ConfigError, ENV_PREFIX, HttpConfig, LogFormat, ServeConfig, StreamConfig};
 
 use crate::apply::ApplySummary;
 use crate::cache::Cache;
@@ -149,7 +146,7 @@ fn open_store(config: &ServeConfig) -> Result<Store, RedisError> {
 
 /// Serves as `config` says until stopped: loads and watches the rules,
 /// takes commits from `input` (if given), the HTTP API and the stream (if
-/// configured), and on stopping waits up to `shutdown_timeout_secs` for
+/// configured), and on stopping waits up to `shutdown_timeout` for
 /// the work in flight to be applied and acknowledged.
 ///
 /// When the HTTP API listens, `on_listening` is called with its address
@@ -164,7 +161,7 @@ pub async fn serve(
         return Err(ServeError::RulesFolder(dir));
     }
     let cache_dir = config.compile_cache_dir()?;
-    let runtime = Runtime::with_compile_cache(config.sandbox_config(), &cache_dir)?;
+    let runtime = Runtime::with_compile_cache(config.sandbox.clone(), &cache_dir)?;
     let store = open_store(&config)?;
     let mut catalog = Catalog::new(runtime, &dir);
     let first = catalog.refresh();
@@ -185,7 +182,7 @@ pub async fn serve(
     let invalidator = Arc::new(Invalidator::start_with(
         rules,
         store,
-        config.pipeline_config(),
+        config.pipeline.clone(),
     ));
     invalidator.set_shadows(first.shadows);
     let reloader = {
@@ -197,7 +194,7 @@ pub async fn serve(
     reloader.refresh();
 
     let (stop, stopping) = watch::channel(false);
-    let drain = Duration::from_secs(config.shutdown_timeout_secs);
+    let drain = config.shutdown_timeout;
     let stream = match stream_settings(&config, drain).map_err(ServeError::Stream)? {
         Some(settings) => Some(Arc::new(StreamSource::new(settings)?)),
         None => None,
@@ -221,7 +218,7 @@ pub async fn serve(
         let settings = HttpSettings {
             token: config.http.token.clone(),
             body_limit: config.http.body_limit_bytes,
-            wait_timeout: Duration::from_secs(config.http.wait_timeout_secs),
+            wait_timeout: config.http.wait_timeout,
         };
         let operations = http::router(api, settings.token.clone());
         let source = HttpSource::bind(listen, settings, operations).await?;
@@ -298,10 +295,10 @@ fn stream_settings(
         group: s.group.clone(),
         consumer: config.consumer_name(),
         dead_letter,
-        claim_idle: Duration::from_millis(s.claim_idle_ms),
+        claim_idle: s.claim_idle,
         max_attempts: s.max_attempts,
         read_count: s.read_count,
-        block: Duration::from_millis(s.block_ms),
+        block: s.block,
         max_in_flight: s.max_in_flight,
         drain,
     }))

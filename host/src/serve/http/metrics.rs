@@ -1,260 +1,196 @@
-//! `GET /metrics`: the service's figures in the Prometheus text format
-//! (version 0.0.4), every name prefixed `invalidator_`.
+//! `GET /metrics`: the service's figures in the OpenMetrics text format
+//! (which Prometheus reads), every name prefixed `invalidator_`, encoded by
+//! `prometheus-client`. The pipeline's and the stream's counters come from
+//! their [`figures!`](crate::figures!) declarations, so a counter added
+//! there shows here without a line written in this file.
 
-use std::fmt::Write;
-
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 use super::ApiState;
-use crate::histogram::Histogram;
-use crate::rules::{FailureKind, LoadedRule};
-use axum::extract::State;
+use crate::figures::{Figure, FigureKind};
+use crate::rules::FailureKind;
+use crate::source::http::ApiError;
 
-/// Writes Prometheus families into a string.
-#[derive(Default)]
-struct Exposition {
-    text: String,
+/// The quantiles of rule call latency exposed.
+const QUANTILES: [f64; 2] = [0.5, 0.99];
+
+/// One rule version's figures at the moment of the scrape.
+#[derive(Debug)]
+struct RuleFigures {
+    name: String,
+    version: String,
+    calls: u64,
+    failures: [u64; FailureKind::ALL.len()],
+    /// Seconds, for each of [`QUANTILES`], over the recent calls.
+    latency: [Option<f64>; QUANTILES.len()],
 }
 
-impl Exposition {
-    /// A family with one unlabelled sample.
-    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-        self.family(name, kind, help);
-        let _ = writeln!(self.text, "invalidator_{name} {value}");
-    }
+/// Everything one scrape shows, read before encoding (the cache counts
+/// need Redis, and a collector cannot wait).
+#[derive(Debug)]
+struct Scrape {
+    /// Plain figures, each with the prefix of its group (`stream_` for
+    /// the stream's), the pipeline's first.
+    figures: Vec<(&'static str, Figure)>,
+    rules: Vec<RuleFigures>,
+}
 
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.text, "# HELP invalidator_{name} {help}");
-        let _ = writeln!(self.text, "# TYPE invalidator_{name} {kind}");
+impl Scrape {
+    fn labels(rule: &RuleFigures) -> [(&'static str, &str); 2] {
+        [("rule", &rule.name), ("version", &rule.version)]
     }
+}
 
-    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
-        let _ = writeln!(self.text, "invalidator_{name}{{{labels}}} {value}");
-    }
-
-    /// A summary of each rule's call latencies, in seconds.
-    fn latency(&mut self, rules: &[(String, &Histogram)]) {
-        let name = "rule_call_seconds";
-        self.family(name, "summary", "How long rule calls took.");
-        for (labels, h) in rules {
-            for q in [0.5, 0.99] {
-                if let Some(d) = h.quantile(q) {
-                    self.sample(name, &format!("{labels},quantile=\"{q}\""), d.as_secs_f64());
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (prefix, f) in &self.figures {
+            let name = format!("{prefix}{}", f.name);
+            let help = f.help.trim();
+            match f.kind {
+                FigureKind::Counter => {
+                    let c = ConstCounter::new(f.value);
+                    c.encode(encoder.encode_descriptor(&name, help, None, c.metric_type())?)?;
+                }
+                FigureKind::Gauge => {
+                    let g = ConstGauge::new(f.value);
+                    g.encode(encoder.encode_descriptor(&name, help, None, g.metric_type())?)?;
                 }
             }
-            let _ = writeln!(
-                self.text,
-                "invalidator_{name}_sum{{{labels}}} {}",
-                h.sum().as_secs_f64()
-            );
-            let _ = writeln!(
-                self.text,
-                "invalidator_{name}_count{{{labels}}} {}",
-                h.count()
-            );
         }
+        let counter = ConstCounter::new(0u64).metric_type();
+        let mut family = encoder.encode_descriptor(
+            "rule_calls",
+            "Calls of each rule version in service.",
+            None,
+            counter,
+        )?;
+        for rule in &self.rules {
+            let labels = Self::labels(rule);
+            ConstCounter::new(rule.calls).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "rule_failures",
+            "Failed calls of each rule version in service, by why: time_limit, \
+             memory_limit, trap, returned, over_budget, not_loadable.",
+            None,
+            counter,
+        )?;
+        for rule in &self.rules {
+            let [rule_label, version_label] = Self::labels(rule);
+            for (kind, n) in FailureKind::ALL.iter().zip(rule.failures) {
+                let labels = [rule_label, version_label, ("kind", kind.as_str())];
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let gauge = ConstGauge::new(0.0f64).metric_type();
+        let mut family = encoder.encode_descriptor(
+            "rule_call_seconds",
+            "How long the recent calls (the last 30 to 60 seconds) of each rule version \
+             took, by quantile.",
+            None,
+            gauge,
+        )?;
+        for rule in &self.rules {
+            let [rule_label, version_label] = Self::labels(rule);
+            for (q, seconds) in QUANTILES.iter().zip(rule.latency) {
+                let Some(seconds) = seconds else { continue };
+                let q = q.to_string();
+                let labels = [rule_label, version_label, ("quantile", q.as_str())];
+                ConstGauge::new(seconds).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
-/// A label value, escaped as the format requires.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn rule_labels(rule: &LoadedRule) -> String {
-    format!(
-        "rule=\"{}\",version=\"{}\"",
-        escape(rule.name()),
-        escape(&rule.info().version)
-    )
+/// A figure that is not declared with [`figures!`](crate::figures!).
+fn figure(name: &'static str, help: &'static str, kind: FigureKind, value: u64) -> Figure {
+    Figure {
+        name,
+        help,
+        kind,
+        value,
+    }
 }
 
 /// `GET /metrics`.
-pub(crate) async fn metrics(State(api): ApiState) -> impl IntoResponse {
+pub(crate) async fn metrics(State(api): ApiState) -> Result<impl IntoResponse, ApiError> {
     let service = &api.service;
-    let s = service.invalidator.stats();
-    let mut out = Exposition::default();
-    let counters = [
-        (
-            "commits_total",
-            "Commits handed over (manual invalidations included).",
-            s.commits,
-        ),
-        (
-            "evaluated_total",
-            "Commits run through the rules.",
-            s.evaluated,
-        ),
-        (
-            "batches_total",
-            "Batches commits were evaluated in.",
-            s.batches,
-        ),
-        (
-            "rule_failures_total",
-            "Rule calls that failed; their fallback was applied.",
-            s.rule_failures,
-        ),
-        ("keys_total", "Exact keys applied.", s.keys),
-        ("patterns_total", "Patterns applied.", s.patterns),
-        ("tags_total", "Tags applied.", s.tags),
-        (
-            "deleted_total",
-            "Keys that existed and were deleted.",
-            s.deleted,
-        ),
-        ("sweeps_total", "Keyspace sweeps for patterns.", s.sweeps),
-        ("retries_total", "Retries after a store error.", s.retries),
-        ("errors_total", "Store errors.", s.errors),
-        (
-            "unapplied_total",
-            "Targets the store refused with an error no retry can fix.",
-            s.unapplied,
-        ),
-        (
-            "failed_commits_total",
-            "Commits reported failed because the store refused a target of their batch for good.",
-            s.failed_commits,
-        ),
-        (
-            "collapses_total",
-            "Times pending work collapsed into the fallbacks.",
-            s.collapses,
-        ),
-        ("swaps_total", "Rule set swaps.", s.swaps),
-        ("rollbacks_total", "Rule versions rolled back.", s.rollbacks),
-        (
-            "shadow_differences_total",
-            "Commits where a shadow rule differed.",
-            s.shadow_differences,
-        ),
-        (
-            "rules_refused_total",
+    // The service's own figures, beside the pipeline's.
+    let mut own = vec![
+        figure(
+            "rules_refused",
             "Rule files refused.",
+            FigureKind::Counter,
             service.refused(),
         ),
+        figure(
+            "uptime_seconds",
+            "Seconds since the service started.",
+            FigureKind::Gauge,
+            service.started.elapsed().as_secs(),
+        ),
     ];
-    for (name, help, value) in counters {
-        out.single(name, "counter", help, value);
-    }
-    out.single(
-        "queued",
-        "gauge",
-        "Commits handed over, not yet evaluated.",
-        s.queued,
-    );
-    out.single(
-        "pending",
-        "gauge",
-        "Targets evaluated, not yet applied.",
-        s.pending,
-    );
-    out.single(
-        "uptime_seconds",
-        "gauge",
-        "Seconds since the service started.",
-        service.started.elapsed().as_secs(),
-    );
     if let Ok((hits, misses)) = service.cache_counts().await {
-        out.single(
-            "cache_hits_total",
-            "counter",
+        own.push(figure(
+            "cache_hits",
             "Cache reads that found their key.",
+            FigureKind::Counter,
             hits,
-        );
-        out.single(
-            "cache_misses_total",
-            "counter",
+        ));
+        own.push(figure(
+            "cache_misses",
             "Cache reads that did not.",
+            FigureKind::Counter,
             misses,
-        );
+        ));
     }
-    if let Some(stream) = &service.stream {
-        let st = stream.stats();
-        let stream_counters = [
-            (
-                "stream_read_total",
-                "Stream entries handed to the pipeline.",
-                st.read,
-            ),
-            (
-                "stream_claimed_total",
-                "Stream entries claimed from a stopped consumer.",
-                st.claimed,
-            ),
-            (
-                "stream_acked_total",
-                "Stream entries acknowledged once applied.",
-                st.acked,
-            ),
-            (
-                "stream_dead_lettered_total",
-                "Stream entries sent to the dead-letter stream.",
-                st.dead_lettered,
-            ),
-        ];
-        for (name, help, value) in stream_counters {
-            out.single(name, "counter", help, value);
-        }
-        out.single(
-            "stream_in_flight",
-            "gauge",
-            "Stream entries read, not yet acknowledged.",
-            st.in_flight,
-        );
-    }
-    let rules = service.invalidator.rules();
-    let labelled: Vec<(String, &LoadedRule)> =
-        rules.rules().iter().map(|r| (rule_labels(r), r)).collect();
-    out.family("rule_calls_total", "counter", "Calls of each rule version.");
-    for (labels, rule) in &labelled {
-        out.sample("rule_calls_total", labels, rule.metrics().calls());
-    }
-    out.family(
-        "rule_errors_total",
-        "counter",
-        "Failed calls of each rule version.",
-    );
-    for (labels, rule) in &labelled {
-        out.sample("rule_errors_total", labels, rule.metrics().failures());
-    }
-    out.family(
-        "rule_failures_by_kind_total",
-        "counter",
-        "Failed calls of each rule version, by why: time_limit, memory_limit, trap, \
-         returned, over_budget, not_loadable.",
-    );
-    for (labels, rule) in &labelled {
-        for kind in FailureKind::ALL {
-            let labels = format!("{labels},kind=\"{}\"", kind.as_str());
-            out.sample(
-                "rule_failures_by_kind_total",
-                &labels,
-                rule.metrics().failures_of(kind),
-            );
-        }
-    }
-    let histograms: Vec<(String, &Histogram)> = labelled
-        .iter()
-        .map(|(l, r)| (l.clone(), r.metrics().latency()))
+    let mut figures: Vec<(&'static str, Figure)> = service
+        .invalidator
+        .stats()
+        .figures()
+        .into_iter()
+        .chain(own)
+        .map(|f| ("", f))
         .collect();
-    out.latency(&histograms);
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        out.text,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    if let Some(stream) = &service.stream {
+        let stream = stream.stats().figures().into_iter();
+        figures.extend(stream.map(|f| ("stream_", f)));
     }
+    let rules = service
+        .invalidator
+        .rules()
+        .rules()
+        .iter()
+        .map(|rule| {
+            let m = rule.metrics();
+            RuleFigures {
+                name: rule.name().to_owned(),
+                version: rule.info().version.clone(),
+                calls: m.calls(),
+                failures: FailureKind::ALL.map(|k| m.failures_of(k)),
+                latency: QUANTILES.map(|q| m.latency().quantile(q).map(|d| d.as_secs_f64())),
+            }
+        })
+        .collect();
+
+    let mut registry = Registry::with_prefix("invalidator");
+    registry.register_collector(Box::new(Scrape { figures, rules }));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .map_err(|e| ApiError::internal(format!("encoding the metrics failed: {e}")))?;
+    Ok((
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
 }

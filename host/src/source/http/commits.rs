@@ -3,7 +3,7 @@
 //!
 //! Each answers once the work is handed over to the pipeline (202), or,
 //! with `?wait=true`, once its invalidations are applied (200; 504 after
-//! `http.wait_timeout_secs`). A request is checked whole before anything
+//! `http.wait_timeout`). A request is checked whole before anything
 //! of it is handed over: one bad commit in an array rejects the array.
 
 use std::sync::Arc;

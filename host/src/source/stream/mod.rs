@@ -10,7 +10,7 @@
 //! - While this process works on entries it keeps them claimed (`XCLAIM
 //!   ... JUSTID` resets their idle time without counting a delivery), so
 //!   only the entries of a process that died or froze grow idle; those are
-//!   claimed by the others after `claim_idle_ms` ([`claim`]).
+//!   claimed by the others after `claim_idle` ([`claim`]).
 //! - An entry that is not a valid commit goes to the dead-letter stream at
 //!   once: no attempt can fix it. An entry delivered `max_attempts` times
 //!   without being acknowledged (it took its consumers down with it) goes
@@ -24,12 +24,11 @@
 mod claim;
 mod dead_letter;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::streams::{StreamId, StreamReadReply};
-use serde::Serialize;
 use tokio::sync::watch;
 
 use super::in_flight::InFlight;
@@ -37,29 +36,24 @@ use super::{Intake, Source, SourceError, SourceReport};
 use crate::commit::parse_json;
 use crate::connection::{Backoff, Redis, RedisConfig, RedisError};
 
-/// What the stream source has done, as counters.
-#[derive(Debug, Default)]
-pub struct StreamCounters {
-    read: AtomicU64,
-    claimed: AtomicU64,
-    acked: AtomicU64,
-    dead_lettered: AtomicU64,
-}
-
-/// The stream counters at one moment.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct StreamStats {
-    /// Entries handed to the pipeline (read, or claimed from another
-    /// consumer).
-    pub read: u64,
-    /// Of those, entries claimed from a consumer that stopped.
-    pub claimed: u64,
-    /// Entries acknowledged after their invalidations were applied.
-    pub acked: u64,
-    /// Entries moved to the dead-letter stream.
-    pub dead_lettered: u64,
-    /// Entries read and not yet acknowledged.
-    pub in_flight: u64,
+crate::figures! {
+    /// The stream's live counters.
+    live StreamCounters;
+    /// The stream counters at one moment.
+    pub struct StreamStats {
+        /// Entries handed to the pipeline (read, or claimed from another
+        /// consumer).
+        Counter read,
+        /// Of those, entries claimed from a consumer that stopped.
+        Counter claimed,
+        /// Entries acknowledged after their invalidations were applied.
+        Counter acked,
+        /// Entries moved to the dead-letter stream.
+        Counter dead_lettered,
+        /// Entries read and not yet acknowledged (kept by the entries in
+        /// flight themselves, not by a counter).
+        Gauge in_flight,
+    }
 }
 
 /// Where and how to consume a stream.
@@ -149,13 +143,9 @@ impl StreamSource {
 
     /// The counters now.
     pub fn stats(&self) -> StreamStats {
-        let c = &self.counters;
         StreamStats {
-            read: c.read.load(Relaxed),
-            claimed: c.claimed.load(Relaxed),
-            acked: c.acked.load(Relaxed),
-            dead_lettered: c.dead_lettered.load(Relaxed),
             in_flight: self.in_flight.len() as u64,
+            ..self.counters.snapshot()
         }
     }
 
