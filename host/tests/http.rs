@@ -533,18 +533,18 @@ fn print_config_merges_the_file_the_environment_and_the_flags() {
         "redis = \"redis://file:1\"\n[http]\nlisten = \"127.0.0.1:1\"\ntoken = \"t\"\n[stream]\nname = \"commits\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args([
-            "serve",
+    let out = print_config(
+        &[
             "--config",
             file.to_str().unwrap(),
-            "--print-config",
-        ])
-        .args(["--listen", "127.0.0.1:3"])
-        .env("INVALIDATOR_HTTP__LISTEN", "127.0.0.1:2")
-        .env("INVALIDATOR_STREAM__GROUP", "env-group")
-        .output()
-        .unwrap();
+            "--listen",
+            "127.0.0.1:3",
+        ],
+        &[
+            ("INVALIDATOR_HTTP__LISTEN", "127.0.0.1:2"),
+            ("INVALIDATOR_STREAM__GROUP", "env-group"),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
