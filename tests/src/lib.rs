@@ -1,14 +1,18 @@
 //! The harness shared by the integration tests and benchmarks: the Wasm
-//! guests the test build made, real Redis servers, and `invalidator serve`
-//! processes.
+//! guests the test build made, real Redis servers, throwaway Postgres
+//! clusters, and `invalidator serve` processes.
 
 mod files;
+mod postgres_server;
 mod redis_server;
 mod serve_process;
 
 pub use files::{deploy, fresh_dir};
 /// Signal numbers for [`ServeProcess::signal`].
 pub use libc::{SIGCONT, SIGKILL, SIGSTOP, SIGTERM};
+/// The Postgres client the harness hands out.
+pub use postgres;
+pub use postgres_server::PostgresServer;
 pub use redis_server::{RedisCluster, RedisServer, all_keys};
 pub use serve_process::ServeProcess;
 

@@ -18,7 +18,7 @@ fn binary() -> String {
 
 /// A port free on 127.0.0.1, whose cluster bus port (port + 10000) is free
 /// too.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     for _ in 0..200 {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding a local port");
         let port = listener.local_addr().unwrap().port();

@@ -64,7 +64,8 @@ pub(crate) enum Command {
     },
     /// Serve: rules from a watched folder, swapped live when their files
     /// change; commits from a JSON Lines input, an HTTP API (`--listen`)
-    /// and a Redis stream (`--stream`); invalidations applied to Redis, or
+    /// a Redis stream (`--stream`) and Postgres's logical replication
+    /// (`--postgres`); invalidations applied to Redis, or
     /// to an in-process store without `--redis`. Every setting can also come
     /// from a TOML file (`--config`) and `INVALIDATOR_*` variables; flags
     /// win. Stops on SIGTERM or Ctrl-C (or at the end of the input when it
@@ -103,7 +104,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub(crate) redis: Option<String>,
     /// Commits, one JSON object per line; `-` for standard input [default:
-    /// `-` when there is neither `--listen` nor `--stream`].
+    /// `-` when there is no `--listen`, `--stream` or `--postgres`].
     #[arg(long, value_name = "FILE")]
     pub(crate) events: Option<PathBuf>,
     /// Serve the HTTP API on this address, e.g. `127.0.0.1:8080`.
@@ -112,6 +113,16 @@ pub(crate) struct ServeArgs {
     /// Consume commits from this Redis stream through a consumer group.
     #[arg(long, value_name = "NAME")]
     pub(crate) stream: Option<String>,
+    /// Read commits from this Postgres database's logical replication, e.g.
+    /// `postgres://user:password@host:5432/db`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) postgres: Option<String>,
+    /// The publication naming the tables read [default: invalidator].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) postgres_publication: Option<String>,
+    /// The replication slot holding the position [default: invalidator].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) postgres_slot: Option<String>,
     /// The consumer group [default: invalidator].
     #[arg(long, value_name = "GROUP")]
     pub(crate) group: Option<String>,
@@ -142,6 +153,7 @@ impl ServeArgs {
         let mut http = serde_json::Map::new();
         let mut stream = serde_json::Map::new();
         let mut sandbox = serde_json::Map::new();
+        let mut postgres = serde_json::Map::new();
         let set = |map: &mut serde_json::Map<String, serde_json::Value>,
                    key: &str,
                    value: Option<serde_json::Value>| {
@@ -165,6 +177,13 @@ impl ServeArgs {
         set(&mut stream, "name", text(&self.stream));
         set(&mut stream, "group", text(&self.group));
         set(&mut stream, "consumer", text(&self.consumer));
+        set(&mut postgres, "url", text(&self.postgres));
+        set(
+            &mut postgres,
+            "publication",
+            text(&self.postgres_publication),
+        );
+        set(&mut postgres, "slot", text(&self.postgres_slot));
         set(
             &mut sandbox,
             "time_limit",
@@ -176,7 +195,12 @@ impl ServeArgs {
             "memory_limit_mib",
             self.memory_limit_mib.map(Into::into),
         );
-        for (name, section) in [("http", http), ("stream", stream), ("sandbox", sandbox)] {
+        for (name, section) in [
+            ("http", http),
+            ("stream", stream),
+            ("postgres", postgres),
+            ("sandbox", sandbox),
+        ] {
             if !section.is_empty() {
                 top.insert(name.to_owned(), section.into());
             }

@@ -16,7 +16,9 @@ pub(super) fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    init_logging(config.log_format, "info");
+    // pg_walstream narrates every query and reconnect at `info`; its
+    // warnings are what an operator needs, and the source logs the rest.
+    init_logging(config.log_format, "info,pg_walstream=warn");
     let input = match config.events_input() {
         Some(events) => Some(open_events(&events)?),
         None => None,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::pipeline::PipelineConfig;
 use crate::rules::SandboxConfig;
+use crate::source::postgres::{PostgresConfig, redact};
 
 /// The prefix of environment overrides.
 pub const ENV_PREFIX: &str = "INVALIDATOR_";
@@ -36,6 +37,7 @@ const KEYS: &[&str] = &[
     "shutdown_timeout",
     "http",
     "stream",
+    "postgres",
     "sandbox",
     "pipeline",
 ];
@@ -80,6 +82,8 @@ pub struct ServeConfig {
     pub http: HttpConfig,
     /// The Redis Streams source.
     pub stream: StreamConfig,
+    /// The Postgres source (logical replication).
+    pub postgres: PostgresConfig,
     /// Limits of each rule call.
     pub sandbox: SandboxConfig,
     /// Batching, bounds and retries.
@@ -182,6 +186,7 @@ impl Default for ServeConfig {
             shutdown_timeout: Duration::from_secs(30),
             http: HttpConfig::default(),
             stream: StreamConfig::default(),
+            postgres: PostgresConfig::default(),
             sandbox: SandboxConfig::default(),
             pipeline: PipelineConfig::default(),
         }
@@ -292,6 +297,9 @@ impl ServeConfig {
         if let Some(addr) = self.http.listen.as_deref().and_then(|l| l.parse().ok()) {
             crate::source::http::check_exposure(addr, self.http.token.as_deref())?;
         }
+        if let Some(problem) = self.postgres.problem() {
+            return unusable(problem);
+        }
         if self.http.token.as_deref() == Some("") {
             return unusable("`http.token` is empty: give a token, or none".to_owned());
         }
@@ -332,6 +340,7 @@ impl ServeConfig {
         if shown.http.token.is_some() {
             shown.http.token = Some("(hidden)".to_owned());
         }
+        shown.postgres.url = shown.postgres.url.as_deref().map(redact);
         toml::to_string_pretty(&shown).expect("the configuration serializes to TOML")
     }
 
@@ -339,7 +348,10 @@ impl ServeConfig {
     /// there is no other source.
     pub fn events_input(&self) -> Option<PathBuf> {
         self.events.clone().or_else(|| {
-            (self.http.listen.is_none() && self.stream.name.is_none()).then(|| PathBuf::from("-"))
+            let other = self.http.listen.is_some()
+                || self.stream.name.is_some()
+                || self.postgres.url.is_some();
+            (!other).then(|| PathBuf::from("-"))
         })
     }
 

@@ -4,7 +4,8 @@
 //! ([`http`]): rules come from a watched folder and are swapped live as
 //! their files change ([`crate::reload`]); commits come from any of three
 //! [`sources`](crate::source), at once if wanted: a JSON Lines input, the
-//! HTTP intake, and a Redis stream shared by any number of processes;
+//! HTTP intake, a Redis stream shared by any number of processes, and
+//! Postgres's logical replication;
 //! their invalidations are applied by the pipeline to Redis, or to an
 //! in-process store. Its settings are [`ServeConfig`].
 //!
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
+pub use crate::source::postgres::{PostgresConfig, PostgresStats};
 pub use crate::source::stream::StreamStats;
 pub use config::{ConfigError, ENV_PREFIX, HttpConfig, LogFormat, ServeConfig, StreamConfig};
 
@@ -35,6 +37,7 @@ use crate::rules::{RuleSet, Runtime};
 use crate::sink::{MemoryStore, Store};
 use crate::source::http::{HttpSettings, HttpSource};
 use crate::source::lines::LinesSource;
+use crate::source::postgres::{PostgresError, PostgresSettings, PostgresSource};
 use crate::source::stream::{StreamSettings, StreamSource};
 use crate::source::{Intake, Source, SourceReport};
 
@@ -59,6 +62,9 @@ pub struct ServeSummary {
     /// The stream source's counters, when consuming a stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamStats>,
+    /// The Postgres source's counters, when reading one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresStats>,
 }
 
 /// The running service, as the HTTP handlers see it.
@@ -67,6 +73,7 @@ pub(crate) struct Service {
     pub(crate) reloader: Reloader,
     pub(crate) cache: Cache,
     pub(crate) stream: Option<Arc<StreamSource>>,
+    pub(crate) postgres: Option<Arc<PostgresSource>>,
     pub(crate) started: Instant,
     refused_at_start: u64,
 }
@@ -82,6 +89,9 @@ impl Service {
     pub(crate) async fn ready(&self) -> Result<(), String> {
         if self.invalidator.rules().rules().is_empty() {
             return Err("no rule in service: the rules folder holds no valid rule file".into());
+        }
+        if let Some(postgres) = &self.postgres {
+            postgres.ready()?;
         }
         let store = self.invalidator.store();
         match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
@@ -134,6 +144,9 @@ pub enum ServeError {
     /// A source could not start.
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
+    /// The Postgres source could not start.
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
 }
 
 /// The store `config` names: Redis, or the in-process store.
@@ -199,11 +212,23 @@ pub async fn serve(
         Some(settings) => Some(Arc::new(StreamSource::new(settings)?)),
         None => None,
     };
+    let postgres = match &config.postgres.url {
+        Some(_) => Some(Arc::new(
+            PostgresSource::prepare(PostgresSettings {
+                config: config.postgres.clone(),
+                retry: (config.pipeline.retry_min, config.pipeline.retry_max),
+                drain,
+            })
+            .await?,
+        )),
+        None => None,
+    };
     let service = Arc::new(Service {
         invalidator: invalidator.clone(),
         reloader,
         cache,
         stream: stream.clone(),
+        postgres: postgres.clone(),
         started: Instant::now(),
         refused_at_start: first.rejected.len() as u64,
     });
@@ -232,6 +257,11 @@ pub async fn serve(
             stream.clone().run(intake.clone(), stopping.clone()),
         ));
     }
+    if let Some(postgres) = &postgres {
+        tasks.push(tokio::spawn(
+            postgres.clone().run(intake.clone(), stopping.clone()),
+        ));
+    }
     tracing::info!(store = described, dir = %dir.display(), "serving; watching for rule changes");
 
     let only_input = tasks.is_empty();
@@ -254,8 +284,10 @@ pub async fn serve(
     }
     let stats = invalidator.stats();
     let stream = stream.map(|s| s.stats());
+    let postgres = postgres.map(|s| s.stats());
     let mut applied = ApplySummary::new(&stats, malformed, flushed.is_ok());
     applied.complete &= stream.is_none_or(|s| s.in_flight == 0);
+    applied.complete &= postgres.is_none_or(|s| s.in_flight == 0);
     Ok(ServeSummary {
         applied,
         swaps: stats.swaps,
@@ -263,6 +295,7 @@ pub async fn serve(
         rollbacks: stats.rollbacks,
         shadow_differences: stats.shadow_differences,
         stream,
+        postgres,
     })
 }
 

@@ -79,6 +79,15 @@ impl<T: Clone> InFlight<T> {
         }
     }
 
+    /// The oldest entry in flight, if any.
+    pub(crate) fn first(&self) -> Option<(u64, T)> {
+        self.entries
+            .lock()
+            .expect("in-flight lock")
+            .front()
+            .cloned()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.lock().expect("in-flight lock").len()
     }

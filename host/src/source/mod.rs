@@ -9,6 +9,9 @@
 //!   once applied.
 //! - [`stream`]: a Redis stream read through a consumer group; an entry is
 //!   `XACK`ed once applied, and tracked meanwhile ([`in_flight`]).
+//! - [`postgres`]: the database's own log of committed transactions
+//!   (logical replication); a transaction's position is confirmed to
+//!   Postgres once applied.
 //! - [`transaction`]: for services that embed the host, their own code: a
 //!   guard that records a transaction's writes and hands them over only
 //!   when it commits. It is driven by the service's calls rather than run,
@@ -17,6 +20,7 @@
 pub mod http;
 mod in_flight;
 pub mod lines;
+pub mod postgres;
 pub mod stream;
 mod transaction;
 

@@ -164,6 +164,10 @@ pub(crate) async fn metrics(State(api): ApiState) -> Result<impl IntoResponse, A
         let stream = stream.stats().figures().into_iter();
         figures.extend(stream.map(|f| ("stream_", f)));
     }
+    if let Some(postgres) = &service.postgres {
+        let postgres = postgres.stats().figures().into_iter();
+        figures.extend(postgres.map(|f| ("postgres_", f)));
+    }
     let rules = service
         .invalidator
         .rules()

@@ -9,7 +9,8 @@ use crate::source::http::ApiError;
 use axum::extract::State;
 
 /// `GET /v1/stats`: the pipeline's counters, the cache's hits and misses,
-/// the stream's counters (if consuming one), uptime.
+/// the stream's and the Postgres source's counters (if reading them),
+/// uptime.
 pub(crate) async fn stats(State(api): ApiState) -> Json<Value> {
     let service = &api.service;
     let cache = match service.cache_counts().await {
@@ -22,6 +23,7 @@ pub(crate) async fn stats(State(api): ApiState) -> Json<Value> {
         "pipeline": service.invalidator.stats(),
         "cache": cache,
         "stream": service.stream.as_ref().map(|s| s.stats()),
+        "postgres": service.postgres.as_ref().map(|s| s.stats()),
         "rules_in_service": service.invalidator.rules().rules().len(),
         "rules_refused": service.refused(),
     }))
@@ -32,8 +34,9 @@ pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 when rules are in service and the cache store
-/// answers; 503 naming what is missing otherwise.
+/// `GET /readyz`: 200 when rules are in service, the cache store answers
+/// and the Postgres source (if any) is streaming; 503 naming what is
+/// missing otherwise.
 pub(crate) async fn readyz(State(api): ApiState) -> Result<(StatusCode, Json<Value>), ApiError> {
     api.service.ready().await.map_err(ApiError::not_ready)?;
     Ok((StatusCode::OK, Json(json!({"status": "ready"}))))

@@ -1,0 +1,532 @@
+//! `invalidator serve --postgres`: commits read from a real Postgres's
+//! logical replication (a throwaway cluster per test), invalidations
+//! applied to a real Redis, through the four example rules. Nothing in the
+//! application posts a commit: the tests only write SQL.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use invalidator::cache::Cache;
+use invalidator::connection::{Redis, RedisConfig};
+use invalidator_tests::postgres::Client;
+use invalidator_tests::{
+    PostgresServer, RedisServer, ServeProcess, all_keys, deploy, fresh_dir, guests,
+};
+use redis::Commands;
+
+const BIN: &str = env!("CARGO_BIN_EXE_invalidator");
+
+/// The example rules' tables, as their applications would have them.
+const SCHEMA: &str = "
+    CREATE TABLE customers (id text PRIMARY KEY, shop_id int, payment_method text,
+        credit_score int, income numeric);
+    CREATE TABLE inventory (vin text PRIMARY KEY, price numeric, status text);
+    CREATE TABLE offers (id int PRIMARY KEY, customer_id text);
+    CREATE TABLE kinder (id int PRIMARY KEY, turnus_id int, notes text);
+    CREATE TABLE geld (id int PRIMARY KEY, turnus_id int, amount float8);
+    CREATE TABLE user_profiles (id int PRIMARY KEY, name text);
+    CREATE TABLE hedge_instructions (id int PRIMARY KEY, currency text, entity_id int);
+    CREATE TABLE products (id int PRIMARY KEY, shop_id int, name text);
+    CREATE TABLE bills (id int PRIMARY KEY, shop_id int, total numeric);
+    ALTER TABLE kinder REPLICA IDENTITY FULL;
+    ALTER TABLE products REPLICA IDENTITY FULL;
+";
+
+/// A database with the schema, a Redis, and a rules folder with the four
+/// example rules.
+struct Setup {
+    pg: PostgresServer,
+    redis: RedisServer,
+    rules: PathBuf,
+}
+
+fn setup(name: &str) -> Setup {
+    let pg = PostgresServer::start();
+    pg.client("postgres")
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    pg.client("app").batch_execute(SCHEMA).unwrap();
+    let rules = fresh_dir(&format!("pg-{name}"));
+    for (guest, file) in [
+        (guests::DEALERSHIP, "dealership.wasm"),
+        (guests::TURNUS, "turnus.wasm"),
+        (guests::HEDGE, "hedge.wasm"),
+        (guests::POS, "pos.wasm"),
+    ] {
+        deploy(guest, &rules.join(file));
+    }
+    Setup {
+        pg,
+        redis: RedisServer::start(),
+        rules,
+    }
+}
+
+impl Setup {
+    /// `serve --postgres` on the database, with `args` and `envs` added.
+    fn serve(&self, args: &[&str], envs: &[(&str, &str)]) -> ServeProcess {
+        serve(
+            &self.rules,
+            &self.redis.url(),
+            &self.pg.url("app"),
+            args,
+            envs,
+        )
+    }
+
+    fn sql(&self) -> Client {
+        self.pg.client("app")
+    }
+
+    /// Waits until a process streams from slot `invalidator`.
+    fn wait_streaming(&self, within: Duration) {
+        let mut client = self.pg.client("app");
+        wait_until("a process streams from the slot", within, || {
+            client
+                .query_opt(
+                    "SELECT 1 FROM pg_replication_slots \
+                     WHERE slot_name = 'invalidator' AND active",
+                    &[],
+                )
+                .is_ok_and(|r| r.is_some())
+        });
+    }
+
+    /// Sets each key in Redis.
+    fn cache(&self, keys: &[&str]) {
+        let mut conn = self.redis.connection();
+        for key in keys {
+            let () = conn.set(key, "cached").unwrap();
+        }
+    }
+
+    fn keys(&self) -> BTreeSet<String> {
+        all_keys(&mut self.redis.connection()).into_iter().collect()
+    }
+
+    /// The slot's confirmed position and the server's current one.
+    fn positions(&self) -> (u64, u64) {
+        let row = self
+            .sql()
+            .query_one(
+                "SELECT (confirmed_flush_lsn - '0/0')::int8, (pg_current_wal_lsn() - '0/0')::int8 \
+                 FROM pg_replication_slots WHERE slot_name = 'invalidator'",
+                &[],
+            )
+            .unwrap();
+        (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64)
+    }
+}
+
+fn serve(
+    rules: &Path,
+    redis: &str,
+    pg: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> ServeProcess {
+    let mut all = vec![
+        "--rules",
+        rules.to_str().unwrap(),
+        "--redis",
+        redis,
+        "--postgres",
+        pg,
+    ];
+    all.extend_from_slice(args);
+    let mut e = vec![
+        // Quick retries and confirmations, so that tests wait little.
+        ("INVALIDATOR_PIPELINE__RETRY_MIN", "20ms"),
+        ("INVALIDATOR_PIPELINE__RETRY_MAX", "500ms"),
+        ("INVALIDATOR_POSTGRES__CONFIRM_EVERY", "100ms"),
+        ("INVALIDATOR_POSTGRES__STATS_EVERY", "200ms"),
+    ];
+    e.extend_from_slice(envs);
+    ServeProcess::start(BIN, &all, &e)
+}
+
+fn set_of(keys: &[&str]) -> BTreeSet<String> {
+    keys.iter().map(|k| k.to_string()).collect()
+}
+
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until Redis holds exactly `expected`, or fails showing the
+/// difference and `serve`'s log.
+fn wait_for_keys(s: &Setup, serve: &ServeProcess, expected: &BTreeSet<String>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let keys = s.keys();
+        if &keys == expected {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "Redis holds {keys:?}, expected {expected:?}; serve's log:\n{}",
+                serve.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn writes_in_sql_invalidate_the_example_rules_keys_patterns_and_tags() {
+    let s = setup("writes");
+    let mut db = s.sql();
+    db.batch_execute(
+        "INSERT INTO customers VALUES ('C1', 1, 'card', 700, 50000), ('C2', 2, 'cash', 600, 1);
+         INSERT INTO inventory VALUES ('VIN-A', 21500, 'available'), ('VIN-B', 9000, 'sold');
+         INSERT INTO kinder VALUES (3, 1, 'x'), (4, 2, 'y');
+         INSERT INTO products VALUES (1, 7, 'tea');",
+    )
+    .unwrap();
+    // Tagged entries, as the application's cache client stores them.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cache = Cache::new(std::sync::Arc::new(
+        Redis::open(&s.redis.url(), RedisConfig::default()).unwrap(),
+    ));
+    rt.block_on(async {
+        for (key, tag) in [
+            ("offer-list:A", "offers:vehicle:VIN-A"),
+            ("offer-list:B", "offers:vehicle:VIN-B"),
+            ("shop7-catalog", "shop:7:catalog"),
+        ] {
+            cache
+                .set(key, b"{}", None, &[tag.to_owned()])
+                .await
+                .unwrap();
+        }
+    });
+    s.cache(&[
+        "customer:C1",
+        "customer:C2",
+        "vehicle:VIN-A",
+        "vehicle:VIN-B",
+        "turnus_data_1",
+        "turnus_data_2",
+        "gl_hedge_positions_v1",
+        "unrelated",
+    ]);
+    let serve = s.serve(&[], &[]);
+    s.wait_streaming(Duration::from_secs(30));
+    let before = s.keys();
+
+    // An update through the dealership rule: key and tag.
+    db.batch_execute("UPDATE inventory SET price = 19900 WHERE vin = 'VIN-A'")
+        .unwrap();
+    let mut expected = before.clone();
+    for gone in ["vehicle:VIN-A", "offer-list:A"] {
+        expected.remove(gone);
+    }
+    expected.remove("inv:tag:offers:vehicle:VIN-A");
+    wait_for_keys(&s, &serve, &expected);
+
+    // A multi-statement transaction: every write's targets, once committed.
+    db.batch_execute(
+        "BEGIN;
+         UPDATE customers SET payment_method = 'cash' WHERE id = 'C1';
+         INSERT INTO hedge_instructions VALUES (1, 'EUR', 9);
+         UPDATE products SET name = 'green tea' WHERE id = 1;
+         COMMIT;",
+    )
+    .unwrap();
+    for gone in [
+        "customer:C1",
+        "gl_hedge_positions_v1",
+        "shop7-catalog",
+        "inv:tag:shop:7:catalog",
+    ] {
+        expected.remove(gone);
+    }
+    wait_for_keys(&s, &serve, &expected);
+
+    // A delete without REPLICA IDENTITY FULL names only its key: the
+    // customer's key still goes.
+    db.batch_execute("DELETE FROM customers WHERE id = 'C2'")
+        .unwrap();
+    expected.remove("customer:C2");
+    wait_for_keys(&s, &serve, &expected);
+
+    // A rolled-back transaction invalidates nothing, and what commits after
+    // it still does.
+    db.batch_execute(
+        "BEGIN; UPDATE kinder SET notes = 'z' WHERE id = 4; ROLLBACK;
+         UPDATE kinder SET notes = 'w' WHERE id = 3;",
+    )
+    .unwrap();
+    expected.remove("turnus_data_1");
+    wait_for_keys(&s, &serve, &expected);
+    assert!(
+        s.keys().contains("turnus_data_2"),
+        "the rolled-back update left it"
+    );
+    assert!(s.keys().contains("unrelated"));
+
+    let (status, summary) = serve.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert_eq!(summary["postgres"]["in_flight"], 0, "{summary}");
+    assert_eq!(summary["postgres"]["oddities"], 0, "{summary}");
+    assert!(
+        summary["postgres"]["transactions"].as_u64().unwrap() >= 4,
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_row_that_moves_invalidates_both_places() {
+    let s = setup("moves");
+    let mut db = s.sql();
+    db.batch_execute("INSERT INTO kinder VALUES (3, 1, 'x'), (5, 3, 'y')")
+        .unwrap();
+    s.cache(&["turnus_data_1", "turnus_data_2", "turnus_data_3"]);
+    let serve = s.serve(&[], &[]);
+    s.wait_streaming(Duration::from_secs(30));
+    // `kinder` has REPLICA IDENTITY FULL: the old row is known, and the
+    // turnus the child left is as stale as the one it joined.
+    db.batch_execute("UPDATE kinder SET turnus_id = 2 WHERE id = 3")
+        .unwrap();
+    wait_for_keys(&s, &serve, &set_of(&["turnus_data_3"]));
+    let _ = serve.stop(Duration::from_secs(30));
+}
+
+#[test]
+fn an_unchanged_toasted_column_is_not_reported_as_changed() {
+    let s = setup("toast");
+    let mut db = s.sql();
+    // Stored out of line (TOAST), uncompressed: Postgres sends it as
+    // "unchanged" when an update leaves it alone.
+    db.batch_execute(
+        "ALTER TABLE customers REPLICA IDENTITY FULL;
+         ALTER TABLE customers ALTER COLUMN payment_method SET STORAGE EXTERNAL;
+         INSERT INTO customers SELECT 'C1', 1, string_agg(md5(i::text), ''), 700, 5
+             FROM generate_series(1, 250) i;",
+    )
+    .unwrap();
+    let stored: String = db
+        .query_one(
+            "SELECT pg_column_size(payment_method)::text FROM customers",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        stored.parse::<usize>().unwrap() > 2000,
+        "the column must be stored out of line, uncompressed: {stored} bytes"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cache = Cache::new(std::sync::Arc::new(
+        Redis::open(&s.redis.url(), RedisConfig::default()).unwrap(),
+    ));
+    let offers = |key: &str| {
+        rt.block_on(cache.set(key, b"{}", None, &["offers:customer:C1".to_owned()]))
+            .unwrap();
+    };
+    offers("offers-of-C1");
+    s.cache(&["customer:C1"]);
+    let serve = s.serve(&[], &[]);
+    s.wait_streaming(Duration::from_secs(30));
+
+    // Only the shop changes: no offer input (`payment_method`, the long
+    // one, among them), so the customer's key goes and the offers stay.
+    db.batch_execute("UPDATE customers SET shop_id = 2 WHERE id = 'C1'")
+        .unwrap();
+    wait_until(
+        "the customer's key is gone",
+        Duration::from_secs(30),
+        || !s.keys().contains("customer:C1"),
+    );
+    assert!(
+        rt.block_on(cache.get("offers-of-C1")).unwrap().is_some(),
+        "the TOASTed payment method did not change; the offers must stay. Log:\n{}",
+        serve.log()
+    );
+    // And when it does change, they go.
+    db.batch_execute("UPDATE customers SET payment_method = 'cash' WHERE id = 'C1'")
+        .unwrap();
+    wait_until("the offers are gone", Duration::from_secs(30), || {
+        rt.block_on(cache.get("offers-of-C1")).unwrap().is_none()
+    });
+    let _ = serve.stop(Duration::from_secs(30));
+}
+
+/// Inserts `geld` rows 0..n (one per turnus) and caches their turnus keys.
+fn geld_rows(s: &Setup, n: u32) {
+    s.sql()
+        .execute(
+            "INSERT INTO geld SELECT i, i, 0 FROM generate_series(0, $1 - 1) i",
+            &[&(n as i32)],
+        )
+        .unwrap();
+    let mut conn = s.redis.connection();
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.set(format!("turnus_data_{i}"), "cached").ignore();
+    }
+    let () = pipe.query(&mut conn).unwrap();
+}
+
+/// Updates `geld` rows 0..n, one transaction each, retrying a row (on a new
+/// connection) while the database is away. Returns the server's WAL
+/// position after the last commit.
+fn update_each(url: String, n: u32) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let connect = || loop {
+            match invalidator_tests::postgres::Client::connect(
+                &url,
+                invalidator_tests::postgres::NoTls,
+            ) {
+                Ok(c) => return c,
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        let mut db = connect();
+        for i in 0..n {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            // An update is idempotent for the test: a retried one whose
+            // first answer was lost only changes the amount again.
+            while let Err(e) = db.execute(
+                "UPDATE geld SET amount = amount + 1 WHERE id = $1",
+                &[&(i as i32)],
+            ) {
+                assert!(Instant::now() < deadline, "update {i} kept failing: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+                db = connect();
+            }
+        }
+        let lsn: i64 = db
+            .query_one("SELECT (pg_current_wal_lsn() - '0/0')::int8", &[])
+            .unwrap()
+            .get(0);
+        lsn as u64
+    })
+}
+
+/// The `turnus_data_*` keys still in Redis.
+fn turnus_left(s: &Setup) -> usize {
+    s.keys()
+        .iter()
+        .filter(|k| k.starts_with("turnus_data_"))
+        .count()
+}
+
+#[test]
+fn kill_9_in_the_middle_of_5000_transactions_loses_nothing() {
+    const N: u32 = 5000;
+    let s = setup("kill");
+    geld_rows(&s, N);
+    let victim = s.serve(&[], &[]);
+    s.wait_streaming(Duration::from_secs(30));
+    let writer = update_each(s.pg.url("app"), N);
+    wait_until("a third is invalidated", Duration::from_secs(120), || {
+        turnus_left(&s) <= (N - N / 3) as usize
+    });
+    victim.kill();
+    let last = writer.join().unwrap();
+    assert!(
+        turnus_left(&s) > 0,
+        "the kill came too late to test anything"
+    );
+
+    let serve = s.serve(&[], &[]);
+    wait_until("every key is invalidated", Duration::from_secs(120), || {
+        turnus_left(&s) == 0
+    });
+    wait_until(
+        "the slot's confirmed position reaches the last commit",
+        Duration::from_secs(30),
+        || s.positions().0 >= last,
+    );
+    let (status, summary) = serve.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}
+
+#[test]
+fn postgres_restarting_under_a_stream_of_transactions_loses_nothing() {
+    const N: u32 = 1500;
+    let mut s = setup("restart");
+    geld_rows(&s, N);
+    let serve = s.serve(&[], &[]);
+    s.wait_streaming(Duration::from_secs(30));
+    let writer = update_each(s.pg.url("app"), N);
+    wait_until("a third is invalidated", Duration::from_secs(120), || {
+        turnus_left(&s) <= (N - N / 3) as usize
+    });
+    s.pg.restart();
+    writer.join().unwrap();
+    wait_until("every key is invalidated", Duration::from_secs(120), || {
+        turnus_left(&s) == 0
+    });
+    let (status, summary) = serve.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert!(
+        summary["postgres"]["reconnects"].as_u64().unwrap() >= 1,
+        "the restart was seen: {summary}"
+    );
+}
+
+#[test]
+fn a_second_process_on_the_slot_takes_over_when_the_first_dies() {
+    const N: u32 = 2000;
+    let s = setup("standby");
+    geld_rows(&s, N);
+    let first = s.serve(&[], &[]);
+    s.wait_streaming(Duration::from_secs(30));
+    let standby = s.serve(&[], &[]);
+    // The standby cannot stream (Postgres lets one process use a slot); it
+    // waits and retries.
+    std::thread::sleep(Duration::from_secs(1));
+    let writer = update_each(s.pg.url("app"), N);
+    wait_until("a third is invalidated", Duration::from_secs(120), || {
+        turnus_left(&s) <= (N - N / 3) as usize
+    });
+    let pid_of_first = first.pid();
+    first.kill();
+    writer.join().unwrap();
+    wait_until("every key is invalidated", Duration::from_secs(120), || {
+        turnus_left(&s) == 0
+    });
+    let (status, summary) = standby.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert!(
+        summary["postgres"]["transactions"].as_u64().unwrap() > 0,
+        "the standby (not {pid_of_first}) took over: {summary}"
+    );
+}
+
+#[test]
+fn a_missing_slot_is_refused_when_creating_is_off_and_tables_without_full_identity_are_named() {
+    let s = setup("refuse");
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--rules", s.rules.to_str().unwrap(), "--postgres"])
+        .arg(s.pg.url("app"))
+        .env("INVALIDATOR_POSTGRES__CREATE", "false")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("publication `invalidator` does not exist"),
+        "{err}"
+    );
+
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--rules", s.rules.to_str().unwrap(), "--postgres"])
+        .arg(s.pg.url("app"))
+        .env("INVALIDATOR_POSTGRES__REQUIRE_FULL_IDENTITY", "true")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("customers") && err.contains("geld") && !err.contains("kinder"),
+        "the tables without REPLICA IDENTITY FULL are named, and only those: {err}"
+    );
+}
