@@ -9,8 +9,8 @@
 //! the steps beside it:
 //!
 //! [`source`] (where commits come from: JSON Lines, HTTP, a Redis stream,
-//! the embedding service's transactions; each acknowledges in its own
-//! terms once applied) → [`commit`] (what was written) → [`rules`] (the
+//! Postgres's logical replication, the embedding service's transactions;
+//! each acknowledges in its own terms once applied) → [`commit`] (what was written) → [`rules`] (the
 //! sandboxed rule set) → [`targets`] (what to invalidate, merged) →
 //! [`pipeline`] (batching, pending work, retries, probation, statistics;
 //! one owner per piece of state) → [`sink`] (applying targets to Redis or

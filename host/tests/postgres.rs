@@ -281,7 +281,7 @@ fn writes_in_sql_invalidate_the_example_rules_keys_patterns_and_tags() {
 }
 
 #[test]
-fn a_row_that_moves_invalidates_both_places() {
+fn a_row_that_moves_invalidates_both_places_and_truncate_applies_the_fallback() {
     let s = setup("moves");
     let mut db = s.sql();
     db.batch_execute("INSERT INTO kinder VALUES (3, 1, 'x'), (5, 3, 'y')")
@@ -294,6 +294,12 @@ fn a_row_that_moves_invalidates_both_places() {
     db.batch_execute("UPDATE kinder SET turnus_id = 2 WHERE id = 3")
         .unwrap();
     wait_for_keys(&s, &serve, &set_of(&["turnus_data_3"]));
+
+    // TRUNCATE names no row: the rule cannot find a turnus, fails, and its
+    // fallback (`turnus_data_*`, `user_profile_*`) is applied.
+    s.cache(&["user_profile_1", "other"]);
+    db.batch_execute("TRUNCATE kinder").unwrap();
+    wait_for_keys(&s, &serve, &set_of(&["other"]));
     let _ = serve.stop(Duration::from_secs(30));
 }
 
@@ -529,4 +535,75 @@ fn a_missing_slot_is_refused_when_creating_is_off_and_tables_without_full_identi
         err.contains("customers") && err.contains("geld") && !err.contains("kinder"),
         "the tables without REPLICA IDENTITY FULL are named, and only those: {err}"
     );
+}
+
+#[test]
+fn an_idle_slot_holds_no_wal_back_and_the_source_is_in_stats_metrics_and_readiness() {
+    let s = setup("idle");
+    let serve = s.serve(&["--listen", "127.0.0.1:0"], &[]);
+    s.wait_streaming(Duration::from_secs(30));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let get = |path: &str| {
+        rt.block_on(async {
+            let r = reqwest::get(serve.at(path)).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    wait_until("the source reports ready", Duration::from_secs(30), || {
+        get("/readyz").0 == 200
+    });
+
+    // WAL written for another database is none of this slot's business;
+    // with nothing in flight, the server's keepalive positions are
+    // confirmed, so the slot does not hold it back.
+    s.pg.client("postgres")
+        .batch_execute(
+            "CREATE TABLE filler (v text);
+             INSERT INTO filler SELECT md5(i::text) FROM generate_series(1, 20000) i;",
+        )
+        .unwrap();
+    let (_, written_to) = s.positions();
+    wait_until(
+        "the idle slot's confirmed position passes the other database's writes",
+        Duration::from_secs(30),
+        || s.positions().0 >= written_to,
+    );
+
+    let stats: serde_json::Value = serde_json::from_str(&get("/v1/stats").1).unwrap();
+    let pg = &stats["postgres"];
+    assert_eq!(pg["connected"], 1, "{stats}");
+    assert!(
+        pg["retained_wal_bytes"].is_u64() && pg["lag_ms"].is_u64(),
+        "{stats}"
+    );
+    wait_until("the retained WAL is read", Duration::from_secs(30), || {
+        let stats: serde_json::Value = serde_json::from_str(&get("/v1/stats").1).unwrap();
+        stats["postgres"]["confirmed_lsn"].as_u64() >= Some(written_to)
+    });
+    let metrics = get("/metrics").1;
+    for name in [
+        "invalidator_postgres_retained_wal_bytes",
+        "invalidator_postgres_lag_ms",
+        "invalidator_postgres_transactions_total",
+        "invalidator_postgres_connected 1",
+    ] {
+        assert!(metrics.contains(name), "`{name}` missing from:\n{metrics}");
+    }
+
+    // Postgres gone: not ready, naming the source.
+    let mut s = s;
+    s.pg.stop();
+    wait_until(
+        "the source reports not ready",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = get("/readyz");
+            status == 503 && body.contains("Postgres")
+        },
+    );
+    s.pg.start_again();
+    wait_until("ready again", Duration::from_secs(60), || {
+        get("/readyz").0 == 200
+    });
+    let _ = serve.stop(Duration::from_secs(30));
 }

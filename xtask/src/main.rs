@@ -8,6 +8,9 @@
 //! - `bench-reload`: rule swap latency under a stream of commits.
 //! - `bench-service`: `invalidator serve` over HTTP and a Redis stream
 //!   (commits per second, p99 latency), with the release binary.
+//! - `bench-cdc`: `invalidator serve --postgres` on a throwaway Postgres
+//!   (commit-to-key-gone latency at 1,000 tx/s, and throughput against
+//!   `pg_recvlogical`), with the release binary.
 //! - `test`: the whole test suite, after making sure the toolchain has what
 //!   it needs (the `wasm32-wasip2` target).
 
@@ -24,10 +27,11 @@ fn main() -> ExitCode {
         Some("bench-rules") => bench("rules", &args[1..]),
         Some("bench-redis") => bench("redis", &args[1..]),
         Some("bench-reload") => bench("reload", &args[1..]),
-        Some("bench-service") => bench_service(&args[1..]),
+        Some("bench-service") => bench_with_binary("service", &args[1..]),
+        Some("bench-cdc") => bench_with_binary("cdc", &args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules | bench-rules | bench-redis | bench-reload | bench-service | test [cargo test args]>"
+            "usage: cargo xtask <build-rules | bench-rules | bench-redis | bench-reload | bench-service | bench-cdc | test [cargo test args]>"
                 .to_owned(),
         ),
     };
@@ -143,9 +147,9 @@ fn bench(name: &str, args: &[String]) -> Result<(), String> {
         .args(args))
 }
 
-/// The service benchmark, on the release build of the `invalidator`
-/// binary (the benchmark runs it as separate processes).
-fn bench_service(args: &[String]) -> Result<(), String> {
+/// A benchmark that runs the release build of the `invalidator` binary as
+/// separate processes (`service`, `cdc`).
+fn bench_with_binary(name: &str, args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
     let root = root();
     run(cargo().current_dir(&root).args([
@@ -165,7 +169,7 @@ fn bench_service(args: &[String]) -> Result<(), String> {
             "--package",
             "invalidator-tests",
             "--bench",
-            "service",
+            name,
             "--",
         ])
         .args(args))
