@@ -840,3 +840,46 @@ fn arbitrary_requests_are_answered_below_500_with_json_errors() {
     let (status, summary) = service.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
 }
+
+#[test]
+fn the_postgres_section_is_read_from_flags_and_the_environment_and_its_password_hidden() {
+    let out = print_config(
+        &[
+            "--postgres",
+            "postgres://app:s3cret@db:5432/shop",
+            "--postgres-slot",
+            "shop_cache",
+        ],
+        &[
+            ("INVALIDATOR_POSTGRES__PUBLICATION", "shop_pub"),
+            ("INVALIDATOR_POSTGRES__CONFIRM_EVERY", "250ms"),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "url = \"postgres://app:***@db:5432/shop\"",
+        "slot = \"shop_cache\"",
+        "publication = \"shop_pub\"",
+        "confirm_every = \"250ms\"",
+    ] {
+        assert!(text.contains(line), "`{line}` missing from:\n{text}");
+    }
+    assert!(!text.contains("s3cret"), "{text}");
+
+    let out = print_config(
+        &[
+            "--postgres",
+            "postgres://h/db",
+            "--postgres-slot",
+            "Bad-Slot",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("Bad-Slot"), "{err}");
+}
