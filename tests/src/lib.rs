@@ -6,6 +6,7 @@ mod files;
 mod postgres_server;
 mod redis_server;
 mod serve_process;
+mod startup;
 
 pub use files::{deploy, fresh_dir};
 /// Signal numbers for [`ServeProcess::signal`].

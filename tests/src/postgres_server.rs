@@ -11,9 +11,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::redis_server::free_port;
+use crate::startup::wait_started;
 
 /// Where the Postgres binaries are: `$PG_BINDIR`, else `pg_config --bindir`.
 fn bindir() -> PathBuf {
@@ -158,31 +159,16 @@ impl PostgresServer {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "postgres on port {} exited ({status}) at start:\n{}",
-                    self.port,
-                    self.log()
-                );
-            }
-            if postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_ok() {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "postgres on port {} not ready after 60 s:\n{}",
-                    self.port,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let url = self.url("postgres");
+        let what = format!("postgres on port {}", self.port);
+        let child = self.child.as_mut().expect("just started");
+        wait_started(
+            child,
+            &what,
+            &self.dir.join("postgres.log"),
+            Duration::from_secs(60),
+            || postgres::Client::connect(&url, postgres::NoTls).is_ok(),
+        );
     }
 
     /// The server's log so far.

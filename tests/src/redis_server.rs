@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::startup::wait_started;
+
 /// The server binary: `$REDIS_SERVER`, else `redis-server` on the `PATH`.
 fn binary() -> String {
     std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
@@ -108,34 +110,21 @@ impl RedisServer {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "redis-server on port {} exited ({status}) at start:\n{}",
-                    self.port,
-                    self.log()
-                );
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && let Ok(mut c) = self.try_connection()
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "redis-server on port {} not ready after 15 s:\n{}",
-                    self.port,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let what = format!("redis-server on port {}", self.port);
+        let (port, url) = (self.port, self.url());
+        let child = self.child.as_mut().expect("just started");
+        wait_started(
+            child,
+            &what,
+            &self.dir.join("redis.log"),
+            Duration::from_secs(15),
+            || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && redis::Client::open(url.as_str())
+                        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+                        .is_ok_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
+            },
+        );
     }
 
     /// The server's log so far.
