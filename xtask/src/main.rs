@@ -11,8 +11,9 @@
 //! - `bench-cdc`: `invalidator serve --postgres` on a throwaway Postgres
 //!   (commit-to-key-gone latency at 1,000 tx/s, and throughput against
 //!   `pg_recvlogical`), with the release binary.
-//! - `test`: the whole test suite, after making sure the toolchain has what
-//!   it needs (the `wasm32-wasip2` target).
+//! - `test`: the whole test suite, Rust and Python, after making sure the
+//!   toolchain has what it needs (the `wasm32-wasip2` target, a virtual
+//!   environment for the Python package).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -176,11 +177,45 @@ fn bench_with_binary(name: &str, args: &[String]) -> Result<(), String> {
 }
 
 /// The test suite: every crate of the workspace, including the example
-/// rules natively and the integration tests that build their own Wasm.
+/// rules natively and the integration tests that build their own Wasm;
+/// then, unless `args` narrow the Rust tests down, the Python package's
+/// (ruff and pytest, in a virtual environment of their own).
 fn test(args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
     run(cargo()
         .current_dir(root())
         .args(["test", "--workspace"])
-        .args(args))
+        .args(args))?;
+    if args.is_empty() {
+        python_tests()?;
+    }
+    Ok(())
+}
+
+/// The Python package's checks and tests, against the binary and the rule
+/// components the Rust build made. The virtual environment lives in
+/// `target/python-venv` and is made (from PyPI) when missing.
+fn python_tests() -> Result<(), String> {
+    let root = root();
+    build_rules()?;
+    let venv = root.join("target/python-venv");
+    let bin = venv.join("bin");
+    if !bin.join("python").is_file() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    let package = root.join("clients/python");
+    run(Command::new(bin.join("pip"))
+        .args(["install", "--quiet", "--editable"])
+        .arg(format!("{}[test]", package.display())))?;
+    run(Command::new(bin.join("ruff"))
+        .current_dir(&package)
+        .args(["check", "."]))?;
+    run(Command::new(bin.join("ruff"))
+        .current_dir(&package)
+        .args(["format", "--check", "."]))?;
+    run(Command::new(bin.join("pytest"))
+        .current_dir(&package)
+        .arg("-q")
+        .env("INVALIDATOR_BIN", root.join("target/debug/invalidator"))
+        .env("INVALIDATOR_RULES", root.join("target/rules")))
 }

@@ -1,0 +1,190 @@
+"""Real servers for the tests, each on free ports, started by the tests
+themselves and stopped when done: `redis-server` (a single node, and a
+local three-primary cluster) and `invalidator serve`. A missing binary is a
+failure with a clear message, never a skip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 whose cluster bus port (+10000) is free too."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 55000:
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair found on 127.0.0.1")
+
+
+def binary(name: str, env: str, hint: str) -> str:
+    path = os.environ.get(env) or shutil.which(name)
+    if not path:
+        pytest.fail(f"`{name}` not found: {hint} (or set ${env})", pytrace=False)
+    return path
+
+
+class RedisNode:
+    """One `redis-server` process in a folder of its own."""
+
+    def __init__(self, extra: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"invalidator-py-redis-{self.port}-"))
+        server = binary(
+            "redis-server", "REDIS_SERVER", "install it (Debian: apt-get install redis-server)"
+        )
+        args = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
+        args += ["--save", "", "--appendonly", "no", "--logfile", "redis.log", *(extra or [])]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 15
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited at start:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server not ready:\n{self.log()}") from None
+                time.sleep(0.01)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        try:
+            return (self.dir / "redis.log").read_text()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_node() -> Iterator[RedisNode]:
+    node = RedisNode()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[str]:
+    """A local cluster of three primaries; yields its `redis+cluster://` URL."""
+    nodes = [
+        RedisNode(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+        for _ in range(3)
+    ]
+    cli = binary("redis-cli", "REDIS_CLI", "install it (Debian: apt-get install redis-tools)")
+    addresses = [f"127.0.0.1:{n.port}" for n in nodes]
+    subprocess.run(
+        [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        capture_output=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        info = subprocess.run(
+            [cli, "-p", str(nodes[0].port), "cluster", "info"], capture_output=True, text=True
+        ).stdout
+        if "cluster_state:ok" in info:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the cluster never became ready:\n{info}")
+        time.sleep(0.05)
+    yield f"redis+cluster://127.0.0.1:{nodes[0].port}"
+    for n in nodes:
+        n.stop()
+
+
+class Serve:
+    """An `invalidator serve` process with the example rules, listening."""
+
+    def __init__(
+        self, redis_url: str, extra: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        bin_path = os.environ.get("INVALIDATOR_BIN") or str(ROOT / "target/debug/invalidator")
+        if not Path(bin_path).is_file():
+            pytest.fail(
+                f"no `invalidator` binary at {bin_path}: build it (`cargo build -p invalidator`, "
+                "which `cargo xtask test` does) or set $INVALIDATOR_BIN",
+                pytrace=False,
+            )
+        rules = Path(os.environ.get("INVALIDATOR_RULES") or ROOT / "target/rules")
+        if not any(rules.glob("*.wasm")):
+            pytest.fail(
+                f"no rule components in {rules}: run `cargo xtask build-rules` (which "
+                "`cargo xtask test` does) or set $INVALIDATOR_RULES",
+                pytrace=False,
+            )
+        args = [bin_path, "serve", "--rules", str(rules), "--redis", redis_url]
+        args += ["--listen", "127.0.0.1:0", *(extra or [])]
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            if line.startswith("listening on "):
+                self.url = line.removeprefix("listening on ").strip()
+                break
+        else:
+            raise RuntimeError("`invalidator serve` exited before listening")
+        # Keep reading its log, so that a full pipe never blocks it.
+        self.log: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def serve(redis_node: RedisNode) -> Iterator[Serve]:
+    service = Serve(redis_node.url)
+    yield service
+    service.stop()
+
+
+def wait_until(what: str, done: object, within: float = 30.0) -> None:
+    """Polls the callable `done` until it returns true, or fails naming `what`."""
+    deadline = time.monotonic() + within
+    while not done():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting until {what}")
+        time.sleep(0.02)
