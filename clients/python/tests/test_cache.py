@@ -18,7 +18,14 @@ PACKAGE_LUA = Path(__file__).resolve().parents[1] / "src/invalidator/lua"
 
 def test_the_bundled_scripts_are_the_hosts_own() -> None:
     bundled = sorted(p.name for p in PACKAGE_LUA.glob("*.lua"))
-    assert bundled == ["index_add.lua", "tag_chunk.lua", "tagged_set.lua"]
+    assert bundled == [
+        "index_add.lua",
+        "lease_fill.lua",
+        "lease_release.lua",
+        "lease_take.lua",
+        "tag_chunk.lua",
+        "tagged_set.lua",
+    ]
     for name in bundled:
         assert (PACKAGE_LUA / name).read_bytes() == (HOST_LUA / name).read_bytes(), (
             f"{name} differs from the host's copy: copy host/src/sink/lua/{name} over it"

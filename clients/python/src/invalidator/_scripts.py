@@ -18,3 +18,9 @@ TAGGED_SET = load("tagged_set")
 INDEX_ADD = load("index_add")
 #: Invalidates one chunk of a tag, atomically.
 TAG_CHUNK = load("tag_chunk")
+#: Reads a key, or takes a lease on it to fill it.
+LEASE_TAKE = load("lease_take")
+#: Fills a key under a lease, unless an invalidation defeated it.
+LEASE_FILL = load("lease_fill")
+#: Gives a lease back.
+LEASE_RELEASE = load("lease_release")
