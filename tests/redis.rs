@@ -851,3 +851,56 @@ async fn the_pipeline_reports_a_refused_commit_and_goes_on() {
     );
     assert!(!all_keys(&mut conn).contains(&"allowed:1".to_owned()));
 }
+
+// ---------------------------------------------------------------------------
+// Leases: a value loaded before an invalidation is never stored after it.
+
+async fn a_lease_is_defeated_by_an_invalidation_of_its_key_pattern_or_tag(d: Deployment) {
+    let redis = d.redis();
+    let cache = Cache::new(redis.clone());
+    let invalidator = Invalidator::start_shared(rules(&[]), redis.clone(), config());
+    let tags = strings(&["t:lease"]);
+    let ttl = Some(Duration::from_secs(60));
+    for target in [
+        Target::Key("lease:1".into()),
+        Target::Pattern("lease:*".into()),
+        Target::Tag("t:lease".into()),
+    ] {
+        let read_before_the_commit = || async {
+            let mut set = TargetSet::new();
+            set.insert(target.clone());
+            let seq = invalidator.invalidate(set);
+            invalidator.applied_up_to(seq).await;
+            Ok::<_, std::convert::Infallible>(b"old".to_vec())
+        };
+        let got = cache
+            .get_or_fill("lease:1", ttl, &tags, read_before_the_commit)
+            .await
+            .unwrap();
+        assert_eq!(got, b"old", "the caller gets what it loaded");
+        assert_eq!(
+            cache.get("lease:1").await.unwrap(),
+            None,
+            "{target:?} came after the read: nothing is stored"
+        );
+    }
+    // Undisturbed, the value is stored, indexed under its tag, and read back.
+    let fresh = || async { Ok::<_, std::convert::Infallible>(b"fresh".to_vec()) };
+    cache
+        .get_or_fill("lease:1", ttl, &tags, fresh)
+        .await
+        .unwrap();
+    let never = || async { Err::<Vec<u8>, _>("the loader of a hit is not called") };
+    let got = cache
+        .get_or_fill("lease:1", ttl, &tags, never)
+        .await
+        .unwrap();
+    assert_eq!(got, b"fresh");
+    assert_eq!(tags::invalidate(&redis, "t:lease").await.unwrap(), 1);
+    // A failing loader gives the lease back.
+    let failing = || async { Err::<Vec<u8>, _>("database down") };
+    let err = cache.get_or_fill("lease:1", ttl, &tags, failing).await;
+    assert!(err.is_err());
+    assert!(d.keys().iter().all(|k| k != "lease:1"), "{:?}", d.keys());
+}
+on_single_node_and_cluster!(a_lease_is_defeated_by_an_invalidation_of_its_key_pattern_or_tag);

@@ -12,7 +12,19 @@ use std::time::{Duration, Instant};
 
 use super::Applied;
 use super::glob::PatternSet;
+use super::lease::{Lease, is_lease};
 use crate::targets::TargetSet;
+
+/// What [`MemoryStore::lease_take`] found.
+#[derive(Debug)]
+pub enum LeaseAnswer {
+    /// A value.
+    Hit(Vec<u8>),
+    /// Another caller's lease.
+    Held,
+    /// The lease is the caller's.
+    Granted,
+}
 
 #[derive(Debug)]
 struct Entry {
@@ -32,6 +44,32 @@ struct State {
     tags: HashMap<String, BTreeSet<String>>,
 }
 
+/// Stores `value` at `key` in `state`, under `tags`, pruning those tags'
+/// sets of expired keys (the in-process version of pruning a Redis tag
+/// index).
+fn insert(
+    state: &mut State,
+    now: Instant,
+    key: &str,
+    value: &[u8],
+    ttl: Option<Duration>,
+    tags: &[String],
+) {
+    state.values.insert(
+        key.to_owned(),
+        Entry {
+            value: value.to_vec(),
+            expires: ttl.map(|t| now + t),
+        },
+    );
+    let State { values, tags: all } = state;
+    for tag in tags {
+        let members = all.entry(tag.clone()).or_default();
+        members.insert(key.to_owned());
+        members.retain(|k| values.get(k).is_some_and(|e| e.live(now)));
+    }
+}
+
 /// Values, their expiry and their tags, in this process.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -48,37 +86,79 @@ impl MemoryStore {
 
     /// Stores `value` at `key`, expiring after `ttl`, under `tags`.
     pub fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>, tags: &[String]) {
+        let mut state = self.state.lock().expect("store lock");
+        insert(&mut state, Instant::now(), key, value, ttl, tags);
+    }
+
+    /// Takes a lease on `key` for `lease` (see [`super::lease`]), unless it
+    /// holds a value (returned) or another caller's lease (`Held`). The
+    /// same steps as `lease_take.lua`, under the store's lock.
+    pub fn lease_take(&self, lease: &Lease, duration: Duration) -> LeaseAnswer {
         let now = Instant::now();
         let mut state = self.state.lock().expect("store lock");
-        state.values.insert(
-            key.to_owned(),
-            Entry {
-                value: value.to_vec(),
-                expires: ttl.map(|t| now + t),
-            },
-        );
-        for tag in tags {
-            state
-                .tags
-                .entry(tag.clone())
-                .or_default()
-                .insert(key.to_owned());
+        match state.values.get(&lease.key) {
+            Some(e) if e.live(now) && is_lease(&e.value) => return LeaseAnswer::Held,
+            Some(e) if e.live(now) => return LeaseAnswer::Hit(e.value.clone()),
+            _ => {}
         }
-        // Keep tag sets from holding expired keys (the in-process version
-        // of pruning a Redis tag index).
-        let State { values, tags: all } = &mut *state;
-        for tag in tags {
-            if let Some(members) = all.get_mut(tag) {
-                members.retain(|k| values.get(k).is_some_and(|e| e.live(now)));
-            }
+        insert(
+            &mut state,
+            now,
+            &lease.key,
+            lease.marker(),
+            Some(duration),
+            &lease.tags,
+        );
+        LeaseAnswer::Granted
+    }
+
+    /// Stores `value` under `lease` unless the key no longer holds its
+    /// marker; whether it was stored. Checked and written under one lock,
+    /// which invalidations (`apply`) take too.
+    pub fn lease_fill(&self, lease: &Lease, value: &[u8], ttl: Option<Duration>) -> bool {
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("store lock");
+        let held = state
+            .values
+            .get(&lease.key)
+            .is_some_and(|e| e.live(now) && e.value == lease.marker());
+        if held {
+            insert(&mut state, now, &lease.key, value, ttl, &lease.tags);
+        }
+        held
+    }
+
+    /// What `key` holds, lease markers included (for a caller waiting on
+    /// another's lease).
+    pub fn raw(&self, key: &str) -> Option<Vec<u8>> {
+        let now = Instant::now();
+        let state = self.state.lock().expect("store lock");
+        state
+            .values
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| e.value.clone())
+    }
+
+    /// Gives `lease` back, if the key still holds it.
+    pub fn lease_release(&self, lease: &Lease) {
+        let mut state = self.state.lock().expect("store lock");
+        if state
+            .values
+            .get(&lease.key)
+            .is_some_and(|e| e.value == lease.marker())
+        {
+            state.values.remove(&lease.key);
         }
     }
 
-    /// The value at `key`, if it exists and has not expired.
+    /// The value at `key`, if it exists and has not expired (a lease
+    /// marker is not a value).
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         let now = Instant::now();
         let mut state = self.state.lock().expect("store lock");
         let value = match state.values.get(key) {
+            Some(e) if e.live(now) && is_lease(&e.value) => None,
             Some(e) if e.live(now) => Some(e.value.clone()),
             Some(_) => {
                 state.values.remove(key);

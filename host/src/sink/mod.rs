@@ -4,7 +4,9 @@
 //! A sink only knows targets; it never sees rules or commits. It owns how
 //! targets meet the store: the Redis layout of a tag ([`tags`]), how each
 //! kind of target is deleted ([`apply`]), Redis's own glob matching
-//! ([`glob`]) and the one-pass pattern sweep ([`sweep`]); and an
+//! ([`glob`]), the one-pass pattern sweep ([`sweep`]), and leases
+//! ([`lease`]: filling a key only if no invalidation touched it since the
+//! miss); and an
 //! in-process store ([`MemoryStore`]) for running with no Redis. [`Store`]
 //! is either. It talks to Redis through [`crate::connection`].
 //!
@@ -13,11 +15,12 @@
 
 pub mod apply;
 pub mod glob;
+pub mod lease;
 mod memory;
 mod store;
 pub mod sweep;
 pub mod tags;
 
 pub use apply::{Applied, Unapplied, apply};
-pub use memory::MemoryStore;
+pub use memory::{LeaseAnswer, MemoryStore};
 pub use store::Store;
