@@ -188,3 +188,84 @@ def wait_until(what: str, done: object, within: float = 30.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting until {what}")
         time.sleep(0.02)
+
+
+class PostgresCluster:
+    """A throwaway Postgres cluster (`initdb`, then `postgres` on a free port,
+    `wal_level = logical`), run as the `postgres` user under root since
+    `initdb` refuses root."""
+
+    def __init__(self) -> None:
+        bindir = os.environ.get("PG_BINDIR")
+        if not bindir:
+            config = shutil.which("pg_config")
+            if not config:
+                pytest.fail(
+                    "`pg_config` not found: install Postgres (Debian: apt-get install "
+                    "postgresql libpq-dev, which .ci/run does) or set $PG_BINDIR",
+                    pytrace=False,
+                )
+            bindir = subprocess.run([config, "--bindir"], capture_output=True, text=True).stdout
+        self.bindir = Path(bindir.strip())
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"invalidator-py-pg-{self.port}-"))
+        if self.user:
+            shutil.chown(self.dir, self.user, self.user)
+        self._run(
+            "initdb", "-D", "data", "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"
+        )
+        log = open(self.dir / "postgres.log", "ab")  # closed in stop()
+        self._log = log
+        settings = [
+            f"port={self.port}",
+            "listen_addresses=127.0.0.1",
+            f"unix_socket_directories={self.dir}",
+            "wal_level=logical",
+            "fsync=off",
+        ]
+        args = [str(self.bindir / "postgres"), "-D", "data"]
+        for s in settings:
+            args += ["-c", s]
+        self.process = subprocess.Popen(
+            args, cwd=self.dir, user=self.user, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited at start:\n{self.log()}")
+            ready = subprocess.run(
+                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                capture_output=True,
+            )
+            if ready.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"postgres not ready:\n{self.log()}")
+            time.sleep(0.05)
+
+    def _run(self, name: str, *args: str) -> None:
+        out = subprocess.run(
+            [str(self.bindir / name), *args], cwd=self.dir, user=self.user, capture_output=True
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"{name} failed: {out.stdout!r} {out.stderr!r}")
+
+    def url(self, db: str = "postgres", driver: str = "postgresql") -> str:
+        return f"{driver}://postgres@127.0.0.1:{self.port}/{db}"
+
+    def log(self) -> str:
+        return (self.dir / "postgres.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.send_signal(2)  # SIGINT: fast shutdown
+        self.process.wait(timeout=60)
+        self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.stop()
