@@ -1,0 +1,1 @@
+"""A Django app for the tests: the turnus rule's `kinder` table."""
