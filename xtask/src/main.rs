@@ -11,6 +11,9 @@
 //! - `bench-cdc`: `invalidator serve --postgres` on a throwaway Postgres
 //!   (commit-to-key-gone latency at 1,000 tx/s, and throughput against
 //!   `pg_recvlogical`), with the release binary.
+//! - `check-stale`: the read/invalidate race on Postgres, Redis and
+//!   `serve`, with leases and with plain get/set: how many cached values
+//!   end stale.
 //! - `test`: the whole test suite, Rust and Python, after making sure the
 //!   toolchain has what it needs (the `wasm32-wasip2` target, a virtual
 //!   environment for the Python package).
@@ -30,9 +33,10 @@ fn main() -> ExitCode {
         Some("bench-reload") => bench("reload", &args[1..]),
         Some("bench-service") => bench_with_binary("service", &args[1..]),
         Some("bench-cdc") => bench_with_binary("cdc", &args[1..]),
+        Some("check-stale") => bench_with_binary("check_stale", &args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules | bench-rules | bench-redis | bench-reload | bench-service | bench-cdc | test [cargo test args]>"
+            "usage: cargo xtask <build-rules | bench-rules | bench-redis | bench-reload | bench-service | bench-cdc | check-stale | test [cargo test args]>"
                 .to_owned(),
         ),
     };
