@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -88,7 +89,7 @@ def test_an_invalidation_while_loading_defeats_the_lease(
 
 
 def test_concurrent_misses_wait_for_the_holders_value(deployment: tuple[Cache, Serve]) -> None:
-    cache, _ = deployment
+    cache, serve = deployment
     started = threading.Event()
     results: list[bytes] = []
 
@@ -100,6 +101,12 @@ def test_concurrent_misses_wait_for_the_holders_value(deployment: tuple[Cache, S
     holder = threading.Thread(target=lambda: results.append(cache.get_or_fill("lease:c", slow)))
     holder.start()
     started.wait(5)
+    # Under a lease the key holds a marker, which no reader takes for a
+    # value: not this client, nor the host's HTTP cache endpoint.
+    assert cache.get("lease:c") is None
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(serve.url + "/v1/cache/lease:c", timeout=10)
+    assert missing.value.code == 404
     others: list[Any] = []
 
     def never() -> bytes:
