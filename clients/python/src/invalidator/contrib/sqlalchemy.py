@@ -10,8 +10,6 @@ which reads the database's own log, when those matter.
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,9 +17,8 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..publisher import Publisher
+from ._publish import publish_committed
 from ._rows import scalar, table_name
-
-log = logging.getLogger("invalidator")
 
 _WRITES = "invalidator.writes"
 
@@ -102,19 +99,7 @@ class Tracker:
         writes = session.info.pop(_WRITES, [])
         if not writes:
             return
-        commit: dict[str, Any] = {"txn": uuid.uuid4().hex, "writes": writes}
-        if self.source is not None:
-            commit["source"] = self.source
-        try:
-            self.publisher.publish(commit)
-        except Exception:
-            # The transaction is committed; raising now would tell the caller
-            # it failed. Say loudly that its invalidations were not handed over.
-            log.exception(
-                "committed transaction not handed to invalidator (%d writes); its cache "
-                "entries may be stale until they expire",
-                len(writes),
-            )
+        publish_committed(self.publisher, writes, self.source)
 
     def _after_rollback(self, session: Session) -> None:
         session.info.pop(_WRITES, None)

@@ -11,17 +11,14 @@ the transaction, whatever was rolled back, and publishes what they marked.
 
 from __future__ import annotations
 
-import logging
 import threading
-import uuid
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, router
 
 from ...publisher import Publisher
+from .._publish import publish_committed
 from .._rows import scalar, table_name
-
-log = logging.getLogger("invalidator")
 
 
 class _Transaction:
@@ -114,19 +111,7 @@ class Recorder:
             self._publish(txn.committed)
 
     def _publish(self, writes: list[dict[str, Any]]) -> None:
-        commit: dict[str, Any] = {"txn": uuid.uuid4().hex, "writes": writes}
-        if self.source is not None:
-            commit["source"] = self.source
-        try:
-            self.publisher.publish(commit)
-        except Exception:
-            # The transaction is committed; raising would tell the caller it
-            # failed. Say loudly that its invalidations were not handed over.
-            log.exception(
-                "committed transaction not handed to invalidator (%d writes); its cache "
-                "entries may be stale until they expire",
-                len(writes),
-            )
+        publish_committed(self.publisher, writes, self.source)
 
 
 def _columns(model: Any) -> list[tuple[str, str]]:
