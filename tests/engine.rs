@@ -449,7 +449,19 @@ fn an_infinite_loop_is_stopped_at_the_time_limit() {
 
 #[test]
 fn a_memory_grab_is_stopped_at_the_memory_limit() {
-    let set = hostile_with_turnus();
+    // Growing to 64 MiB can take longer than the default 100 ms on a busy
+    // machine, and the time limit would then stop it first: give time
+    // enough that only the memory limit can.
+    let runtime = Runtime::new(SandboxConfig {
+        time_limit: Duration::from_secs(10),
+        ..SandboxConfig::default()
+    })
+    .expect("runtime");
+    let loaded = [guests::HOSTILE, guests::TURNUS]
+        .iter()
+        .map(|p| invalidator::rules::LoadedRule::load(&runtime, Path::new(p)).expect(p))
+        .collect();
+    let set = RuleSet::new(loaded).expect("unique names");
     let o = eval(&set, &hostile_commit("grab"));
     assert_contained(&o, "exceeded its memory limit of 64 MiB");
 }
