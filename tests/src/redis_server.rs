@@ -5,9 +5,11 @@
 //! Tests start their own servers rather than using one already running, so
 //! that they control the configuration and can kill and restart them.
 
+use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,12 +21,23 @@ fn binary() -> String {
 }
 
 /// A port free on 127.0.0.1, whose cluster bus port (port + 10000) is free
-/// too.
+/// too, and never handed out before in this process: a server that is
+/// restarted leaves its port free for a moment, and another test running
+/// beside it must not be given that port meanwhile.
 pub(crate) fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..200 {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding a local port");
         let port = listener.local_addr().unwrap().port();
-        if port < 55000 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+        let taken =
+            |p: u16| handed_out.contains(&p) || handed_out.contains(&(p.wrapping_sub(10000)));
+        if port < 55000
+            && !taken(port)
+            && !taken(port + 10000)
+            && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok()
+        {
+            handed_out.insert(port);
             return port;
         }
     }
