@@ -20,7 +20,7 @@
 use redis::Script;
 use std::sync::LazyLock;
 
-use super::tags::{INDEX_ADD_LUA, index_key};
+use super::tags::{index as index_under, index_key};
 use crate::connection::{Redis, RedisError};
 
 /// What a key holds while a caller has a lease on it: this prefix, then
@@ -40,7 +40,6 @@ pub const LEASE_RELEASE_LUA: &str = include_str!("lua/lease_release.lua");
 static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(LEASE_TAKE_LUA));
 static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(LEASE_FILL_LUA));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(LEASE_RELEASE_LUA));
-static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| Script::new(INDEX_ADD_LUA));
 
 /// Whether `value` is a lease marker rather than a cached value.
 pub fn is_lease(value: &[u8]) -> bool {
@@ -123,15 +122,9 @@ pub async fn take(
         1 => Ok(Taken::Held),
         _ => {
             if redis.is_cluster() {
-                // Indexed before the loader runs: see lease_take.lua.
-                for tag in tags {
-                    let mut add = INDEX_ADD.key(index_key(tag));
-                    add.arg(key).arg(lease_ms);
-                    if let Err(e) = redis.invoke::<u64>(&add).await {
-                        let _ = release(redis, &lease).await;
-                        return Err(e);
-                    }
-                }
+                // Indexed before the loader runs: see lease_take.lua. A
+                // failure unlinks the marker, which gives the lease back.
+                index_under(redis, key, tags, lease_ms).await?;
             }
             Ok(Taken::Granted(lease))
         }
@@ -160,16 +153,9 @@ pub async fn fill(
     call.arg(&lease.marker).arg(value).arg(ttl_ms);
     let stored: u8 = redis.invoke(&call).await?;
     if stored == 1 && redis.is_cluster() {
-        for tag in &lease.tags {
-            let mut add = INDEX_ADD.key(index_key(tag));
-            add.arg(&lease.key).arg(ttl_ms);
-            if let Err(e) = redis.invoke::<u64>(&add).await {
-                // Indexed with the lease's expiry only, the value could
-                // outlive its index entry: it must not stay.
-                let _ = redis.unlink(&[&lease.key]).await;
-                return Err(e);
-            }
-        }
+        // Indexed with the lease's expiry only, the value could outlive its
+        // index entry: a failure here unlinks it.
+        index_under(redis, &lease.key, &lease.tags, ttl_ms).await?;
     }
     Ok(stored == 1)
 }

@@ -89,14 +89,25 @@ pub async fn set_tagged(
         set.arg("PX").arg(ttl_ms);
     }
     let () = redis.query(&set).await?;
+    index(redis, key, tags, ttl_ms).await
+}
+
+/// The cluster form of indexing: registers `key`, already set, under each
+/// of `tags` with `ttl_ms` (0: none), one index at a time. If one fails,
+/// the key is unlinked (best effort; the error is reported either way): a
+/// value no tag can find must not stay.
+pub(crate) async fn index(
+    redis: &Redis,
+    key: &str,
+    tags: &[String],
+    ttl_ms: u64,
+) -> Result<(), RedisError> {
     for tag in tags {
         // Scored and pruned by the clock of the index's node, which is the
         // clock Redis expires keys by, not by this machine's.
         let mut call = INDEX_ADD.key(index_key(tag));
         call.arg(key).arg(ttl_ms);
         if let Err(e) = redis.invoke::<u64>(&call).await {
-            // A value no tag can find must not stay: take it back (best
-            // effort; the error is reported either way).
             let _ = redis.unlink(&[key]).await;
             return Err(e);
         }

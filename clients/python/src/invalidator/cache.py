@@ -98,11 +98,16 @@ class Cache:
             return
         # Cluster: set first, index second (see the module documentation).
         self._client.set(key, value, px=ttl_ms or None)
+        self._index(key, tags, ttl_ms)
+
+    def _index(self, key: str, tags: list[str], ttl_ms: int) -> None:
+        """The cluster form of indexing: registers `key`, already set, under
+        each tag, one index at a time; if one fails, the key is unlinked (a
+        value, or a lease, that no tag can find must not stay)."""
         try:
             for tag in tags:
                 self._index_add(keys=[index_key(tag)], args=[key, ttl_ms])
         except Exception:
-            # A value no tag can find must not stay.
             self._client.unlink(key)
             raise
 
@@ -148,12 +153,7 @@ class Cache:
         if self._cluster:
             # Indexed before loading, so that a tag invalidation from now on
             # finds the lease (lease_take.lua says why that matters).
-            try:
-                for tag in tags:
-                    self._index_add(keys=[index_key(tag)], args=[key, lease_ms])
-            except Exception:
-                self._lease_release(keys=[key], args=[marker])
-                raise
+            self._index(key, tags, lease_ms)
         try:
             value = _as_bytes(loader())
         except BaseException:
@@ -161,14 +161,9 @@ class Cache:
             raise
         stored = self._lease_fill(keys=[key, *indexes], args=[marker, value, ttl_ms])
         if stored and self._cluster:
-            try:
-                for tag in tags:
-                    self._index_add(keys=[index_key(tag)], args=[key, ttl_ms])
-            except Exception:
-                # Indexed with the lease's expiry only, the value could
-                # outlive its index entry: it must not stay.
-                self._client.unlink(key)
-                raise
+            # Indexed with the lease's expiry only, the value could outlive
+            # its index entry: a failure here unlinks it.
+            self._index(key, tags, ttl_ms)
         return value
 
     def _wait_for(self, key: str, loader: Callable[[], bytes | str], wait: float) -> bytes:

@@ -127,15 +127,10 @@ impl Catalog {
             )));
         }
         let sql = format!("CREATE PUBLICATION {} FOR ALL TABLES", ident(name)?);
-        match self.rows(&sql).await {
-            Ok(_) => {
-                tracing::info!(publication = %name, %database, "created the publication FOR ALL TABLES");
-                Ok(())
-            }
-            // Another process created it in the meantime.
-            Err(e) if e.to_string().contains("already exists") => Ok(()),
-            Err(e) => Err(e),
+        if self.create(&sql).await? {
+            tracing::info!(publication = %name, %database, "created the publication FOR ALL TABLES");
         }
+        Ok(())
     }
 
     async fn ensure_slot(
@@ -173,13 +168,19 @@ impl Catalog {
             "SELECT pg_create_logical_replication_slot({}, 'pgoutput')",
             literal(name)?
         );
-        match self.rows(&sql).await {
-            Ok(_) => {
-                tracing::info!(slot = %name, %database,
-                    "created the replication slot; changes are kept for it from now on");
-                Ok(())
-            }
-            Err(e) if e.to_string().contains("already exists") => Ok(()),
+        if self.create(&sql).await? {
+            tracing::info!(slot = %name, %database,
+                "created the replication slot; changes are kept for it from now on");
+        }
+        Ok(())
+    }
+
+    /// Runs the creating statement `sql`: `true` when it created, `false`
+    /// when another process had created the same thing in the meantime.
+    async fn create(&mut self, sql: &str) -> Result<bool, PostgresError> {
+        match self.rows(sql).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.to_string().contains("already exists") => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -297,24 +297,21 @@ impl Assembler {
 
     /// `data` with each value typed by its column.
     fn row(&mut self, relation: u32, data: &RowData, lsn: Lsn) -> Row {
+        let types = self.relations.get(&relation).map(|r| &r.types);
         let mut row = Row::with_capacity(data.len());
+        let mut odd = Vec::new();
         for (column, value) in data.iter() {
-            let ty = self
-                .relations
-                .get(&relation)
-                .and_then(|r| r.types.get(column).copied())
-                .unwrap_or(0);
-            let value = match typed(ty, value) {
-                Ok(v) => v,
-                Err(v) => {
-                    self.odd(
-                        lsn,
-                        format!("column `{column}` (type {ty}) holds {v:?}; taken as text"),
-                    );
-                    v
-                }
-            };
+            let ty = types.and_then(|t| t.get(column).copied()).unwrap_or(0);
+            let value = typed(ty, value).unwrap_or_else(|v| {
+                odd.push(format!(
+                    "column `{column}` (type {ty}) holds {v:?}; taken as text"
+                ));
+                v
+            });
             row.push((column.to_string(), value));
+        }
+        for what in odd {
+            self.odd(lsn, what);
         }
         row
     }
