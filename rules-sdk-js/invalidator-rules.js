@@ -1,0 +1,574 @@
+// The rules SDK for JavaScript: write a cache-invalidation rule in JS.
+//
+// A rule is the default export of a module: an object with `describe()` and
+// `onCommit(commit, out)`:
+//
+//     import { Target } from "./invalidator-rules.js";
+//
+//     export default {
+//       describe: () => ({
+//         name: "profiles", version: "1.0.0", tables: ["user_profiles"],
+//         fallback: [Target.pattern("user_profile_*")],
+//       }),
+//       onCommit(commit, out) {
+//         for (const w of commit.writesTo("user_profiles")) {
+//           for (const id of w.each("id")) out.key(`user_profile_${id}`);
+//         }
+//       },
+//     };
+//
+// `node build.mjs profiles.js` turns it into a component with
+// componentize-js, every WASI feature disabled, so that it imports nothing
+// but the host's `log`. The same module runs natively under `node --test`
+// through `evaluate`, with commits built by `CommitBuilder`.
+//
+// The commit arrives in the flat layout of `wit/rules.wit`: one text of
+// every name and text value, and lists of 64-bit numbers. This module hides
+// it behind the same accessors as the Rust SDK. The lists are read through
+// 32-bit views of their buffers, so no BigInt is made per access. Text spans
+// are UTF-8 byte offsets: the text is encoded once per call (and not sliced
+// through bytes at all when it is ASCII, where byte and character offsets
+// agree). Values are JS values: `null`, booleans, numbers, strings, and a
+// `BigInt` only for an integer beyond 2^53.
+//
+// This file is the whole SDK, so that a rule project can carry its own copy
+// (`invalidator new --lang js` writes one).
+
+const NULL = 0;
+const BOOLEAN = 1;
+const INTEGER = 2;
+const FLOAT = 3;
+const TEXT = 4;
+const INSERT = 0;
+const UPDATE = 1;
+const DELETE = 2;
+const ABSENT_HALF = 0xffffffff;
+const ENCODER = new TextEncoder();
+const DECODER = new TextDecoder();
+
+/** Insert, update or delete. */
+export const Op = Object.freeze({ INSERT: "insert", UPDATE: "update", DELETE: "delete" });
+
+/** Targets, in the shape the WIT bindings take: `{ tag, val }`. */
+export const Target = Object.freeze({
+  /** One exact cache key. */
+  key: (key) => ({ tag: "key", val: String(key) }),
+  /** Every key matching a Redis glob pattern. */
+  pattern: (pattern) => ({ tag: "pattern", val: String(pattern) }),
+  /** Every key registered under a tag. */
+  tag: (tag) => ({ tag: "tag", val: String(tag) }),
+});
+
+/** The targets a rule gives for a commit: a set, so duplicates collapse. */
+export class Targets {
+  constructor() {
+    /** `kind + ":" + value` of each target, in the order first added. */
+    this.set = new Set();
+  }
+  /** Adds one exact cache key. */
+  key(key) {
+    this.set.add("key:" + key);
+    return this;
+  }
+  /** Adds every key matching a Redis glob pattern. */
+  pattern(pattern) {
+    this.set.add("pattern:" + pattern);
+    return this;
+  }
+  /** Adds every key registered under a tag. */
+  tag(tag) {
+    this.set.add("tag:" + tag);
+    return this;
+  }
+  /** Adds a target made with `Target`. */
+  add(target) {
+    this.set.add(target.tag + ":" + target.val);
+    return this;
+  }
+  /** How many distinct targets. */
+  get size() {
+    return this.set.size;
+  }
+  /** Whether the set holds this target. */
+  has(target) {
+    return this.set.has(target.tag + ":" + target.val);
+  }
+  /** The targets, as `Target` objects. */
+  toArray() {
+    const out = [];
+    for (const s of this.set) {
+      const at = s.indexOf(":");
+      out.push({ tag: s.slice(0, at), val: s.slice(at + 1) });
+    }
+    return out;
+  }
+}
+
+/** Why a rule could not answer for a commit; the host then applies the
+ * rule's fallback targets. Throw it with your own words. */
+export class RuleError extends Error {}
+
+/** A column the rule needs is in neither row image. */
+export class MissingColumn extends RuleError {
+  constructor(table, column) {
+    super(`missing column \`${column}\` in table \`${table}\``);
+    this.table = table;
+    this.column = column;
+  }
+}
+
+/** A column holds a value of a type the rule cannot use. */
+export class WrongType extends RuleError {
+  constructor(table, column) {
+    super(`column \`${column}\` in table \`${table}\` has the wrong type`);
+    this.table = table;
+    this.column = column;
+  }
+}
+
+/** 32-bit halves of a list of u64 (little-endian: low word first). */
+function halves(list) {
+  return new Uint32Array(list.buffer, list.byteOffset, list.length * 2);
+}
+
+/** A committed transaction: its id, its source, and the rows it wrote. A
+ * rule only sees the writes to the tables it subscribes to. */
+export class Commit {
+  constructor(raw) {
+    this.raw = raw;
+    /** The transaction id. */
+    this.txn = raw.txn;
+    /** The application or stream the commit came from, if known. */
+    this.source = raw.source ?? null;
+    const text = raw.text;
+    const bytes = ENCODER.encode(text);
+    // ASCII: byte offsets are character offsets; slice the string.
+    this.bytes = bytes.length === text.length ? null : bytes;
+    this.text = text;
+    this.names = halves(raw.columnNames);
+    this.values = halves(raw.columnValues);
+    this.floats = new Float64Array(raw.columnValues.buffer, raw.columnValues.byteOffset, raw.columnValues.length);
+    this.kinds = raw.columnKinds;
+    this.count = raw.columnKinds.length;
+    this.tables = halves(raw.writeTables);
+    this.keys = halves(raw.writeKeys);
+    this.befores = halves(raw.writeBefores);
+    this.afters = halves(raw.writeAfters);
+  }
+
+  /** The text of the span whose halves are at `at` in `list`. */
+  span(list, at) {
+    const len = list[at];
+    const start = list[at + 1];
+    if (this.bytes === null) return this.text.slice(start, start + len);
+    return DECODER.decode(this.bytes.subarray(start, start + len));
+  }
+
+  /** The value of column `i`. */
+  value(i) {
+    switch (this.kinds[i]) {
+      case INTEGER: {
+        const lo = this.values[2 * i];
+        const hi = this.values[2 * i + 1] | 0;
+        // Within ±2^53 a number is exact; beyond it, a BigInt.
+        if (hi >= -0x200000 && hi < 0x200000) return hi * 0x100000000 + lo;
+        return (BigInt(hi) << 32n) | BigInt(lo);
+      }
+      case TEXT:
+        return this.span(this.values, 2 * i);
+      case FLOAT:
+        return this.floats[i];
+      case BOOLEAN:
+        return this.values[2 * i] !== 0;
+      default:
+        // Null, or a kind this SDK does not know.
+        return null;
+    }
+  }
+
+  /** Every write, in commit order. */
+  writes() {
+    const out = new Array(this.raw.writeOps.length);
+    for (let i = 0; i < out.length; i++) out[i] = new Write(this, i);
+    return out;
+  }
+
+  /** The writes to `table`, in commit order. */
+  writesTo(table) {
+    return this.writes().filter((w) => w.table === table);
+  }
+}
+
+const MISSING = Symbol("missing");
+
+/** A row image: its columns' names and values. */
+export class Row {
+  constructor(commit, runs, index) {
+    this.commit = commit;
+    const len = runs[2 * index];
+    const start = Math.min(runs[2 * index + 1], commit.count);
+    this.start = start;
+    this.end = Math.min(start + len, commit.count);
+  }
+
+  /** The index of `column`, or -1. Compares byte lengths first, from the
+   * packed span, which settles most mismatches without slicing. */
+  find(column) {
+    const c = this.commit;
+    const size = c.bytes === null ? column.length : ENCODER.encode(column).length;
+    for (let i = this.start; i < this.end; i++) {
+      if (c.names[2 * i] === size && c.span(c.names, 2 * i) === column) return i;
+    }
+    return -1;
+  }
+
+  /** Whether the row has the column. */
+  has(column) {
+    return this.find(column) >= 0;
+  }
+
+  /** The column's value; `null` when it is null or absent. */
+  get(column) {
+    const i = this.find(column);
+    return i >= 0 ? this.commit.value(i) : null;
+  }
+
+  /** Every column's name and value, in order. */
+  entries() {
+    const c = this.commit;
+    const out = [];
+    for (let i = this.start; i < this.end; i++) out.push([c.span(c.names, 2 * i), c.value(i)]);
+    return out;
+  }
+
+  /** How many columns. */
+  get size() {
+    return this.end - this.start;
+  }
+}
+
+/** Equal values of the same type. */
+function same(a, b) {
+  return typeof a === typeof b && a === b;
+}
+
+/** One row written by a transaction. */
+export class Write {
+  constructor(commit, index) {
+    this.commit = commit;
+    this.index = index;
+    /** The table written. */
+    this.table = commit.span(commit.tables, 2 * index);
+    const code = commit.raw.writeOps[index];
+    /** `Op.INSERT`, `Op.UPDATE` or `Op.DELETE`. An op code the SDK does not
+     * know reads as an update: that errs toward invalidating. */
+    this.op = code === INSERT ? Op.INSERT : code === DELETE ? Op.DELETE : Op.UPDATE;
+  }
+
+  row(runs) {
+    const at = 2 * this.index;
+    if (runs[at] === ABSENT_HALF && runs[at + 1] === ABSENT_HALF) return null;
+    return new Row(this.commit, runs, this.index);
+  }
+
+  /** The primary-key columns. */
+  get key() {
+    return this.row(this.commit.keys);
+  }
+
+  /** The row before the write, if the source sent it. */
+  get before() {
+    return this.row(this.commit.befores);
+  }
+
+  /** The row after the write; `null` for deletes. */
+  get after() {
+    return this.row(this.commit.afters);
+  }
+
+  lookup(runs, column) {
+    const row = this.row(runs);
+    if (row === null) return MISSING;
+    const i = row.find(column);
+    return i >= 0 ? this.commit.value(i) : MISSING;
+  }
+
+  current(column) {
+    const c = this.commit;
+    let v = this.lookup(c.afters, column);
+    if (v === MISSING) v = this.lookup(c.befores, column);
+    if (v === MISSING) v = this.lookup(c.keys, column);
+    return v;
+  }
+
+  /** The column's current value: from the row after the write, else from
+   * the row before it (deletes), else from the primary key. `null` when it
+   * is null or no image has it (see `value`). */
+  get(column) {
+    const v = this.current(column);
+    return v === MISSING ? null : v;
+  }
+
+  /** The column's value after the write; `null` if absent or null. */
+  newValue(column) {
+    const v = this.lookup(this.commit.afters, column);
+    return v === MISSING ? null : v;
+  }
+
+  /** The column's value before the write; `null` if absent or null. */
+  oldValue(column) {
+    const v = this.lookup(this.commit.befores, column);
+    return v === MISSING ? null : v;
+  }
+
+  /** Whether the write changed the column. Inserts and deletes change every
+   * column. So does an update without a `before` image, or one where
+   * neither image has the column: when in doubt, invalidate. */
+  changed(column) {
+    if (this.op !== Op.UPDATE || this.before === null || this.after === null) return true;
+    const oldV = this.lookup(this.commit.befores, column);
+    const newV = this.lookup(this.commit.afters, column);
+    if (oldV === MISSING && newV === MISSING) return true;
+    return !same(oldV, newV);
+  }
+
+  /** Whether the write changed any of `columns`. */
+  changedAny(columns) {
+    return columns.some((c) => this.changed(c));
+  }
+
+  /** The distinct non-null values of the column around this write: the new
+   * one, and the old one when it differs. Falls back to the primary key
+   * when neither image has the column; throws `MissingColumn` when no image
+   * has it at all. */
+  each(column) {
+    const c = this.commit;
+    const newV = this.lookup(c.afters, column);
+    const oldV = this.lookup(c.befores, column);
+    if (newV === MISSING && oldV === MISSING) {
+      const key = this.lookup(c.keys, column);
+      if (key === MISSING) throw new MissingColumn(this.table, column);
+      return key === null ? [] : [key];
+    }
+    const out = newV === MISSING || newV === null ? [] : [newV];
+    if (oldV !== MISSING && oldV !== null && !(out.length > 0 && same(oldV, newV))) out.push(oldV);
+    return out;
+  }
+
+  /** The column's current value (null as `null`); throws `MissingColumn`
+   * when no image has it. */
+  value(column) {
+    const v = this.current(column);
+    if (v === MISSING) throw new MissingColumn(this.table, column);
+    return v;
+  }
+
+  typed(column, ok) {
+    const v = this.value(column);
+    if (v === null || ok(v)) return v;
+    throw new WrongType(this.table, column);
+  }
+
+  /** The column's current value as text; `null` when null. */
+  text(column) {
+    return this.typed(column, (v) => typeof v === "string");
+  }
+
+  /** The column's current value as an integer (a number, or a BigInt
+   * beyond 2^53); `null` when null. A float is the wrong type. */
+  integer(column) {
+    const v = this.typed(column, (v) => typeof v === "number" || typeof v === "bigint");
+    if (typeof v === "number" && this.commit.kinds[this.currentIndex(column)] === FLOAT) {
+      throw new WrongType(this.table, column);
+    }
+    return v;
+  }
+
+  /** The column's current value as a number; `null` when null. */
+  float(column) {
+    const v = this.typed(column, (v) => typeof v === "number" || typeof v === "bigint");
+    return typeof v === "bigint" ? Number(v) : v;
+  }
+
+  /** The column's current value as a boolean; `null` when null. */
+  boolean(column) {
+    return this.typed(column, (v) => typeof v === "boolean");
+  }
+
+  currentIndex(column) {
+    const c = this.commit;
+    for (const runs of [c.afters, c.befores, c.keys]) {
+      const row = this.row(runs);
+      const i = row === null ? -1 : row.find(column);
+      if (i >= 0) return i;
+    }
+    return -1;
+  }
+}
+
+/** Runs `rule` on `commit` natively, as the host would (without the
+ * sandbox): for tests. Throws the rule's errors. */
+export function evaluate(rule, commit) {
+  if (commit instanceof CommitBuilder) commit = commit.finish();
+  const out = new Targets();
+  rule.onCommit(commit, out);
+  return out;
+}
+
+const LEVELS = ["trace", "debug", "info", "warn", "error"];
+let hostLog = (level, message) => console.error(`[${level}] ${message}`);
+
+/** Writes a line to the host's log, tagged with the rule's name. Inside the
+ * sandbox this is the host's `log`; natively, standard error. */
+export function log(level, message) {
+  if (!LEVELS.includes(level)) {
+    throw new RangeError(`unknown log level ${JSON.stringify(level)}; expected one of ${LEVELS.join(", ")}`);
+  }
+  hostLog(level, String(message));
+}
+
+/** The component's exports for `rule`; the build's entry module calls it
+ * with the host's `log`. Every exception becomes a rule error, so that the
+ * host applies the fallback instead of seeing a trap. */
+export function exportRule(rule, log) {
+  hostLog = log;
+  return {
+    describe() {
+      const info = rule.describe();
+      return {
+        name: info.name,
+        version: info.version,
+        tables: [...(info.tables ?? [])],
+        fallback: [...(info.fallback ?? [])],
+      };
+    },
+    onCommit(raw) {
+      const out = new Targets();
+      try {
+        rule.onCommit(new Commit(raw), out);
+      } catch (e) {
+        if (e instanceof MissingColumn) {
+          return { tag: "err", val: { tag: "missing-column", val: { table: e.table, column: e.column } } };
+        }
+        if (e instanceof WrongType) {
+          return { tag: "err", val: { tag: "wrong-type", val: { table: e.table, column: e.column } } };
+        }
+        const message = e instanceof RuleError ? e.message : `${e?.name ?? "Error"}: ${e?.message ?? e}`;
+        return { tag: "err", val: { tag: "other", val: message } };
+      }
+      return { tag: "ok", val: out.toArray() };
+    },
+  };
+}
+
+/** Builds a `Commit` write by write, for a rule's native tests. Rows are
+ * objects of column names to `null`, booleans, numbers (integers when they
+ * are whole, unless wrapped with `CommitBuilder.float`), BigInts and
+ * strings. */
+export class CommitBuilder {
+  constructor(txn = "t") {
+    this.txn = txn;
+    this.src = null;
+    this.parts = [];
+    this.size = 0;
+    this.names = [];
+    this.kinds = [];
+    this.bits = [];
+    this.tables = [];
+    this.ops = [];
+    this.keyRuns = [];
+    this.beforeRuns = [];
+    this.afterRuns = [];
+  }
+
+  /** A float column value, even when whole (`CommitBuilder.float(2)`). */
+  static float(x) {
+    return { float: Number(x) };
+  }
+
+  /** Sets the source name. */
+  source(source) {
+    this.src = source;
+    return this;
+  }
+
+  /** Adds an insert of `after` into `table`, whose primary key is `key`. */
+  insert(table, key, after) {
+    return this.write(table, Op.INSERT, key, null, after);
+  }
+
+  /** Adds an update of a row of `table` from `before` (if known) to `after`. */
+  update(table, key, before, after) {
+    return this.write(table, Op.UPDATE, key, before, after);
+  }
+
+  /** Adds a delete of the row `before` (if known) from `table`. */
+  delete(table, key, before = null) {
+    return this.write(table, Op.DELETE, key, before, null);
+  }
+
+  /** Adds any write. */
+  write(table, op, key, before, after) {
+    const codes = { [Op.INSERT]: INSERT, [Op.UPDATE]: UPDATE, [Op.DELETE]: DELETE };
+    if (!(op in codes)) throw new RangeError(`unknown op ${JSON.stringify(op)}; expected insert, update or delete`);
+    const absent = 0xffffffffffffffffn;
+    this.tables.push(this.#text(table));
+    this.ops.push(codes[op]);
+    this.keyRuns.push(this.#row(key));
+    this.beforeRuns.push(before == null ? absent : this.#row(before));
+    this.afterRuns.push(after == null ? absent : this.#row(after));
+    return this;
+  }
+
+  /** The commit. */
+  finish() {
+    return new Commit({
+      txn: this.txn,
+      source: this.src,
+      text: this.parts.join(""),
+      columnNames: BigUint64Array.from(this.names),
+      columnKinds: Uint8Array.from(this.kinds),
+      columnValues: BigUint64Array.from(this.bits),
+      writeTables: BigUint64Array.from(this.tables),
+      writeOps: Uint8Array.from(this.ops),
+      writeKeys: BigUint64Array.from(this.keyRuns),
+      writeBefores: BigUint64Array.from(this.beforeRuns),
+      writeAfters: BigUint64Array.from(this.afterRuns),
+    });
+  }
+
+  #text(s) {
+    const start = this.size;
+    const size = ENCODER.encode(s).length;
+    this.parts.push(s);
+    this.size += size;
+    return (BigInt(start) << 32n) | BigInt(size);
+  }
+
+  #row(row) {
+    const start = this.names.length;
+    const entries = Object.entries(row);
+    for (const [name, value] of entries) {
+      this.names.push(this.#text(name));
+      let kind;
+      let bits;
+      if (value === null || value === undefined) {
+        [kind, bits] = [NULL, 0n];
+      } else if (typeof value === "boolean") {
+        [kind, bits] = [BOOLEAN, value ? 1n : 0n];
+      } else if (typeof value === "bigint" || (typeof value === "number" && Number.isInteger(value))) {
+        [kind, bits] = [INTEGER, BigInt.asUintN(64, BigInt(value))];
+      } else if (typeof value === "number" || (typeof value === "object" && "float" in value)) {
+        const f = new Float64Array([typeof value === "number" ? value : value.float]);
+        [kind, bits] = [FLOAT, new BigUint64Array(f.buffer)[0]];
+      } else if (typeof value === "string") {
+        [kind, bits] = [TEXT, this.#text(value)];
+      } else {
+        throw new TypeError(`column ${JSON.stringify(name)}: ${typeof value} is not a column value`);
+      }
+      this.kinds.push(kind);
+      this.bits.push(bits);
+    }
+    return (BigInt(start) << 32n) | BigInt(entries.length);
+  }
+}

@@ -1,0 +1,610 @@
+"""The rules SDK for Python: write a cache-invalidation rule in Python.
+
+A rule is a class with two static methods, exported with :func:`export`::
+
+    from invalidator_rules import Commit, RuleInfo, Target, Targets, export
+
+    class Profiles:
+        @staticmethod
+        def describe() -> RuleInfo:
+            return RuleInfo("profiles", "1.0.0", tables=["user_profiles"],
+                            fallback=[Target.pattern("user_profile_*")])
+
+        @staticmethod
+        def on_commit(commit: Commit, out: Targets) -> None:
+            for write in commit.writes_to("user_profiles"):
+                for id in write.each("id"):
+                    out.key(f"user_profile_{id}")
+
+    WitWorld = export(Profiles)
+
+Build it into a component with ``componentize-py -d wit -w rule componentize
+--stub-wasi profiles -o profiles.wasm``: the component then imports nothing
+but the host's ``log``. The same code runs natively under ``pytest`` through
+:func:`evaluate`, with commits built by :class:`CommitBuilder`.
+
+The commit arrives in the flat layout of ``wit/rules.wit``: one text of every
+name and text value, and lists of numbers. This module hides it behind the
+same accessors as the Rust SDK. Text spans are UTF-8 byte offsets; the text
+is encoded once per call (and not at all when it is ASCII, where byte and
+character offsets agree), never once per access.
+
+Values are plain Python values: ``None``, ``bool``, ``int``, ``float`` and
+``str``. Note that ``f"{1.0}"`` is ``"1.0"`` where Rust writes ``1``: build
+keys from floats the way the application that reads them does.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple, Protocol
+
+__all__ = [
+    "Commit",
+    "CommitBuilder",
+    "MissingColumn",
+    "Op",
+    "Row",
+    "RuleError",
+    "RuleInfo",
+    "Target",
+    "Targets",
+    "WrongType",
+    "Write",
+    "evaluate",
+    "export",
+    "log",
+]
+
+# Kind codes of `column-kinds`, op codes of `write-ops`, and the absent row
+# image, as `wit/rules.wit` defines them.
+_NULL, _BOOLEAN, _INTEGER, _FLOAT, _TEXT = 0, 1, 2, 3, 4
+_INSERT, _UPDATE, _DELETE = 0, 1, 2
+_ABSENT = 0xFFFF_FFFF_FFFF_FFFF
+_LOW = 0xFFFF_FFFF
+_FLOAT_BITS = struct.Struct("<Q")
+_FLOAT_VALUE = struct.Struct("<d")
+
+
+class Op:
+    """The operation of a write: ``Op.INSERT``, ``Op.UPDATE`` or ``Op.DELETE``."""
+
+    INSERT = "insert"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class Target(NamedTuple):
+    """Something to invalidate: a key, a Redis glob pattern, or a tag."""
+
+    kind: str
+    value: str
+
+    @staticmethod
+    def key(key: str) -> Target:
+        """One exact cache key."""
+        return Target("key", key)
+
+    @staticmethod
+    def pattern(pattern: str) -> Target:
+        """Every key matching a Redis glob pattern."""
+        return Target("pattern", pattern)
+
+    @staticmethod
+    def tag(tag: str) -> Target:
+        """Every key registered under a tag."""
+        return Target("tag", tag)
+
+
+class Targets(set[Target]):
+    """The targets a rule gives for a commit: a set, so duplicates collapse."""
+
+    def key(self, key: str) -> Targets:
+        """Adds one exact cache key."""
+        self.add(Target("key", key))
+        return self
+
+    def pattern(self, pattern: str) -> Targets:
+        """Adds every key matching a Redis glob pattern."""
+        self.add(Target("pattern", pattern))
+        return self
+
+    def tag(self, tag: str) -> Targets:
+        """Adds every key registered under a tag."""
+        self.add(Target("tag", tag))
+        return self
+
+
+class RuleInfo(NamedTuple):
+    """What a rule says about itself.
+
+    ``tables`` are the tables whose writes the rule wants (empty: every
+    table); ``fallback`` the targets the host applies when the rule fails on
+    a commit, so that a broken rule invalidates too much rather than leaving
+    stale data.
+    """
+
+    name: str
+    version: str
+    tables: Iterable[str] = ()
+    fallback: Iterable[Target] = ()
+
+
+class RuleError(Exception):
+    """Why a rule could not answer for a commit; the host then applies the
+    rule's fallback targets. Raise it with your own words for anything the
+    typed errors below do not say."""
+
+
+class MissingColumn(RuleError):
+    """A column the rule needs is in neither row image."""
+
+    def __init__(self, table: str, column: str) -> None:
+        super().__init__(f"missing column `{column}` in table `{table}`")
+        self.table = table
+        self.column = column
+
+
+class WrongType(RuleError):
+    """A column holds a value of a type the rule cannot use."""
+
+    def __init__(self, table: str, column: str) -> None:
+        super().__init__(f"column `{column}` in table `{table}` has the wrong type")
+        self.table = table
+        self.column = column
+
+
+class _Raw(Protocol):
+    """The WIT `commit` record, as componentize-py or :class:`CommitBuilder`
+    makes it."""
+
+    txn: str
+    source: str | None
+    text: str
+    column_names: list[int]
+    column_kinds: bytes
+    column_values: list[int]
+    write_tables: list[int]
+    write_ops: bytes
+    write_keys: list[int]
+    write_befores: list[int]
+    write_afters: list[int]
+
+
+class Commit:
+    """A committed transaction: its id, its source, and the rows it wrote.
+
+    A rule only sees the writes to the tables it subscribes to.
+    """
+
+    __slots__ = ("_raw", "_text", "_decode")
+
+    def __init__(self, raw: _Raw) -> None:
+        self._raw = raw
+        text = raw.text
+        encoded = text.encode()
+        if len(encoded) == len(text):
+            # ASCII: byte offsets are character offsets; slice the str.
+            self._text: Any = text
+            self._decode = False
+        else:
+            self._text = encoded
+            self._decode = True
+
+    @property
+    def txn(self) -> str:
+        """The transaction id."""
+        return self._raw.txn
+
+    @property
+    def source(self) -> str | None:
+        """The application or stream the commit came from, if known."""
+        return self._raw.source
+
+    def _span(self, packed: int) -> str:
+        start = packed >> 32
+        piece = self._text[start : start + (packed & _LOW)]
+        return piece.decode() if self._decode else piece
+
+    def _value(self, i: int) -> Any:
+        kind = self._raw.column_kinds[i]
+        bits = self._raw.column_values[i]
+        if kind == _INTEGER:
+            return bits - (1 << 64) if bits >> 63 else bits
+        if kind == _TEXT:
+            return self._span(bits)
+        if kind == _FLOAT:
+            return _FLOAT_VALUE.unpack(_FLOAT_BITS.pack(bits))[0]
+        if kind == _BOOLEAN:
+            return bits != 0
+        # Null, or a kind this SDK does not know.
+        return None
+
+    def writes(self) -> list[Write]:
+        """Every write, in commit order."""
+        return [Write(self, i) for i in range(len(self._raw.write_tables))]
+
+    def writes_to(self, table: str) -> Iterator[Write]:
+        """The writes to ``table``, in commit order."""
+        return (w for w in self.writes() if w.table == table)
+
+
+class Row:
+    """A row image: its columns' names and values."""
+
+    __slots__ = ("_commit", "_start", "_end")
+
+    def __init__(self, commit: Commit, run: int) -> None:
+        self._commit = commit
+        count = len(commit._raw.column_names)
+        self._start = min(run >> 32, count)
+        self._end = min(self._start + (run & _LOW), count)
+
+    def _find(self, column: str) -> int:
+        """The index of ``column``, or -1. Compares byte lengths first, from
+        the packed span, which settles most mismatches without slicing."""
+        names = self._commit._raw.column_names
+        size = len(column.encode()) if self._commit._decode else len(column)
+        for i in range(self._start, self._end):
+            packed = names[i]
+            if packed & _LOW == size and self._commit._span(packed) == column:
+                return i
+        return -1
+
+    def __contains__(self, column: object) -> bool:
+        return isinstance(column, str) and self._find(column) >= 0
+
+    def get(self, column: str) -> Any:
+        """The column's value; ``None`` when it is null or absent (use ``in``
+        to tell them apart)."""
+        i = self._find(column)
+        return self._commit._value(i) if i >= 0 else None
+
+    def items(self) -> list[tuple[str, Any]]:
+        """Every column's name and value, in order."""
+        c = self._commit
+        names = c._raw.column_names
+        return [(c._span(names[i]), c._value(i)) for i in range(self._start, self._end)]
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+
+_MISSING = object()
+
+
+class Write:
+    """One row written by a transaction."""
+
+    __slots__ = ("_commit", "_index", "table", "op")
+
+    #: The table written.
+    table: str
+    #: :attr:`Op.INSERT`, :attr:`Op.UPDATE` or :attr:`Op.DELETE`. An op code
+    #: the SDK does not know reads as an update: that errs toward
+    #: invalidating.
+    op: str
+
+    def __init__(self, commit: Commit, index: int) -> None:
+        self._commit = commit
+        self._index = index
+        self.table = commit._span(commit._raw.write_tables[index])
+        code = commit._raw.write_ops[index]
+        self.op = Op.INSERT if code == _INSERT else Op.DELETE if code == _DELETE else Op.UPDATE
+
+    def _row(self, runs: list[int]) -> Row | None:
+        run = runs[self._index]
+        return None if run == _ABSENT else Row(self._commit, run)
+
+    @property
+    def key(self) -> Row:
+        """The primary-key columns."""
+        return Row(self._commit, self._commit._raw.write_keys[self._index])
+
+    @property
+    def before(self) -> Row | None:
+        """The row before the write, if the source sent it."""
+        return self._row(self._commit._raw.write_befores)
+
+    @property
+    def after(self) -> Row | None:
+        """The row after the write; ``None`` for deletes."""
+        return self._row(self._commit._raw.write_afters)
+
+    def _lookup(self, runs: list[int], column: str) -> Any:
+        run = runs[self._index]
+        if run == _ABSENT:
+            return _MISSING
+        i = Row(self._commit, run)._find(column)
+        return self._commit._value(i) if i >= 0 else _MISSING
+
+    def _new(self, column: str) -> Any:
+        return self._lookup(self._commit._raw.write_afters, column)
+
+    def _old(self, column: str) -> Any:
+        return self._lookup(self._commit._raw.write_befores, column)
+
+    def _current(self, column: str) -> Any:
+        for value in (self._new(column), self._old(column)):
+            if value is not _MISSING:
+                return value
+        return self._lookup(self._commit._raw.write_keys, column)
+
+    def get(self, column: str) -> Any:
+        """The column's current value: from the row after the write, else
+        from the row before it (deletes), else from the primary key. ``None``
+        when it is null or no image has it (see :meth:`value`)."""
+        value = self._current(column)
+        return None if value is _MISSING else value
+
+    def new_value(self, column: str) -> Any:
+        """The column's value after the write; ``None`` if absent or null."""
+        value = self._new(column)
+        return None if value is _MISSING else value
+
+    def old_value(self, column: str) -> Any:
+        """The column's value before the write; ``None`` if absent or null."""
+        value = self._old(column)
+        return None if value is _MISSING else value
+
+    def changed(self, column: str) -> bool:
+        """Whether the write changed the column. Inserts and deletes change
+        every column. So does an update without a ``before`` image, or one
+        where neither image has the column: when in doubt, invalidate."""
+        raw = self._commit._raw
+        if (
+            self.op != Op.UPDATE
+            or raw.write_befores[self._index] == _ABSENT
+            or raw.write_afters[self._index] == _ABSENT
+        ):
+            return True
+        old, new = self._old(column), self._new(column)
+        if old is _MISSING and new is _MISSING:
+            return True
+        return not _same(old, new)
+
+    def changed_any(self, columns: Iterable[str]) -> bool:
+        """Whether the write changed any of ``columns``."""
+        return any(self.changed(c) for c in columns)
+
+    def each(self, column: str) -> list[Any]:
+        """The distinct non-null values of the column around this write: the
+        new one, and the old one when it differs. Falls back to the primary
+        key when neither image has the column; raises :class:`MissingColumn`
+        when no image has it at all."""
+        new, old = self._new(column), self._old(column)
+        if new is _MISSING and old is _MISSING:
+            key = self._lookup(self._commit._raw.write_keys, column)
+            if key is _MISSING:
+                raise MissingColumn(self.table, column)
+            return [] if key is None else [key]
+        values = [] if new is _MISSING or new is None else [new]
+        if old is not _MISSING and old is not None and not (values and _same(old, new)):
+            values.append(old)
+        return values
+
+    def value(self, column: str) -> Any:
+        """The column's current value (null as ``None``); raises
+        :class:`MissingColumn` when no image has it."""
+        value = self._current(column)
+        if value is _MISSING:
+            raise MissingColumn(self.table, column)
+        return value
+
+    def _typed(self, column: str, ok: Any) -> Any:
+        value = self.value(column)
+        if value is None or ok(value):
+            return value
+        raise WrongType(self.table, column)
+
+    def text(self, column: str) -> str | None:
+        """The column's current value as text; ``None`` when null."""
+        return self._typed(column, lambda v: isinstance(v, str))
+
+    def integer(self, column: str) -> int | None:
+        """The column's current value as an integer; ``None`` when null."""
+        # `bool` is an `int` in Python; a boolean is not a number here.
+        return self._typed(column, lambda v: isinstance(v, int) and not isinstance(v, bool))
+
+    def float(self, column: str) -> float | None:
+        """The column's current value as a number; ``None`` when null."""
+        value = self._typed(column, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+        return None if value is None else float(value)
+
+    def boolean(self, column: str) -> bool | None:
+        """The column's current value as a boolean; ``None`` when null."""
+        return self._typed(column, lambda v: isinstance(v, bool))
+
+    def __repr__(self) -> str:
+        return (
+            f"Write(table={self.table!r}, op={self.op!r}, key={self.key!r}, "
+            f"before={self.before!r}, after={self.after!r})"
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of the same type: in Python ``1 == 1.0 == True``, in a
+    database they are different values."""
+    return type(a) is type(b) and a == b
+
+
+class _Rule(Protocol):
+    @staticmethod
+    def describe() -> RuleInfo: ...
+
+    @staticmethod
+    def on_commit(commit: Commit, out: Targets) -> None: ...
+
+
+def evaluate(rule: type[_Rule] | _Rule, commit: Commit | CommitBuilder) -> Targets:
+    """Runs ``rule`` on ``commit`` natively, as the host would (without the
+    sandbox): for tests. Raises the rule's :class:`RuleError`."""
+    if isinstance(commit, CommitBuilder):
+        commit = commit.finish()
+    out = Targets()
+    rule.on_commit(commit, out)
+    return out
+
+
+# Log levels of the host's `log`.
+_LEVELS = ("trace", "debug", "info", "warn", "error")
+
+
+def log(level: str, message: str) -> None:
+    """Writes a line to the host's log, tagged with the rule's name. Inside
+    the sandbox this is the host's ``log``; natively, standard error.
+    ``level`` is one of ``trace``, ``debug``, ``info``, ``warn``, ``error``."""
+    if level not in _LEVELS:
+        raise ValueError(f"unknown log level {level!r}; expected one of {_LEVELS}")
+    try:
+        from wit_world.imports import host, types  # type: ignore[import-not-found]
+    except ImportError:
+        import sys
+
+        print(f"[{level}] {message}", file=sys.stderr)
+        return
+    host.log(types.Level[level.upper()], message)
+
+
+def export(rule: type[_Rule] | _Rule) -> type:
+    """The class componentize-py exports for ``rule``: assign it to
+    ``WitWorld`` in the rule's module. Converts between the WIT types and
+    this module's, and turns every exception into a rule error, so that the
+    host applies the fallback instead of seeing a trap."""
+
+    class WitWorld:
+        def describe(self) -> Any:
+            from wit_world.imports import types as wit  # type: ignore[import-not-found]
+
+            info = rule.describe()
+            return wit.RuleInfo(
+                info.name,
+                info.version,
+                list(info.tables),
+                [_to_wit(wit, t) for t in info.fallback],
+            )
+
+        def on_commit(self, raw: Any) -> list[Any]:
+            from componentize_py_types import Err  # type: ignore[import-not-found]
+            from wit_world.imports import types as wit  # type: ignore[import-not-found]
+
+            out = Targets()
+            try:
+                rule.on_commit(Commit(raw), out)
+            except (MissingColumn, WrongType) as e:
+                ref = wit.ColumnRef(e.table, e.column)
+                kind = wit.RuleError_MissingColumn if isinstance(e, MissingColumn) else wit.RuleError_WrongType
+                raise Err(kind(ref)) from None
+            except Exception as e:  # noqa: BLE001 - every failure becomes the fallback
+                message = str(e) if isinstance(e, RuleError) else f"{type(e).__name__}: {e}"
+                raise Err(wit.RuleError_Other(message)) from None
+            return [_to_wit(wit, t) for t in out]
+
+    return WitWorld
+
+
+def _to_wit(wit: Any, target: Target) -> Any:
+    kind, value = target
+    if kind == "key":
+        return wit.Target_Key(value)
+    if kind == "tag":
+        return wit.Target_Tag(value)
+    return wit.Target_Pattern(value)
+
+
+class _Flat:
+    """A commit in the WIT layout, built natively by :class:`CommitBuilder`."""
+
+    def __init__(self, txn: str) -> None:
+        self.txn = txn
+        self.source: str | None = None
+        self.text = ""
+        self._size = 0
+        self.column_names: list[int] = []
+        self.column_kinds = bytearray()
+        self.column_values: list[int] = []
+        self.write_tables: list[int] = []
+        self.write_ops = bytearray()
+        self.write_keys: list[int] = []
+        self.write_befores: list[int] = []
+        self.write_afters: list[int] = []
+
+
+RowDict = dict[str, Any]
+
+
+class CommitBuilder:
+    """Builds a :class:`Commit` write by write, for a rule's native tests.
+    Rows are dicts of column names to ``None``, ``bool``, ``int``,
+    ``float`` or ``str``."""
+
+    def __init__(self, txn: str = "t") -> None:
+        self._flat = _Flat(txn)
+
+    def source(self, source: str) -> CommitBuilder:
+        """Sets the source name."""
+        self._flat.source = source
+        return self
+
+    def insert(self, table: str, key: RowDict, after: RowDict) -> CommitBuilder:
+        """Adds an insert of ``after`` into ``table``, whose primary key is ``key``."""
+        return self.write(table, Op.INSERT, key, None, after)
+
+    def update(self, table: str, key: RowDict, before: RowDict | None, after: RowDict) -> CommitBuilder:
+        """Adds an update of a row of ``table`` from ``before`` (if known) to ``after``."""
+        return self.write(table, Op.UPDATE, key, before, after)
+
+    def delete(self, table: str, key: RowDict, before: RowDict | None = None) -> CommitBuilder:
+        """Adds a delete of the row ``before`` (if known) from ``table``."""
+        return self.write(table, Op.DELETE, key, before, None)
+
+    def write(self, table: str, op: str, key: RowDict, before: RowDict | None, after: RowDict | None) -> CommitBuilder:
+        """Adds any write."""
+        f = self._flat
+        codes = {Op.INSERT: _INSERT, Op.UPDATE: _UPDATE, Op.DELETE: _DELETE}
+        if op not in codes:
+            raise ValueError(f"unknown op {op!r}; expected insert, update or delete")
+        f.write_tables.append(self._text(table))
+        f.write_ops.append(codes[op])
+        f.write_keys.append(self._row(key))
+        f.write_befores.append(_ABSENT if before is None else self._row(before))
+        f.write_afters.append(_ABSENT if after is None else self._row(after))
+        return self
+
+    def finish(self) -> Commit:
+        """The commit."""
+        return Commit(self._flat)  # type: ignore[arg-type]
+
+    def _text(self, s: str) -> int:
+        f = self._flat
+        start, size = f._size, len(s.encode())
+        f.text += s
+        f._size += size
+        return start << 32 | size
+
+    def _row(self, row: RowDict) -> int:
+        f = self._flat
+        start = len(f.column_names)
+        for name, value in row.items():
+            f.column_names.append(self._text(name))
+            if value is None:
+                kind, bits = _NULL, 0
+            elif isinstance(value, bool):
+                kind, bits = _BOOLEAN, int(value)
+            elif isinstance(value, int):
+                if not -(1 << 63) <= value < 1 << 63:
+                    raise ValueError(f"column {name!r}: {value} does not fit in 64 bits")
+                kind, bits = _INTEGER, value & _ABSENT
+            elif isinstance(value, float):
+                kind, bits = _FLOAT, _FLOAT_BITS.unpack(_FLOAT_VALUE.pack(value))[0]
+            elif isinstance(value, str):
+                kind, bits = _TEXT, self._text(value)
+            else:
+                raise TypeError(f"column {name!r}: {type(value).__name__} is not a column value")
+            f.column_kinds.append(kind)
+            f.column_values.append(bits)
+        return start << 32 | len(row)
