@@ -1,7 +1,13 @@
 //! Build helpers, run as `cargo xtask COMMAND`:
 //!
-//! - `build-rules`: builds every crate of `example-rules/` into a component,
-//!   written to `target/rules/NAME.wasm`.
+//! - `build-rules [--lang rust|python|js]`: builds the example rules of one
+//!   language into components: every crate of `example-rules/` into
+//!   `target/rules/NAME.wasm` (the default, needing only cargo), the Python
+//!   examples of `rules-sdk-python/examples/` into `target/rules/python/`,
+//!   the JavaScript ones of `rules-sdk-js/examples/` into `target/rules/js/`.
+//!   The Python and JS toolchains (componentize-py from PyPI,
+//!   componentize-js from npm) are installed under `target/toolchains/` on
+//!   first use.
 //! - `bench-rules`: the rules benchmark (native vs Wasm, ns per write).
 //! - `bench-redis`: the Redis benchmark (end to end vs `redis-benchmark`,
 //!   and the one-pass pattern sweep).
@@ -14,9 +20,12 @@
 //! - `check-stale`: the read/invalidate race on Postgres, Redis and
 //!   `serve`, with leases and with plain get/set: how many cached values
 //!   end stale.
-//! - `test`: the whole test suite, Rust and Python, after making sure the
-//!   toolchain has what it needs (the `wasm32-wasip2` target, a virtual
-//!   environment for the Python package).
+//! - `test`: the whole test suite, Rust, Python and JavaScript, after making
+//!   sure the toolchain has what it needs (the `wasm32-wasip2` target, the
+//!   componentize-py and componentize-js toolchains, a virtual environment
+//!   for the Python packages).
+
+mod toolchains;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -27,7 +36,20 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("build-rules") => build_rules().map(|_| ()),
+        Some("build-rules") => match args.get(1..).unwrap_or_default() {
+            [] => build_rules().map(|_| ()),
+            [flag, lang] if flag == "--lang" => match lang.as_str() {
+                "rust" => build_rules().map(|_| ()),
+                "python" => toolchains::build_python_examples().map(|_| ()),
+                "js" => toolchains::build_js_examples().map(|_| ()),
+                other => Err(format!(
+                    "unknown language `{other}` for --lang: expected rust, python or js"
+                )),
+            },
+            other => Err(format!(
+                "unexpected arguments {other:?}: usage: cargo xtask build-rules [--lang rust|python|js]"
+            )),
+        },
         Some("bench-rules") => bench("rules", &args[1..]),
         Some("bench-redis") => bench("redis", &args[1..]),
         Some("bench-reload") => bench("reload", &args[1..]),
@@ -36,7 +58,7 @@ fn main() -> ExitCode {
         Some("check-stale") => bench_with_binary("check_stale", &args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules | bench-rules | bench-redis | bench-reload | bench-service | bench-cdc | check-stale | test [cargo test args]>"
+            "usage: cargo xtask <build-rules [--lang rust|python|js] | bench-rules | bench-redis | bench-reload | bench-service | bench-cdc | check-stale | test [cargo test args]>"
                 .to_owned(),
         ),
     };
@@ -50,7 +72,7 @@ fn main() -> ExitCode {
 }
 
 /// The workspace root (the parent of this crate).
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
@@ -61,7 +83,7 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
+pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     let status = cmd
         .status()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;

@@ -1,0 +1,208 @@
+//! The Python and JavaScript rule toolchains: componentize-py in a virtual
+//! environment of its own and componentize-js in an npm folder of its own,
+//! both under `target/toolchains/`, installed from the registries on first
+//! use; and the builds of Python and JS rules into components with them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Instant, SystemTime};
+
+use crate::{root, run};
+
+/// The componentize-py release rules are built with (`rules-sdk-python`'s
+/// `build` extra names the same).
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+/// The componentize-js release (`rules-sdk-js/package.json` names the same).
+const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
+
+/// The `componentize-py` executable, installed into
+/// `target/toolchains/python` when missing.
+pub(crate) fn componentize_py() -> Result<PathBuf, String> {
+    let venv = root().join("target/toolchains/python");
+    let exe = venv.join("bin/componentize-py");
+    if exe.is_file() {
+        return Ok(exe);
+    }
+    let started = Instant::now();
+    eprintln!(
+        "xtask: installing {COMPONENTIZE_PY} into `{}`",
+        venv.display()
+    );
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", COMPONENTIZE_PY]))?;
+    eprintln!(
+        "xtask: installed componentize-py in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(exe)
+}
+
+/// The folder whose `node_modules` holds componentize-js, installed into
+/// `target/toolchains/js` when missing. `rules-sdk-js/build.mjs` finds it
+/// through `INVALIDATOR_COMPONENTIZE_JS`.
+pub(crate) fn componentize_js() -> Result<PathBuf, String> {
+    let dir = root().join("target/toolchains/js");
+    let marker = dir.join("node_modules/@bytecodealliance/componentize-js/package.json");
+    if marker.is_file() {
+        return Ok(dir);
+    }
+    let started = Instant::now();
+    eprintln!(
+        "xtask: installing {COMPONENTIZE_JS} into `{}`",
+        dir.display()
+    );
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    // A package of its own, so npm installs here and not in a parent folder.
+    std::fs::write(
+        dir.join("package.json"),
+        "{\"name\": \"invalidator-js-toolchain\", \"private\": true}\n",
+    )
+    .map_err(|e| format!("cannot write `{}`: {e}", dir.display()))?;
+    run(Command::new("npm").current_dir(&dir).args([
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        COMPONENTIZE_JS,
+    ]))?;
+    eprintln!(
+        "xtask: installed componentize-js in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(dir)
+}
+
+/// The `.py` or `.js` files of `dir`, sorted.
+fn sources(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, String> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list `{}`: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// Whether `out` is at least as new as every file of `inputs` (folders are
+/// walked one level deep).
+fn fresh(out: &Path, inputs: &[PathBuf]) -> bool {
+    let modified = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+    let Some(built) = modified(out) else {
+        return false;
+    };
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for input in inputs {
+        let mut files = vec![input.clone()];
+        if input.is_dir() {
+            files = std::fs::read_dir(input)
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+        }
+        for f in files {
+            newest = newest.max(modified(&f).unwrap_or(SystemTime::now()));
+        }
+    }
+    newest <= built
+}
+
+/// Builds each Python rule of `dir` into `out/NAME.wasm`.
+pub(crate) fn build_python(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
+    let root = root();
+    let sdk = root.join("rules-sdk-python");
+    let wit = root.join("wit");
+    let mut written = Vec::new();
+    for source in sources(dir, "py")? {
+        let name = stem(&source)?;
+        let dest = out.join(format!("{name}.wasm"));
+        if !fresh(
+            &dest,
+            &[
+                source.clone(),
+                sdk.join("invalidator_rules.py"),
+                wit.clone(),
+            ],
+        ) {
+            let exe = componentize_py()?;
+            let tmp = temp_beside(&dest)?;
+            run(Command::new(exe)
+                .arg("--quiet")
+                .arg("-d")
+                .arg(&wit)
+                .args(["-w", "rule", "componentize", "--stub-wasi", &name, "-p"])
+                .arg(dir)
+                .arg("-p")
+                .arg(&sdk)
+                .arg("-o")
+                .arg(&tmp))?;
+            rename(&tmp, &dest)?;
+        }
+        println!("{}", dest.display());
+        written.push(dest);
+    }
+    Ok(written)
+}
+
+/// Builds each JavaScript rule of `dir` into `out/NAME.wasm`.
+pub(crate) fn build_js(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
+    let root = root();
+    let sdk = root.join("rules-sdk-js");
+    let mut written = Vec::new();
+    for source in sources(dir, "js")? {
+        let name = stem(&source)?;
+        let dest = out.join(format!("{name}.wasm"));
+        if !fresh(&dest, &[source.clone(), sdk.clone(), root.join("wit")]) {
+            let toolchain = componentize_js()?;
+            let tmp = temp_beside(&dest)?;
+            run(Command::new("node")
+                .env("INVALIDATOR_COMPONENTIZE_JS", &toolchain)
+                .arg(sdk.join("build.mjs"))
+                .arg(&source)
+                .arg("-o")
+                .arg(&tmp))?;
+            rename(&tmp, &dest)?;
+        }
+        println!("{}", dest.display());
+        written.push(dest);
+    }
+    Ok(written)
+}
+
+/// `cargo xtask build-rules --lang python`.
+pub(crate) fn build_python_examples() -> Result<Vec<PathBuf>, String> {
+    let root = root();
+    build_python(
+        &root.join("rules-sdk-python/examples"),
+        &root.join("target/rules/python"),
+    )
+}
+
+/// `cargo xtask build-rules --lang js`.
+pub(crate) fn build_js_examples() -> Result<Vec<PathBuf>, String> {
+    let root = root();
+    build_js(
+        &root.join("rules-sdk-js/examples"),
+        &root.join("target/rules/js"),
+    )
+}
+
+fn stem(source: &Path) -> Result<String, String> {
+    source
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("`{}` has no usable file name", source.display()))
+}
+
+/// A temporary path in `dest`'s folder (made if missing): a rule is written
+/// there and renamed into place, so a host watching the folder never sees a
+/// half-written file.
+fn temp_beside(dest: &Path) -> Result<PathBuf, String> {
+    let dir = dest.parent().expect("a file in a folder");
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    let name = dest.file_name().expect("a file name").to_string_lossy();
+    Ok(dir.join(format!(".{name}.tmp")))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::rename(from, to).map_err(|e| format!("cannot write `{}`: {e}", to.display()))
+}
