@@ -11,8 +11,12 @@ use invalidator::serve::LogFormat;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // `serve` reads its log format from its configuration.
-    if !matches!(cli.command, cli::Command::Serve(_)) {
-        cli::init_logging(LogFormat::Text, "warn");
+    // `test` prints each failure itself, expected fallbacks included; the
+    // log's warnings about them would only repeat it.
+    match cli.command {
+        cli::Command::Serve(_) => {}
+        cli::Command::Test { .. } => cli::init_logging(LogFormat::Text, "error"),
+        _ => cli::init_logging(LogFormat::Text, "warn"),
     }
     match cli::run(cli) {
         Ok(code) => code,

@@ -45,6 +45,15 @@ impl TargetSet {
         self.keys.is_empty() && self.patterns.is_empty() && self.tags.is_empty()
     }
 
+    /// The targets of this set that `other` lacks.
+    pub fn difference(&self, other: &TargetSet) -> TargetSet {
+        TargetSet {
+            keys: self.keys.difference(&other.keys).cloned().collect(),
+            patterns: self.patterns.difference(&other.patterns).cloned().collect(),
+            tags: self.tags.difference(&other.tags).cloned().collect(),
+        }
+    }
+
     /// How many targets there are, of all kinds.
     pub fn len(&self) -> usize {
         self.keys.len() + self.patterns.len() + self.tags.len()

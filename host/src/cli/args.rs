@@ -76,13 +76,56 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
-    /// Validate rule components and print what they say about themselves.
+    /// Run a rule on the cases of its fixture file and print each failing
+    /// case with the targets the rule added (+) and left out (-). Exit
+    /// status 0: every case passed; 1: some failed.
+    Test {
+        /// The rule `.wasm` file.
+        rule: PathBuf,
+        /// The cases, one JSON object per line: `{"commit": ..., "expect":
+        /// {"keys": [...], "patterns": [...], "tags": [...]}}` [default:
+        /// `NAME.test.jsonl` beside `NAME.wasm`].
+        #[arg(long, value_name = "FILE")]
+        fixtures: Option<PathBuf>,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Start a rule project: the sample rule, a native test, a fixture and
+    /// a README with the one-line build command.
+    New {
+        /// The rule's name: lowercase letters, digits and `_`, starting
+        /// with a letter.
+        name: String,
+        /// The language of the rule.
+        #[arg(long, value_enum, default_value_t = Language::Rust)]
+        lang: Language,
+        /// The folder to make the project in [default: `./NAME`].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The Rust rules SDK (`rules-sdk/`) to depend on, for `--lang
+        /// rust` [default: the one this binary was built beside].
+        #[arg(long, value_name = "DIR")]
+        sdk: Option<PathBuf>,
+    },
+    /// Validate rule components and print what they say about themselves,
+    /// what they import and their size.
     Check {
         /// A rule `.wasm` file, or a folder of them.
         path: PathBuf,
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
+}
+
+/// The languages `invalidator new` writes rules in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Language {
+    /// Rust, with the `invalidator-rules` crate.
+    Rust,
+    /// Python, built with componentize-py.
+    Python,
+    /// JavaScript, built with componentize-js.
+    Js,
 }
 
 /// The flags of `serve`; each overrides the setting of the same name in

@@ -1,9 +1,11 @@
 //! `invalidator check`: loads a rule file (or a folder of them) as the
-//! host would, and shows what each rule declares.
+//! host would, and shows what each rule declares, what it imports and how
+//! large it is, warning when it imports WASI.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use invalidator::rules::RuleSet;
 
 use super::args::SandboxArgs;
@@ -36,6 +38,34 @@ pub(super) fn run(path: &Path, sandbox: &SandboxArgs) -> anyhow::Result<ExitCode
             fallback.join(", ")
         };
         println!("  fallback: {fallback}");
+        let size = std::fs::metadata(rule.path())
+            .map(|m| m.len())
+            .with_context(|| format!("cannot read `{}`", rule.path().display()))?;
+        println!("  size:     {}", show_size(size));
+        let imports = rule.imports();
+        println!("  imports:  {}", imports.join(", "));
+        let wasi: Vec<&String> = imports.iter().filter(|i| i.starts_with("wasi:")).collect();
+        if !wasi.is_empty() {
+            // Not an error: the host gives such rules a WASI without
+            // capabilities. But it is a bigger surface than a rule needs,
+            // and each instance pays for it.
+            println!(
+                "  warning: the rule imports WASI ({}); the host stubs it with no \
+                 capabilities, but a rule needs only `invalidator:rules/host`: build \
+                 Rust rules `no_std`, Python ones with `componentize-py --stub-wasi`, \
+                 JS ones with every componentize-js feature disabled",
+                wasi.len()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bytes in the largest unit that keeps a whole number before the point.
+fn show_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB ({b} bytes)", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB ({b} bytes)", b as f64 / f64::from(1 << 10)),
+        b => format!("{b} bytes"),
+    }
 }

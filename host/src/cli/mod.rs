@@ -8,7 +8,9 @@ mod cache;
 mod check;
 mod diff;
 mod dry_run;
+mod new;
 mod serve;
+mod test;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -46,6 +48,17 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sandbox,
         } => Ok(diff::run(&old, &new, &events, &sandbox)),
         Command::Check { path, sandbox } => check::run(&path, &sandbox),
+        Command::Test {
+            rule,
+            fixtures,
+            sandbox,
+        } => test::run(&rule, fixtures.as_deref(), &sandbox),
+        Command::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => new::run(&name, lang, dir.as_deref(), sdk.as_deref()),
     }
 }
 

@@ -57,41 +57,88 @@ pub enum FixtureError {
     },
 }
 
-/// Runs the fixture of `rule`'s file, if there is one. The error names the
-/// fixture line and what differed.
-pub fn check(rule: &LoadedRule) -> Result<(), FixtureError> {
-    let path = fixture_path(rule.path());
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(FixtureError::Read { path, source }),
-    };
+/// One case of a fixture, run.
+#[derive(Debug, Clone)]
+pub struct CaseOutcome {
+    /// The case's line in the fixture file, from 1.
+    pub line: usize,
+    /// The commit's transaction id.
+    pub txn: String,
+    /// Targets the rule gave that the case does not expect.
+    pub added: TargetSet,
+    /// Targets the case expects that the rule did not give.
+    pub removed: TargetSet,
+    /// Why the rule failed on the commit, if it did (its fallback then
+    /// stood in for its targets).
+    pub errors: Vec<String>,
+}
+
+impl CaseOutcome {
+    /// Whether the rule gave exactly the expected targets.
+    pub fn passed(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Runs every case of the fixture file at `path` on `rule`, failing only
+/// when the file cannot be read or a line is not a case.
+pub fn run_cases(rule: &LoadedRule, path: &Path) -> Result<Vec<CaseOutcome>, FixtureError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FixtureError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     // One rule has no name to clash with.
     let set = RuleSet::new(vec![rule.clone()]).expect("one rule, no clash");
+    let mut outcomes = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let at = format!("fixture `{}` line {}", path.display(), i + 1);
         let fail = |reason: String| FixtureError::Case {
-            at: at.clone(),
+            at: format!("fixture `{}` line {}", path.display(), i + 1),
             reason,
         };
         let case: Case = serde_json::from_str(line).map_err(|e| fail(e.to_string()))?;
         let commit = parse_json(&case.commit.to_string()).map_err(|e| fail(e.to_string()))?;
-        let got = set.evaluate(&commit).targets;
+        let outcome = set.evaluate(&commit);
+        let got = outcome.targets;
         let want = TargetSet {
             keys: case.expect.keys,
             patterns: case.expect.patterns,
             tags: case.expect.tags,
         };
-        if got != want {
-            return Err(fail(format!(
-                "expected {}, got {}",
-                serde_json::to_string(&want).unwrap_or_default(),
-                serde_json::to_string(&got).unwrap_or_default()
-            )));
-        }
+        outcomes.push(CaseOutcome {
+            line: i + 1,
+            txn: commit.txn.clone(),
+            added: got.difference(&want),
+            removed: want.difference(&got),
+            errors: outcome
+                .failures
+                .iter()
+                .map(|f| format!("{} ({:?})", f.message, f.kind))
+                .collect(),
+        });
     }
-    Ok(())
+    Ok(outcomes)
+}
+
+/// Runs the fixture of `rule`'s file, if there is one. The error names the
+/// first failing case's line and what differed.
+pub fn check(rule: &LoadedRule) -> Result<(), FixtureError> {
+    let path = fixture_path(rule.path());
+    if !path.exists() {
+        return Ok(());
+    }
+    let outcomes = run_cases(rule, &path)?;
+    match outcomes.into_iter().find(|o| !o.passed()) {
+        None => Ok(()),
+        Some(o) => Err(FixtureError::Case {
+            at: format!("fixture `{}` line {}", path.display(), o.line),
+            reason: format!(
+                "the rule gave {} more and {} fewer than expected",
+                serde_json::to_string(&o.added).unwrap_or_default(),
+                serde_json::to_string(&o.removed).unwrap_or_default()
+            ),
+        }),
+    }
 }

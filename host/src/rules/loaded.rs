@@ -128,6 +128,17 @@ impl LoadedRule {
         &self.path
     }
 
+    /// The names of the component's imports, such as
+    /// `invalidator:rules/host@0.1.0` or `wasi:cli/environment@0.2.0`.
+    pub fn imports(&self) -> Vec<String> {
+        let component = self.pre.instance_pre().component();
+        component
+            .component_type()
+            .imports(self.runtime.engine())
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
     /// Whether the rule wants writes to `table`.
     pub fn subscribes(&self, table: &str) -> bool {
         self.info.tables.is_empty() || self.info.tables.iter().any(|t| t == table)
