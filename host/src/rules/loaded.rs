@@ -85,9 +85,14 @@ impl LoadedRule {
             reason,
         };
         let label = path.display().to_string();
-        let mut info = sandboxed(runtime, &pre, Arc::from(label.as_str()), |store, rule| {
-            rule.call_describe(store)
-        })
+        let metrics = Arc::<RuleMetrics>::default();
+        let mut info = sandboxed(
+            runtime,
+            &pre,
+            Arc::from(label.as_str()),
+            &metrics,
+            |store, rule| rule.call_describe(store),
+        )
         .map_err(|(_, reason)| describe_err(reason))?;
         check_info(&mut info, runtime.config()).map_err(describe_err)?;
         tracing::info!(rule = %info.name, version = %info.version, path = %label, %hash, "rule loaded");
@@ -98,7 +103,7 @@ impl LoadedRule {
             name: Arc::from(info.name.as_str()),
             info,
             pre,
-            metrics: Arc::default(),
+            metrics,
         })
     }
 
@@ -162,6 +167,7 @@ impl LoadedRule {
             &self.runtime,
             &self.pre,
             self.name.clone(),
+            &self.metrics,
             |store, rule| rule.call_on_commit(store, commit),
         )
         .map_err(failure)
@@ -191,6 +197,7 @@ fn sandboxed<R>(
     runtime: &Runtime,
     pre: &RulePre<Sandbox>,
     rule_name: Arc<str>,
+    metrics: &RuleMetrics,
     f: impl FnOnce(&mut Store<Sandbox>, &Rule) -> wasmtime::Result<R>,
 ) -> Result<R, (FailureKind, String)> {
     let config = runtime.config();
@@ -208,6 +215,14 @@ fn sandboxed<R>(
         f(&mut store, &rule)
     });
     store.data().report_dropped_logs();
+    metrics.memory_used(store.data().memory.peak);
+    // A guest may catch its own failed allocation and answer anyway (Python
+    // raises `MemoryError`, which a rule can turn into an error of its own
+    // or swallow): having hit the limit is the failure, whatever follows.
+    let result = match result {
+        Ok(_) if store.data().memory.exceeded => Err(wasmtime::Error::msg("memory limit")),
+        other => other,
+    };
     result.map_err(|e| {
         if store.data().memory.exceeded {
             (

@@ -16,6 +16,7 @@ pub struct RuleMetrics {
     /// Failures by kind, in the order of [`FailureKind::ALL`].
     by_kind: [AtomicU64; FailureKind::ALL.len()],
     empty_targets: AtomicU64,
+    peak_memory: AtomicU64,
     latency: RecentLatency,
 }
 
@@ -30,6 +31,17 @@ impl RuleMetrics {
             self.by_kind[i].fetch_add(1, Relaxed);
         }
         self.latency.record(took);
+    }
+
+    pub(crate) fn memory_used(&self, bytes: usize) {
+        self.peak_memory.fetch_max(bytes as u64, Relaxed);
+    }
+
+    /// The most linear memory one instance of this version has used, in
+    /// bytes, over its calls (and its `describe()` at load): what to hold
+    /// against the sandbox's memory limit.
+    pub fn peak_memory(&self) -> u64 {
+        self.peak_memory.load(Relaxed)
     }
 
     pub(crate) fn empty_targets_dropped(&self, n: usize) {

@@ -43,6 +43,7 @@ impl Sandbox {
             memory: MemoryLimit {
                 limit: memory_limit,
                 exceeded: false,
+                peak: 0,
             },
             log_budget: max_log_lines,
             logs_dropped: 0,
@@ -129,6 +130,10 @@ impl TypesHost for Sandbox {}
 pub(crate) struct MemoryLimit {
     limit: usize,
     pub(crate) exceeded: bool,
+    /// The largest linear memory granted in this store, in bytes: what one
+    /// instance of the rule needs (tens of MiB for Python and JS rules,
+    /// whose interpreter's heap is part of it).
+    pub(crate) peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimit {
@@ -140,6 +145,9 @@ impl ResourceLimiter for MemoryLimit {
     ) -> wasmtime::Result<bool> {
         let ok = desired <= self.limit;
         self.exceeded |= !ok;
+        if ok {
+            self.peak = self.peak.max(desired);
+        }
         Ok(ok)
     }
 

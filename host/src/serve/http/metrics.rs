@@ -27,6 +27,8 @@ struct RuleFigures {
     name: String,
     version: String,
     calls: u64,
+    /// Bytes: the largest linear memory of one instance.
+    peak_memory: u64,
     failures: [u64; FailureKind::ALL.len()],
     /// Seconds, for each of [`QUANTILES`], over the recent calls.
     latency: [Option<f64>; QUANTILES.len()],
@@ -88,6 +90,17 @@ impl Collector for Scrape {
                 let labels = [rule_label, version_label, ("kind", kind.as_str())];
                 ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
             }
+        }
+        let mut family = encoder.encode_descriptor(
+            "rule_memory_peak_bytes",
+            "The most linear memory one instance of each rule version in service has \
+             used, to hold against the sandbox's memory limit.",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for rule in &self.rules {
+            let bytes = i64::try_from(rule.peak_memory).unwrap_or(i64::MAX);
+            ConstGauge::new(bytes).encode(family.encode_family(&Self::labels(rule))?)?;
         }
         let gauge = ConstGauge::new(0.0f64).metric_type();
         let mut family = encoder.encode_descriptor(
@@ -179,6 +192,7 @@ pub(crate) async fn metrics(State(api): ApiState) -> Result<impl IntoResponse, A
                 name: rule.name().to_owned(),
                 version: rule.info().version.clone(),
                 calls: m.calls(),
+                peak_memory: m.peak_memory(),
                 failures: FailureKind::ALL.map(|k| m.failures_of(k)),
                 latency: QUANTILES.map(|q| m.latency().quantile(q).map(|d| d.as_secs_f64())),
             }
