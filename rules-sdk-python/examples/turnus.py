@@ -11,7 +11,7 @@ profiles. It gives exactly what `example-rules/turnus` (Rust) gives.
 from invalidator_rules import Commit, RuleInfo, Target, Targets, export
 
 #: Tables whose rows belong to one turnus.
-PER_TURNUS = frozenset(["kinder", "schwerpunkte", "notizen", "geld"])
+PER_TURNUS = ("kinder", "schwerpunkte", "notizen", "geld")
 
 
 class Turnus:
@@ -22,7 +22,7 @@ class Turnus:
         return RuleInfo(
             "turnus",
             "1.0.0",
-            tables=sorted(PER_TURNUS) + ["auslagerorte", "user_profiles"],
+            tables=[*PER_TURNUS, "auslagerorte", "user_profiles"],
             fallback=[Target.pattern("turnus_data_*"), Target.pattern("user_profile_*")],
         )
 

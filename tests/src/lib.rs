@@ -3,6 +3,7 @@
 //! clusters, and `invalidator serve` processes.
 
 mod files;
+pub mod polyglot;
 mod postgres_server;
 mod redis_server;
 mod serve_process;

@@ -202,25 +202,38 @@ fn bench_with_binary(name: &str, args: &[String]) -> Result<(), String> {
         .args(args))
 }
 
-/// The test suite: every crate of the workspace, including the example
-/// rules natively and the integration tests that build their own Wasm;
-/// then, unless `args` narrow the Rust tests down, the Python package's
-/// (ruff and pytest, in a virtual environment of their own).
+/// The test suite: the Python and JavaScript rules and test guests built
+/// first (the Rust tests load them), then every crate of the workspace,
+/// including the example rules natively and the integration tests that
+/// build their own Wasm; then, unless `args` narrow the Rust tests down, the
+/// Python packages' (ruff and pytest, in a virtual environment of their
+/// own) and the JavaScript SDK's (`node --test`).
 fn test(args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
+    let root = root();
+    toolchains::build_python_examples()?;
+    toolchains::build_js_examples()?;
+    toolchains::build_python(
+        &root.join("tests/guests-python"),
+        &root.join("target/guests/python"),
+    )?;
     run(cargo()
-        .current_dir(root())
+        .current_dir(&root)
         .args(["test", "--workspace"])
         .args(args))?;
     if args.is_empty() {
         python_tests()?;
+        run(Command::new("node")
+            .current_dir(root.join("rules-sdk-js"))
+            .args(["--test", "test/"]))?;
     }
     Ok(())
 }
 
-/// The Python package's checks and tests, against the binary and the rule
-/// components the Rust build made. The virtual environment lives in
-/// `target/python-venv` and is made (from PyPI) when missing.
+/// The Python packages' checks and tests: the client package against the
+/// binary and the rule components the Rust build made, and the rules SDK
+/// natively. The virtual environment lives in `target/python-venv` and is
+/// made (from PyPI) when missing.
 fn python_tests() -> Result<(), String> {
     let root = root();
     build_rules()?;
@@ -233,12 +246,17 @@ fn python_tests() -> Result<(), String> {
     run(Command::new(bin.join("pip"))
         .args(["install", "--quiet", "--editable"])
         .arg(format!("{}[test]", package.display())))?;
-    run(Command::new(bin.join("ruff"))
-        .current_dir(&package)
-        .args(["check", "."]))?;
-    run(Command::new(bin.join("ruff"))
-        .current_dir(&package)
-        .args(["format", "--check", "."]))?;
+    let sdk = root.join("rules-sdk-python");
+    for dir in [&package, &sdk] {
+        run(Command::new(bin.join("ruff"))
+            .current_dir(dir)
+            .args(["check", "."]))?;
+        run(Command::new(bin.join("ruff"))
+            .current_dir(dir)
+            .args(["format", "--check", "."]))?;
+    }
+    // Plain pytest, no Wasm: as a rule team runs its rule's tests.
+    run(Command::new(bin.join("pytest")).current_dir(&sdk).arg("-q"))?;
     run(Command::new(bin.join("pytest"))
         .current_dir(&package)
         .arg("-q")
