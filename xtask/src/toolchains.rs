@@ -20,7 +20,7 @@ const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
 pub(crate) fn componentize_py() -> Result<PathBuf, String> {
     let venv = root().join("target/toolchains/python");
     let exe = venv.join("bin/componentize-py");
-    if exe.is_file() {
+    if exe.is_file() && venv.join("bin/pytest").is_file() {
         return Ok(exe);
     }
     let started = Instant::now();
@@ -29,7 +29,13 @@ pub(crate) fn componentize_py() -> Result<PathBuf, String> {
         venv.display()
     );
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", COMPONENTIZE_PY]))?;
+    // pytest too: a rule project's native tests run beside its build.
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        COMPONENTIZE_PY,
+        "pytest",
+    ]))?;
     eprintln!(
         "xtask: installed componentize-py in {:.0} s",
         started.elapsed().as_secs_f64()
