@@ -97,22 +97,26 @@ class Target(NamedTuple):
         return Target("tag", tag)
 
 
+# `Target(kind, value)` goes through Python code; this is the C constructor.
+_new_target = tuple.__new__
+
+
 class Targets(set[Target]):
     """The targets a rule gives for a commit: a set, so duplicates collapse."""
 
     def key(self, key: str) -> Targets:
         """Adds one exact cache key."""
-        self.add(Target("key", key))
+        self.add(_new_target(Target, ("key", key)))
         return self
 
     def pattern(self, pattern: str) -> Targets:
         """Adds every key matching a Redis glob pattern."""
-        self.add(Target("pattern", pattern))
+        self.add(_new_target(Target, ("pattern", pattern)))
         return self
 
     def tag(self, tag: str) -> Targets:
         """Adds every key registered under a tag."""
-        self.add(Target("tag", tag))
+        self.add(_new_target(Target, ("tag", tag)))
         return self
 
 
@@ -178,7 +182,7 @@ class Commit:
     A rule only sees the writes to the tables it subscribes to.
     """
 
-    __slots__ = ("_raw", "_text", "_decode")
+    __slots__ = ("_raw", "_text", "_decode", "_names")
 
     def __init__(self, raw: _Raw) -> None:
         self._raw = raw
@@ -191,6 +195,24 @@ class Commit:
         else:
             self._text = encoded
             self._decode = True
+        self._names: list[str] | None = None
+
+    def _column_names(self) -> list[str]:
+        """Every column's name, decoded on first use, once per call: finding
+        a column is then `list.index` over a run, in C."""
+        if self._names is None:
+            t = self._text
+            spans = [t[p >> 32 : (p >> 32) + (p & _LOW)] for p in self._raw.column_names]
+            self._names = [n.decode() for n in spans] if self._decode else spans
+        return self._names
+
+    def _index(self, run: int, column: str) -> int:
+        """The index of ``column`` in the run of columns ``run``, or -1."""
+        start = run >> 32
+        try:
+            return self._column_names().index(column, start, start + (run & _LOW))
+        except ValueError:
+            return -1
 
     @property
     def txn(self) -> str:
@@ -242,15 +264,9 @@ class Row:
         self._end = min(self._start + (run & _LOW), count)
 
     def _find(self, column: str) -> int:
-        """The index of ``column``, or -1. Compares byte lengths first, from
-        the packed span, which settles most mismatches without slicing."""
-        names = self._commit._raw.column_names
-        size = len(column.encode()) if self._commit._decode else len(column)
-        for i in range(self._start, self._end):
-            packed = names[i]
-            if packed & _LOW == size and self._commit._span(packed) == column:
-                return i
-        return -1
+        """The index of ``column``, or -1."""
+        i = self._commit._index(self._start << 32 | (self._end - self._start), column)
+        return i
 
     def __contains__(self, column: object) -> bool:
         return isinstance(column, str) and self._find(column) >= 0
@@ -319,7 +335,7 @@ class Write:
         run = runs[self._index]
         if run == _ABSENT:
             return _MISSING
-        i = Row(self._commit, run)._find(column)
+        i = self._commit._index(run, column)
         return self._commit._value(i) if i >= 0 else _MISSING
 
     def _new(self, column: str) -> Any:
@@ -453,6 +469,16 @@ def evaluate(rule: type[_Rule] | _Rule, commit: Commit | CommitBuilder) -> Targe
 # Log levels of the host's `log`.
 _LEVELS = ("trace", "debug", "info", "warn", "error")
 
+# The host's `log` and its levels, inside a component; imported with this
+# module, so while componentize-py snapshots it, never once per call.
+try:
+    from wit_world.imports import host as _host_module  # type: ignore[import-not-found]
+    from wit_world.imports import types as _types_module  # type: ignore[import-not-found]
+
+    _host: tuple[Any, Any] | None = (_host_module, _types_module)
+except ImportError:  # natively
+    _host = None
+
 
 def log(level: str, message: str) -> None:
     """Writes a line to the host's log, tagged with the rule's name. Inside
@@ -460,13 +486,12 @@ def log(level: str, message: str) -> None:
     ``level`` is one of ``trace``, ``debug``, ``info``, ``warn``, ``error``."""
     if level not in _LEVELS:
         raise ValueError(f"unknown log level {level!r}; expected one of {_LEVELS}")
-    try:
-        from wit_world.imports import host, types  # type: ignore[import-not-found]
-    except ImportError:
+    if _host is None:
         import sys
 
         print(f"[{level}] {message}", file=sys.stderr)
         return
+    host, types = _host
     host.log(types.Level[level.upper()], message)
 
 
@@ -476,10 +501,17 @@ def export(rule: type[_Rule] | _Rule) -> type:
     this module's, and turns every exception into a rule error, so that the
     host applies the fallback instead of seeing a trap."""
 
+    # Imported now, while componentize-py snapshots the module, and not in
+    # each call: every call runs in a fresh instance, which would import
+    # (parse and compile) them again each time.
+    try:
+        from componentize_py_types import Err  # type: ignore[import-not-found]
+        from wit_world.imports import types as wit  # type: ignore[import-not-found]
+    except ImportError:  # natively: there is no component to export from
+        Err = wit = None  # noqa: N806
+
     class WitWorld:
         def describe(self) -> Any:
-            from wit_world.imports import types as wit  # type: ignore[import-not-found]
-
             info = rule.describe()
             return wit.RuleInfo(
                 info.name,
@@ -489,9 +521,6 @@ def export(rule: type[_Rule] | _Rule) -> type:
             )
 
         def on_commit(self, raw: Any) -> list[Any]:
-            from componentize_py_types import Err  # type: ignore[import-not-found]
-            from wit_world.imports import types as wit  # type: ignore[import-not-found]
-
             out = Targets()
             try:
                 rule.on_commit(Commit(raw), out)

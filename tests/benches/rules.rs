@@ -2,18 +2,26 @@
 //! commits, at 1 and at 100 writes per commit.
 //!
 //! Run with `cargo xtask bench-rules`. Prints ns per write for each side and
-//! their ratio; the last line is the geometric mean of the ratios at 100
-//! writes per commit. Both sides run interleaved in one process, and each
-//! figure is the best of several rounds, so machine noise hits both alike.
+//! their ratio, and the geometric mean of the ratios at 100 writes per
+//! commit. Both sides run interleaved in one process, and each figure is the
+//! best of several rounds, so machine noise hits both alike.
+//!
+//! Then the same for the rules in Python (`turnus`) and JavaScript (`pos`)
+//! against the Rust ones, all as Wasm: at 1 and 100 writes per commit, and
+//! at 256 one-write commits per batch through `RuleSet::evaluate_batch`, as
+//! the pipeline calls it; with the memory one instance of each used. The
+//! last two lines are the Python/Rust and JS/Rust ratios at 256 commits per
+//! batch.
 
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use invalidator::commit::{Commit, parse_json};
-use invalidator::rules::{LoadedRule, Runtime, SandboxConfig};
+use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
+use invalidator::targets::TargetSet;
 use invalidator_rules as sdk;
-use invalidator_tests::guests;
+use invalidator_tests::{guests, polyglot};
 
 /// Rounds per measurement; the fastest counts.
 const ROUNDS: usize = 15;
@@ -172,6 +180,11 @@ fn measure<T>(items: &[T], writes_per_item: u64, mut f: impl FnMut(&T)) -> f64 {
 
 fn main() {
     let runtime = Runtime::new(SandboxConfig::default()).expect("runtime");
+    // `cargo xtask bench-rules languages`: only the Python and JS section.
+    if std::env::args().any(|a| a == "languages") {
+        other_languages(&runtime);
+        return;
+    }
     let mut ratios_100 = Vec::new();
     let mut slowest_wasm_rate = f64::INFINITY;
     println!(
@@ -216,4 +229,88 @@ fn main() {
     );
     let geomean = (ratios_100.iter().map(|r| r.ln()).sum::<f64>() / ratios_100.len() as f64).exp();
     println!("wasm/native ratio (geomean, 100 writes per commit): {geomean:.2}");
+    println!();
+    other_languages(&runtime);
+}
+
+/// The Python and JS rules against the Rust ones, all as Wasm.
+fn other_languages(runtime: &Runtime) {
+    let all = cases();
+    let find = |name: &str| all.iter().find(|c| c.name == name).expect("a case");
+    let others = [
+        ("python", find("turnus"), polyglot::python_rule("turnus")),
+        ("js", find("pos"), polyglot::js_rule("pos")),
+    ];
+    println!(
+        "rule    language  workload                  rust ns/write  language ns/write  language/rust  memory per instance"
+    );
+    let mut ratios = Vec::new();
+    for (language, case, path) in &others {
+        let rust = LoadedRule::load(runtime, Path::new(case.wasm)).expect("rust rule loads");
+        let other = LoadedRule::load(runtime, path).expect("rule loads");
+        let mut row = |workload: &str, rust_ns: f64, other_ns: f64| {
+            let mib = other.metrics().peak_memory() as f64 / f64::from(1 << 20);
+            println!(
+                "{:<7} {:<9} {:<25} {:>13.1}  {:>17.1}  {:>13.2}  {:>15.1} MiB",
+                case.name,
+                language,
+                workload,
+                rust_ns,
+                other_ns,
+                other_ns / rust_ns,
+                mib
+            );
+            other_ns / rust_ns
+        };
+        for per_commit in [1u64, 100] {
+            let commits = workload(case, per_commit, if per_commit == 1 { 50 } else { 5 });
+            let targets = |rule: &LoadedRule, c: &Commit| {
+                let mut set = TargetSet::new();
+                set.extend(rule.call(c).expect("the rule succeeds"));
+                set
+            };
+            for c in &commits {
+                assert_eq!(
+                    targets(&rust, c),
+                    targets(&other, c),
+                    "{language} {} differs from Rust on {}",
+                    case.name,
+                    c.txn
+                );
+            }
+            let rust_ns = measure(&commits, per_commit, |c| {
+                black_box(rust.call(black_box(c)).ok());
+            });
+            let other_ns = measure(&commits, per_commit, |c| {
+                black_box(other.call(black_box(c)).ok());
+            });
+            row(&format!("{per_commit} writes/commit"), rust_ns, other_ns);
+        }
+        // 256 one-write commits per batch: one call per batch.
+        let batches: Vec<Vec<Commit>> = (0..4).map(|_| workload(case, 1, 256)).collect();
+        let rust_set = RuleSet::new(vec![rust.clone()]).unwrap();
+        let other_set = RuleSet::new(vec![other.clone()]).unwrap();
+        for batch in &batches {
+            let (r, o) = (
+                rust_set.evaluate_batch(batch),
+                other_set.evaluate_batch(batch),
+            );
+            assert!(r.failures.is_empty() && o.failures.is_empty());
+            assert_eq!(r.targets, o.targets, "{language} batch differs");
+        }
+        let rust_ns = measure(&batches, 256, |b| {
+            black_box(rust_set.evaluate_batch(black_box(b)));
+        });
+        let other_ns = measure(&batches, 256, |b| {
+            black_box(other_set.evaluate_batch(black_box(b)));
+        });
+        ratios.push((*language, row("256 commits/batch", rust_ns, other_ns)));
+    }
+    println!(
+        "memory limit per instance (sandbox default): {} MiB",
+        SandboxConfig::default().memory_limit >> 20
+    );
+    for (language, ratio) in ratios {
+        println!("{language}/rust ratio at 256 commits per batch: {ratio:.2}");
+    }
 }

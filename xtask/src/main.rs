@@ -8,7 +8,8 @@
 //!   The Python and JS toolchains (componentize-py from PyPI,
 //!   componentize-js from npm) are installed under `target/toolchains/` on
 //!   first use.
-//! - `bench-rules`: the rules benchmark (native vs Wasm, ns per write).
+//! - `bench-rules`: the rules benchmark (native vs Wasm, ns per write; the
+//!   Python and JS rules vs the Rust ones).
 //! - `bench-redis`: the Redis benchmark (end to end vs `redis-benchmark`,
 //!   and the one-pass pattern sweep).
 //! - `bench-reload`: rule swap latency under a stream of commits.
@@ -50,7 +51,9 @@ fn main() -> ExitCode {
                 "unexpected arguments {other:?}: usage: cargo xtask build-rules [--lang rust|python|js]"
             )),
         },
-        Some("bench-rules") => bench("rules", &args[1..]),
+        Some("bench-rules") => toolchains::build_python_examples()
+            .and_then(|_| toolchains::build_js_examples())
+            .and_then(|_| bench("rules", &args[1..])),
         Some("bench-redis") => bench("redis", &args[1..]),
         Some("bench-reload") => bench("reload", &args[1..]),
         Some("bench-service") => bench_with_binary("service", &args[1..]),
