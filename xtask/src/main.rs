@@ -55,7 +55,9 @@ fn main() -> ExitCode {
             .and_then(|_| toolchains::build_js_examples())
             .and_then(|_| bench("rules", &args[1..])),
         Some("bench-redis") => bench("redis", &args[1..]),
-        Some("bench-reload") => bench("reload", &args[1..]),
+        Some("bench-reload") => toolchains::build_python_examples()
+            .and_then(|_| toolchains::build_js_examples())
+            .and_then(|_| bench("reload", &args[1..])),
         Some("bench-service") => bench_with_binary("service", &args[1..]),
         Some("bench-cdc") => bench_with_binary("cdc", &args[1..]),
         Some("check-stale") => bench_with_binary("check_stale", &args[1..]),
