@@ -62,45 +62,41 @@ export const Target = Object.freeze({
 /** The targets a rule gives for a commit: a set, so duplicates collapse. */
 export class Targets {
   constructor() {
-    /** `kind + ":" + value` of each target, in the order first added. */
-    this.set = new Set();
+    /** Each target by `kind:value`, made once however often it is added. */
+    this.map = new Map();
   }
   /** Adds one exact cache key. */
   key(key) {
-    this.set.add("key:" + key);
-    return this;
+    return this.#add("key", String(key));
   }
   /** Adds every key matching a Redis glob pattern. */
   pattern(pattern) {
-    this.set.add("pattern:" + pattern);
-    return this;
+    return this.#add("pattern", String(pattern));
   }
   /** Adds every key registered under a tag. */
   tag(tag) {
-    this.set.add("tag:" + tag);
-    return this;
+    return this.#add("tag", String(tag));
   }
   /** Adds a target made with `Target`. */
   add(target) {
-    this.set.add(target.tag + ":" + target.val);
+    return this.#add(target.tag, target.val);
+  }
+  #add(kind, value) {
+    const id = kind + ":" + value;
+    if (!this.map.has(id)) this.map.set(id, { tag: kind, val: value });
     return this;
   }
   /** How many distinct targets. */
   get size() {
-    return this.set.size;
+    return this.map.size;
   }
   /** Whether the set holds this target. */
   has(target) {
-    return this.set.has(target.tag + ":" + target.val);
+    return this.map.has(target.tag + ":" + target.val);
   }
-  /** The targets, as `Target` objects. */
+  /** The targets, as `Target` objects, in the order first added. */
   toArray() {
-    const out = [];
-    for (const s of this.set) {
-      const at = s.indexOf(":");
-      out.push({ tag: s.slice(0, at), val: s.slice(at + 1) });
-    }
-    return out;
+    return [...this.map.values()];
   }
 }
 
@@ -287,10 +283,19 @@ export class Write {
   }
 
   lookup(runs, column) {
-    const row = this.row(runs);
-    if (row === null) return MISSING;
-    const i = row.find(column);
-    return i >= 0 ? this.commit.value(i) : MISSING;
+    const at = 2 * this.index;
+    const len = runs[at];
+    const start = runs[at + 1];
+    if (len === ABSENT_HALF && start === ABSENT_HALF) return MISSING;
+    // As `Row.find`, without making a `Row`: this is the hot path.
+    const c = this.commit;
+    const size = c.bytes === null ? column.length : ENCODER.encode(column).length;
+    const end = Math.min(start + len, c.count);
+    const names = c.names;
+    for (let i = start; i < end; i++) {
+      if (names[2 * i] === size && c.span(names, 2 * i) === column) return c.value(i);
+    }
+    return MISSING;
   }
 
   current(column) {
