@@ -162,11 +162,12 @@ impl Catalog {
                     continue;
                 }
             };
-            if current.is_some_and(|r| r.hash() == content_hash(&bytes)) {
+            let hash = content_hash(&bytes);
+            if current.is_some_and(|r| r.hash() == hash) {
                 keep(&mut pass);
                 continue;
             }
-            let candidate = LoadedRule::from_bytes(&self.runtime, path, &bytes)
+            let candidate = LoadedRule::from_hashed_bytes(&self.runtime, path, &bytes, hash)
                 .map_err(|e| e.to_string())
                 .and_then(|rule| {
                     fixture::check(&rule)

@@ -54,13 +54,24 @@ impl LoadedRule {
 
     /// Loads a component from memory; `path` only names it in messages.
     pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
+        Self::from_hashed_bytes(runtime, path, bytes, content_hash(bytes))
+    }
+
+    /// [`from_bytes`](Self::from_bytes) with the [`content_hash`] of
+    /// `bytes` already taken: hashing a Python or JS rule's tens of MB twice
+    /// on each swap is time the swap does not need.
+    pub(crate) fn from_hashed_bytes(
+        runtime: &Runtime,
+        path: &Path,
+        bytes: &[u8],
+        hash: String,
+    ) -> Result<Self, LoadError> {
         if !bytes.starts_with(b"\0asm") {
             return Err(LoadError::NotComponent {
                 path: path.to_owned(),
                 reason: "it is not WebAssembly at all (no `\\0asm` header)".into(),
             });
         }
-        let hash = content_hash(bytes);
         let compile = || Component::new(runtime.engine(), bytes);
         let component = match runtime.compile_cache() {
             Some(cache) => cache.get_or_compile(runtime.engine(), &hash, compile),
