@@ -111,35 +111,25 @@ fn fresh(out: &Path, inputs: &[PathBuf]) -> bool {
     newest <= built
 }
 
-/// Builds each Python rule of `dir` into `out/NAME.wasm`.
-pub(crate) fn build_python(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
-    let root = root();
-    let sdk = root.join("rules-sdk-python");
-    let wit = root.join("wit");
+/// Builds each rule of `dir` whose file name ends in `.EXT` into
+/// `out/NAME.wasm` with `build(source, name, temporary output)`, unless the
+/// component is newer than the source and every file of `inputs`.
+fn build_each(
+    dir: &Path,
+    ext: &str,
+    out: &Path,
+    inputs: &[PathBuf],
+    build: impl Fn(&Path, &str, &Path) -> Result<(), String>,
+) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
-    for source in sources(dir, "py")? {
+    for source in sources(dir, ext)? {
         let name = stem(&source)?;
         let dest = out.join(format!("{name}.wasm"));
-        if !fresh(
-            &dest,
-            &[
-                source.clone(),
-                sdk.join("invalidator_rules.py"),
-                wit.clone(),
-            ],
-        ) {
-            let exe = componentize_py()?;
+        let mut all = inputs.to_vec();
+        all.push(source.clone());
+        if !fresh(&dest, &all) {
             let tmp = temp_beside(&dest)?;
-            run(Command::new(exe)
-                .arg("--quiet")
-                .arg("-d")
-                .arg(&wit)
-                .args(["-w", "rule", "componentize", "--stub-wasi", &name, "-p"])
-                .arg(dir)
-                .arg("-p")
-                .arg(&sdk)
-                .arg("-o")
-                .arg(&tmp))?;
+            build(&source, &name, &tmp)?;
             rename(&tmp, &dest)?;
         }
         println!("{}", dest.display());
@@ -148,29 +138,39 @@ pub(crate) fn build_python(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, Strin
     Ok(written)
 }
 
+/// Builds each Python rule of `dir` into `out/NAME.wasm`.
+pub(crate) fn build_python(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
+    let root = root();
+    let sdk = root.join("rules-sdk-python");
+    let wit = root.join("wit");
+    let inputs = [sdk.join("invalidator_rules.py"), wit.clone()];
+    build_each(dir, "py", out, &inputs, |_, name, tmp| {
+        run(Command::new(componentize_py()?)
+            .arg("--quiet")
+            .arg("-d")
+            .arg(&wit)
+            .args(["-w", "rule", "componentize", "--stub-wasi", name, "-p"])
+            .arg(dir)
+            .arg("-p")
+            .arg(&sdk)
+            .arg("-o")
+            .arg(tmp))
+    })
+}
+
 /// Builds each JavaScript rule of `dir` into `out/NAME.wasm`.
 pub(crate) fn build_js(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
     let root = root();
     let sdk = root.join("rules-sdk-js");
-    let mut written = Vec::new();
-    for source in sources(dir, "js")? {
-        let name = stem(&source)?;
-        let dest = out.join(format!("{name}.wasm"));
-        if !fresh(&dest, &[source.clone(), sdk.clone(), root.join("wit")]) {
-            let toolchain = componentize_js()?;
-            let tmp = temp_beside(&dest)?;
-            run(Command::new("node")
-                .env("INVALIDATOR_COMPONENTIZE_JS", &toolchain)
-                .arg(sdk.join("build.mjs"))
-                .arg(&source)
-                .arg("-o")
-                .arg(&tmp))?;
-            rename(&tmp, &dest)?;
-        }
-        println!("{}", dest.display());
-        written.push(dest);
-    }
-    Ok(written)
+    let inputs = [sdk.clone(), root.join("wit")];
+    build_each(dir, "js", out, &inputs, |source, _, tmp| {
+        run(Command::new("node")
+            .env("INVALIDATOR_COMPONENTIZE_JS", componentize_js()?)
+            .arg(sdk.join("build.mjs"))
+            .arg(source)
+            .arg("-o")
+            .arg(tmp))
+    })
 }
 
 /// `cargo xtask build-rules --lang python`.
