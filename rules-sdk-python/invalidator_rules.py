@@ -2,9 +2,9 @@
 
 A rule is a class with two static methods, exported with :func:`export`::
 
-    from invalidator_rules import Commit, RuleInfo, Target, Targets, export
+    from invalidator_rules import Commit, Rule, RuleInfo, Target, Targets, export
 
-    class Profiles:
+    class Profiles(Rule):
         @staticmethod
         def describe() -> RuleInfo:
             return RuleInfo("profiles", "1.0.0", tables=["user_profiles"],
@@ -46,6 +46,7 @@ __all__ = [
     "MissingColumn",
     "Op",
     "Row",
+    "Rule",
     "RuleError",
     "RuleInfo",
     "Target",
@@ -448,6 +449,25 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+class Rule:
+    """The base class of a rule: override both static methods, then export
+    the class with :func:`export`. (Any class with these two methods will
+    do; the base class only documents them and checks they are there.)"""
+
+    @staticmethod
+    def describe() -> RuleInfo:
+        """What the rule says about itself. Called once, when it is loaded."""
+        raise NotImplementedError
+
+    @staticmethod
+    def on_commit(commit: Commit, out: Targets) -> None:
+        """Adds to ``out`` the targets ``commit`` invalidates. Must be pure:
+        the same commit always gives the same targets. Raise
+        :class:`RuleError` (or let :class:`MissingColumn` and
+        :class:`WrongType` through) when it cannot tell."""
+        raise NotImplementedError
+
+
 class _Rule(Protocol):
     @staticmethod
     def describe() -> RuleInfo: ...
@@ -499,7 +519,11 @@ def export(rule: type[_Rule] | _Rule) -> type:
     """The class componentize-py exports for ``rule``: assign it to
     ``WitWorld`` in the rule's module. Converts between the WIT types and
     this module's, and turns every exception into a rule error, so that the
-    host applies the fallback instead of seeing a trap."""
+    host applies the fallback instead of seeing a trap. Raises
+    :class:`TypeError` at build time if ``rule`` lacks either method."""
+    for method in ("describe", "on_commit"):
+        if getattr(rule, method, None) is getattr(Rule, method) or not callable(getattr(rule, method, None)):
+            raise TypeError(f"rule {getattr(rule, '__name__', rule)!r} does not define {method}()")
 
     # Imported now, while componentize-py snapshots the module, and not in
     # each call: every call runs in a fresh instance, which would import

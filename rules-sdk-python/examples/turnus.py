@@ -8,13 +8,13 @@ profiles. It gives exactly what `example-rules/turnus` (Rust) gives.
 - `user_profiles` (key `id`): key `user_profile_{id}`.
 """
 
-from invalidator_rules import Commit, RuleInfo, Target, Targets, export
+from invalidator_rules import Commit, Rule, RuleInfo, Target, Targets, export
 
 #: Tables whose rows belong to one turnus.
 PER_TURNUS = ("kinder", "schwerpunkte", "notizen", "geld")
 
 
-class Turnus:
+class Turnus(Rule):
     """The turnus rule."""
 
     @staticmethod

@@ -7,11 +7,13 @@ from invalidator_rules import (
     CommitBuilder,
     MissingColumn,
     Op,
+    Rule,
     RuleInfo,
     Target,
     Targets,
     WrongType,
     evaluate,
+    export,
 )
 
 
@@ -133,3 +135,15 @@ def test_the_builder_refuses_what_is_not_a_column_value() -> None:
         CommitBuilder().insert("t", {"id": 1}, {"when": object()})
     with pytest.raises(ValueError, match="64 bits"):
         CommitBuilder().insert("t", {"id": 2**64}, {})
+
+
+def test_export_refuses_a_class_without_the_rule_methods() -> None:
+    class Half(Rule):
+        @staticmethod
+        def describe() -> RuleInfo:
+            return RuleInfo("half", "1")
+
+    with pytest.raises(TypeError, match="'Half' does not define on_commit"):
+        export(Half)
+    with pytest.raises(TypeError, match="does not define describe"):
+        export(object)

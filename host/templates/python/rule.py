@@ -8,10 +8,10 @@ When the rule cannot tell (a delete without its row, say), its fallback
 patterns invalidate every item and category page instead.
 """
 
-from invalidator_rules import Commit, RuleInfo, Target, Targets, export
+from invalidator_rules import Commit, Rule, RuleInfo, Target, Targets, export
 
 
-class {{type}}:
+class {{type}}(Rule):
     """The rule."""
 
     @staticmethod
