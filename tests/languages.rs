@@ -2,8 +2,8 @@
 //! and the JavaScript `pos` give exactly what the Rust ones give on the
 //! same commits (moved rows, nulls, missing columns and their fallback,
 //! inserts, deletes, non-ASCII text, large integers), one commit at a time
-//! and in batches; and a hostile Python rule is contained as the Rust one
-//! is.
+//! and in batches; and hostile Python and JS rules are contained as the
+//! Rust one is.
 
 use std::path::Path;
 
@@ -171,6 +171,10 @@ fn a_hostile_python_rule_is_contained() {
         assert!(outcome.targets.keys.contains("hostile:fallback"), "{table}");
         assert!(outcome.targets.keys.is_empty() || outcome.targets.keys.len() == 1);
     }
+    // Its log line goes through the host's `log`.
+    let logged = rules.evaluate(&one("log"));
+    assert!(logged.failures.is_empty(), "{:?}", logged.failures);
+    assert!(logged.targets.keys.contains("logged"));
     // The same instance pool serves the next call as if nothing happened.
     let fine = rules.evaluate(&one("fine"));
     assert!(fine.failures.is_empty(), "{:?}", fine.failures);
@@ -178,4 +182,40 @@ fn a_hostile_python_rule_is_contained() {
     // And the Rust rule beside it worked throughout.
     let kinder = rules.evaluate(&one("kinder"));
     assert!(kinder.targets.keys.contains("turnus_data_3"));
+}
+
+#[test]
+fn a_hostile_js_rule_is_contained() {
+    let runtime = Runtime::new(SandboxConfig::default()).unwrap();
+    let hostile = LoadedRule::load(&runtime, &polyglot::js_guest("hostile")).unwrap();
+    let rules = RuleSet::new(vec![hostile]).unwrap();
+    for (table, kind, says) in [
+        ("loop", FailureKind::TimeLimit, "time limit"),
+        ("grab", FailureKind::MemoryLimit, "memory limit"),
+        (
+            "throw",
+            FailureKind::Returned,
+            "TypeError: refusing on purpose",
+        ),
+    ] {
+        let outcome = rules.evaluate(&one(table));
+        assert_eq!(outcome.failures.len(), 1, "{table}: {:?}", outcome.failures);
+        let failure = &outcome.failures[0];
+        assert_eq!(failure.kind, kind, "{table}: {}", failure.message);
+        assert!(
+            failure.message.contains(says),
+            "{table}: {}",
+            failure.message
+        );
+        assert!(outcome.targets.keys.contains("hostile:fallback"), "{table}");
+    }
+    for (table, key) in [("log", "logged"), ("fine", "ok:fine")] {
+        let outcome = rules.evaluate(&one(table));
+        assert!(
+            outcome.failures.is_empty(),
+            "{table}: {:?}",
+            outcome.failures
+        );
+        assert!(outcome.targets.keys.contains(key), "{table}");
+    }
 }

@@ -7,10 +7,11 @@ on the table of the first write:
 - `raise`: raises an exception that is not a rule error.
 - `recurse`: recurses without end.
 - `escape`: tries to read a file, the clock and the environment.
+- `log`: logs a line through the host and returns key `logged`.
 - anything else: key `ok:{table}`.
 """
 
-from invalidator_rules import Commit, RuleInfo, Target, Targets, export
+from invalidator_rules import Commit, RuleInfo, Target, Targets, export, log
 
 
 class Hostile:
@@ -52,6 +53,9 @@ class Hostile:
             seen.append(f"env:{len(os.environ)}")
             for s in seen:
                 out.key(s)
+        elif table == "log":
+            log("warn", "hello from the hostile Python rule")
+            out.key("logged")
         else:
             out.key(f"ok:{table}")
 

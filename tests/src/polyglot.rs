@@ -44,6 +44,14 @@ pub fn python_guest(name: &str) -> PathBuf {
     )
 }
 
+/// A test rule of `tests/guests-js/`: `target/guests/js/NAME.wasm`.
+pub fn js_guest(name: &str) -> PathBuf {
+    existing(
+        target().join(format!("guests/js/{name}.wasm")),
+        "run `cargo xtask test`, which builds `tests/guests-js/`",
+    )
+}
+
 /// The folder holding the `componentize-py` executable.
 pub fn componentize_py_bin() -> PathBuf {
     existing(

@@ -222,6 +222,10 @@ fn test(args: &[String]) -> Result<(), String> {
         &root.join("tests/guests-python"),
         &root.join("target/guests/python"),
     )?;
+    toolchains::build_js(
+        &root.join("tests/guests-js"),
+        &root.join("target/guests/js"),
+    )?;
     run(cargo()
         .current_dir(&root)
         .args(["test", "--workspace"])
