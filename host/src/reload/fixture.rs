@@ -135,7 +135,7 @@ pub fn check(rule: &LoadedRule) -> Result<(), FixtureError> {
         Some(o) => Err(FixtureError::Case {
             at: format!("fixture `{}` line {}", path.display(), o.line),
             reason: format!(
-                "the rule gave {} more and {} fewer than expected",
+                "the rule added {} and left out {} (`invalidator test` shows every failing case)",
                 serde_json::to_string(&o.added).unwrap_or_default(),
                 serde_json::to_string(&o.removed).unwrap_or_default()
             ),
