@@ -28,7 +28,8 @@
 // 32-bit views of their buffers, so no BigInt is made per access. Text spans
 // are UTF-8 byte offsets: the text is encoded once per call (and not sliced
 // through bytes at all when it is ASCII, where byte and character offsets
-// agree). Values are JS values: `null`, booleans, numbers, strings, and a
+// agree), and when it is not ASCII the column names are decoded once per
+// call. Values are JS values: `null`, booleans, numbers, strings, and a
 // `BigInt` only for an integer beyond 2^53.
 //
 // This file is the whole SDK, so that a rule project can carry its own copy
@@ -146,6 +147,9 @@ export class Commit {
     this.floats = new Float64Array(raw.columnValues.buffer, raw.columnValues.byteOffset, raw.columnValues.length);
     this.kinds = raw.columnKinds;
     this.count = raw.columnKinds.length;
+    /** Every column's name, when the text is not ASCII: decoded on first
+     * use, once per call, rather than once per comparison. */
+    this.decodedNames = null;
     this.tables = halves(raw.writeTables);
     this.keys = halves(raw.writeKeys);
     this.befores = halves(raw.writeBefores);
@@ -158,6 +162,17 @@ export class Commit {
     const start = list[at + 1];
     if (this.bytes === null) return this.text.slice(start, start + len);
     return DECODER.decode(this.bytes.subarray(start, start + len));
+  }
+
+  /** The name of column `i`. */
+  name(i) {
+    if (this.bytes === null) return this.span(this.names, 2 * i);
+    if (this.decodedNames === null) {
+      const names = new Array(this.count);
+      for (let j = 0; j < this.count; j++) names[j] = this.span(this.names, 2 * j);
+      this.decodedNames = names;
+    }
+    return this.decodedNames[i];
   }
 
   /** The value of column `i`. */
@@ -213,7 +228,7 @@ export class Row {
     const c = this.commit;
     const size = c.bytes === null ? column.length : ENCODER.encode(column).length;
     for (let i = this.start; i < this.end; i++) {
-      if (c.names[2 * i] === size && c.span(c.names, 2 * i) === column) return i;
+      if (c.names[2 * i] === size && c.name(i) === column) return i;
     }
     return -1;
   }
@@ -233,7 +248,7 @@ export class Row {
   entries() {
     const c = this.commit;
     const out = [];
-    for (let i = this.start; i < this.end; i++) out.push([c.span(c.names, 2 * i), c.value(i)]);
+    for (let i = this.start; i < this.end; i++) out.push([c.name(i), c.value(i)]);
     return out;
   }
 
@@ -293,7 +308,7 @@ export class Write {
     const end = Math.min(start + len, c.count);
     const names = c.names;
     for (let i = start; i < end; i++) {
-      if (names[2 * i] === size && c.span(names, 2 * i) === column) return c.value(i);
+      if (names[2 * i] === size && c.name(i) === column) return c.value(i);
     }
     return MISSING;
   }
