@@ -63,41 +63,52 @@ export const Target = Object.freeze({
 /** The targets a rule gives for a commit: a set, so duplicates collapse. */
 export class Targets {
   constructor() {
-    /** Each target by `kind:value`, made once however often it is added. */
-    this.map = new Map();
+    // One set of strings per kind: adding a target is one `Set.add`, and
+    // the objects the bindings take are made once per distinct target, on
+    // the way out. (This is the hot path of tag-heavy rules.)
+    /** The exact cache keys. */
+    this.keys = new Set();
+    /** The Redis glob patterns. */
+    this.patterns = new Set();
+    /** The tags. */
+    this.tags = new Set();
   }
   /** Adds one exact cache key. */
   key(key) {
-    return this.#add("key", String(key));
+    this.keys.add(typeof key === "string" ? key : String(key));
+    return this;
   }
   /** Adds every key matching a Redis glob pattern. */
   pattern(pattern) {
-    return this.#add("pattern", String(pattern));
+    this.patterns.add(typeof pattern === "string" ? pattern : String(pattern));
+    return this;
   }
   /** Adds every key registered under a tag. */
   tag(tag) {
-    return this.#add("tag", String(tag));
+    this.tags.add(typeof tag === "string" ? tag : String(tag));
+    return this;
   }
   /** Adds a target made with `Target`. */
   add(target) {
-    return this.#add(target.tag, target.val);
-  }
-  #add(kind, value) {
-    const id = kind + ":" + value;
-    if (!this.map.has(id)) this.map.set(id, { tag: kind, val: value });
-    return this;
+    return this[target.tag](target.val);
   }
   /** How many distinct targets. */
   get size() {
-    return this.map.size;
+    return this.keys.size + this.patterns.size + this.tags.size;
   }
   /** Whether the set holds this target. */
   has(target) {
-    return this.map.has(target.tag + ":" + target.val);
+    const set = { key: this.keys, pattern: this.patterns, tag: this.tags }[target.tag];
+    return set !== undefined && set.has(target.val);
   }
-  /** The targets, as `Target` objects, in the order first added. */
+  /** The targets, as `Target` objects: keys, then patterns, then tags, each
+   * in the order first added. */
   toArray() {
-    return [...this.map.values()];
+    const out = [];
+    for (const val of this.keys) out.push({ tag: "key", val });
+    for (const val of this.patterns) out.push({ tag: "pattern", val });
+    for (const val of this.tags) out.push({ tag: "tag", val });
+    return out;
   }
 }
 

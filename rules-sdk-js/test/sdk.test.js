@@ -92,7 +92,9 @@ test("targets are a set", () => {
   const out = new Targets().key("a").key("a").tag("t").pattern("p*");
   assert.equal(out.size, 3);
   assert.ok(out.has(Target.key("a")));
-  assert.deepEqual(out.toArray(), [Target.key("a"), Target.tag("t"), Target.pattern("p*")]);
+  assert.deepEqual(out.toArray(), [Target.key("a"), Target.pattern("p*"), Target.tag("t")]);
+  assert.ok(!out.has(Target.tag("a")), "kinds are apart");
+  assert.equal(new Targets().add(Target.tag(5)).toArray()[0].val, "5");
 });
 
 test("writesTo filters by table in commit order", () => {
