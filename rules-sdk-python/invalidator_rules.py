@@ -207,11 +207,10 @@ class Commit:
             self._names = [n.decode() for n in spans] if self._decode else spans
         return self._names
 
-    def _index(self, run: int, column: str) -> int:
-        """The index of ``column`` in the run of columns ``run``, or -1."""
-        start = run >> 32
+    def _index(self, start: int, end: int, column: str) -> int:
+        """The index of ``column`` among columns ``start`` to ``end``, or -1."""
         try:
-            return self._column_names().index(column, start, start + (run & _LOW))
+            return self._column_names().index(column, start, end)
         except ValueError:
             return -1
 
@@ -266,8 +265,7 @@ class Row:
 
     def _find(self, column: str) -> int:
         """The index of ``column``, or -1."""
-        i = self._commit._index(self._start << 32 | (self._end - self._start), column)
-        return i
+        return self._commit._index(self._start, self._end, column)
 
     def __contains__(self, column: object) -> bool:
         return isinstance(column, str) and self._find(column) >= 0
@@ -336,7 +334,8 @@ class Write:
         run = runs[self._index]
         if run == _ABSENT:
             return _MISSING
-        i = self._commit._index(run, column)
+        start = run >> 32
+        i = self._commit._index(start, start + (run & _LOW), column)
         return self._commit._value(i) if i >= 0 else _MISSING
 
     def _new(self, column: str) -> Any:
