@@ -16,10 +16,77 @@ use super::args::Language;
 
 /// The interface rules implement, shipped with every Python and JS project.
 const WIT: &str = include_str!("../../../wit/rules.wit");
-const FIXTURE: &str = include_str!("../../templates/fixture.test.jsonl");
-const PYTHON_SDK: &str = include_str!("../../../rules-sdk-python/invalidator_rules.py");
-const JS_SDK: &str = include_str!("../../../rules-sdk-js/invalidator-rules.js");
-const JS_BUILD: &str = include_str!("../../../rules-sdk-js/build.mjs");
+
+/// The files of a project: their paths and contents, both templates.
+type Files = &'static [(&'static str, &'static str)];
+
+/// What every project has.
+const COMMON: Files = &[(
+    "{{name}}.test.jsonl",
+    include_str!("../../templates/fixture.test.jsonl"),
+)];
+
+/// A Rust project depends on the SDK crate by path (`{{sdk}}`).
+const RUST: Files = &[
+    (
+        "Cargo.toml",
+        include_str!("../../templates/rust/Cargo.toml"),
+    ),
+    (
+        ".cargo/config.toml",
+        include_str!("../../templates/rust/config.toml"),
+    ),
+    ("src/lib.rs", include_str!("../../templates/rust/lib.rs")),
+    ("README.md", include_str!("../../templates/rust/README.md")),
+    (".gitignore", "/target\n*.wasm\n"),
+];
+
+/// A Python project carries its SDK and the WIT, so it builds anywhere.
+const PYTHON: Files = &[
+    (
+        "{{name}}.py",
+        include_str!("../../templates/python/rule.py"),
+    ),
+    (
+        "test_{{name}}.py",
+        include_str!("../../templates/python/test_rule.py"),
+    ),
+    (
+        "pyproject.toml",
+        include_str!("../../templates/python/pyproject.toml"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/python/README.md"),
+    ),
+    (
+        "invalidator_rules.py",
+        include_str!("../../../rules-sdk-python/invalidator_rules.py"),
+    ),
+    ("wit/rules.wit", WIT),
+    (".gitignore", ".venv/\n__pycache__/\n*.wasm\n"),
+];
+
+/// A JS project carries its SDK, its build script and the WIT.
+const JS: Files = &[
+    ("{{name}}.js", include_str!("../../templates/js/rule.js")),
+    (
+        "{{name}}.test.js",
+        include_str!("../../templates/js/rule.test.js"),
+    ),
+    (
+        "package.json",
+        include_str!("../../templates/js/package.json"),
+    ),
+    ("README.md", include_str!("../../templates/js/README.md")),
+    (
+        "invalidator-rules.js",
+        include_str!("../../../rules-sdk-js/invalidator-rules.js"),
+    ),
+    ("build.mjs", include_str!("../../../rules-sdk-js/build.mjs")),
+    ("wit/rules.wit", WIT),
+    (".gitignore", "node_modules/\n*.wasm\n"),
+];
 
 /// Where the Rust SDK was when this binary was built.
 const RUST_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules-sdk");
@@ -40,82 +107,25 @@ pub(super) fn run(
             dir.display()
         );
     }
-    let vars = Vars {
-        name,
-        type_name: &type_name(name),
-    };
-    let mut files: Vec<(String, String)> = vec![(format!("{name}.test.jsonl"), FIXTURE.into())];
-    match language {
+    let (files, sdk) = match language {
         Language::Rust => {
             let sdk = rust_sdk(sdk)?;
             let sdk = sdk
                 .to_str()
                 .with_context(|| format!("the SDK path `{}` is not UTF-8", sdk.display()))?;
             // A TOML basic string: backslashes and quotes escaped.
-            let sdk = sdk.replace('\\', "\\\\").replace('"', "\\\"");
-            let cargo = include_str!("../../templates/rust/Cargo.toml").replace("{{sdk}}", &sdk);
-            files.extend([
-                ("Cargo.toml".into(), vars.fill(&cargo)),
-                (
-                    ".cargo/config.toml".into(),
-                    include_str!("../../templates/rust/config.toml").into(),
-                ),
-                (
-                    "src/lib.rs".into(),
-                    vars.fill(include_str!("../../templates/rust/lib.rs")),
-                ),
-                (
-                    "README.md".into(),
-                    vars.fill(include_str!("../../templates/rust/README.md")),
-                ),
-                (".gitignore".into(), "/target\n*.wasm\n".into()),
-            ]);
+            (RUST, sdk.replace('\\', "\\\\").replace('"', "\\\""))
         }
-        Language::Python => files.extend([
-            (
-                format!("{name}.py"),
-                vars.fill(include_str!("../../templates/python/rule.py")),
-            ),
-            (
-                format!("test_{name}.py"),
-                vars.fill(include_str!("../../templates/python/test_rule.py")),
-            ),
-            (
-                "pyproject.toml".into(),
-                vars.fill(include_str!("../../templates/python/pyproject.toml")),
-            ),
-            (
-                "README.md".into(),
-                vars.fill(include_str!("../../templates/python/README.md")),
-            ),
-            ("invalidator_rules.py".into(), PYTHON_SDK.into()),
-            ("wit/rules.wit".into(), WIT.into()),
-            (".gitignore".into(), ".venv/\n__pycache__/\n*.wasm\n".into()),
-        ]),
-        Language::Js => files.extend([
-            (
-                format!("{name}.js"),
-                vars.fill(include_str!("../../templates/js/rule.js")),
-            ),
-            (
-                format!("{name}.test.js"),
-                vars.fill(include_str!("../../templates/js/rule.test.js")),
-            ),
-            (
-                "package.json".into(),
-                vars.fill(include_str!("../../templates/js/package.json")),
-            ),
-            (
-                "README.md".into(),
-                vars.fill(include_str!("../../templates/js/README.md")),
-            ),
-            ("invalidator-rules.js".into(), JS_SDK.into()),
-            ("build.mjs".into(), JS_BUILD.into()),
-            ("wit/rules.wit".into(), WIT.into()),
-            (".gitignore".into(), "node_modules/\n*.wasm\n".into()),
-        ]),
-    }
-    for (path, text) in &files {
+        Language::Python => (PYTHON, String::new()),
+        Language::Js => (JS, String::new()),
+    };
+    let vars = Vars {
+        name,
+        type_name: &type_name(name),
+        sdk: &sdk,
+    };
+    for (path, text) in COMMON.iter().chain(files) {
+        let (path, text) = (vars.fill(path), vars.fill(text));
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -188,6 +198,8 @@ struct Vars<'a> {
     name: &'a str,
     /// `{{type}}`: the rule type's name.
     type_name: &'a str,
+    /// `{{sdk}}`: the Rust SDK's folder, escaped for TOML (Rust only).
+    sdk: &'a str,
 }
 
 impl Vars<'_> {
@@ -195,5 +207,6 @@ impl Vars<'_> {
         template
             .replace("{{name}}", self.name)
             .replace("{{type}}", self.type_name)
+            .replace("{{sdk}}", self.sdk)
     }
 }
