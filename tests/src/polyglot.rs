@@ -20,35 +20,40 @@ fn existing(path: PathBuf, how: &str) -> PathBuf {
     path
 }
 
+/// `target/FOLDER/NAME.wasm`, which `how` makes.
+fn component(folder: &str, name: &str, how: &str) -> PathBuf {
+    existing(target().join(format!("{folder}/{name}.wasm")), how)
+}
+
 /// An example rule in Python: `target/rules/python/NAME.wasm`.
 pub fn python_rule(name: &str) -> PathBuf {
-    existing(
-        target().join(format!("rules/python/{name}.wasm")),
+    component(
+        "rules/python",
+        name,
         "run `cargo xtask build-rules --lang python`",
     )
 }
 
 /// An example rule in JavaScript: `target/rules/js/NAME.wasm`.
 pub fn js_rule(name: &str) -> PathBuf {
-    existing(
-        target().join(format!("rules/js/{name}.wasm")),
-        "run `cargo xtask build-rules --lang js`",
-    )
+    component("rules/js", name, "run `cargo xtask build-rules --lang js`")
 }
 
 /// A test rule of `tests/guests-python/`: `target/guests/python/NAME.wasm`.
 pub fn python_guest(name: &str) -> PathBuf {
-    existing(
-        target().join(format!("guests/python/{name}.wasm")),
-        "run `cargo xtask test`, which builds `tests/guests-python/`",
+    component(
+        "guests/python",
+        name,
+        "`cargo xtask test` builds `tests/guests-python/`",
     )
 }
 
 /// A test rule of `tests/guests-js/`: `target/guests/js/NAME.wasm`.
 pub fn js_guest(name: &str) -> PathBuf {
-    existing(
-        target().join(format!("guests/js/{name}.wasm")),
-        "run `cargo xtask test`, which builds `tests/guests-js/`",
+    component(
+        "guests/js",
+        name,
+        "`cargo xtask test` builds `tests/guests-js/`",
     )
 }
 
