@@ -175,19 +175,6 @@ export class Commit {
     return DECODER.decode(this.bytes.subarray(start, start + len));
   }
 
-  /** The index of `column` among columns `start` to `end` (clamped to
-   * the commit), or -1. Compares the packed byte length first, which
-   * settles most mismatches without slicing. */
-  find(start, end, column) {
-    const size = this.bytes === null ? column.length : ENCODER.encode(column).length;
-    const names = this.names;
-    const last = Math.min(end, this.count);
-    for (let i = start; i < last; i++) {
-      if (names[2 * i] === size && this.name(i) === column) return i;
-    }
-    return -1;
-  }
-
   /** The name of column `i`. */
   name(i) {
     if (this.bytes === null) return this.span(this.names, 2 * i);
@@ -246,9 +233,15 @@ export class Row {
     this.end = Math.min(start + len, commit.count);
   }
 
-  /** The index of `column`, or -1. */
+  /** The index of `column`, or -1. Compares byte lengths first, from the
+   * packed span, which settles most mismatches without slicing. */
   find(column) {
-    return this.commit.find(this.start, this.end, column);
+    const c = this.commit;
+    const size = c.bytes === null ? column.length : ENCODER.encode(column).length;
+    for (let i = this.start; i < this.end; i++) {
+      if (c.names[2 * i] === size && c.name(i) === column) return i;
+    }
+    return -1;
   }
 
   /** Whether the row has the column. */
@@ -315,35 +308,28 @@ export class Write {
     return this.row(this.commit.afters);
   }
 
-  /** The index of `column` in this write's row of `runs` (its key, before
-   * or after image), or -1, also when the write has no such image. Makes
-   * no `Row`: this is the hot path. */
-  indexIn(runs, column) {
+  lookup(runs, column) {
     const at = 2 * this.index;
     const len = runs[at];
     const start = runs[at + 1];
-    if (len === ABSENT_HALF && start === ABSENT_HALF) return -1;
-    return this.commit.find(start, start + len, column);
-  }
-
-  lookup(runs, column) {
-    const i = this.indexIn(runs, column);
-    return i >= 0 ? this.commit.value(i) : MISSING;
-  }
-
-  /** The index of the column's current value: in the row after the write,
-   * else before it, else in the key; -1 when no image has it. */
-  currentIndex(column) {
+    if (len === ABSENT_HALF && start === ABSENT_HALF) return MISSING;
+    // As `Row.find`, without making a `Row`: this is the hot path.
     const c = this.commit;
-    let i = this.indexIn(c.afters, column);
-    if (i < 0) i = this.indexIn(c.befores, column);
-    if (i < 0) i = this.indexIn(c.keys, column);
-    return i;
+    const size = c.bytes === null ? column.length : ENCODER.encode(column).length;
+    const end = Math.min(start + len, c.count);
+    const names = c.names;
+    for (let i = start; i < end; i++) {
+      if (names[2 * i] === size && c.name(i) === column) return c.value(i);
+    }
+    return MISSING;
   }
 
   current(column) {
-    const i = this.currentIndex(column);
-    return i >= 0 ? this.commit.value(i) : MISSING;
+    const c = this.commit;
+    let v = this.lookup(c.afters, column);
+    if (v === MISSING) v = this.lookup(c.befores, column);
+    if (v === MISSING) v = this.lookup(c.keys, column);
+    return v;
   }
 
   /** The column's current value: from the row after the write, else from
@@ -420,14 +406,12 @@ export class Write {
   }
 
   /** The column's current value as an integer (a number, or a BigInt
-   * beyond 2^53); `null` when null. A float is the wrong type, even when
-   * it is whole. */
+   * beyond 2^53); `null` when null. A float is the wrong type. */
   integer(column) {
-    const i = this.currentIndex(column);
-    if (i < 0) throw new MissingColumn(this.table, column);
-    const v = this.commit.value(i);
-    if (v === null) return null;
-    if (this.commit.kinds[i] !== INTEGER) throw new WrongType(this.table, column);
+    const v = this.typed(column, (v) => typeof v === "number" || typeof v === "bigint");
+    if (typeof v === "number" && this.commit.kinds[this.currentIndex(column)] === FLOAT) {
+      throw new WrongType(this.table, column);
+    }
     return v;
   }
 
@@ -440,6 +424,16 @@ export class Write {
   /** The column's current value as a boolean; `null` when null. */
   boolean(column) {
     return this.typed(column, (v) => typeof v === "boolean");
+  }
+
+  currentIndex(column) {
+    const c = this.commit;
+    for (const runs of [c.afters, c.befores, c.keys]) {
+      const row = this.row(runs);
+      const i = row === null ? -1 : row.find(column);
+      if (i >= 0) return i;
+    }
+    return -1;
   }
 }
 
