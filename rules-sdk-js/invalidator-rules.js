@@ -23,9 +23,10 @@
 // through `evaluate`, with commits built by `CommitBuilder`.
 //
 // The commit arrives in the flat layout of `wit/rules.wit`: one text of
-// every name and text value, and lists of 64-bit numbers. This module hides
-// it behind the same accessors as the Rust SDK. The lists are read through
-// 32-bit views of their buffers, so no BigInt is made per access. Text spans
+// every name and text value, and lists of 64-bit numbers as little-endian
+// bytes. This module hides it behind the same accessors as the Rust SDK. The
+// lists are read through 32-bit views of their bytes, so no BigInt is made
+// per access. Text spans
 // are UTF-8 byte offsets: the text is encoded once per call (and not sliced
 // through bytes at all when it is ASCII, where byte and character offsets
 // agree), and when it is not ASCII the column names are decoded once per
@@ -134,9 +135,17 @@ export class WrongType extends RuleError {
   }
 }
 
-/** 32-bit halves of a list of u64 (little-endian: low word first). */
-function halves(list) {
-  return new Uint32Array(list.buffer, list.byteOffset, list.length * 2);
+/** The bytes of a list of 64-bit numbers, copied if they do not start on
+ * an 8-byte boundary (typed-array views must be aligned). */
+function aligned(bytes) {
+  return bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
+}
+
+/** 32-bit halves of a list of 64-bit numbers (little-endian: low word
+ * first). */
+function halves(bytes) {
+  const b = aligned(bytes);
+  return new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2);
 }
 
 /** A committed transaction: its id, its source, and the rows it wrote. A
@@ -154,8 +163,9 @@ export class Commit {
     this.bytes = bytes.length === text.length ? null : bytes;
     this.text = text;
     this.names = halves(raw.columnNames);
-    this.values = halves(raw.columnValues);
-    this.floats = new Float64Array(raw.columnValues.buffer, raw.columnValues.byteOffset, raw.columnValues.length);
+    const values = aligned(raw.columnValues);
+    this.values = halves(values);
+    this.floats = new Float64Array(values.buffer, values.byteOffset, values.length >>> 3);
     this.kinds = raw.columnKinds;
     this.count = raw.columnKinds.length;
     /** Every column's name, when the text is not ASCII: decoded on first
@@ -553,18 +563,19 @@ export class CommitBuilder {
 
   /** The commit. */
   finish() {
+    const bytes = (numbers) => new Uint8Array(BigUint64Array.from(numbers).buffer);
     return new Commit({
       txn: this.txn,
       source: this.src,
       text: this.parts.join(""),
-      columnNames: BigUint64Array.from(this.names),
+      columnNames: bytes(this.names),
       columnKinds: Uint8Array.from(this.kinds),
-      columnValues: BigUint64Array.from(this.bits),
-      writeTables: BigUint64Array.from(this.tables),
+      columnValues: bytes(this.bits),
+      writeTables: bytes(this.tables),
       writeOps: Uint8Array.from(this.ops),
-      writeKeys: BigUint64Array.from(this.keyRuns),
-      writeBefores: BigUint64Array.from(this.beforeRuns),
-      writeAfters: BigUint64Array.from(this.afterRuns),
+      writeKeys: bytes(this.keyRuns),
+      writeBefores: bytes(this.beforeRuns),
+      writeAfters: bytes(this.afterRuns),
     });
   }
 

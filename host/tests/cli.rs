@@ -163,7 +163,7 @@ fn check_refuses_bad_files() {
         ),
         (
             guests::WRONG_WORLD,
-            "does not implement the `invalidator:rules/rule@0.1.0` world",
+            "does not implement the `invalidator:rules/rule@0.2.0` world",
         ),
         (
             "/nonexistent/rule.wasm",

@@ -112,7 +112,7 @@ fn round_trip(lang: &str, native_tests: &str, path: Option<&Path>, envs: &[(&str
     assert!(shown.contains(&format!("is rule {name} 0.1.0")), "{shown}");
     assert!(shown.contains("size:"), "{shown}");
     assert!(
-        shown.contains("imports:  invalidator:rules/types@0.1.0"),
+        shown.contains("imports:  invalidator:rules/types@0.2.0"),
         "{shown}"
     );
     assert!(

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
+  Commit,
   CommitBuilder,
   MissingColumn,
   Op,
@@ -136,4 +137,26 @@ test("evaluate runs a rule natively", () => {
   const rule = { onCommit: (commit, out) => commit.writes().forEach((w) => out.key(`${w.table}:${w.value("id")}`)) };
   const got = evaluate(rule, new CommitBuilder().insert("users", { id: 5 }, { id: 5 }));
   assert.deepEqual(got.toArray(), [Target.key("users:5")]);
+});
+
+test("number lists that do not start on an 8-byte boundary read the same", () => {
+  const commit = new CommitBuilder()
+    .update("kinder", { id: 3 }, { id: 3, turnus_id: 1, rate: CommitBuilder.float(0.5) }, { id: 3, turnus_id: 2, rate: CommitBuilder.float(0.5) })
+    .finish();
+  // The bindings may hand a list as a view into a larger buffer at any
+  // offset; typed-array views of 32 or 64 bits need aligned bytes.
+  const shifted = (bytes) => {
+    const buffer = new Uint8Array(bytes.length + 3);
+    buffer.set(bytes, 3);
+    return buffer.subarray(3);
+  };
+  const raw = { ...commit.raw };
+  for (const list of ["columnNames", "columnValues", "writeTables", "writeKeys", "writeBefores", "writeAfters"]) {
+    raw[list] = shifted(raw[list]);
+    assert.equal(raw[list].byteOffset % 8, 3);
+  }
+  const [w] = new Commit(raw).writes();
+  assert.equal(w.table, "kinder");
+  assert.deepEqual(w.each("turnus_id"), [2, 1]);
+  assert.equal(w.float("rate"), 0.5);
 });

@@ -1,5 +1,7 @@
 """The SDK's accessors, natively: the same cases as the Rust SDK's tests."""
 
+from array import array
+
 import pytest
 
 from invalidator_rules import (
@@ -99,6 +101,43 @@ def test_a_boolean_and_an_integer_are_different_values() -> None:
 def test_targets_are_a_set() -> None:
     out = Targets().key("a").key("a").tag("t").pattern("p*")
     assert out == {Target.key("a"), Target.tag("t"), Target.pattern("p*")}
+    assert len(out) == 3 and Target.tag("t") in out and Target.key("t") not in out
+    out.add(Target.tag("u"))
+    out.discard(Target.key("a"))
+    assert set(out) == {Target.tag("t"), Target.tag("u"), Target.pattern("p*")}
+    with pytest.raises(ValueError, match="'cookie'"):
+        out.add(Target("cookie", "x"))
+
+
+class _Raw:
+    """A commit in the WIT layout, by hand: what another producer than the
+    host may send."""
+
+    def __init__(self, text: str, names: list[int], kinds: bytes, values: list[int], rows: list[int]) -> None:
+        self.txn, self.source, self.text = "t", None, text
+        self.column_names = array("Q", names).tobytes()
+        self.column_kinds = kinds
+        self.column_values = array("Q", values).tobytes()
+        self.write_tables = array("Q", [6]).tobytes()
+        self.write_ops = bytes([1])
+        key, before, after = rows
+        self.write_keys = array("Q", [key]).tobytes()
+        self.write_befores = array("Q", [before]).tobytes()
+        self.write_afters = array("Q", [after]).tobytes()
+
+
+def test_columns_are_found_when_a_name_is_laid_out_more_than_once() -> None:
+    # The host lays out each distinct name once; the SDK looks columns up by
+    # span, and must still find them when a producer repeats a name.
+    text = "kinderidturnus_ididturnus_id"
+    span = lambda start, size: start << 32 | size  # noqa: E731
+    names = [span(6, 2), span(8, 9), span(17, 2), span(19, 9)]
+    commit = Commit(_Raw(text, names, bytes([2, 2, 2, 2]), [3, 1, 3, 2], [span(0, 1), span(0, 2), span(2, 2)]))
+    [w] = commit.writes()
+    assert w.table == "kinder"
+    assert w.each("turnus_id") == [2, 1]
+    assert (w.get("id"), w.old_value("turnus_id")) == (3, 1)
+    assert w.after is not None and w.after.items() == [("id", 3), ("turnus_id", 2)]
 
 
 def test_writes_to_filters_by_table_in_commit_order() -> None:

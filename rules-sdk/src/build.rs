@@ -99,15 +99,15 @@ impl CommitBuilder {
         let before = before.map_or(ABSENT, |r| self.row(r));
         let after = after.map_or(ABSENT, |r| self.row(r));
         let c = &mut self.commit;
-        c.write_tables.push(table);
+        columns::push(&mut c.write_tables, table);
         c.write_ops.push(match op {
             Op::Insert => columns::INSERT,
             Op::Update => columns::UPDATE,
             Op::Delete => columns::DELETE,
         });
-        c.write_keys.push(key);
-        c.write_befores.push(before);
-        c.write_afters.push(after);
+        columns::push(&mut c.write_keys, key);
+        columns::push(&mut c.write_befores, before);
+        columns::push(&mut c.write_afters, after);
         self
     }
 
@@ -124,7 +124,7 @@ impl CommitBuilder {
 
     /// Appends a row's columns and returns their packed run.
     fn row(&mut self, row: &[(&str, Value<'_>)]) -> u64 {
-        let start = self.commit.column_names.len();
+        let start = self.commit.column_kinds.len();
         for (name, value) in row {
             let name = self.packed(name);
             let (kind, bits) = match *value {
@@ -134,9 +134,9 @@ impl CommitBuilder {
                 Value::Float(x) => (columns::FLOAT, x.to_bits()),
                 Value::Text(s) => (columns::TEXT, self.packed(s)),
             };
-            self.commit.column_names.push(name);
+            columns::push(&mut self.commit.column_names, name);
             self.commit.column_kinds.push(kind);
-            self.commit.column_values.push(bits);
+            columns::push(&mut self.commit.column_values, bits);
         }
         pack(start, row.len())
     }

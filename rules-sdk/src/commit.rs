@@ -1,7 +1,7 @@
 //! [`Commit`]: a committed transaction as a rule sees it.
 
 use crate::bindings::invalidator::rules::types as raw;
-use crate::{CommitBuilder, Write};
+use crate::{CommitBuilder, Write, columns};
 
 /// A committed transaction: its id, its source, and the rows it wrote.
 ///
@@ -32,7 +32,7 @@ impl Commit {
 
     /// Every write, in commit order.
     pub fn writes(&self) -> impl ExactSizeIterator<Item = Write<'_>> + '_ {
-        (0..self.0.write_tables.len()).map(|i| Write::wrap(&self.0, i))
+        (0..columns::count(&self.0.write_tables)).map(|i| Write::wrap(&self.0, i))
     }
 
     /// The writes to `table`, in commit order.

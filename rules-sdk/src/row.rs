@@ -16,7 +16,7 @@ pub struct Row<'a> {
 impl<'a> Row<'a> {
     /// The row a packed run of columns designates.
     pub(crate) fn new(commit: &'a raw::Commit, run: u64) -> Self {
-        let count = commit.column_names.len();
+        let count = columns::count(&commit.column_names);
         let (start, len) = columns::unpack(run);
         let start = start.min(count);
         Self {

@@ -54,8 +54,8 @@ impl<'a> Write<'a> {
 
     /// This write's entry of a `write-*` list of packed spans or runs,
     /// unless absent.
-    fn run(&self, list: &[u64]) -> Option<u64> {
-        list.get(self.index).copied().filter(|&r| r != ABSENT)
+    fn run(&self, list: &[u8]) -> Option<u64> {
+        columns::number(list, self.index).filter(|&r| r != ABSENT)
     }
 
     /// The column's current value: from the row after the write, else from

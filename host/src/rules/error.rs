@@ -34,7 +34,10 @@ pub enum LoadError {
         reason: String,
     },
     /// The component does not fit the `invalidator:rules/rule` world.
-    #[error("`{path}` does not implement the `invalidator:rules/rule@0.1.0` world: {reason}")]
+    #[error(
+        "`{path}` does not implement the `invalidator:rules/rule@{}` world: {reason}",
+        crate::bindings::WIT_VERSION
+    )]
     WrongWorld {
         /// The file.
         path: PathBuf,

@@ -83,7 +83,15 @@ impl LoadedRule {
         })?;
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.to_owned(),
-            reason: chain(&e),
+            reason: match other_wit_version(runtime, &component) {
+                Some(version) => format!(
+                    "it was built against `invalidator:rules@{version}`; rebuild it with \
+                     an SDK for {} ({})",
+                    crate::bindings::WIT_VERSION,
+                    chain(&e)
+                ),
+                None => chain(&e),
+            },
         };
         let instance_pre = runtime
             .linker()
@@ -145,7 +153,7 @@ impl LoadedRule {
     }
 
     /// The names of the component's imports, such as
-    /// `invalidator:rules/host@0.1.0` or `wasi:cli/environment@0.2.0`.
+    /// `invalidator:rules/host@0.2.0` or `wasi:cli/environment@0.2.0`.
     pub fn imports(&self) -> Vec<String> {
         let component = self.pre.instance_pre().component();
         component
@@ -200,6 +208,19 @@ impl LoadedRule {
             .record(started.elapsed(), result.as_ref().err().map(|f| f.kind));
         result
     }
+}
+
+/// The version of `invalidator:rules` that `component` imports, when it is
+/// not this host's: a rule built with an older or newer SDK, which deserves
+/// to be told so rather than shown a type mismatch.
+fn other_wit_version(runtime: &Runtime, component: &Component) -> Option<String> {
+    component
+        .component_type()
+        .imports(runtime.engine())
+        .find_map(|(name, _)| {
+            let version = name.strip_prefix("invalidator:rules/")?.split_once('@')?.1;
+            (version != crate::bindings::WIT_VERSION).then(|| version.to_owned())
+        })
 }
 
 /// Instantiates the rule in a fresh store with the runtime's limits and runs
