@@ -225,6 +225,7 @@ fn test(args: &[String]) -> Result<(), String> {
     toolchains::build_js(
         &root.join("tests/guests-js"),
         &root.join("target/guests/js"),
+        toolchains::Js::Interpreted,
     )?;
     run(cargo()
         .current_dir(&root)

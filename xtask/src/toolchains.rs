@@ -1,19 +1,24 @@
 //! The Python and JavaScript rule toolchains: componentize-py in a virtual
-//! environment of its own and componentize-js in an npm folder of its own,
-//! both under `target/toolchains/`, installed from the registries on first
-//! use; and the builds of Python and JS rules into components with them.
+//! environment of its own, componentize-js in an npm folder of its own and
+//! weval (which compiles JS rules ahead of time), all under
+//! `target/toolchains/`, installed from the registries on first use; and
+//! the builds of Python and JS rules into components with them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Instant, SystemTime};
 
-use crate::{root, run};
+use crate::{cargo, root, run};
 
 /// The componentize-py release rules are built with (`rules-sdk-python`'s
 /// `build` extra names the same).
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 /// The componentize-js release (`rules-sdk-js/package.json` names the same).
 const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
+/// The weval release (crates.io): componentize-js would download its own
+/// from GitHub, which a machine that reaches only the package registries
+/// cannot.
+const WEVAL: &str = "0.5.1";
 
 /// The `componentize-py` executable, installed into
 /// `target/toolchains/python` when missing.
@@ -76,6 +81,45 @@ pub(crate) fn componentize_js() -> Result<PathBuf, String> {
         started.elapsed().as_secs_f64()
     );
     Ok(dir)
+}
+
+/// The `weval` executable, built from crates.io into
+/// `target/toolchains/weval` when missing (some minutes: it is a Rust
+/// program with a Wasm engine inside).
+pub(crate) fn weval() -> Result<PathBuf, String> {
+    let dir = root().join("target/toolchains/weval");
+    let exe = dir.join("bin/weval");
+    if exe.is_file() {
+        return Ok(exe);
+    }
+    let started = Instant::now();
+    eprintln!("xtask: building weval {WEVAL} into `{}`", dir.display());
+    run(cargo()
+        .args([
+            "install",
+            "--quiet",
+            "--locked",
+            "weval",
+            "--version",
+            WEVAL,
+        ])
+        .arg("--root")
+        .arg(&dir))?;
+    eprintln!(
+        "xtask: built weval in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(exe)
+}
+
+/// How a JavaScript rule is built.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Js {
+    /// Interpreted: the engine runs the rule's bytecode.
+    Interpreted,
+    /// Compiled ahead of time with weval: several times slower to build,
+    /// faster to run. The example rules, which the benchmark measures.
+    Aot,
 }
 
 /// The `.py` or `.js` files of `dir`, sorted.
@@ -159,17 +203,21 @@ pub(crate) fn build_python(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, Strin
 }
 
 /// Builds each JavaScript rule of `dir` into `out/NAME.wasm`.
-pub(crate) fn build_js(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn build_js(dir: &Path, out: &Path, how: Js) -> Result<Vec<PathBuf>, String> {
     let root = root();
     let sdk = root.join("rules-sdk-js");
     let inputs = [sdk.clone(), root.join("wit")];
     build_each(dir, "js", out, &inputs, |source, _, tmp| {
-        run(Command::new("node")
-            .env("INVALIDATOR_COMPONENTIZE_JS", componentize_js()?)
+        let mut node = Command::new("node");
+        node.env("INVALIDATOR_COMPONENTIZE_JS", componentize_js()?)
             .arg(sdk.join("build.mjs"))
             .arg(source)
             .arg("-o")
-            .arg(tmp))
+            .arg(tmp);
+        if how == Js::Aot {
+            node.arg("--aot").arg(weval()?);
+        }
+        run(&mut node)
     })
 }
 
@@ -188,6 +236,7 @@ pub(crate) fn build_js_examples() -> Result<Vec<PathBuf>, String> {
     build_js(
         &root.join("rules-sdk-js/examples"),
         &root.join("target/rules/js"),
+        Js::Aot,
     )
 }
 
