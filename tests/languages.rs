@@ -174,9 +174,21 @@ fn assert_answers(rules: &RuleSet, cases: &[(&str, &str)]) {
     }
 }
 
+/// The sandbox of the hostile-rule tests: the default, with a time limit
+/// long enough that a rule grabbing memory reaches the memory limit first
+/// even on a busy machine (it takes some 20 ms when quiet; under a parallel
+/// build it took over the default 100 ms, and failed as `time_limit`).
+fn hostile_sandbox() -> Runtime {
+    Runtime::new(SandboxConfig {
+        time_limit: std::time::Duration::from_secs(2),
+        ..SandboxConfig::default()
+    })
+    .unwrap()
+}
+
 #[test]
 fn a_hostile_python_rule_is_contained() {
-    let runtime = Runtime::new(SandboxConfig::default()).unwrap();
+    let runtime = hostile_sandbox();
     let hostile = LoadedRule::load(&runtime, &polyglot::python_guest("hostile")).unwrap();
     let turnus = LoadedRule::load(&runtime, Path::new(guests::TURNUS)).unwrap();
     let rules = RuleSet::new(vec![hostile, turnus]).unwrap();
@@ -211,7 +223,7 @@ fn a_hostile_python_rule_is_contained() {
 
 #[test]
 fn a_hostile_js_rule_is_contained() {
-    let runtime = Runtime::new(SandboxConfig::default()).unwrap();
+    let runtime = hostile_sandbox();
     let hostile = LoadedRule::load(&runtime, &polyglot::js_guest("hostile")).unwrap();
     let rules = RuleSet::new(vec![hostile]).unwrap();
     assert_contained(
