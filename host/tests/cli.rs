@@ -166,6 +166,10 @@ fn check_refuses_bad_files() {
             "does not implement the `invalidator:rules/rule@0.2.0` world",
         ),
         (
+            guests::OLD_WIT,
+            "it was built against `invalidator:rules@0.1.0`; rebuild it with an SDK for 0.2.0",
+        ),
+        (
             "/nonexistent/rule.wasm",
             "cannot read `/nonexistent/rule.wasm`",
         ),
