@@ -701,6 +701,14 @@ fn every_guest_loads_or_is_meant_to_be_refused() {
         let loaded = invalidator::rules::LoadedRule::load(runtime(), Path::new(path));
         match *name {
             "wrong-world" => assert!(loaded.is_err(), "{name} must be refused"),
+            "old-wit" => {
+                let e = loaded.err().expect("a rule of WIT 0.1.0 must be refused");
+                assert!(
+                    e.to_string()
+                        .contains("it was built against `invalidator:rules@0.1.0`"),
+                    "{e}"
+                );
+            }
             "dealership" | "hedge" | "turnus" | "pos" | "hostile" | "echo" => {
                 assert_eq!(loaded.expect(name).name(), *name);
             }
