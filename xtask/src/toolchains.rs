@@ -28,23 +28,16 @@ pub(crate) fn componentize_py() -> Result<PathBuf, String> {
     if exe.is_file() && venv.join("bin/pytest").is_file() {
         return Ok(exe);
     }
-    let started = Instant::now();
-    eprintln!(
-        "xtask: installing {COMPONENTIZE_PY} into `{}`",
-        venv.display()
-    );
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    // pytest too: a rule project's native tests run beside its build.
-    run(Command::new(venv.join("bin/pip")).args([
-        "install",
-        "--quiet",
-        COMPONENTIZE_PY,
-        "pytest",
-    ]))?;
-    eprintln!(
-        "xtask: installed componentize-py in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    install(COMPONENTIZE_PY, &venv, || {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        // pytest too: a rule project's native tests run beside its build.
+        run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            COMPONENTIZE_PY,
+            "pytest",
+        ]))
+    })?;
     Ok(exe)
 }
 
@@ -57,29 +50,23 @@ pub(crate) fn componentize_js() -> Result<PathBuf, String> {
     if marker.is_file() {
         return Ok(dir);
     }
-    let started = Instant::now();
-    eprintln!(
-        "xtask: installing {COMPONENTIZE_JS} into `{}`",
-        dir.display()
-    );
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-    // A package of its own, so npm installs here and not in a parent folder.
-    std::fs::write(
-        dir.join("package.json"),
-        "{\"name\": \"invalidator-js-toolchain\", \"private\": true}\n",
-    )
-    .map_err(|e| format!("cannot write `{}`: {e}", dir.display()))?;
-    run(Command::new("npm").current_dir(&dir).args([
-        "install",
-        "--no-audit",
-        "--no-fund",
-        "--loglevel=error",
-        COMPONENTIZE_JS,
-    ]))?;
-    eprintln!(
-        "xtask: installed componentize-js in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    install(COMPONENTIZE_JS, &dir, || {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        // A package of its own, so npm installs here and not in a parent folder.
+        std::fs::write(
+            dir.join("package.json"),
+            "{\"name\": \"invalidator-js-toolchain\", \"private\": true}\n",
+        )
+        .map_err(|e| format!("cannot write `{}`: {e}", dir.display()))?;
+        run(Command::new("npm").current_dir(&dir).args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            COMPONENTIZE_JS,
+        ]))
+    })?;
     Ok(dir)
 }
 
@@ -92,24 +79,37 @@ pub(crate) fn weval() -> Result<PathBuf, String> {
     if exe.is_file() {
         return Ok(exe);
     }
+    install(&format!("weval {WEVAL}"), &dir, || {
+        run(cargo()
+            .args([
+                "install",
+                "--quiet",
+                "--locked",
+                "weval",
+                "--version",
+                WEVAL,
+            ])
+            .arg("--root")
+            .arg(&dir))
+    })?;
+    Ok(exe)
+}
+
+/// Runs `steps`, which install the toolchain `what` into `into`, saying so
+/// and how long it took: the first run of a fresh machine waits on these.
+fn install(
+    what: &str,
+    into: &Path,
+    steps: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
     let started = Instant::now();
-    eprintln!("xtask: building weval {WEVAL} into `{}`", dir.display());
-    run(cargo()
-        .args([
-            "install",
-            "--quiet",
-            "--locked",
-            "weval",
-            "--version",
-            WEVAL,
-        ])
-        .arg("--root")
-        .arg(&dir))?;
+    eprintln!("xtask: installing {what} into `{}`", into.display());
+    steps()?;
     eprintln!(
-        "xtask: built weval in {:.0} s",
+        "xtask: installed {what} in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    Ok(exe)
+    Ok(())
 }
 
 /// How a JavaScript rule is built.
