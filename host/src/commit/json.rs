@@ -57,12 +57,40 @@ struct WireWrite {
     after: Option<WireRow>,
 }
 
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
+/// The operation, read as a plain string rather than as a serde enum:
+/// serde_json words a wrong type differently for an enum read from text
+/// ("expected value") than from a `Value` ("invalid type"), and a commit
+/// sent over HTTP must be refused with the same words as one on a line.
+#[derive(Clone, Copy)]
 enum WireOp {
     Insert,
     Update,
     Delete,
+}
+
+impl<'de> Deserialize<'de> for WireOp {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(OpVisitor)
+    }
+}
+
+struct OpVisitor;
+
+impl Visitor<'_> for OpVisitor {
+    type Value = WireOp;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("one of `insert`, `update`, `delete`")
+    }
+
+    fn visit_str<E: de::Error>(self, op: &str) -> Result<WireOp, E> {
+        match op {
+            "insert" => Ok(WireOp::Insert),
+            "update" => Ok(WireOp::Update),
+            "delete" => Ok(WireOp::Delete),
+            other => Err(E::unknown_variant(other, &["insert", "update", "delete"])),
+        }
+    }
 }
 
 impl WireCommit {
@@ -227,6 +255,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("befor"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_of_op_is_worded_alike_from_text_and_from_a_value() {
+        // Found by `arbitrary_json_never_panics`: the text form said
+        // "expected value", the value form "invalid type: null".
+        for op in ["null", "1", "[]", "{}", "true"] {
+            let line = format!(r#"{{"writes":[{{"op":{op}}}]}}"#);
+            let text = parse_json(&line).unwrap_err().to_string();
+            let value = commit_from_value(serde_json::from_str(&line).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                text.starts_with(&value),
+                "{op}: text {text:?}, value {value:?}"
+            );
+            assert!(
+                value.contains("one of `insert`, `update`, `delete`"),
+                "{value}"
+            );
+        }
     }
 
     #[test]
