@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use invalidator::commit::parse_json;
 use invalidator::rules::{FailureKind, LoadError, Outcome, RuleSet, Runtime, SandboxConfig};
 use invalidator_tests::guests;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// One runtime for the whole binary, as a service would have.
 fn runtime() -> &'static Runtime {
@@ -445,6 +446,34 @@ fn an_infinite_loop_is_stopped_at_the_time_limit() {
     assert_contained(&o, "exceeded its time limit of 100 ms");
     // It was interrupted, not left to spin: generous bound for a busy machine.
     assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn time_the_host_spends_writing_a_rules_log_line_is_not_counted_against_it() {
+    /// Log output that takes 300 ms a line, like a full pipe to a slow
+    /// collector: three times the rule's time limit, spent outside it.
+    struct SlowWriter;
+    impl std::io::Write for SlowWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let set = hostile_with_turnus();
+    let _slow = tracing_subscriber::fmt()
+        .with_writer(|| SlowWriter)
+        .finish()
+        .set_default();
+    let start = Instant::now();
+    let o = eval(&set, &hostile_commit("log"));
+    // The line went through the slow writer, inside the call...
+    assert!(start.elapsed() >= Duration::from_millis(300), "{o:?}");
+    // ...and the rule, which did next to no work, answered.
+    assert!(o.failures.is_empty(), "{o:?}");
+    assert_eq!(keys(&o), ["logged", "turnus_data_8"]);
 }
 
 #[test]

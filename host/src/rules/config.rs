@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// Wall-clock time one call may run. Default: 100 ms, several hundred
-    /// times what the example rules need for a 100-write commit.
+    /// CPU time one call may use, checked every 5 ms tick: the work the
+    /// rule does, not the moments a busy machine kept it waiting. Default:
+    /// 100 ms, several hundred times what the example rules need for a
+    /// 100-write commit.
     #[serde(with = "crate::duration::required")]
     pub time_limit: Duration,
     /// Linear memory one rule instance may grow to, in bytes. Default: 64

@@ -238,7 +238,7 @@ fn sandboxed<R>(
         Sandbox::new(rule_name, config.memory_limit, config.max_log_lines),
     );
     store.limiter(|s| &mut s.memory);
-    store.set_epoch_deadline(runtime.deadline_ticks());
+    super::time_limit::arm(&mut store, config.time_limit);
     // A rule that cannot even be instantiated is told apart from one that
     // fails while running.
     let mut instantiated = false;

@@ -3,7 +3,8 @@
 //!
 //! - [`SandboxConfig`]: the per-call limits (time, memory) and their defaults.
 //! - [`Runtime`]: the shared Wasm engine that compiles components and
-//!   enforces time limits.
+//!   ticks the clock that time limits are checked on.
+//! - `time_limit`: a call's limit, counted in the CPU time it uses.
 //! - [`LoadedRule`]: one compiled, pre-instantiated, validated rule.
 //! - [`RuleSet`]: the immutable set of rules a commit is evaluated against.
 //! - [`CompileCache`]: compiled components on disk, by content hash and
@@ -18,6 +19,7 @@ mod metrics;
 mod runtime;
 mod sandbox;
 mod set;
+mod time_limit;
 
 pub use crate::bindings::types::{Level, RuleError as GuestError, RuleInfo};
 pub use compile_cache::{

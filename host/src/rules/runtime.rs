@@ -133,14 +133,6 @@ impl Runtime {
     pub(crate) fn linker(&self) -> &Linker<Sandbox> {
         &self.inner.linker
     }
-
-    /// The deadline of one call, in epoch ticks. Rounded up, so a call always
-    /// gets at least its time limit.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        let limit = self.inner.config.time_limit.as_nanos();
-        let tick = TICK.as_nanos();
-        (limit.div_ceil(tick) as u64).max(1) + 1
-    }
 }
 
 impl Drop for Inner {
