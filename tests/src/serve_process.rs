@@ -101,10 +101,12 @@ impl ServeProcess {
             .expect("piped")
             .read_to_string(&mut out)
             .expect("reading its standard output");
-        let last = out
-            .lines()
-            .last()
-            .unwrap_or_else(|| panic!("`serve` printed no summary; its log:\n{}", self.log()));
+        let last = out.lines().last().unwrap_or_else(|| {
+            panic!(
+                "`serve` exited ({status}) and printed no summary; its log:\n{}",
+                self.log()
+            )
+        });
         let summary = serde_json::from_str(last)
             .unwrap_or_else(|e| panic!("summary `{last}` is not JSON: {e}"));
         (status, summary)
