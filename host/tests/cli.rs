@@ -29,9 +29,7 @@ fn invalidator_with(args: &[&str], stdin: &str, envs: &[(&str, &str)]) -> Output
 
 /// A folder holding the four example rules.
 fn example_rules(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("invalidator-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir(name);
     for (name, path) in [
         ("dealership", guests::DEALERSHIP),
         ("hedge", guests::HEDGE),
@@ -309,4 +307,151 @@ fn check_shows_a_rules_version_escaped() {
         "{:?}",
         text(&out.stderr)
     );
+}
+
+// ---- the compile cache of the one-shot commands -------------------------------
+
+/// A fresh, empty folder for this test.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("invalidator-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The compiled entries (`*.cwasm`) in `dir`.
+fn entries(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        })
+        .count()
+    })
+}
+
+#[test]
+fn check_keeps_compiled_code_and_the_next_run_loads_it() {
+    let cache = fresh_dir("cache-kept").join("cache");
+    let args = [
+        "check",
+        "--compile-cache",
+        cache.to_str().unwrap(),
+        guests::TURNUS,
+    ];
+    let first = invalidator(&args, None);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let shown = text(&first.stdout);
+    assert!(
+        shown.contains(&format!(
+            "compiled code: kept in `{}` (0 from it, 1 compiled now)",
+            cache.display()
+        )),
+        "{shown}"
+    );
+    assert_eq!(entries(&cache), 1);
+    let second = invalidator(&args, None);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let shown = text(&second.stdout);
+    assert!(shown.contains("(1 from it, 0 compiled now)"), "{shown}");
+    // `test` and `run` load through the same cache.
+    let run = invalidator(
+        &[
+            "run",
+            "--compile-cache",
+            cache.to_str().unwrap(),
+            "--rules",
+            guests::TURNUS,
+            "--events",
+            "-",
+        ],
+        Some(COMMITS),
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(entries(&cache), 1, "nothing compiled twice");
+}
+
+#[test]
+fn the_default_compile_cache_is_under_xdg_cache_home_and_can_be_turned_off() {
+    let home = fresh_dir("cache-default");
+    let xdg = [("XDG_CACHE_HOME", home.to_str().unwrap())];
+    let out = invalidator_with(&["check", guests::POS], "", &xdg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cache = home.join("invalidator");
+    assert!(
+        text(&out.stdout).contains(&format!("kept in `{}`", cache.display())),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(entries(&cache), 1);
+
+    let off = fresh_dir("cache-off");
+    let xdg = [("XDG_CACHE_HOME", off.to_str().unwrap())];
+    let out = invalidator_with(&["check", "--no-compile-cache", guests::POS], "", &xdg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("compiled code: not kept"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!off.join("invalidator").exists(), "nothing written");
+}
+
+#[test]
+fn an_unusable_default_compile_cache_is_a_warning_and_a_named_one_an_error() {
+    use std::os::unix::fs::PermissionsExt;
+    // A default folder that others can write: refused as a cache, so the
+    // rule is compiled as if there were none, and the user told why.
+    let home = fresh_dir("cache-open");
+    let open = home.join("invalidator");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let xdg = [("XDG_CACHE_HOME", home.to_str().unwrap())];
+    let out = invalidator_with(&["check", guests::POS], "", &xdg);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("warning: compiled rules are not kept: ")
+            && stderr.contains(&format!("`{}`", open.display())),
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).contains("compiled code: not kept"));
+    assert_eq!(entries(&open), 0);
+
+    // Named with --compile-cache, the same folder is an error.
+    let out = invalidator(
+        &[
+            "check",
+            "--compile-cache",
+            open.to_str().unwrap(),
+            guests::POS,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("is not safe"),
+        "{stderr}"
+    );
+
+    // So is a folder inside the rules folder given.
+    let rules = example_rules("cache-inside");
+    let inside = rules.join("compiled");
+    let out = invalidator(
+        &[
+            "run",
+            "--compile-cache",
+            inside.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--events",
+            "-",
+        ],
+        Some(COMMITS),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("is inside the rules folder"), "{stderr}");
+    assert!(!inside.exists(), "nothing written there");
 }

@@ -22,7 +22,7 @@ pub(super) fn run(
     give_up_after: u64,
     sandbox: &SandboxArgs,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = sandbox.runtime()?;
+    let runtime = sandbox.runtime(&[rules])?;
     let rules = RuleSet::load(&runtime, rules)?;
     let redis = redis.open()?;
     let give_up = Duration::from_secs(give_up_after);

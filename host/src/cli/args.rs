@@ -1,11 +1,13 @@
 //! The command line: every command and flag, as clap parses them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use invalidator::connection::{Redis, RedisConfig};
-use invalidator::rules::{Runtime, SandboxConfig};
+use invalidator::rules::{
+    LoadError, Runtime, SandboxConfig, check_compile_cache_outside, default_compile_cache_dir,
+};
 use invalidator::serve::LogFormat;
 
 /// Cache-invalidation rules engine: turns committed transactions into the
@@ -180,8 +182,8 @@ pub(crate) struct ServeArgs {
     /// Logs as human-readable text or as JSON lines [default: text].
     #[arg(long, value_name = "FORMAT")]
     pub(crate) log_format: Option<LogFormat>,
-    /// Time one rule call may take, with its unit, e.g. `250ms` [default:
-    /// 100ms].
+    /// CPU time one rule call may use, with its unit, e.g. `250ms`
+    /// [default: 100ms].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub(crate) time_limit: Option<Duration>,
     /// Memory one rule instance may use, in MiB [default: 64].
@@ -293,15 +295,24 @@ impl RedisArgs {
     }
 }
 
-/// Limits of every rule call.
+/// Limits of every rule call, and where compiled rules are kept.
 #[derive(Args)]
 pub(crate) struct SandboxArgs {
-    /// Time one rule call may take, with its unit, e.g. `250ms`.
+    /// CPU time one rule call may use, with its unit, e.g. `250ms`.
     #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub(crate) time_limit: Duration,
     /// Memory one rule instance may use, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub(crate) memory_limit_mib: usize,
+    /// Where compiled rules are kept between runs, as `serve` keeps them,
+    /// so a rule is compiled once and not on every run: a folder only this
+    /// user writes, outside the rules folder [default:
+    /// $XDG_CACHE_HOME/invalidator, else ~/.cache/invalidator].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) compile_cache: Option<PathBuf>,
+    /// Compile every rule afresh and keep nothing on disk.
+    #[arg(long, conflicts_with = "compile_cache")]
+    pub(crate) no_compile_cache: bool,
 }
 
 impl SandboxArgs {
@@ -313,7 +324,43 @@ impl SandboxArgs {
         }
     }
 
-    pub(crate) fn runtime(&self) -> anyhow::Result<Runtime> {
-        Ok(Runtime::new(self.config())?)
+    /// The runtime to load the rules at `rules` with. It keeps compiled
+    /// rules in the compile cache, unless told not to: a Python or JS rule
+    /// takes seconds to compile, and a rule author runs `test` again and
+    /// again on the same file.
+    pub(crate) fn runtime(&self, rules: &[&Path]) -> anyhow::Result<Runtime> {
+        let config = self.config();
+        if self.no_compile_cache {
+            return Ok(Runtime::new(config)?);
+        }
+        if let Some(dir) = &self.compile_cache {
+            // Asked for by name: a folder that cannot serve is an error.
+            return Ok(cached(config, dir, rules)?);
+        }
+        // The default folder is a convenience: when it cannot serve (no
+        // home folder, a folder others can write, the rules inside it),
+        // compile as before and say why.
+        match default_compile_cache_dir()
+            .map_err(LoadError::from)
+            .and_then(|dir| cached(config.clone(), &dir, rules))
+        {
+            Ok(runtime) => Ok(runtime),
+            Err(LoadError::CompileCache(e)) => {
+                eprintln!(
+                    "warning: compiled rules are not kept: {e}; name a folder with \
+                     --compile-cache DIR, or pass --no-compile-cache"
+                );
+                Ok(Runtime::new(config)?)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
+}
+
+/// A runtime keeping compiled rules in `dir`, refused inside any of `rules`.
+fn cached(config: SandboxConfig, dir: &Path, rules: &[&Path]) -> Result<Runtime, LoadError> {
+    for path in rules {
+        check_compile_cache_outside(dir, path)?;
+    }
+    Runtime::with_compile_cache(config, dir)
 }

@@ -1,6 +1,7 @@
 //! `invalidator check`: loads a rule file (or a folder of them) as the
 //! host would, and shows what each rule declares, what it imports and how
-//! large it is, warning when it imports WASI.
+//! large it is, warning when it imports WASI, and whether its compiled
+//! code came from the compile cache.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use super::show_target;
 
 /// Checks the rule file or folder at `path`.
 pub(super) fn run(path: &Path, sandbox: &SandboxArgs) -> anyhow::Result<ExitCode> {
-    let runtime = sandbox.runtime()?;
+    let runtime = sandbox.runtime(&[path])?;
     let rules = RuleSet::load(&runtime, path)?;
     for rule in rules.rules() {
         let info = rule.info();
@@ -57,6 +58,17 @@ pub(super) fn run(path: &Path, sandbox: &SandboxArgs) -> anyhow::Result<ExitCode
                 wasi.len()
             );
         }
+    }
+    // Whether the next run will compile again: what a rule author waiting
+    // seconds on a Python or JS rule wants to know.
+    match runtime.compile_cache() {
+        Some(cache) => println!(
+            "compiled code: kept in `{}` ({} from it, {} compiled now)",
+            cache.dir().display(),
+            cache.hits(),
+            cache.misses()
+        ),
+        None => println!("compiled code: not kept"),
     }
     Ok(ExitCode::SUCCESS)
 }

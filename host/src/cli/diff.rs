@@ -18,9 +18,9 @@ pub(super) fn run(old: &Path, new: &Path, events: &Path, sandbox: &SandboxArgs) 
         eprintln!("error: {message}");
         ExitCode::from(2)
     };
-    let runtime = match sandbox.runtime() {
+    let runtime = match sandbox.runtime(&[old, new]) {
         Ok(r) => r,
-        Err(e) => return trouble(e.to_string()),
+        Err(e) => return trouble(format!("{e:#}")),
     };
     let (old, new) = match (RuleSet::load(&runtime, old), RuleSet::load(&runtime, new)) {
         (Ok(old), Ok(new)) => (old, new),

@@ -14,7 +14,7 @@ use super::open_events;
 
 /// Runs `rules` on `events`; fails (exit 1) if a line was malformed.
 pub(super) fn run(rules: &Path, events: &Path, sandbox: &SandboxArgs) -> anyhow::Result<ExitCode> {
-    let runtime = sandbox.runtime()?;
+    let runtime = sandbox.runtime(&[rules])?;
     let rules = RuleSet::load(&runtime, rules)?;
     let stdout = io::stdout().lock();
     let summary = dry_run(&rules, open_events(events)?, stdout, io::stderr())

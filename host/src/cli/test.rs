@@ -31,7 +31,7 @@ pub(super) fn run(
             rule.display()
         );
     }
-    let runtime = sandbox.runtime()?;
+    let runtime = sandbox.runtime(&[rule])?;
     let loaded = LoadedRule::load(&runtime, rule)?;
     let outcomes = run_cases(&loaded, &fixtures)
         .with_context(|| format!("cannot run the fixture of `{}`", rule.display()))?;
