@@ -227,10 +227,14 @@ fn test(args: &[String]) -> Result<(), String> {
         &root.join("target/guests/js"),
         toolchains::Js::Interpreted,
     )?;
+    // The `serve`, `check`, `test` and `run` processes the tests start keep
+    // compiled rules in the default compile cache: in the build folder,
+    // not in the user's own cache folder.
     run(cargo()
         .current_dir(&root)
         .args(["test", "--workspace"])
-        .args(args))?;
+        .args(args)
+        .env("XDG_CACHE_HOME", test_cache()))?;
     if args.is_empty() {
         python_tests()?;
         run(Command::new("node")
@@ -271,5 +275,11 @@ fn python_tests() -> Result<(), String> {
         .current_dir(&package)
         .arg("-q")
         .env("INVALIDATOR_BIN", root.join("target/debug/invalidator"))
-        .env("INVALIDATOR_RULES", root.join("target/rules")))
+        .env("INVALIDATOR_RULES", root.join("target/rules"))
+        .env("XDG_CACHE_HOME", test_cache()))
+}
+
+/// The cache folder the tests' processes use (`XDG_CACHE_HOME`).
+fn test_cache() -> PathBuf {
+    root().join("target/test-cache")
 }
