@@ -9,8 +9,14 @@
 //! work was failed at 100 ms, and its fallback applied through no fault of
 //! its own. The epoch ticker still wakes the check at every tick, so a rule
 //! that loops is stopped within a tick of having used its limit.
+//!
+//! Why the CPU clock is first read at the first tick, not when the call
+//! begins: reading it is a system call of about a microsecond, as much as a
+//! tenth of a whole call of a Rust rule, and nearly every call is over
+//! before the next tick. The time before the first check is counted as
+//! wall-clock time, at most one tick of it (see [`Meter`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
@@ -21,24 +27,51 @@ use super::sandbox::Sandbox;
 /// spent `limit` of CPU time in it. Call it just before the call, on the
 /// thread that makes it: the store is used for one call, on one thread.
 pub(crate) fn arm(store: &mut Store<Sandbox>, limit: Duration) {
-    // CPU time never runs ahead of wall-clock time on one thread, so the
-    // first check can wait for the whole limit to pass on the clock.
-    store.set_epoch_deadline(ticks(limit) + 1);
-    let Some(started) = thread_cpu_time() else {
-        // No CPU clock here: the limit stays a wall-clock one, the default
-        // behaviour of a deadline without a callback.
-        return;
-    };
+    let started = Instant::now();
+    let mut meter = Meter::new(limit);
+    store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        let Some(now) = thread_cpu_time() else {
-            return Ok(UpdateDeadline::Interrupt);
-        };
-        let used = now.saturating_sub(started);
-        Ok(match limit.checked_sub(used) {
-            Some(left) if !left.is_zero() => UpdateDeadline::Continue(ticks(left)),
-            _ => UpdateDeadline::Interrupt,
+        let elapsed = started.elapsed();
+        // Without a CPU clock the limit is a wall-clock one.
+        let cpu = thread_cpu_time().unwrap_or(elapsed);
+        Ok(match meter.check(cpu, elapsed) {
+            Some(ticks) => UpdateDeadline::Continue(ticks),
+            None => UpdateDeadline::Interrupt,
         })
     });
+}
+
+/// What one call has used of its limit, as its checks see it.
+///
+/// The first check takes the thread's CPU clock as its baseline, and
+/// counts what came before it as the wall-clock time since the call began,
+/// but at most one tick: never less than the CPU time spent (CPU time does
+/// not run ahead of wall-clock time on one thread) unless the tick came
+/// late, and never a long wait for a core before the first tick. So a call
+/// is never stopped before its limit has passed on the clock, and a call
+/// that was kept waiting is not charged for the wait.
+struct Meter {
+    limit: Duration,
+    /// The CPU clock at the first check, and the time counted before it.
+    first: Option<(Duration, Duration)>,
+}
+
+impl Meter {
+    fn new(limit: Duration) -> Self {
+        Self { limit, first: None }
+    }
+
+    /// A check, given the thread's CPU clock `cpu` and the wall-clock time
+    /// `elapsed` since the call began: the ticks until the next check, or
+    /// `None` once the limit is used up.
+    fn check(&mut self, cpu: Duration, elapsed: Duration) -> Option<u64> {
+        let (baseline, before) = *self.first.get_or_insert((cpu, elapsed.min(TICK)));
+        let used = before + cpu.saturating_sub(baseline);
+        self.limit
+            .checked_sub(used)
+            .filter(|left| !left.is_zero())
+            .map(ticks)
+    }
 }
 
 /// `d` in epoch ticks, rounded up and at least one.
@@ -69,13 +102,49 @@ fn thread_cpu_time() -> Option<Duration> {
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+    const LIMIT: Duration = Duration::from_millis(100);
+
     #[test]
     fn ticks_round_up_and_are_never_zero() {
         assert_eq!(ticks(Duration::ZERO), 1);
         assert_eq!(ticks(Duration::from_nanos(1)), 1);
         assert_eq!(ticks(TICK), 1);
         assert_eq!(ticks(TICK + Duration::from_nanos(1)), 2);
-        assert_eq!(ticks(Duration::from_millis(100)), 20);
+        assert_eq!(ticks(LIMIT), 20);
+    }
+
+    #[test]
+    fn a_call_that_spins_is_stopped_once_it_has_used_its_limit() {
+        let mut m = Meter::new(LIMIT);
+        // First check 2 ms in, the CPU clock at 50 ms (earlier work of
+        // the thread): 2 ms counted, 98 ms left.
+        assert_eq!(m.check(50 * MS, 2 * MS), Some(20));
+        assert_eq!(m.check(140 * MS, 92 * MS), Some(2));
+        assert_eq!(m.check(148 * MS, 100 * MS), None);
+    }
+
+    #[test]
+    fn a_call_kept_waiting_is_charged_for_its_work_only() {
+        let mut m = Meter::new(LIMIT);
+        // The first tick came 300 ms in: one tick of it is counted.
+        assert_eq!(m.check(10 * MS, 300 * MS), Some(19));
+        // 2 s on the clock, 20 ms of work since: 25 ms used.
+        assert_eq!(m.check(30 * MS, 2000 * MS), Some(15));
+        assert_eq!(m.check(105 * MS, 2100 * MS), None);
+    }
+
+    #[test]
+    fn a_call_is_never_stopped_before_its_limit_passes_on_the_clock() {
+        // A limit under one tick, and a first tick at once: the call goes
+        // on until its limit has passed, however the CPU clock reads.
+        let limit = 3 * MS;
+        let mut m = Meter::new(limit);
+        assert_eq!(m.check(7 * MS, Duration::from_micros(1)), Some(1));
+        assert_eq!(m.check(10 * MS, 3 * MS), None);
+        // Nor stopped with work left: a late first tick counts one tick.
+        let mut m = Meter::new(LIMIT);
+        assert!(m.check(Duration::ZERO, 99 * MS).is_some());
     }
 
     #[test]
@@ -84,7 +153,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         let slept = thread_cpu_time().unwrap() - start;
         assert!(slept < Duration::from_millis(50), "sleeping used {slept:?}");
-        let spin = std::time::Instant::now();
+        let spin = Instant::now();
         while spin.elapsed() < Duration::from_millis(30) {
             std::hint::black_box(0u64);
         }
