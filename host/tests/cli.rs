@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use invalidator_tests::guests;
+use invalidator_tests::{fresh_dir, guests};
 
 fn invalidator(args: &[&str], stdin: Option<&str>) -> Output {
     invalidator_with(args, stdin.unwrap_or(""), &[])
@@ -311,12 +311,20 @@ fn check_shows_a_rules_version_escaped() {
 
 // ---- the compile cache of the one-shot commands -------------------------------
 
-/// A fresh, empty folder for this test.
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("invalidator-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// `invalidator run --compile-cache CACHE --rules RULES` on [`COMMITS`].
+fn run_cached(cache: &std::path::Path, rules: &str) -> Output {
+    invalidator(
+        &[
+            "run",
+            "--compile-cache",
+            cache.to_str().unwrap(),
+            "--rules",
+            rules,
+            "--events",
+            "-",
+        ],
+        Some(COMMITS),
+    )
 }
 
 /// The compiled entries (`*.cwasm`) in `dir`.
@@ -354,19 +362,8 @@ fn check_keeps_compiled_code_and_the_next_run_loads_it() {
     assert!(second.status.success(), "{}", text(&second.stderr));
     let shown = text(&second.stdout);
     assert!(shown.contains("(1 from it, 0 compiled now)"), "{shown}");
-    // `test` and `run` load through the same cache.
-    let run = invalidator(
-        &[
-            "run",
-            "--compile-cache",
-            cache.to_str().unwrap(),
-            "--rules",
-            guests::TURNUS,
-            "--events",
-            "-",
-        ],
-        Some(COMMITS),
-    );
+    // `run` loads through the same cache.
+    let run = run_cached(&cache, guests::TURNUS);
     assert!(run.status.success(), "{}", text(&run.stderr));
     assert_eq!(entries(&cache), 1, "nothing compiled twice");
 }
@@ -438,18 +435,7 @@ fn an_unusable_default_compile_cache_is_a_warning_and_a_named_one_an_error() {
     // So is a folder inside the rules folder given.
     let rules = example_rules("cache-inside");
     let inside = rules.join("compiled");
-    let out = invalidator(
-        &[
-            "run",
-            "--compile-cache",
-            inside.to_str().unwrap(),
-            "--rules",
-            rules.to_str().unwrap(),
-            "--events",
-            "-",
-        ],
-        Some(COMMITS),
-    );
+    let out = run_cached(&inside, rules.to_str().unwrap());
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("is inside the rules folder"), "{stderr}");
