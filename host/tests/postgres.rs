@@ -607,3 +607,373 @@ fn an_idle_slot_holds_no_wal_back_and_the_source_is_in_stats_metrics_and_readine
     });
     let _ = serve.stop(Duration::from_secs(30));
 }
+
+/// Sets a server setting as the superuser and reloads the configuration.
+fn set_system(s: &Setup, setting: &str) {
+    s.pg.client("postgres")
+        .batch_execute(&format!("ALTER SYSTEM {setting}; SELECT pg_reload_conf();"))
+        .unwrap();
+}
+
+#[test]
+fn a_commit_is_invalidated_only_once_other_sessions_can_see_it() {
+    let s = setup("visible");
+    let mut db = s.sql();
+    db.batch_execute("INSERT INTO geld VALUES (1, 1, 10)").unwrap();
+    let serve = s.serve(&[], &[]);
+    s.wait_streaming(Duration::from_secs(30));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cache = Cache::new(std::sync::Arc::new(
+        Redis::open(&s.redis.url(), RedisConfig::default()).unwrap(),
+    ));
+    let amount = |db: &mut Client| -> Vec<u8> {
+        let v: f64 = db
+            .query_one("SELECT amount FROM geld WHERE id = 1", &[])
+            .unwrap()
+            .get(0);
+        v.to_string().into_bytes()
+    };
+    let fill = |db: &mut Client| -> (Vec<u8>, bool) {
+        let mut loaded = false;
+        let value = rt
+            .block_on(cache.get_or_fill("turnus_data_1", None, &[], || {
+                loaded = true;
+                let value = amount(db);
+                async move { Ok::<_, std::convert::Infallible>(value) }
+            }))
+            .unwrap();
+        (value, loaded)
+    };
+    assert_eq!(fill(&mut db), (b"10".to_vec(), true));
+
+    // A synchronous standby that never answers: every commit is flushed
+    // (and decoded, and sent to us) but stays invisible to other sessions
+    // until the setting is cleared.
+    set_system(&s, "SET synchronous_standby_names = 'ghost'");
+    let url = s.pg.url("app");
+    let writer = std::thread::spawn(move || {
+        let mut db = Client::connect(&url, invalidator_tests::postgres::NoTls).unwrap();
+        db.batch_execute("UPDATE geld SET amount = 20 WHERE id = 1")
+            .unwrap();
+    });
+    // Long enough for the commit to be decoded and handed over many times
+    // over, had it not been held back.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!writer.is_finished(), "the commit must still be waiting");
+    assert!(
+        s.keys().contains("turnus_data_1"),
+        "invalidated before the commit was visible; log:\n{}",
+        serve.log()
+    );
+    assert_eq!(
+        fill(&mut db),
+        (b"10".to_vec(), false),
+        "readers keep the cached value, which is still what they would read"
+    );
+
+    set_system(&s, "RESET synchronous_standby_names");
+    writer.join().unwrap();
+    wait_until(
+        "the key is invalidated once the commit is visible",
+        Duration::from_secs(30),
+        || !s.keys().contains("turnus_data_1"),
+    );
+    assert_eq!(fill(&mut db), (b"20".to_vec(), true));
+    assert_eq!(
+        fill(&mut db),
+        (b"20".to_vec(), false),
+        "the new row is stored"
+    );
+    let (status, summary) = serve.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert!(
+        summary["postgres"]["visibility_checks"].as_u64().unwrap() >= 2,
+        "{summary}"
+    );
+}
+
+#[test]
+fn the_publication_names_only_the_rules_tables_and_no_write_of_the_application_is_refused() {
+    let s = setup("publication");
+    let mut db = s.sql();
+    // An application's table that no rule reads, without a primary key;
+    // and one a rule reads (`notizen`, the turnus rule's), also without.
+    db.batch_execute(
+        "CREATE TABLE legacy_import (turnus_id int, note text);
+         INSERT INTO legacy_import VALUES (1, 'x');
+         CREATE TABLE notizen (turnus_id int, text text);
+         INSERT INTO notizen VALUES (1, 'x');",
+    )
+    .unwrap();
+    let serve = s.serve(&[], &[]);
+    s.wait_streaming(Duration::from_secs(30));
+    let all: bool = db
+        .query_one(
+            "SELECT puballtables FROM pg_publication WHERE pubname = 'invalidator'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!all, "the publication must not be FOR ALL TABLES");
+    let published: BTreeSet<String> = db
+        .query(
+            "SELECT tablename::text FROM pg_publication_tables WHERE pubname = 'invalidator'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(published.contains("kinder") && published.contains("customers"));
+    assert!(!published.contains("legacy_import"), "{published:?}");
+    assert!(!published.contains("notizen"), "{published:?}");
+    // The application's writes go through, as before we were installed.
+    db.batch_execute(
+        "UPDATE legacy_import SET note = 'y';
+         DELETE FROM legacy_import;
+         UPDATE notizen SET text = 'y';
+         DELETE FROM notizen;",
+    )
+    .unwrap();
+    let log = serve.log();
+    assert!(
+        log.contains("notizen") && log.contains("ALTER TABLE public.notizen REPLICA IDENTITY FULL"),
+        "the rule's table without identity is named with its fix:\n{log}"
+    );
+    assert!(
+        !log.contains("legacy_import"),
+        "a table no rule reads is none of our business:\n{log}"
+    );
+    let _ = serve.stop(Duration::from_secs(30));
+}
+
+#[test]
+fn a_swap_that_brings_a_table_publishes_it_before_the_new_rule_serves() {
+    let s = setup("swap-table");
+    let rules = fresh_dir("pg-swap-table-rules");
+    deploy(guests::DEALERSHIP, &rules.join("dealership.wasm"));
+    let serve = serve(
+        &rules,
+        &s.redis.url(),
+        &s.pg.url("app"),
+        &["--listen", "127.0.0.1:0"],
+        &[],
+    );
+    s.wait_streaming(Duration::from_secs(30));
+    let mut db = s.sql();
+    let published = |db: &mut Client| -> BTreeSet<String> {
+        db.query(
+            "SELECT tablename::text FROM pg_publication_tables WHERE pubname = 'invalidator'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert_eq!(
+        published(&mut db),
+        set_of(&["customers", "inventory", "offers"])
+    );
+    deploy(guests::TURNUS, &rules.join("turnus.wasm"));
+    wait_until("the turnus rule serves", Duration::from_secs(60), || {
+        serve.log().contains("turnus")
+            && published(&mut s.sql()).contains("kinder")
+    });
+    // Published before the rule served: once it serves, its writes count.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    wait_until("the turnus rule is listed", Duration::from_secs(60), || {
+        rt.block_on(async {
+            reqwest::get(serve.at("/v1/rules"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .contains("turnus")
+        })
+    });
+    s.cache(&["turnus_data_4"]);
+    db.batch_execute("INSERT INTO kinder VALUES (1, 4, 'x')")
+        .unwrap();
+    wait_until("the new table's write invalidates", Duration::from_secs(30), || {
+        !s.keys().contains("turnus_data_4")
+    });
+    let _ = serve.stop(Duration::from_secs(30));
+}
+
+#[test]
+fn a_role_that_is_not_a_superuser_starts_after_running_the_sql_check_prints() {
+    let s = setup("role");
+    s.pg.client("postgres")
+        .batch_execute("CREATE ROLE app LOGIN")
+        .unwrap();
+    let url = format!("postgres://app@127.0.0.1:{}/app", s.pg.port());
+    let check = || {
+        std::process::Command::new(BIN)
+            .args(["postgres", "check", "--postgres", &url, "--rules"])
+            .arg(&s.rules)
+            .env("XDG_CACHE_HOME", std::env::temp_dir().join("invalidator-test-cache"))
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let script = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "statements to run: {script}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "ALTER ROLE app WITH REPLICATION;",
+        "CREATE PUBLICATION invalidator FOR TABLE ",
+        "ALTER PUBLICATION invalidator OWNER TO app;",
+        "ALTER TABLE public.customers REPLICA IDENTITY FULL;",
+    ] {
+        assert!(script.contains(expected), "`{expected}` missing:\n{script}");
+    }
+    for line in script.lines() {
+        assert!(
+            line.starts_with("-- ") || line.ends_with(';'),
+            "not for psql: {line}"
+        );
+    }
+    // What an administrator does with it: run it as a superuser.
+    s.sql().batch_execute(&script).unwrap();
+    let out = check();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "nothing left to do:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    s.cache(&["customer:C9"]);
+    let serve = serve(&s.rules, &s.redis.url(), &url, &[], &[]);
+    s.wait_streaming(Duration::from_secs(30));
+    s.sql()
+        .batch_execute("INSERT INTO customers VALUES ('C9', 1, 'card', 1, 1)")
+        .unwrap();
+    wait_until("the role's stream invalidates", Duration::from_secs(30), || {
+        !s.keys().contains("customer:C9")
+    });
+    let (status, summary) = serve.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}
+
+#[test]
+fn a_stalled_pipeline_makes_the_source_not_ready_and_it_recovers_with_transactions_larger_than_its_bounds()
+ {
+    let s = setup("stall");
+    set_system(&s, "SET wal_sender_timeout = '2s'");
+    geld_rows(&s, 300);
+    let serve = s.serve(
+        &["--listen", "127.0.0.1:0"],
+        &[
+            ("INVALIDATOR_POSTGRES__MAX_IN_FLIGHT", "2"),
+            ("INVALIDATOR_PIPELINE__MAX_PENDING", "50"),
+        ],
+    );
+    s.wait_streaming(Duration::from_secs(30));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ready = || {
+        rt.block_on(async {
+            let r = reqwest::get(serve.at("/readyz")).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    wait_until("ready", Duration::from_secs(30), || ready().0 == 200);
+    let pid = |db: &mut Client| -> Option<i32> {
+        db.query_one(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'invalidator'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let streaming_pid = pid(&mut s.sql()).expect("streaming");
+
+    // Redis frozen: nothing is applied, reading pauses at two transactions
+    // in flight.
+    s.redis.signal(libc::SIGSTOP);
+    let mut db = s.sql();
+    for i in 0..10 {
+        db.execute("UPDATE geld SET amount = amount + 1 WHERE id = $1", &[&i])
+            .unwrap();
+    }
+    wait_until(
+        "the source says it is stalled",
+        Duration::from_secs(20),
+        || {
+            let (status, body) = ready();
+            status == 503 && body.contains("stalled")
+        },
+    );
+    // Three of the server's timeouts later it has not ended our stream:
+    // the paused reader still answers it.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        pid(&mut s.sql()),
+        Some(streaming_pid),
+        "the walsender was ended while the pipeline stalled; log:\n{}",
+        serve.log()
+    );
+    // One transaction larger than both bounds (300 rows).
+    db.batch_execute("UPDATE geld SET amount = amount + 1").unwrap();
+    s.redis.signal(libc::SIGCONT);
+    wait_until("every key is invalidated", Duration::from_secs(60), || {
+        turnus_left(&s) == 0
+    });
+    wait_until("ready again", Duration::from_secs(30), || ready().0 == 200);
+    let (status, summary) = serve.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}
+
+#[test]
+fn slots_are_listed_an_idle_one_is_named_at_start_and_dropped_on_request() {
+    let s = setup("slots");
+    s.sql()
+        .batch_execute(
+            "SELECT pg_create_logical_replication_slot('trial', 'pgoutput');
+             CREATE TABLE filler (v text);
+             INSERT INTO filler SELECT md5(i::text) FROM generate_series(1, 20000) i;",
+        )
+        .unwrap();
+    let serve = s.serve(&[], &[("INVALIDATOR_POSTGRES__WARN_RETAINED", "1000")]);
+    s.wait_streaming(Duration::from_secs(30));
+    wait_until("the idle slot is named", Duration::from_secs(10), || {
+        serve.log().contains("drop-slot trial")
+    });
+    let postgres = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .arg("postgres")
+            .args(args)
+            .args(["--postgres", &s.pg.url("app")])
+            .output()
+            .unwrap()
+    };
+    let out = postgres(&["slots"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{listed}");
+    assert!(
+        listed.lines().any(|l| l.starts_with("trial\t") && l.contains("inactive")),
+        "{listed}"
+    );
+    assert!(
+        listed.lines().any(|l| l.starts_with("invalidator\t") && l.contains("\tactive")),
+        "{listed}"
+    );
+    let out = postgres(&["drop-slot", "invalidator"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = postgres(&["drop-slot", "trial"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&postgres(&["slots"]).stdout).into_owned();
+    assert!(!listed.contains("trial"), "{listed}");
+    let _ = serve.stop(Duration::from_secs(30));
+}

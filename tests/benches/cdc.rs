@@ -116,13 +116,29 @@ fn watch_deletions(
     handle
 }
 
-/// Latency at `RATE` transactions per second: p50 and p99, in ms.
-fn latency(bin: &str, dir: &str, redis: &RedisServer, pg: &PostgresServer) -> (f64, f64) {
+/// The CPU time process `pid` has used so far (user and system), in
+/// microseconds, from `/proc/PID/stat`.
+fn cpu_us(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading its stat");
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces: utime and stime are the 12th and 13th of them.
+    let after = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / per_second * 1e6
+}
+
+/// Latency at `RATE` transactions per second: p50 and p99, in ms; and the
+/// CPU time `serve` spent per transaction, in µs.
+fn latency(bin: &str, dir: &str, redis: &RedisServer, pg: &PostgresServer) -> (f64, f64, f64) {
     let total = RATE * LATENCY_SECS;
     cache_keys(redis, 0..total);
     let service = serve(bin, dir, redis, pg);
     wait_active(pg, "invalidator");
     let deletions = watch_deletions(redis, total as usize);
+    let cpu_before = cpu_us(service.pid());
     let committed = Arc::new(Mutex::new(vec![None::<Instant>; total as usize]));
     let start = Instant::now();
     let per_client = RATE / CLIENTS;
@@ -154,6 +170,7 @@ fn latency(bin: &str, dir: &str, redis: &RedisServer, pg: &PostgresServer) -> (f
         c.join().unwrap();
     }
     let deleted = deletions.join().unwrap();
+    let cpu_per_commit = (cpu_us(service.pid()) - cpu_before) / f64::from(total);
     let committed = committed.lock().unwrap();
     let mut ms: Vec<f64> = deleted
         .iter()
@@ -164,7 +181,7 @@ fn latency(bin: &str, dir: &str, redis: &RedisServer, pg: &PostgresServer) -> (f
         .collect();
     ms.sort_by(f64::total_cmp);
     let _ = service.stop(Duration::from_secs(60));
-    (percentile(&ms, 0.5), percentile(&ms, 0.99))
+    (percentile(&ms, 0.5), percentile(&ms, 0.99), cpu_per_commit)
 }
 
 /// The backlog's rates: (clients' commits/s, pg_recvlogical's
@@ -277,10 +294,11 @@ fn main() {
     deploy(guests::TURNUS, &dir.join("turnus.wasm"));
     let dir = dir.to_str().unwrap().to_owned();
 
-    let (p50, p99) = latency(&bin, &dir, &redis, &pg);
+    let (p50, p99, cpu) = latency(&bin, &dir, &redis, &pg);
     println!(
         "latency at {RATE} tx/s ({CLIENTS} connections, {LATENCY_SECS} s), commit returned to key gone: p50 {p50:.2} ms, p99 {p99:.2} ms"
     );
+    println!("serve cpu us per single-row commit: {cpu:.0}");
     let (committing, reference, end_to_end) = throughput(&bin, &dir, &redis, &pg);
     println!(
         "backlog of {BACKLOG} transactions (committed by {CLIENTS} connections at {committing:.0} tx/s): \

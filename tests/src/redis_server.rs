@@ -186,6 +186,15 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` to the server: `SIGSTOP` freezes it (connections
+    /// stay open, nothing answers), `SIGCONT` lets it go on.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("the server is running");
+        // SAFETY: kill has no memory-safety preconditions; the id is our
+        // child's, not yet reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    }
+
     /// Starts the server again, on the same port, with the same folder.
     pub fn restart(&mut self) {
         self.kill();

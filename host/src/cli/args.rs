@@ -109,6 +109,12 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DIR")]
         sdk: Option<PathBuf>,
     },
+    /// Set up and look after the Postgres source: what the database needs
+    /// (as SQL to run), its replication slots.
+    Postgres {
+        #[command(subcommand)]
+        command: PostgresCommand,
+    },
     /// Validate rule components and print what they say about themselves,
     /// what they import and their size.
     Check {
@@ -252,6 +258,48 @@ impl ServeArgs {
         }
         top.into()
     }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PostgresCommand {
+    /// Print the SQL that readies the database for `serve` as the
+    /// address's role, for the rules of a folder: the role's rights, the
+    /// publication of the rules' tables, their replica identity, and
+    /// `wal_level`. What is not SQL is printed as `--` comments, so the
+    /// output can be piped to `psql` as a superuser. Exit status 0:
+    /// nothing to do; 1: statements printed; 2: trouble.
+    Check {
+        /// The database, as `serve` will reach it (its role is checked).
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+        /// The rules folder `serve` will load.
+        #[arg(long, value_name = "DIR")]
+        rules: PathBuf,
+        /// The publication [default: `invalidator`].
+        #[arg(long, value_name = "NAME")]
+        publication: Option<String>,
+        /// The replication slot [default: `invalidator`].
+        #[arg(long, value_name = "NAME")]
+        slot: Option<String>,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// List the server's replication slots: kind, plugin, database, whether
+    /// in use, and the WAL each holds back.
+    Slots {
+        /// The database address.
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+    },
+    /// Drop a replication slot nobody uses (a trial run's, say); one in use
+    /// is refused.
+    DropSlot {
+        /// The database address.
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+        /// The slot.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -9,6 +9,7 @@ mod check;
 mod diff;
 mod dry_run;
 mod new;
+mod postgres;
 mod serve;
 mod test;
 
@@ -48,6 +49,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sandbox,
         } => Ok(diff::run(&old, &new, &events, &sandbox)),
         Command::Check { path, sandbox } => check::run(&path, &sandbox),
+        Command::Postgres { command } => postgres::run(command),
         Command::Test {
             rule,
             fixtures,

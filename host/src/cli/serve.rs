@@ -18,7 +18,12 @@ pub(super) fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
     // pg_walstream narrates every query and reconnect at `info`; its
     // warnings are what an operator needs, and the source logs the rest.
-    init_logging(config.log_format, "info,pg_walstream=warn");
+    // Its retry module logs each failed attempt of an outage as an error;
+    // the source logs the outage once, when it starts and when it ends.
+    init_logging(
+        config.log_format,
+        "info,pg_walstream=warn,pg_walstream::retry=off",
+    );
     let input = match config.events_input() {
         Some(events) => Some(open_events(&events)?),
         None => None,

@@ -37,7 +37,7 @@ use crate::rules::{RuleSet, Runtime};
 use crate::sink::{MemoryStore, Store};
 use crate::source::http::{HttpSettings, HttpSource};
 use crate::source::lines::LinesSource;
-use crate::source::postgres::{PostgresError, PostgresSettings, PostgresSource};
+use crate::source::postgres::{PostgresError, PostgresSettings, PostgresSource, RuleTables};
 use crate::source::stream::{StreamSettings, StreamSource};
 use crate::source::{Intake, Source, SourceReport};
 
@@ -110,8 +110,24 @@ impl Service {
     }
 }
 
-/// Puts what a refresh of the rules folder produced into service.
-fn apply_change(invalidator: &Invalidator, change: &Refresh) {
+/// Puts what a refresh of the rules folder produced into service. With a
+/// Postgres source, the publication first follows the tables of the rules
+/// about to serve (shadows included), so that a new table's writes are
+/// streamed from the swap on.
+fn apply_change(
+    invalidator: &Invalidator,
+    postgres: Option<&PostgresSource>,
+    change: &Refresh,
+) {
+    if let Some(postgres) = postgres
+        && (change.set.is_some() || change.shadows.is_some())
+    {
+        let rules = change.set.clone().unwrap_or_else(|| invalidator.rules());
+        let shadows = change.shadows.clone().or_else(|| invalidator.shadows());
+        postgres.follow_rules(RuleTables::of(
+            std::iter::once(&*rules).chain(shadows.as_deref()),
+        ));
+    }
     if let Some(set) = &change.set {
         invalidator.swap_rules(set.clone());
     }
@@ -197,10 +213,27 @@ pub async fn serve(
         store,
         config.pipeline.clone(),
     ));
+    let postgres = match &config.postgres.url {
+        Some(_) => Some(Arc::new(
+            PostgresSource::prepare(PostgresSettings {
+                config: config.postgres.clone(),
+                retry: (config.pipeline.retry_min, config.pipeline.retry_max),
+                drain: config.shutdown_timeout,
+                tables: RuleTables::of(
+                    std::iter::once(&*invalidator.rules()).chain(first.shadows.as_deref()),
+                ),
+            })
+            .await?,
+        )),
+        None => None,
+    };
     invalidator.set_shadows(first.shadows);
     let reloader = {
         let invalidator = invalidator.clone();
-        Reloader::watch(catalog, move |change| apply_change(&invalidator, change))?
+        let postgres = postgres.clone();
+        Reloader::watch(catalog, move |change| {
+            apply_change(&invalidator, postgres.as_deref(), change)
+        })?
     };
     // A file that arrived between the first look and the start of the
     // watching would otherwise wait for the next change.
@@ -210,17 +243,6 @@ pub async fn serve(
     let drain = config.shutdown_timeout;
     let stream = match stream_settings(&config, drain).map_err(ServeError::Stream)? {
         Some(settings) => Some(Arc::new(StreamSource::new(settings)?)),
-        None => None,
-    };
-    let postgres = match &config.postgres.url {
-        Some(_) => Some(Arc::new(
-            PostgresSource::prepare(PostgresSettings {
-                config: config.postgres.clone(),
-                retry: (config.pipeline.retry_min, config.pipeline.retry_max),
-                drain,
-            })
-            .await?,
-        )),
         None => None,
     };
     let service = Arc::new(Service {

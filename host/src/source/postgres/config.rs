@@ -20,9 +20,10 @@ pub struct PostgresConfig {
     /// The replication slot: where Postgres keeps this source's position.
     /// Default `invalidator`.
     pub slot: String,
-    /// Create the publication (`FOR ALL TABLES`) and the slot (`pgoutput`)
-    /// when they are missing; `false` refuses to start instead. Default
-    /// `true`.
+    /// Create the publication (for the rules' tables) and the slot
+    /// (`pgoutput`) when they are missing, and make the publication follow
+    /// the rules' tables as they are swapped; `false` changes nothing and
+    /// refuses to start when something is missing. Default `true`.
     pub create: bool,
     /// Refuse to start while a published table lacks `REPLICA IDENTITY
     /// FULL` (its updates carry no `before` image), instead of warning.
@@ -39,6 +40,10 @@ pub struct PostgresConfig {
     /// Transactions read and not yet applied, at most: reading pauses at
     /// this bound until the pipeline catches up. Default 10000.
     pub max_in_flight: usize,
+    /// At start, other replication slots that nobody streams from and that
+    /// hold more than this many bytes of WAL are named in a warning.
+    /// Default 1 GiB.
+    pub warn_retained: u64,
 }
 
 impl Default for PostgresConfig {
@@ -52,6 +57,7 @@ impl Default for PostgresConfig {
             confirm_every: Duration::from_secs(1),
             stats_every: Duration::from_secs(5),
             max_in_flight: 10_000,
+            warn_retained: 1 << 30,
         }
     }
 }

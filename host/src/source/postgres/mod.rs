@@ -14,15 +14,30 @@
 //!   by another `serve`) is retried with the pipeline's back-off and logged
 //!   once per outage; a second process on the same slot thus waits, and
 //!   takes over when the first dies.
-//! - The publication, the slot, and the tables' replica identity are
-//!   checked at start ([`catalog`]).
+//! - A transaction is handed over only once it is visible to new
+//!   snapshots ([`visibility`]): logical decoding sends it earlier, and an
+//!   invalidation in between lets a reader store the old row for good.
+//! - The publication names the rules' tables and follows them across
+//!   swaps; the slot and the tables' replica identity are checked at start
+//!   ([`catalog`], [`setup`]).
+//! - A stream that stops while its connection looks open is noticed: the
+//!   slot is read on a connection of its own, and a slot no longer streamed
+//!   from while we think we stream drops the session and reconnects. While
+//!   reading is paused by back-pressure, a status update goes out every
+//!   tick, so that the server's `wal_sender_timeout` never ends a stream
+//!   that is only waiting for the pipeline.
 
 mod catalog;
 mod config;
 mod decode;
 mod error;
+mod setup;
+mod tables;
+mod visibility;
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,13 +45,17 @@ use pg_walstream::{
     CancellationToken, ChangeEvent, EventType, LogicalReplicationStream, Lsn,
     ReplicationStreamConfig, RetryConfig, SharedLsnFeedback, StreamingMode,
 };
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, Notify, watch};
 
+pub use catalog::SlotInfo;
 pub use config::{PostgresConfig, redact};
 pub use error::PostgresError;
+pub use tables::{RuleTables, TableName};
 
 use self::catalog::Catalog;
 use self::decode::{Assembler, Relation};
+use self::setup::Setup;
+use self::visibility::{Gate, Waiting};
 use super::in_flight::InFlight;
 use super::{Intake, Source, SourceReport};
 use crate::connection::Backoff;
@@ -55,12 +74,22 @@ crate::figures! {
         Counter confirmed,
         /// Connections lost and retried.
         Counter reconnects,
+        /// Sessions dropped because the server no longer streamed to them
+        /// while the connection looked open.
+        Counter silent_streams,
+        /// Visibility checks of waiting transactions (one query each).
+        Counter visibility_checks,
         /// Messages that could not be taken as they are (a value not of its
         /// column's type, an unexpected message); each is logged with its
         /// position.
         Counter oddities,
         /// Transactions read and not yet confirmed.
         Gauge in_flight,
+        /// Of those, the ones read but not yet visible to other sessions
+        /// (their commits are held back until they are).
+        Gauge invisible,
+        /// Milliseconds since the stream last delivered a message.
+        Gauge idle_ms,
         /// 1 while the replication stream is up, else 0.
         Gauge connected,
         /// WAL the slot keeps from being recycled, in bytes
@@ -85,6 +114,8 @@ pub struct PostgresSettings {
     /// On stop, how long to wait for the transactions in flight to be
     /// applied and confirmed.
     pub drain: Duration,
+    /// The tables the rules in service read (the publication names them).
+    pub tables: RuleTables,
 }
 
 /// What a transaction in flight is confirmed by.
@@ -107,10 +138,25 @@ pub struct PostgresSource {
     database: String,
     /// The catalog connection, reopened when lost.
     catalog: Mutex<Option<Catalog>>,
+    /// Transactions read, waiting to be visible before they are handed
+    /// over; they then move to `in_flight`.
+    gate: Gate<Position>,
     in_flight: InFlight<Position>,
     counters: PostgresCounters,
     /// Where commits go, once running.
     intake: OnceLock<Intake>,
+    /// The tables the publication names now, as the rules asked.
+    tables: std::sync::Mutex<RuleTables>,
+    /// How long the oldest transaction may wait to be applied before the
+    /// source is not ready: the server's `wal_sender_timeout` (60 s when it
+    /// has none).
+    stall_after: Duration,
+    /// Signalled when the slot is seen idle while we think we stream.
+    silent: Notify,
+    /// Set while the slot is found missing.
+    slot_missing: AtomicBool,
+    /// When the stream last delivered a message (ms since the epoch).
+    last_message_ms: AtomicU64,
 }
 
 impl PostgresSource {
@@ -124,23 +170,8 @@ impl PostgresSource {
             .clone()
             .ok_or_else(|| PostgresError::Refused("no `postgres.url` given".into()))?;
         let mut catalog = Catalog::connect(&url).await?;
-        let prepared = catalog.prepare(&config).await?;
-        if !prepared.without_full_identity.is_empty() {
-            let tables = prepared.without_full_identity.join(", ");
-            if config.require_full_identity {
-                return Err(PostgresError::Refused(format!(
-                    "published tables without REPLICA IDENTITY FULL: {tables}; and \
-                     `postgres.require_full_identity` is true. Run `ALTER TABLE ... REPLICA \
-                     IDENTITY FULL` on each"
-                )));
-            }
-            tracing::warn!(
-                tables,
-                "published tables without REPLICA IDENTITY FULL: their updates carry no \
-                 `before` image, so a row that moves (to another parent, say) leaves its old \
-                 place stale. Run `ALTER TABLE ... REPLICA IDENTITY FULL` on those whose rows move"
-            );
-        }
+        let prepared = catalog.prepare(&config, &settings.tables).await?;
+        catalog.warn_of_idle_slots(&config).await;
         tracing::info!(
             database = %prepared.database,
             publication = %config.publication,
@@ -148,46 +179,123 @@ impl PostgresSource {
             address = %redact(&url),
             "reading commits from Postgres"
         );
+        let stall_after = if prepared.wal_sender_timeout.is_zero() {
+            Duration::from_secs(60)
+        } else {
+            prepared.wal_sender_timeout
+        };
         Ok(Self {
             url,
             retry: settings.retry,
             drain: settings.drain,
             database: prepared.database,
             catalog: Mutex::new(Some(catalog)),
+            gate: Gate::default(),
             in_flight: InFlight::default(),
             counters: PostgresCounters::default(),
             intake: OnceLock::new(),
+            tables: std::sync::Mutex::new(settings.tables),
+            stall_after,
+            silent: Notify::new(),
+            slot_missing: AtomicBool::new(false),
+            last_message_ms: AtomicU64::new(now_ms()),
             config,
         })
     }
 
+    /// Makes the publication name the tables of rules about to serve,
+    /// before they serve, so that their tables' writes are streamed from
+    /// the swap on. Blocks the caller (the rules folder's watcher) for the
+    /// few statements it takes, on a thread of its own, so that it works
+    /// whatever runtime (if any) the caller is on.
+    pub fn follow_rules(&self, tables: RuleTables) {
+        if *self.tables.lock().expect("tables lock") == tables {
+            return;
+        }
+        let url = self.url.clone();
+        let config = self.config.clone();
+        let wanted = tables.clone();
+        let result = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| PostgresError::Refused(format!("cannot start a runtime: {e}")))?;
+            rt.block_on(async {
+                let mut catalog = Catalog::connect(&url).await?;
+                catalog.follow(&config, &wanted).await
+            })
+        })
+        .join();
+        match result {
+            Ok(Ok(())) => *self.tables.lock().expect("tables lock") = tables,
+            Ok(Err(error)) => tracing::error!(%error,
+                "the publication could not follow the rules' tables; writes to a table new to \
+                 the rules are not streamed until it does"),
+            Err(_) => tracing::error!("following the rules' tables panicked"),
+        }
+    }
+
     /// The counters now.
     pub fn stats(&self) -> PostgresStats {
-        let lag_ms = self.in_flight.first().map_or(0, |(_, p)| {
+        let invisible = self.gate.len() as u64;
+        PostgresStats {
+            in_flight: self.in_flight.len() as u64 + invisible,
+            invisible,
+            lag_ms: self.lag_ms(),
+            idle_ms: now_ms().saturating_sub(self.last_message_ms.load(Relaxed)),
+            ..self.counters.snapshot()
+        }
+    }
+
+    /// How long ago the oldest transaction not yet applied committed, in
+    /// milliseconds.
+    fn lag_ms(&self) -> u64 {
+        // Transactions pass the gate into `in_flight`, so the oldest is
+        // there when there is one.
+        let oldest = self
+            .in_flight
+            .first()
+            .map(|(_, p)| p)
+            .or_else(|| self.gate.first());
+        oldest.map_or(0, |p| {
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_micros() as i64;
             (now - p.committed_us).max(0) as u64 / 1000
-        });
-        PostgresStats {
-            in_flight: self.in_flight.len() as u64,
-            lag_ms,
-            ..self.counters.snapshot()
-        }
+        })
     }
 
-    /// Ready when the replication stream is up; else why not.
+    /// Ready when the replication stream is up, its slot is there, and
+    /// what was read is being applied; else why not.
     pub fn ready(&self) -> Result<(), String> {
-        if self.counters.connected.load(Relaxed) == 1 {
-            Ok(())
-        } else {
-            Err(format!(
-                "the Postgres source is not streaming from slot `{}` (database unreachable, \
-                 or the slot is in use by another process)",
-                self.config.slot
-            ))
+        let slot = &self.config.slot;
+        if self.slot_missing.load(Relaxed) {
+            return Err(format!(
+                "replication slot `{slot}` is gone (dropped by hand, or invalidated): restart \
+                 serve to create it anew. Writes made since it went are never streamed, so \
+                 also flush the cache keys of the rules' tables"
+            ));
         }
+        if self.counters.connected.load(Relaxed) != 1 {
+            return Err(format!(
+                "the Postgres source is not streaming from slot `{slot}` (database unreachable, \
+                 or the slot is in use by another process)"
+            ));
+        }
+        let lag = Duration::from_millis(self.lag_ms());
+        if lag > self.stall_after {
+            return Err(format!(
+                "the Postgres source is stalled: the oldest transaction read from slot `{slot}` \
+                 committed {} s ago and is not applied yet ({} waiting to be visible, {} to be \
+                 applied; the bound is the server's wal_sender_timeout, {} s)",
+                lag.as_secs(),
+                self.gate.len(),
+                self.in_flight.len(),
+                self.stall_after.as_secs()
+            ));
+        }
+        Ok(())
     }
 
     fn intake(&self) -> &Intake {
@@ -199,20 +307,33 @@ impl PostgresSource {
     /// Streams until `stop`, reconnecting after every failure.
     async fn consume(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let watcher = tokio::spawn(self.clone().watch_slot());
+        let gate = tokio::spawn(self.clone().release_visible());
         let mut backoff = Backoff::new(self.retry.0, self.retry.1);
         let mut assembler = Assembler::new(&self.database);
         let mut reader = Reader::default();
         let mut outage: Option<Instant> = None;
         while !*stop.borrow() {
-            let result = self
-                .session(
+            // The watchdog's signal drops the session wherever it is
+            // waiting, a stalled await included.
+            let silent = self.silent.notified();
+            let result = tokio::select! {
+                result = self.session(
                     &mut stop,
                     &mut assembler,
                     &mut reader,
                     &mut outage,
                     &mut backoff,
-                )
-                .await;
+                ) => result,
+                () = silent => {
+                    self.counters.silent_streams.fetch_add(1, Relaxed);
+                    Err(PostgresError::Silent(format!(
+                        "the server no longer streams from slot `{}` though the connection \
+                         looked open (its walsender ended: wal_sender_timeout, or a dropped \
+                         network); dropping the session",
+                        self.config.slot
+                    )))
+                }
+            };
             self.counters.connected.store(0, Relaxed);
             let error = match result {
                 Ok(()) => break,
@@ -235,7 +356,8 @@ impl PostgresSource {
             }
         }
         watcher.abort();
-        let left = self.in_flight.len();
+        gate.abort();
+        let left = self.in_flight.len() + self.gate.len();
         if left > 0 {
             tracing::warn!(
                 transactions = left,
@@ -243,6 +365,15 @@ impl PostgresSource {
                  at the next start"
             );
         }
+    }
+
+    /// Transactions read and not yet confirmed: waiting at the gate, then
+    /// in flight. The gate is read first: a transaction moves from it to
+    /// `in_flight` under the gate's lock, so read in this order it is
+    /// counted in one or the other, never in neither.
+    fn unconfirmed(&self) -> usize {
+        let waiting = self.gate.len();
+        waiting + self.in_flight.len()
     }
 
     /// One connection's life: streams, hands commits over, confirms what
@@ -276,6 +407,7 @@ impl PostgresSource {
                 .await?;
         stream.start(None).await?;
         self.counters.connected.store(1, Relaxed);
+        self.last_message_ms.store(now_ms(), Relaxed);
         backoff.reset();
         if let Some(since) = outage.take() {
             tracing::info!(
@@ -294,6 +426,7 @@ impl PostgresSource {
         }
         loop {
             self.confirm_applied(*applied.borrow_and_update(), &feedback);
+            let paused = self.unconfirmed() >= c.max_in_flight;
             let stopping = tokio::select! {
                 biased;
                 // A dropped sender is a stop too.
@@ -305,16 +438,25 @@ impl PostgresSource {
                     false
                 }
                 _ = tick.tick() => {
-                    // Nothing in flight and no transaction half read: every
-                    // commit up to the server's last keepalive is done.
-                    if self.in_flight.len() == 0 && !assembler.is_open() {
+                    // Nothing waiting or in flight and no transaction half
+                    // read: every commit up to the server's last keepalive
+                    // is done.
+                    if self.unconfirmed() == 0 && !assembler.is_open() {
                         feedback.update_applied_lsn(stream.current_lsn());
                     }
-                    stream.maybe_send_feedback().await;
+                    if paused {
+                        // Not reading, we would not answer the server's
+                        // keepalives, and it would end the stream at
+                        // wal_sender_timeout: a status update, even an
+                        // unchanged one, keeps it waiting for us.
+                        stream.send_feedback().await?;
+                    } else {
+                        stream.maybe_send_feedback().await;
+                    }
                     false
                 }
-                event = stream.next_event(&cancel),
-                    if self.in_flight.len() < c.max_in_flight => {
+                event = stream.next_event(&cancel), if !paused => {
+                    self.last_message_ms.store(now_ms(), Relaxed);
                     self.take(event?, assembler, reader).await;
                     false
                 }
@@ -349,11 +491,14 @@ impl PostgresSource {
         let deadline = tokio::time::Instant::now() + self.drain;
         loop {
             self.confirm_applied(*applied.borrow_and_update(), feedback);
-            if self.in_flight.len() == 0 {
+            if self.unconfirmed() == 0 {
                 break;
             }
-            match tokio::time::timeout_at(deadline, applied.changed()).await {
-                Ok(Ok(())) => {}
+            // Transactions still at the gate reach the pipeline without a
+            // change of `applied`: look again every few milliseconds too.
+            let wait = tokio::time::timeout(Duration::from_millis(20), applied.changed());
+            match tokio::time::timeout_at(deadline, wait).await {
+                Ok(Ok(Ok(()))) | Ok(Err(_)) => {}
                 _ => break,
             }
         }
@@ -379,30 +524,31 @@ impl PostgresSource {
                 assembler.relation(*relation_id, relation);
             }
             EventType::Begin {
-                commit_timestamp, ..
+                commit_timestamp,
+                transaction_id,
+                ..
             } => {
                 reader.committed_us = commit_timestamp.timestamp_micros();
+                reader.xid = *transaction_id;
                 assembler.event(&event.event_type, event.lsn);
             }
             EventType::Commit { end_lsn, .. } => {
                 if let Some(commit) = assembler.event(&event.event_type, event.lsn) {
                     self.counters.transactions.fetch_add(1, Relaxed);
+                    self.counters
+                        .writes
+                        .fetch_add(commit.writes.len() as u64, Relaxed);
                     // A transaction that wrote no published row still has
                     // a position to confirm, once what came before it is
-                    // applied.
-                    if !commit.writes.is_empty() {
-                        self.counters
-                            .writes
-                            .fetch_add(commit.writes.len() as u64, Relaxed);
-                        reader.last_seq = self.intake().hand_over(commit);
-                    }
-                    self.in_flight.push(
-                        reader.last_seq,
-                        Position {
+                    // applied; it waits for nothing else.
+                    self.gate.push(Waiting {
+                        xid: reader.xid,
+                        commit: (!commit.writes.is_empty()).then_some(commit),
+                        position: Position {
                             end: end_lsn.value(),
                             committed_us: reader.committed_us,
                         },
-                    );
+                    });
                 }
             }
             other => {
@@ -412,6 +558,86 @@ impl PostgresSource {
         for oddity in assembler.take_oddities() {
             self.counters.oddities.fetch_add(1, Relaxed);
             tracing::warn!(lsn = %oddity.lsn, "{}", oddity.what);
+        }
+    }
+
+    /// Hands over the transactions waiting at the gate as they become
+    /// visible to new snapshots, in the order they were read, on a
+    /// connection of its own. Runs for the source's life, across
+    /// reconnections: a transaction read is committed whatever happens to
+    /// the stream, and one read again after a reconnection is only
+    /// invalidated twice.
+    async fn release_visible(self: Arc<Self>) {
+        /// The first wait for a transaction not yet visible, and the
+        /// longest: the gap is usually microseconds, but with a
+        /// synchronous standby it lasts as long as the standby takes.
+        const FIRST_WAIT: Duration = Duration::from_millis(1);
+        const LONGEST_WAIT: Duration = Duration::from_millis(50);
+        /// Most transactions checked in one query.
+        const MOST_CHECKED: usize = 4096;
+        let mut catalog: Option<Catalog> = None;
+        let mut wait = FIRST_WAIT;
+        let mut failing = false;
+        let mut last_seq = 0;
+        loop {
+            let arrived = self.gate.arrived.notified();
+            if self.gate.len() == 0 {
+                arrived.await;
+                continue;
+            }
+            let xids = self.gate.xids(MOST_CHECKED);
+            let visible = if xids.is_empty() {
+                HashSet::new()
+            } else {
+                self.counters.visibility_checks.fetch_add(1, Relaxed);
+                let checked = match catalog.as_mut() {
+                    Some(c) => c.visible(&xids).await,
+                    None => match Catalog::connect(&self.url).await {
+                        Ok(c) => catalog.insert(c).visible(&xids).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                match checked {
+                    Ok(visible) => {
+                        if failing {
+                            failing = false;
+                            tracing::info!("checking transactions' visibility again");
+                        }
+                        visible
+                    }
+                    Err(error) => {
+                        // Without the check nothing is handed over: an
+                        // invalidation too early is a stale entry for good,
+                        // one late only a longer lag.
+                        if !failing {
+                            failing = true;
+                            tracing::warn!(%error,
+                                "cannot check whether transactions are visible yet; holding \
+                                 their invalidations until it can");
+                        }
+                        catalog = None;
+                        tokio::time::sleep(self.retry.0.max(LONGEST_WAIT)).await;
+                        continue;
+                    }
+                }
+            };
+            let passed = self.gate.release(&visible, |commit, position| {
+                if let Some(commit) = commit {
+                    last_seq = self.intake().hand_over(commit);
+                }
+                self.in_flight.push(last_seq, position);
+            });
+            if passed > 0 {
+                // The acker may be waiting for an applied commit whose
+                // position it has not seen yet.
+                self.in_flight.added.notify_one();
+            }
+            if self.gate.len() == 0 {
+                wait = FIRST_WAIT;
+            } else if passed == 0 {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(LONGEST_WAIT);
+            }
         }
     }
 
@@ -453,27 +679,38 @@ impl PostgresSource {
         }
     }
 
-    /// The primary key of relation `id`, through the catalog connection
-    /// (opened again if it was lost).
+    /// The primary key of relation `id`, through the catalog connection.
+    /// A connection that a restart of the server killed is only found out
+    /// by using it: it is then opened again and asked once more, rather
+    /// than giving up on the key for the rest of the session.
     async fn primary_key(&self, id: u32) -> Result<Vec<String>, PostgresError> {
         let mut catalog = self.catalog.lock().await;
-        if catalog.is_none() {
-            *catalog = Some(Catalog::connect(&self.url).await?);
+        let mut last = None;
+        for _ in 0..2 {
+            if catalog.is_none() {
+                *catalog = Some(Catalog::connect(&self.url).await?);
+            }
+            match catalog.as_mut().expect("connected").primary_key(id).await {
+                Ok(key) => return Ok(key),
+                Err(error) => {
+                    *catalog = None;
+                    last = Some(error);
+                }
+            }
         }
-        let result = catalog.as_mut().expect("connected").primary_key(id).await;
-        if result.is_err() {
-            *catalog = None;
-        }
-        result
+        Err(last.expect("two tries failed"))
     }
 
-    /// Reads the slot's position every `stats_every`, for the statistics,
-    /// on a connection of its own so that a slow answer never holds up
-    /// the reading.
+    /// Reads the slot every `stats_every`, for the statistics and as the
+    /// watchdog, on a connection of its own so that a slow answer never
+    /// holds up the reading: a slot that nobody streams from while the
+    /// session thinks it does, twice in a row, means the server ended our
+    /// stream without our connection noticing.
     async fn watch_slot(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.config.stats_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut catalog: Option<Catalog> = None;
+        let mut idle_reads = 0;
         loop {
             tick.tick().await;
             if catalog.is_none() {
@@ -482,23 +719,79 @@ impl PostgresSource {
             let Some(c) = catalog.as_mut() else { continue };
             match c.slot_position(&self.config.slot).await {
                 Ok(Some(p)) => {
+                    if self.slot_missing.swap(false, Relaxed) {
+                        tracing::info!(slot = %self.config.slot, "the replication slot is back");
+                    }
                     self.counters
                         .retained_wal_bytes
                         .store(p.retained_bytes, Relaxed);
                     self.counters.confirmed_lsn.store(p.confirmed, Relaxed);
+                    let streaming = self.counters.connected.load(Relaxed) == 1;
+                    idle_reads = if streaming && !p.active {
+                        idle_reads + 1
+                    } else {
+                        0
+                    };
+                    if idle_reads >= 2 {
+                        idle_reads = 0;
+                        self.silent.notify_waiters();
+                    }
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    if !self.slot_missing.swap(true, Relaxed) {
+                        tracing::error!(slot = %self.config.slot,
+                            "the replication slot is gone (dropped by hand, or invalidated): \
+                             writes made from now on are not streamed. Restart serve to create \
+                             it anew, and flush the cache keys of the rules' tables");
+                    }
+                }
                 Err(_) => catalog = None,
             }
         }
     }
 }
 
+/// The time now, in milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// What `invalidator postgres check` prints for rules reading `tables`:
+/// the SQL that sets the database at `config.url` up for `serve` as that
+/// address's role, and whether any statement is needed.
+pub async fn check(
+    config: &PostgresConfig,
+    tables: &RuleTables,
+) -> Result<(String, bool), PostgresError> {
+    let url = config
+        .url
+        .as_deref()
+        .ok_or_else(|| PostgresError::Refused("no `postgres.url` given".into()))?;
+    let mut catalog = Catalog::connect(url).await?;
+    let facts = catalog.facts(config, tables).await?;
+    let setup = Setup::new(tables, &facts);
+    Ok(setup.script(&facts, &config.publication, &config.slot))
+}
+
+/// The replication slots of the server at `url`.
+pub async fn slots(url: &str) -> Result<Vec<SlotInfo>, PostgresError> {
+    Catalog::connect(url).await?.slots().await
+}
+
+/// Drops replication slot `name` of the server at `url`, refusing one in
+/// use.
+pub async fn drop_slot(url: &str, name: &str) -> Result<(), PostgresError> {
+    Catalog::connect(url).await?.drop_slot(name).await
+}
+
 /// What the reading loop carries from one event to the next.
 #[derive(Debug, Default)]
 struct Reader {
-    /// The sequence number of the last commit handed over.
-    last_seq: u64,
+    /// The id of the transaction being read.
+    xid: u32,
     /// When the transaction being read committed.
     committed_us: i64,
 }
