@@ -610,16 +610,20 @@ fn an_idle_slot_holds_no_wal_back_and_the_source_is_in_stats_metrics_and_readine
 
 /// Sets a server setting as the superuser and reloads the configuration.
 fn set_system(s: &Setup, setting: &str) {
-    s.pg.client("postgres")
-        .batch_execute(&format!("ALTER SYSTEM {setting}; SELECT pg_reload_conf();"))
+    // One statement per call: ALTER SYSTEM refuses to run in the
+    // transaction a multi-statement call makes.
+    let mut su = s.pg.client("postgres");
+    su.batch_execute(&format!("ALTER SYSTEM {setting}"))
         .unwrap();
+    su.batch_execute("SELECT pg_reload_conf()").unwrap();
 }
 
 #[test]
 fn a_commit_is_invalidated_only_once_other_sessions_can_see_it() {
     let s = setup("visible");
     let mut db = s.sql();
-    db.batch_execute("INSERT INTO geld VALUES (1, 1, 10)").unwrap();
+    db.batch_execute("INSERT INTO geld VALUES (1, 1, 10)")
+        .unwrap();
     let serve = s.serve(&[], &[]);
     s.wait_streaming(Duration::from_secs(30));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -634,12 +638,14 @@ fn a_commit_is_invalidated_only_once_other_sessions_can_see_it() {
         v.to_string().into_bytes()
     };
     let fill = |db: &mut Client| -> (Vec<u8>, bool) {
+        // Read before the fill: the synchronous client cannot run inside
+        // the runtime. What the loader would return is what it read.
+        let row = amount(db);
         let mut loaded = false;
         let value = rt
             .block_on(cache.get_or_fill("turnus_data_1", None, &[], || {
                 loaded = true;
-                let value = amount(db);
-                async move { Ok::<_, std::convert::Infallible>(value) }
+                async move { Ok::<_, std::convert::Infallible>(row) }
             }))
             .unwrap();
         (value, loaded)
@@ -777,8 +783,7 @@ fn a_swap_that_brings_a_table_publishes_it_before_the_new_rule_serves() {
     );
     deploy(guests::TURNUS, &rules.join("turnus.wasm"));
     wait_until("the turnus rule serves", Duration::from_secs(60), || {
-        serve.log().contains("turnus")
-            && published(&mut s.sql()).contains("kinder")
+        serve.log().contains("turnus") && published(&mut s.sql()).contains("kinder")
     });
     // Published before the rule served: once it serves, its writes count.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -796,9 +801,11 @@ fn a_swap_that_brings_a_table_publishes_it_before_the_new_rule_serves() {
     s.cache(&["turnus_data_4"]);
     db.batch_execute("INSERT INTO kinder VALUES (1, 4, 'x')")
         .unwrap();
-    wait_until("the new table's write invalidates", Duration::from_secs(30), || {
-        !s.keys().contains("turnus_data_4")
-    });
+    wait_until(
+        "the new table's write invalidates",
+        Duration::from_secs(30),
+        || !s.keys().contains("turnus_data_4"),
+    );
     let _ = serve.stop(Duration::from_secs(30));
 }
 
@@ -813,7 +820,10 @@ fn a_role_that_is_not_a_superuser_starts_after_running_the_sql_check_prints() {
         std::process::Command::new(BIN)
             .args(["postgres", "check", "--postgres", &url, "--rules"])
             .arg(&s.rules)
-            .env("XDG_CACHE_HOME", std::env::temp_dir().join("invalidator-test-cache"))
+            .env(
+                "XDG_CACHE_HOME",
+                std::env::temp_dir().join("invalidator-test-cache"),
+            )
             .output()
             .unwrap()
     };
@@ -855,9 +865,11 @@ fn a_role_that_is_not_a_superuser_starts_after_running_the_sql_check_prints() {
     s.sql()
         .batch_execute("INSERT INTO customers VALUES ('C9', 1, 'card', 1, 1)")
         .unwrap();
-    wait_until("the role's stream invalidates", Duration::from_secs(30), || {
-        !s.keys().contains("customer:C9")
-    });
+    wait_until(
+        "the role's stream invalidates",
+        Duration::from_secs(30),
+        || !s.keys().contains("customer:C9"),
+    );
     let (status, summary) = serve.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
 }
@@ -920,7 +932,8 @@ fn a_stalled_pipeline_makes_the_source_not_ready_and_it_recovers_with_transactio
         serve.log()
     );
     // One transaction larger than both bounds (300 rows).
-    db.batch_execute("UPDATE geld SET amount = amount + 1").unwrap();
+    db.batch_execute("UPDATE geld SET amount = amount + 1")
+        .unwrap();
     s.redis.signal(libc::SIGCONT);
     wait_until("every key is invalidated", Duration::from_secs(60), || {
         turnus_left(&s) == 0
@@ -957,11 +970,15 @@ fn slots_are_listed_an_idle_one_is_named_at_start_and_dropped_on_request() {
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{listed}");
     assert!(
-        listed.lines().any(|l| l.starts_with("trial\t") && l.contains("inactive")),
+        listed
+            .lines()
+            .any(|l| l.starts_with("trial\t") && l.contains("inactive")),
         "{listed}"
     );
     assert!(
-        listed.lines().any(|l| l.starts_with("invalidator\t") && l.contains("\tactive")),
+        listed
+            .lines()
+            .any(|l| l.starts_with("invalidator\t") && l.contains("\tactive")),
         "{listed}"
     );
     let out = postgres(&["drop-slot", "invalidator"]);
@@ -972,7 +989,11 @@ fn slots_are_listed_an_idle_one_is_named_at_start_and_dropped_on_request() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = postgres(&["drop-slot", "trial"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed = String::from_utf8_lossy(&postgres(&["slots"]).stdout).into_owned();
     assert!(!listed.contains("trial"), "{listed}");
     let _ = serve.stop(Duration::from_secs(30));

@@ -123,8 +123,14 @@ class Serve:
     """An `invalidator serve` process with the example rules, listening."""
 
     def __init__(
-        self, redis_url: str, extra: list[str] | None = None, env: dict[str, str] | None = None
+        self,
+        redis_url: str,
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        rules: Path | None = None,
     ) -> None:
+        """`rules`: the rules folder, by default `$INVALIDATOR_RULES` or
+        `target/rules`."""
         bin_path = os.environ.get("INVALIDATOR_BIN") or str(ROOT / "target/debug/invalidator")
         if not Path(bin_path).is_file():
             pytest.fail(
@@ -132,7 +138,8 @@ class Serve:
                 "which `cargo xtask test` does) or set $INVALIDATOR_BIN",
                 pytrace=False,
             )
-        rules = Path(os.environ.get("INVALIDATOR_RULES") or ROOT / "target/rules")
+        if rules is None:
+            rules = Path(os.environ.get("INVALIDATOR_RULES") or ROOT / "target/rules")
         if not any(rules.glob("*.wasm")):
             pytest.fail(
                 f"no rule components in {rules}: run `cargo xtask build-rules` (which "
@@ -150,14 +157,17 @@ class Serve:
             env={**os.environ, **(env or {})},
         )
         assert self.process.stderr is not None
+        # What it logged before listening stays in the log, and says why when
+        # it exits instead.
+        self.log: list[str] = []
         for line in self.process.stderr:
             if line.startswith("listening on "):
                 self.url = line.removeprefix("listening on ").strip()
                 break
+            self.log.append(line)
         else:
-            raise RuntimeError("`invalidator serve` exited before listening")
+            raise RuntimeError("`invalidator serve` exited before listening:\n" + "".join(self.log))
         # Keep reading its log, so that a full pipe never blocks it.
-        self.log: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self) -> None:

@@ -114,11 +114,7 @@ impl Service {
 /// Postgres source, the publication first follows the tables of the rules
 /// about to serve (shadows included), so that a new table's writes are
 /// streamed from the swap on.
-fn apply_change(
-    invalidator: &Invalidator,
-    postgres: Option<&PostgresSource>,
-    change: &Refresh,
-) {
+fn apply_change(invalidator: &Invalidator, postgres: Option<&PostgresSource>, change: &Refresh) {
     if let Some(postgres) = postgres
         && (change.set.is_some() || change.shadows.is_some())
     {

@@ -12,9 +12,7 @@ use pg_walstream::{PgReplicationConnection, PgResult};
 
 use super::config::{PostgresConfig, redact};
 use super::error::PostgresError;
-use super::setup::{
-    Facts, Identity, PublicationFacts, RoleFacts, Setup, SlotFacts, TableFacts,
-};
+use super::setup::{Facts, Identity, PublicationFacts, RoleFacts, Setup, SlotFacts, TableFacts};
 use super::tables::{RuleTables, TableName, sql_literal};
 
 /// A connection for catalog queries.
@@ -474,10 +472,9 @@ impl Catalog {
         let Ok(slots) = self.slots().await else {
             return;
         };
-        for slot in slots
-            .iter()
-            .filter(|s| !s.active && s.name != config.slot && s.retained_bytes > config.warn_retained)
-        {
+        for slot in slots.iter().filter(|s| {
+            !s.active && s.name != config.slot && s.retained_bytes > config.warn_retained
+        }) {
             tracing::warn!(
                 slot = %slot.name,
                 retained_bytes = slot.retained_bytes,
@@ -637,4 +634,3 @@ fn names(tables: &[TableName]) -> String {
 fn literal(value: &str) -> Result<String, PostgresError> {
     quote_literal(value).map_err(|e| PostgresError::Refused(format!("`{value}`: {e}")))
 }
-

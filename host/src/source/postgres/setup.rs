@@ -260,7 +260,10 @@ impl Setup {
         }
         if !role.superuser && !role.replication {
             out.comment("the role streams the log and creates its slot: it needs REPLICATION");
-            out.statement(format!("ALTER ROLE {} WITH REPLICATION", sql_ident(&role.name)));
+            out.statement(format!(
+                "ALTER ROLE {} WITH REPLICATION",
+                sql_ident(&role.name)
+            ));
         }
         let quoted = sql_ident(publication);
         match &facts.publication {
@@ -302,7 +305,9 @@ impl Setup {
                         ));
                     }
                     if !role.superuser && now.owner != role.name && self.publish.is_some() {
-                        out.comment("owned by the role, so that serve can follow the rules' tables");
+                        out.comment(
+                            "owned by the role, so that serve can follow the rules' tables",
+                        );
                         out.statement(format!(
                             "ALTER PUBLICATION {quoted} OWNER TO {}",
                             sql_ident(&role.name)
@@ -496,7 +501,10 @@ mod tests {
             "ALTER TABLE public.legacy REPLICA IDENTITY FULL;",
             "ALTER TABLE public.kinder REPLICA IDENTITY FULL;",
         ] {
-            assert!(text.contains(expected), "`{expected}` missing from:\n{text}");
+            assert!(
+                text.contains(expected),
+                "`{expected}` missing from:\n{text}"
+            );
         }
 
         let ready = Facts {

@@ -145,7 +145,10 @@ mod tests {
             TableName::from_rule("sales.orders"),
             TableName::new("sales", "orders")
         );
-        assert_eq!(TableName::from_rule("sales.orders").to_string(), "sales.orders");
+        assert_eq!(
+            TableName::from_rule("sales.orders").to_string(),
+            "sales.orders"
+        );
         assert_eq!(TableName::from_rule("kinder").to_string(), "kinder");
     }
 
