@@ -470,12 +470,19 @@ fn postgres_restarting_under_a_stream_of_transactions_loses_nothing() {
     wait_until("every key is invalidated", Duration::from_secs(120), || {
         turnus_left(&s) == 0
     });
+    let log = serve.log();
     let (status, summary) = serve.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
     assert!(
         summary["postgres"]["reconnects"].as_u64().unwrap() >= 1,
         "the restart was seen: {summary}"
     );
+    // The primary-key lookup after the restart found its catalog
+    // connection killed: it reconnects rather than falling back to every
+    // column as the key.
+    assert_eq!(summary["postgres"]["oddities"], 0, "{summary}");
+    // One outage, told once by the source: not every retry of it.
+    assert!(!log.contains("pg_walstream::retry"), "{log}");
 }
 
 #[test]
@@ -996,5 +1003,45 @@ fn slots_are_listed_an_idle_one_is_named_at_start_and_dropped_on_request() {
     );
     let listed = String::from_utf8_lossy(&postgres(&["slots"]).stdout).into_owned();
     assert!(!listed.contains("trial"), "{listed}");
+    let _ = serve.stop(Duration::from_secs(30));
+}
+
+#[test]
+fn a_dropped_slot_is_named_by_readiness_with_what_to_do() {
+    let s = setup("dropped");
+    let serve = s.serve(&["--listen", "127.0.0.1:0"], &[]);
+    s.wait_streaming(Duration::from_secs(30));
+    let mut db = s.pg.client("postgres");
+    // The slot is in use: end its walsender and drop it before serve is
+    // back on it.
+    wait_until("the slot is dropped", Duration::from_secs(30), || {
+        db.batch_execute(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+             WHERE slot_name = 'invalidator' AND active_pid IS NOT NULL",
+        )
+        .unwrap();
+        db.batch_execute("SELECT pg_drop_replication_slot('invalidator')")
+            .is_ok()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    wait_until(
+        "readiness names the missing slot",
+        Duration::from_secs(30),
+        || {
+            rt.block_on(async {
+                let r = reqwest::get(serve.at("/readyz")).await.unwrap();
+                r.status().as_u16() == 503
+                    && r.text()
+                        .await
+                        .unwrap()
+                        .contains("slot `invalidator` is gone")
+            })
+        },
+    );
+    assert!(
+        serve.log().contains("the replication slot is gone"),
+        "{}",
+        serve.log()
+    );
     let _ = serve.stop(Duration::from_secs(30));
 }
