@@ -105,6 +105,19 @@ impl Setup {
         all_keys(&mut self.redis.connection()).into_iter().collect()
     }
 
+    /// The tables publication `invalidator` names.
+    fn published(&self) -> BTreeSet<String> {
+        self.sql()
+            .query(
+                "SELECT tablename::text FROM pg_publication_tables WHERE pubname = 'invalidator'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     /// The slot's confirmed position and the server's current one.
     fn positions(&self) -> (u64, u64) {
         let row = self
@@ -728,15 +741,7 @@ fn the_publication_names_only_the_rules_tables_and_no_write_of_the_application_i
         .unwrap()
         .get(0);
     assert!(!all, "the publication must not be FOR ALL TABLES");
-    let published: BTreeSet<String> = db
-        .query(
-            "SELECT tablename::text FROM pg_publication_tables WHERE pubname = 'invalidator'",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let published = s.published();
     assert!(published.contains("kinder") && published.contains("customers"));
     assert!(!published.contains("legacy_import"), "{published:?}");
     assert!(!published.contains("notizen"), "{published:?}");
@@ -774,23 +779,10 @@ fn a_swap_that_brings_a_table_publishes_it_before_the_new_rule_serves() {
     );
     s.wait_streaming(Duration::from_secs(30));
     let mut db = s.sql();
-    let published = |db: &mut Client| -> BTreeSet<String> {
-        db.query(
-            "SELECT tablename::text FROM pg_publication_tables WHERE pubname = 'invalidator'",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-    };
-    assert_eq!(
-        published(&mut db),
-        set_of(&["customers", "inventory", "offers"])
-    );
+    assert_eq!(s.published(), set_of(&["customers", "inventory", "offers"]));
     deploy(guests::TURNUS, &rules.join("turnus.wasm"));
     wait_until("the turnus rule serves", Duration::from_secs(60), || {
-        serve.log().contains("turnus") && published(&mut s.sql()).contains("kinder")
+        serve.log().contains("turnus") && s.published().contains("kinder")
     });
     // Published before the rule served: once it serves, its writes count.
     let rt = tokio::runtime::Runtime::new().unwrap();
