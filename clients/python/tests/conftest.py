@@ -119,6 +119,19 @@ def redis_cluster() -> Iterator[str]:
         n.stop()
 
 
+def invalidator_bin() -> str:
+    """The `invalidator` binary: `$INVALIDATOR_BIN`, else the debug build; a
+    missing one fails the test, saying how to build it."""
+    path = os.environ.get("INVALIDATOR_BIN") or str(ROOT / "target/debug/invalidator")
+    if not Path(path).is_file():
+        pytest.fail(
+            f"no `invalidator` binary at {path}: build it (`cargo build -p invalidator`, "
+            "which `cargo xtask test` does) or set $INVALIDATOR_BIN",
+            pytrace=False,
+        )
+    return path
+
+
 class Serve:
     """An `invalidator serve` process with the example rules, listening."""
 
@@ -131,13 +144,7 @@ class Serve:
     ) -> None:
         """`rules`: the rules folder, by default `$INVALIDATOR_RULES` or
         `target/rules`."""
-        bin_path = os.environ.get("INVALIDATOR_BIN") or str(ROOT / "target/debug/invalidator")
-        if not Path(bin_path).is_file():
-            pytest.fail(
-                f"no `invalidator` binary at {bin_path}: build it (`cargo build -p invalidator`, "
-                "which `cargo xtask test` does) or set $INVALIDATOR_BIN",
-                pytrace=False,
-            )
+        bin_path = invalidator_bin()
         if rules is None:
             rules = Path(os.environ.get("INVALIDATOR_RULES") or ROOT / "target/rules")
         if not any(rules.glob("*.wasm")):

@@ -40,7 +40,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from conftest import ROOT, PostgresCluster, RedisNode, Serve, wait_until
+from conftest import ROOT, PostgresCluster, RedisNode, Serve, invalidator_bin, wait_until
 
 from invalidator import Cache
 
@@ -153,17 +153,6 @@ def run(args, cwd=None, env=None, stdin=None, timeout=300):
             pytrace=False,
         )
     return out.stdout
-
-
-def invalidator_bin():
-    path = os.environ.get("INVALIDATOR_BIN") or str(ROOT / "target/debug/invalidator")
-    if not Path(path).is_file():
-        pytest.fail(
-            f"no `invalidator` binary at {path}: build it (`cargo build -p invalidator`, "
-            "which `cargo xtask test` does) or set $INVALIDATOR_BIN",
-            pytrace=False,
-        )
-    return path
 
 
 def turnus_rule(into):
