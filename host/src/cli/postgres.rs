@@ -88,7 +88,7 @@ fn check(
     let Some(set) = found.set else {
         anyhow::bail!("rules folder `{}` holds no rule", rules.display());
     };
-    let tables = RuleTables::of(std::iter::once(&*set).chain(found.shadows.as_deref()));
+    let tables = RuleTables::of(&set, found.shadows.as_deref());
     let defaults = PostgresConfig::default();
     let config = PostgresConfig {
         url: Some(url.to_owned()),

@@ -120,9 +120,7 @@ fn apply_change(invalidator: &Invalidator, postgres: Option<&PostgresSource>, ch
     {
         let rules = change.set.clone().unwrap_or_else(|| invalidator.rules());
         let shadows = change.shadows.clone().or_else(|| invalidator.shadows());
-        postgres.follow_rules(RuleTables::of(
-            std::iter::once(&*rules).chain(shadows.as_deref()),
-        ));
+        postgres.follow_rules(RuleTables::of(&rules, shadows.as_deref()));
     }
     if let Some(set) = &change.set {
         invalidator.swap_rules(set.clone());
@@ -215,9 +213,7 @@ pub async fn serve(
                 config: config.postgres.clone(),
                 retry: (config.pipeline.retry_min, config.pipeline.retry_max),
                 drain: config.shutdown_timeout,
-                tables: RuleTables::of(
-                    std::iter::once(&*invalidator.rules()).chain(first.shadows.as_deref()),
-                ),
+                tables: RuleTables::of(&invalidator.rules(), first.shadows.as_deref()),
             })
             .await?,
         )),

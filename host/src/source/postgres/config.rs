@@ -25,7 +25,7 @@ pub struct PostgresConfig {
     /// the rules' tables as they are swapped; `false` changes nothing and
     /// refuses to start when something is missing. Default `true`.
     pub create: bool,
-    /// Refuse to start while a published table lacks `REPLICA IDENTITY
+    /// Refuse to start while a table the rules read lacks `REPLICA IDENTITY
     /// FULL` (its updates carry no `before` image), instead of warning.
     /// Default `false`.
     pub require_full_identity: bool,

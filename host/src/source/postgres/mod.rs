@@ -258,11 +258,7 @@ impl PostgresSource {
             .map(|(_, p)| p)
             .or_else(|| self.gate.first());
         oldest.map_or(0, |p| {
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_micros() as i64;
-            (now - p.committed_us).max(0) as u64 / 1000
+            now_ms().saturating_sub((p.committed_us / 1000).max(0) as u64)
         })
     }
 
@@ -357,7 +353,7 @@ impl PostgresSource {
         }
         watcher.abort();
         gate.abort();
-        let left = self.in_flight.len() + self.gate.len();
+        let left = self.unconfirmed();
         if left > 0 {
             tracing::warn!(
                 transactions = left,

@@ -110,11 +110,12 @@ pub enum RuleTables {
 }
 
 impl RuleTables {
-    /// What the rules of `sets` read together.
-    pub fn of<'a>(sets: impl IntoIterator<Item = &'a RuleSet>) -> Self {
+    /// What the rules in service read together with their shadows: a
+    /// shadow runs on the same commits, so its tables are streamed too.
+    pub fn of(rules: &RuleSet, shadows: Option<&RuleSet>) -> Self {
         let mut all = Vec::new();
         let mut some = BTreeSet::new();
-        for set in sets {
+        for set in std::iter::once(rules).chain(shadows) {
             for rule in set.rules() {
                 let tables = &rule.info().tables;
                 if tables.is_empty() {
