@@ -229,6 +229,25 @@ fn main() {
         ],
         &[("INVALIDATOR_POSTGRES__CONFIRM_EVERY", "50ms")],
     );
+    // Rounds count only once serve streams: writes made before its slot
+    // exists are never seen, and would count as stale.
+    let mut db = pg.client("stale");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while db
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'invalidator' AND active",
+            &[],
+        )
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "serve never streamed:\n{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (lr, lc, ls) = run(Mode::Leases, &pg, &redis);
     println!("with leases: {lr} reads, {lc} cached values compared with their rows, {ls} stale");
     let (pr, pc, ps) = run(Mode::Plain, &pg, &redis);

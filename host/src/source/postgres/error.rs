@@ -33,8 +33,9 @@ pub enum PostgresError {
     /// in use by another process, the server shut down).
     #[error("the replication stream failed: {}", reason(.0))]
     Stream(ReplicationError),
-    /// The server stopped streaming while the connection looked open (its
-    /// walsender ended, the network dropped without a word).
+    /// The session was dropped on purpose: the server stopped streaming
+    /// while the connection looked open (its walsender ended, the network
+    /// dropped without a word), or what was read could not be checked.
     #[error("{0}")]
     Silent(String),
     /// What the database lacks and may not be created, or a table without

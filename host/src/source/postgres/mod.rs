@@ -153,6 +153,9 @@ pub struct PostgresSource {
     stall_after: Duration,
     /// Signalled when the slot is seen idle while we think we stream.
     silent: Notify,
+    /// Signalled when the transactions read could not be checked for
+    /// visibility, and were let go to be read again.
+    recheck: Notify,
     /// Set while the slot is found missing.
     slot_missing: AtomicBool,
     /// When the stream last delivered a message (ms since the epoch).
@@ -197,6 +200,7 @@ impl PostgresSource {
             tables: std::sync::Mutex::new(settings.tables),
             stall_after,
             silent: Notify::new(),
+            recheck: Notify::new(),
             slot_missing: AtomicBool::new(false),
             last_message_ms: AtomicU64::new(now_ms()),
             config,
@@ -312,6 +316,7 @@ impl PostgresSource {
             // The watchdog's signal drops the session wherever it is
             // waiting, a stalled await included.
             let silent = self.silent.notified();
+            let recheck = self.recheck.notified();
             let result = tokio::select! {
                 result = self.session(
                     &mut stop,
@@ -320,6 +325,11 @@ impl PostgresSource {
                     &mut outage,
                     &mut backoff,
                 ) => result,
+                () = recheck => Err(PostgresError::Silent(
+                    "the transactions read could not be checked for visibility; dropping the \
+                     session to read them again"
+                        .into(),
+                )),
                 () = silent => {
                     self.counters.silent_streams.fetch_add(1, Relaxed);
                     Err(PostgresError::Silent(format!(
@@ -573,7 +583,6 @@ impl PostgresSource {
         const MOST_CHECKED: usize = 4096;
         let mut catalog: Option<Catalog> = None;
         let mut wait = FIRST_WAIT;
-        let mut failing = false;
         let mut last_seq = 0;
         loop {
             let arrived = self.gate.arrived.notified();
@@ -594,25 +603,23 @@ impl PostgresSource {
                     },
                 };
                 match checked {
-                    Ok(visible) => {
-                        if failing {
-                            failing = false;
-                            tracing::info!("checking transactions' visibility again");
-                        }
-                        visible
-                    }
+                    Ok(visible) => visible,
                     Err(error) => {
-                        // Without the check nothing is handed over: an
-                        // invalidation too early is a stale entry for good,
-                        // one late only a longer lag.
-                        if !failing {
-                            failing = true;
-                            tracing::warn!(%error,
-                                "cannot check whether transactions are visible yet; holding \
-                                 their invalidations until it can");
-                        }
+                        // Without the check nothing may be handed over: an
+                        // invalidation too early is a stale entry for good.
+                        // Nor may the transactions just wait: in a fast
+                        // shutdown the server refuses new connections, and
+                        // its walsender waits for us to confirm what it
+                        // sent, so holding them would hold the shutdown
+                        // for good. So they are let go unconfirmed, and the
+                        // session is dropped: they are read again from the
+                        // slot once the server answers, and checked then.
+                        let dropped = self.gate.clear();
+                        tracing::warn!(%error, transactions = dropped,
+                            "cannot check whether the transactions read are visible yet; \
+                             reading them again from the slot");
                         catalog = None;
-                        tokio::time::sleep(self.retry.0.max(LONGEST_WAIT)).await;
+                        self.recheck.notify_waiters();
                         continue;
                     }
                 }
@@ -628,9 +635,12 @@ impl PostgresSource {
                 // position it has not seen yet.
                 self.in_flight.added.notify_one();
             }
-            if self.gate.len() == 0 {
+            // The wait grows only while the same transaction stays
+            // invisible: under a steady load the gate is never empty, and
+            // each transaction's wait starts short.
+            if passed > 0 || self.gate.len() == 0 {
                 wait = FIRST_WAIT;
-            } else if passed == 0 {
+            } else {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(LONGEST_WAIT);
             }

@@ -78,6 +78,15 @@ impl<P: Copy> Gate<P> {
             .map(|w| w.position)
     }
 
+    /// Lets every waiting transaction go without passing it (they are to
+    /// be read again); returns how many there were.
+    pub(crate) fn clear(&self) -> usize {
+        let mut queue = self.queue.lock().expect("gate lock");
+        let n = queue.len();
+        queue.clear();
+        n
+    }
+
     /// The ids of the waiting transactions that have something to hand
     /// over, oldest first, up to the first `limit`.
     pub(crate) fn xids(&self, limit: usize) -> Vec<u32> {
