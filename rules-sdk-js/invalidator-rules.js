@@ -12,7 +12,7 @@
 //       }),
 //       onCommit(commit, out) {
 //         for (const w of commit.writesTo("user_profiles")) {
-//           for (const id of w.each("id")) out.key(`user_profile_${id}`);
+//           for (const user of w.each("user_id")) out.key(`user_profile_${user}`);
 //         }
 //       },
 //     };

@@ -252,7 +252,7 @@ fn turnus_locations_and_profiles() {
         &set,
         r#"{"txn":"u3","writes":[
             {"table":"auslagerorte","op":"update","key":{"id":3},"after":{"id":3,"name":"Halle"}},
-            {"table":"user_profiles","op":"delete","key":{"id":"u-5"}}]}"#,
+            {"table":"user_profiles","op":"delete","key":{"id":7},"before":{"id":7,"user_id":"u-5"}}]}"#,
     );
     assert_eq!(patterns(&o), ["turnus_data_*"]);
     assert_eq!(keys(&o), ["user_profile_u-5"]);

@@ -21,13 +21,14 @@ const CASES: &[&str] = &[
     r#"{"txn":"nulls","writes":[{"table":"notizen","op":"update","key":{"id":2},"before":{"id":2,"turnus_id":null},"after":{"id":2,"turnus_id":9}},{"table":"geld","op":"insert","key":{"id":3},"after":{"id":3,"turnus_id":null}}]}"#,
     // A column in neither image: the rule fails, its fallback applies.
     r#"{"txn":"missing","writes":[{"table":"notizen","op":"insert","key":{"id":8},"after":{"id":8,"text":"no turnus column"}}]}"#,
-    // A delete with its row, one without (the key stands in), an update
-    // without its before image.
-    r#"{"txn":"deletes","writes":[{"table":"user_profiles","op":"delete","key":{"id":77},"before":{"id":77,"theme":"dark"}},{"table":"user_profiles","op":"delete","key":{"id":78}},{"table":"kinder","op":"update","key":{"id":5},"after":{"id":5,"turnus_id":6}}]}"#,
+    // A delete with its row, one without (the rule cannot name the
+    // profile's user: its fallback applies), an update without its before
+    // image.
+    r#"{"txn":"deletes","writes":[{"table":"user_profiles","op":"delete","key":{"id":77},"before":{"id":77,"user_id":70,"theme":"dark"}},{"table":"user_profiles","op":"delete","key":{"id":78}},{"table":"kinder","op":"update","key":{"id":5},"after":{"id":5,"turnus_id":6}}]}"#,
     // A location: every turnus.
     r#"{"txn":"location","writes":[{"table":"auslagerorte","op":"delete","key":{"id":2}}]}"#,
     // Text ids outside ASCII, and integers beyond 2^53 and below zero.
-    r#"{"txn":"text","writes":[{"table":"schwerpunkte","op":"insert","key":{"id":"Grüße-🦀"},"after":{"id":"Grüße-🦀","turnus_id":"Süd-Ost 🦀"}},{"table":"user_profiles","op":"update","key":{"id":1152921504606846976},"before":{"id":1152921504606846976,"theme":"ü"},"after":{"id":-9223372036854775808,"theme":"ä"}}]}"#,
+    r#"{"txn":"text","writes":[{"table":"schwerpunkte","op":"insert","key":{"id":"Grüße-🦀"},"after":{"id":"Grüße-🦀","turnus_id":"Süd-Ost 🦀"}},{"table":"user_profiles","op":"update","key":{"id":1152921504606846976},"before":{"id":1152921504606846976,"user_id":1152921504606846977,"theme":"ü"},"after":{"id":1152921504606846976,"user_id":-9223372036854775808,"theme":"ä"}}]}"#,
     // The point of sale: a bill, a product moved between shops, a deleted
     // employee with its row.
     r#"{"txn":"pos","source":"pos","writes":[{"table":"bills","op":"insert","key":{"id":"B-1001"},"after":{"id":"B-1001","shop_id":12,"total":84.5}},{"table":"products","op":"update","key":{"sku":"TEA-1"},"before":{"sku":"TEA-1","shop_id":12},"after":{"sku":"TEA-1","shop_id":14}},{"table":"employees","op":"delete","key":{"id":5},"before":{"id":5,"shop_id":"Zürich-1"}}]}"#,

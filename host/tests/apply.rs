@@ -123,7 +123,7 @@ fn scenario(seed: u64) -> Scenario {
                 _ => {
                     let id = rng.below(30);
                     writes.push(format!(
-                        r#"{{"table":"user_profiles","op":"update","key":{{"id":{id}}},"before":{{"id":{id}}},"after":{{"id":{id}}}}}"#
+                        r#"{{"table":"user_profiles","op":"update","key":{{"id":{id}}},"before":{{"id":{id},"user_id":{id}}},"after":{{"id":{id},"user_id":{id}}}}}"#
                     ));
                     gone.insert(format!("user_profile_{id}"));
                 }

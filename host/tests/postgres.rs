@@ -25,7 +25,7 @@ const SCHEMA: &str = "
     CREATE TABLE offers (id int PRIMARY KEY, customer_id text);
     CREATE TABLE kinder (id int PRIMARY KEY, turnus_id int, notes text);
     CREATE TABLE geld (id int PRIMARY KEY, turnus_id int, amount float8);
-    CREATE TABLE user_profiles (id int PRIMARY KEY, name text);
+    CREATE TABLE user_profiles (id int PRIMARY KEY, user_id int, name text);
     CREATE TABLE hedge_instructions (id int PRIMARY KEY, currency text, entity_id int);
     CREATE TABLE products (id int PRIMARY KEY, shop_id int, name text);
     CREATE TABLE bills (id int PRIMARY KEY, shop_id int, total numeric);

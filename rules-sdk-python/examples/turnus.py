@@ -5,7 +5,8 @@ profiles. It gives exactly what `example-rules/turnus` (Rust) gives.
   (both turnuses when a row moves from one to another).
 - `auslagerorte`: pattern `turnus_data_*`, since a location can affect every
   turnus (the seed's `invalidate_all_turnus_caches`).
-- `user_profiles` (key `id`): key `user_profile_{id}`.
+- `user_profiles`: key `user_profile_{user_id}`, the profile's user, as the
+  seed keys it (`user_profile_{user.id}`).
 """
 
 from invalidator_rules import Commit, Rule, RuleInfo, Target, Targets, export
@@ -35,8 +36,8 @@ class Turnus(Rule):
             elif w.table == "auslagerorte":
                 out.pattern("turnus_data_*")
             elif w.table == "user_profiles":
-                for id in w.each("id"):
-                    out.key(f"user_profile_{id}")
+                for user in w.each("user_id"):
+                    out.key(f"user_profile_{user}")
 
 
 WitWorld = export(Turnus)

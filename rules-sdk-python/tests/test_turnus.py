@@ -11,6 +11,13 @@ def test_a_child_moved_to_another_turnus_invalidates_both() -> None:
     assert evaluate(Turnus, commit) == {Target.key("turnus_data_1"), Target.key("turnus_data_2")}
 
 
+def test_a_profile_is_keyed_by_its_user_not_its_own_id() -> None:
+    commit = CommitBuilder().update(
+        "user_profiles", {"id": 1}, {"id": 1, "user_id": 2, "theme": "light"}, {"id": 1, "user_id": 2, "theme": "dark"}
+    )
+    assert evaluate(Turnus, commit) == {Target.key("user_profile_2")}
+
+
 def test_a_null_turnus_produces_nothing() -> None:
     commit = CommitBuilder().insert("geld", {"id": 3}, {"id": 3, "turnus_id": None})
     assert evaluate(Turnus, commit) == set()

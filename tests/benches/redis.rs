@@ -215,7 +215,10 @@ async fn end_to_end(server: &RedisServer) -> f64 {
             writes: (0..WRITES_PER_COMMIT)
                 .map(|w| {
                     let id = (w * (E2E_KEYS / WRITES_PER_COMMIT) + c) as i64;
-                    let row = vec![("id".to_owned(), Value::Integer(id))];
+                    let row = vec![
+                        ("id".to_owned(), Value::Integer(id)),
+                        ("user_id".to_owned(), Value::Integer(id)),
+                    ];
                     Write {
                         table: "user_profiles".into(),
                         op: Op::Update,

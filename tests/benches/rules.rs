@@ -82,7 +82,7 @@ fn cases() -> Vec<Case> {
             native: sdk::evaluate::<turnus::Turnus>,
             write: |i| match i % 5 {
                 4 => format!(
-                    r#"{{"table":"user_profiles","op":"update","key":{{"id":{i}}},"before":{{"id":{i},"theme":"dark"}},"after":{{"id":{i},"theme":"light"}}}}"#
+                    r#"{{"table":"user_profiles","op":"update","key":{{"id":{i}}},"before":{{"id":{i},"user_id":{i},"theme":"dark"}},"after":{{"id":{i},"user_id":{i},"theme":"light"}}}}"#
                 ),
                 n => format!(
                     r#"{{"table":"{}","op":"update","key":{{"id":{i}}},"before":{{"id":{i},"turnus_id":{},"name":"x"}},"after":{{"id":{i},"turnus_id":{},"name":"y"}}}}"#,

@@ -4,7 +4,9 @@
 //!   (both turnuses when a row moves from one to another).
 //! - `auslagerorte`: pattern `turnus_data_*`, since a location can affect
 //!   every turnus (the seed's `invalidate_all_turnus_caches`).
-//! - `user_profiles` (key `id`): key `user_profile_{id}`.
+//! - `user_profiles`: key `user_profile_{user_id}`, the profile's user, as
+//!   the seed keys it (`user_profile_{user.id}`); both users when a
+//!   profile moves from one to another.
 
 #![cfg_attr(not(test), no_std)]
 
@@ -43,8 +45,8 @@ impl Rule for Turnus {
                     out.pattern("turnus_data_*");
                 }
                 "user_profiles" => {
-                    for id in w.each("id")? {
-                        out.key(format!("user_profile_{id}"));
+                    for user in w.each("user_id")? {
+                        out.key(format!("user_profile_{user}"));
                     }
                 }
                 _ => {}
@@ -74,6 +76,18 @@ mod tests {
             got,
             [Target::key("turnus_data_1"), Target::key("turnus_data_2")]
         );
+    }
+
+    #[test]
+    fn a_profile_is_keyed_by_its_user_not_its_own_id() {
+        let w = Commit::build("t").update(
+            "user_profiles",
+            &row! {"id" => 1},
+            Some(&row! {"id" => 1, "user_id" => 2, "theme" => "light"}),
+            &row! {"id" => 1, "user_id" => 2, "theme" => "dark"},
+        );
+        let got = evaluate::<Turnus>(&w.finish()).unwrap();
+        assert_eq!(got, [Target::key("user_profile_2")]);
     }
 
     #[test]
