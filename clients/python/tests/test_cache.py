@@ -83,7 +83,9 @@ def test_a_url_that_is_not_redis_is_named() -> None:
 def test_a_redis_that_is_down_raises_and_stores_nothing() -> None:
     import redis
 
-    cache = Cache.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=1)
+    # Reads raise only when not failing open (test_fail_open.py: the default).
+    url = f"redis://127.0.0.1:{free_port()}"
+    cache = Cache.from_url(url, fail_open=False, socket_connect_timeout=1)
     with pytest.raises(redis.ConnectionError):
         cache.set("k", b"v", tags=["t"])
     with pytest.raises(redis.ConnectionError):
