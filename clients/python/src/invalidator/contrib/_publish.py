@@ -6,18 +6,23 @@ import logging
 import uuid
 from typing import Any
 
+from ..background import BackgroundPublisher, describe
 from ..publisher import Publisher
 
 log = logging.getLogger("invalidator")
 
+AnyPublisher = Publisher | BackgroundPublisher
+
 
 def publish_committed(
-    publisher: Publisher, writes: list[dict[str, Any]], source: str | None
+    publisher: AnyPublisher, writes: list[dict[str, Any]], source: str | None
 ) -> None:
-    """Publishes `writes`, already committed, as one commit. A failure is
-    logged, not raised: the transaction is committed, and raising now would
-    tell the caller it failed; the log says loudly that its invalidations
-    were not handed over."""
+    """Publishes `writes`, already committed, as one commit: queued, with a
+    `BackgroundPublisher` (which retries, and logs what it gives up), or
+    sent now with a plain `Publisher`. A failure is logged, not raised: the
+    transaction is committed, and raising now would tell the caller it
+    failed; the log names the transaction whose invalidations were not
+    handed over."""
     commit: dict[str, Any] = {"txn": uuid.uuid4().hex, "writes": writes}
     if source is not None:
         commit["source"] = source
@@ -25,7 +30,6 @@ def publish_committed(
         publisher.publish(commit)
     except Exception:
         log.exception(
-            "committed transaction not handed to invalidator (%d writes); its cache "
-            "entries may be stale until they expire",
-            len(writes),
+            "%s not handed to invalidator; its cache entries may stay stale until they expire",
+            describe(commit),
         )

@@ -3,6 +3,12 @@ row a session inserts, updates or deletes, with its `before` image (from
 the attributes' history: no extra query), and publishes one commit per
 transaction once it commits. A rolled-back transaction publishes nothing.
 
+Publishing happens off the committing thread: a plain `Publisher` is
+wrapped in a `BackgroundPublisher` (queued, batched, retried, flushed at
+exit; see `invalidator.background`), unless `background=False`, which
+sends in `after_commit` and only logs a failure. Pass a
+`BackgroundPublisher` of your own to choose its queue size and bounds.
+
 What it cannot see: SQL run outside the ORM's unit of work (`session.execute(
 update(...))`, Core statements, other processes). Use the Postgres source,
 which reads the database's own log, when those matter.
@@ -16,8 +22,9 @@ from typing import Any
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..background import BackgroundPublisher
 from ..publisher import Publisher
-from ._publish import publish_committed
+from ._publish import AnyPublisher, publish_committed
 from ._rows import scalar, table_name
 
 _WRITES = "invalidator.writes"
@@ -29,11 +36,16 @@ class Tracker:
     def __init__(
         self,
         target: sessionmaker[Any] | type[Session],
-        publisher: Publisher,
+        publisher: AnyPublisher,
         tables: Iterable[str] | None,
         source: str | None,
+        background: bool = True,
     ) -> None:
-        self.publisher = publisher
+        # A background publisher made here is ours to close in `stop`.
+        self._owned: BackgroundPublisher | None = None
+        if background and isinstance(publisher, Publisher):
+            publisher = self._owned = BackgroundPublisher(publisher)
+        self.publisher: AnyPublisher = publisher
         self.tables = None if tables is None else set(tables)
         self.source = source
         self._target = target
@@ -45,10 +57,23 @@ class Tracker:
         for name, fn in self._listeners:
             event.listen(target, name, fn)
 
-    def stop(self) -> None:
-        """Stops recording and publishing."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stops recording; a background publisher made by `track` is closed
+        once what it holds is delivered, or after `timeout` seconds (default:
+        its `exit_timeout`), logging what is left. True if nothing was left."""
         for name, fn in self._listeners:
             event.remove(self._target, name, fn)
+        if self._owned is not None:
+            return self._owned.close(timeout)
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until what was published is delivered or given up, for up
+        to `timeout` seconds; True if nothing is left (at once without a
+        background publisher)."""
+        if isinstance(self.publisher, BackgroundPublisher):
+            return self.publisher.flush(timeout)
+        return True
 
     def _after_flush(self, session: Session, _context: Any) -> None:
         # Still the pre-flush state here: `new`, `dirty`, `deleted` and
@@ -107,13 +132,15 @@ class Tracker:
 
 def track(
     target: sessionmaker[Any] | type[Session],
-    publisher: Publisher,
+    publisher: AnyPublisher,
     tables: Iterable[str] | None = None,
     source: str | None = None,
+    background: bool = True,
 ) -> Tracker:
     """Records the writes of every session `target` makes (a `sessionmaker`,
     or a `Session` class) and publishes one commit per transaction through
-    `publisher` after it commits. `tables` limits it to those tables
-    (`schema.table` outside `public`); `source` names the application in
-    each commit."""
-    return Tracker(target, publisher, tables, source)
+    `publisher` after it commits: from a background thread (a `Publisher`
+    is wrapped in a `BackgroundPublisher`), or, with `background=False`,
+    in `after_commit`. `tables` limits it to those tables (`schema.table`
+    outside `public`); `source` names the application in each commit."""
+    return Tracker(target, publisher, tables, source, background)
