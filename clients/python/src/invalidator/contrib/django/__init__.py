@@ -18,4 +18,11 @@ publishes nothing. Not seen: `QuerySet.update`, `bulk_create`,
 `bulk_update`, raw SQL and other processes' writes, which send no
 signals; use the Postgres source, which reads the database's own log,
 when those matter.
+
+The cache backend `invalidator.contrib.django.cache.InvalidatorCache`
+stores `cache.set("turnus_data_1", ...)` at the very key a rule names
+(Django's `PREFIX:VERSION:` only when `KEY_PREFIX` or `VERSION` is set,
+given to `serve` as `[pipeline] key_prefix`), makes `cache.get_or_set`
+lease-protected, takes `tags=`, and fails open on reads; its module
+documentation has the settings.
 """
