@@ -229,16 +229,17 @@ def timed_saves(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def flush_hooks() -> None:
-    """Waits until the hooks' publisher has delivered everything, when it
-    has a `flush(timeout)` (a publisher on a background thread); the
-    synchronous publisher has nothing to wait for."""
+    """Waits until the hooks' publisher has delivered everything, through
+    the first `flush(timeout)` found on the app, its recorder or its
+    publisher (one on a background thread); a synchronous publisher has
+    nothing to wait for."""
     from django.apps import apps
 
     if not apps.is_installed("invalidator.contrib.django"):
         return
     config = apps.get_app_config("invalidator")
     recorder = getattr(config, "recorder", None) or getattr(type(config), "recorder", None)
-    for holder in (recorder, getattr(recorder, "publisher", None)):
+    for holder in (config, recorder, getattr(recorder, "publisher", None)):
         flush = getattr(holder, "flush", None)
         if callable(flush):
             if flush(30.0) is False:
