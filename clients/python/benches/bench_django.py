@@ -337,9 +337,10 @@ class Bench:
             timeout=900,
         )
         if out.returncode != 0:
+            what = "setup" if mode == "setup" else f"round {round_ + 1}, mode {mode}"
             raise BenchError(
-                f"round {round_}, mode {mode}: the Django process exited with "
-                f"{out.returncode}:\n{out.stderr[-4000:]}{self.serve_log()}"
+                f"{what}: the Django process exited with {out.returncode}:\n"
+                f"{out.stderr[-4000:]}{self.serve_log()}"
             )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
