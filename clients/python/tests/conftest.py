@@ -286,3 +286,50 @@ def postgres() -> Iterator[PostgresCluster]:
     cluster = PostgresCluster()
     yield cluster
     cluster.stop()
+
+
+class ServeAt(Serve):
+    """`Serve` on a fixed port (`Serve` takes a free one), so that a test can
+    start it where a client already keeps trying, as after an outage."""
+
+    def __init__(self, redis_url: str, port: int) -> None:
+        rules = Path(os.environ.get("INVALIDATOR_RULES") or ROOT / "target/rules")
+        args = [invalidator_bin(), "serve", "--rules", str(rules), "--redis", redis_url]
+        args += ["--listen", f"127.0.0.1:{port}"]
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        self.log: list[str] = []
+        for line in self.process.stderr:
+            if line.startswith("listening on "):
+                self.url = line.removeprefix("listening on ").strip()
+                break
+            self.log.append(line)
+        else:
+            raise RuntimeError("`invalidator serve` exited before listening:\n" + "".join(self.log))
+        threading.Thread(target=self._drain, daemon=True).start()
+
+
+class StalledPort:
+    """A port where connections are taken (by the kernel) and never
+    answered, as by a `serve` that hangs; `release()` resets them and frees
+    the port, for a `ServeAt` to start there."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.socket = socket.socket()
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", self.port))
+        self.socket.listen(64)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def release(self) -> None:
+        self.socket.close()

@@ -3,6 +3,8 @@ or added to a Redis stream invalidate the keys their rules name."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from typing import Any
 
 import pytest
@@ -79,3 +81,118 @@ def test_a_server_refusal_raises_with_its_code(redis_node: Any) -> None:
         Publisher.http(secured.url, token="s3cret").publish(geld(1))
     finally:
         secured.stop()
+
+
+class CountingProxy:
+    """A TCP proxy in front of serve that counts the connections made
+    through it, and can cut them all, as a server closing idle ones does."""
+
+    def __init__(self, target_url: str) -> None:
+        host, port = target_url.removeprefix("http://").split(":")
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted = 0
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            upstream = socket.create_connection(self.target)
+            self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        """Closes every connection through the proxy."""
+        for s in self.open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.open = []
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_publishes_reuse_one_connection_and_replace_one_the_server_closed(
+    serve: Serve, redis_node: Any
+) -> None:
+    cache = Cache.from_url(redis_node.url)
+    proxy = CountingProxy(serve.url)
+    try:
+        publisher = Publisher.http(proxy.url)
+        for i in range(20):
+            cache.set(f"turnus_data_{i}", b"page")
+            publisher.publish(geld(i))
+        assert proxy.accepted == 1, f"{proxy.accepted} connections for 20 publishes"
+        wait_until(
+            "every key is gone",
+            lambda: all(cache.get(f"turnus_data_{i}") is None for i in range(20)),
+        )
+        # Closed while idle: the next publish finds out only when it sends,
+        # and goes on over a new connection, without an error.
+        proxy.cut()
+        cache.set("turnus_data_20", b"page")
+        publisher.publish(geld(20))
+        assert proxy.accepted == 2
+        wait_until("the key is gone", lambda: cache.get("turnus_data_20") is None)
+        publisher.close()
+    finally:
+        proxy.close()
+
+
+def test_threads_share_a_publisher_over_a_few_connections(serve: Serve, redis_node: Any) -> None:
+    cache = Cache.from_url(redis_node.url)
+    proxy = CountingProxy(serve.url)
+    try:
+        publisher = Publisher.http(proxy.url)
+        failures: list[BaseException] = []
+        cache.set("turnus_data_324", b"page")
+
+        def publish_from_a_thread(t: int) -> None:
+            try:
+                for i in range(25):
+                    publisher.publish(geld(t * 100 + i))
+            except BaseException as e:
+                failures.append(e)
+
+        threads = [threading.Thread(target=publish_from_a_thread, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert 1 <= proxy.accepted <= 4, f"{proxy.accepted} connections for 4 threads"
+        wait_until("the last commit's key is gone", lambda: cache.get("turnus_data_324") is None)
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [("127.0.0.1:8080", "not an http"), ("ftp://h", "not an http"), ("http://h:x", "bad port")],
+)
+def test_a_url_that_is_not_serves_is_refused(url: str, named: str) -> None:
+    with pytest.raises(InvalidInput, match=named):
+        Publisher.http(url)

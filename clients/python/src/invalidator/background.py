@@ -36,6 +36,7 @@ that must know their invalidations are out before they exit.
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import math
 import os
@@ -249,6 +250,8 @@ class BackgroundPublisher:
             try:
                 self.publisher.send_checked([item.commit for item in head])
             except Exception as e:
+                if self._closed:
+                    return  # `close` has counted and logged what it held
                 if _permanent(e):
                     if len(head) > 1 and _about_content(e):
                         # One of them is refused: halve until it is alone.
@@ -304,36 +307,45 @@ class BackgroundPublisher:
         now = time.monotonic()
         with self._lock:
             expired = [item for item in self._batch if item.deadline <= now]
-            if expired:
-                self._batch[:] = [item for item in self._batch if item.deadline > now]
-            while self._queue and self._queue[0].deadline <= now:
-                expired.append(self._queue.popleft())
-        if expired:
-            self._count(expired, delivered=False)
-            for item in expired:
-                _log_given_up(item.commit, self.publisher, why)
+            expired += itertools.takewhile(lambda item: item.deadline <= now, self._queue)
+        if not expired:
+            return
+        # Logged before they are taken out, so that whoever `flush`es finds
+        # them in the log when it returns.
+        for item in expired:
+            _log_given_up(item.commit, self.publisher, why)
+        gone = {id(item) for item in expired}
+        with self._lock:
+            if self._closed:
+                return  # `close` has counted them
+            # Only this thread takes from the batch and the queue's head.
+            self._batch[:] = [item for item in self._batch if id(item) not in gone]
+            while self._queue and id(self._queue[0]) in gone:
+                self._queue.popleft()
+            self._count(len(expired), delivered=False)
 
     def _given_up(self, items: list[_Queued], why: str) -> None:
-        self._done(items, delivered=False)
         for item in items:
             _log_given_up(item.commit, self.publisher, why)
+        self._done(items, delivered=False)
 
     def _done(self, items: list[_Queued], delivered: bool) -> None:
-        """Takes `items`, the head of the batch, out of it."""
+        """Takes `items`, the head of the batch, out of it, and counts them."""
         with self._lock:
             if self._closed:
                 return  # `close` has counted them
             del self._batch[: len(items)]
-        self._count(items, delivered)
+            self._count(len(items), delivered)
 
-    def _count(self, items: list[_Queued], delivered: bool) -> None:
-        with self._lock:
-            if delivered:
-                self.published += len(items)
-            else:
-                self.undelivered += len(items)
-            if not self._batch and not self._queue:
-                self._idle.notify_all()
+    def _count(self, n: int, delivered: bool) -> None:
+        """Counts `n` commits done (lock held), and wakes `flush` when none
+        is left."""
+        if delivered:
+            self.published += n
+        else:
+            self.undelivered += n
+        if not self._batch and not self._queue:
+            self._idle.notify_all()
 
 
 def describe(commit: Mapping[str, Any]) -> str:

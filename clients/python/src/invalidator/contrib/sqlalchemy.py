@@ -56,13 +56,17 @@ class Tracker:
         ]
         for name, fn in self._listeners:
             event.listen(target, name, fn)
+        self._listening = True
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Stops recording; a background publisher made by `track` is closed
-        once what it holds is delivered, or after `timeout` seconds (default:
-        its `exit_timeout`), logging what is left. True if nothing was left."""
-        for name, fn in self._listeners:
-            event.remove(self._target, name, fn)
+        """Stops recording (once; again does nothing more). A background
+        publisher made by `track` is closed once what it holds is delivered,
+        or after `timeout` seconds (default: its `exit_timeout`), logging
+        what is left. True if nothing was left."""
+        if self._listening:
+            self._listening = False
+            for name, fn in self._listeners:
+                event.remove(self._target, name, fn)
         if self._owned is not None:
             return self._owned.close(timeout)
         return True
