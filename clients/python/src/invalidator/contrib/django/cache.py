@@ -80,9 +80,12 @@ Failing open (`fail_open`, default true): when Redis cannot be reached,
 `get`, `get_many` and `has_key` answer a miss and `get_or_set` returns its
 default (the callable's value) without storing it; writes (`set`, `add`,
 `touch`, `incr`, `delete`, the `_many`s, `clear`) raise redis-py's
-`ConnectionError` or `TimeoutError`. One warning is logged per outage and
-`stats` counts the reads served so. With `fail_open` false, reads raise
-too.
+`ConnectionError`, `TimeoutError` or `ClusterDownError`. One warning is
+logged per outage (logger `invalidator.cache`) and `stats` counts the
+reads served so. With `fail_open` false, reads raise too. redis-py retries
+a command that fails (redis-py 8: up to 10 times, backing off), so set the
+socket timeouts above, and its `retry` option, to bound how long a read
+waits before failing open.
 
 `clear()` empties the whole Redis database (`FLUSHDB`, on every primary in
 a cluster), tag indexes included, as Django's own `RedisCache.clear()`
