@@ -177,7 +177,7 @@ def test_a_refusal_is_not_retried_and_only_the_refused_commit_of_a_batch_is_give
 def _queued(background: BackgroundPublisher, commit: dict[str, Any]) -> Any:
     from invalidator.background import _Queued
 
-    return _Queued(commit, time.monotonic() + background.delivery_timeout)
+    return _Queued(commit, time.monotonic() + background.delivery_timeout, checked=True)
 
 
 def test_close_gives_up_what_is_left_and_later_publishes_are_dropped(
@@ -215,6 +215,25 @@ def test_a_stream_publisher_in_the_background(redis_node: RedisNode, cache: Cach
     finally:
         background.close()
         service.stop()
+
+
+def test_a_commit_queued_unchecked_is_checked_in_the_background(
+    serve: Serve, cache: Cache, caplog: pytest.LogCaptureFixture
+) -> None:
+    background = BackgroundPublisher(Publisher.http(serve.url))
+    try:
+        cache.set("turnus_data_3", b"page")
+        assert background.publish({"txn": "bad", "writes": [{"op": "upsert"}]}, check_now=False)
+        assert background.publish(["not", "a", "commit"], check_now=False)  # type: ignore[arg-type]
+        assert background.publish(geld(3), check_now=False)
+        assert background.flush(5)
+        assert (background.undelivered, background.published, background.retries) == (2, 1, 0)
+        logged = errors(caplog)
+        assert any("`bad` (1 write)" in m and "`table`" in m for m in logged), logged
+        assert any("a list that is not a commit" in m for m in logged), logged
+        wait_until("the good commit's key is gone", lambda: cache.get("turnus_data_3") is None)
+    finally:
+        background.close()
 
 
 def test_a_mistake_is_raised_to_its_author_and_bad_bounds_are_refused() -> None:

@@ -74,6 +74,7 @@ _jitter = random.Random()
 class _Queued:
     commit: Mapping[str, Any]
     deadline: float
+    checked: bool
 
 
 class BackgroundPublisher:
@@ -133,13 +134,17 @@ class BackgroundPublisher:
         """Commits queued or being sent."""
         return len(self._queue) + len(self._batch)
 
-    def publish(self, commit: Mapping[str, Any]) -> bool:
-        """Queues `commit` (checked now, raising `InvalidInput`, so that a
-        mistake is raised to its author); True if queued, False if dropped
-        because the queue is full or closed (counted and logged). Never
-        blocks on the network."""
-        check_commit(commit)
-        item = _Queued(commit, time.monotonic() + self.delivery_timeout)
+    def publish(self, commit: Mapping[str, Any], check_now: bool = True) -> bool:
+        """Queues `commit`; True if queued, False if dropped because the
+        queue is full or closed (counted and logged). Never blocks on the
+        network. The commit is checked now, raising `InvalidInput` so that
+        a mistake is raised to its author, or with `check_now=False` in the
+        background thread, which gives up (and logs) one that is not a
+        commit: for integrations that build commits themselves, whose
+        writers should not pay for the check."""
+        if check_now:
+            check_commit(commit)
+        item = _Queued(commit, time.monotonic() + self.delivery_timeout, check_now)
         with self._lock:
             if not self._closed and len(self._queue) + len(self._batch) < self.queue_size:
                 if self._thread is None and not self._start():
@@ -244,8 +249,16 @@ class BackgroundPublisher:
                 if self._closed:
                     return
                 batch = self._batch
+                taken = len(batch)
                 while self._queue and len(batch) < self.batch_size:
                     batch.append(self._queue.popleft())
+                fresh = batch[taken:]
+            refused = [(item, why) for item in fresh if (why := _not_a_commit(item))]
+            if refused:
+                for item, why in refused:
+                    _log_given_up(item.commit, self.publisher, why)
+                self._settle([item for item, _ in refused], delivered=False)
+                continue
             head = batch[:chunk]
             try:
                 self.publisher.send_checked([item.commit for item in head])
@@ -283,7 +296,7 @@ class BackgroundPublisher:
                 )
             failing, backoff = 0, FIRST_BACKOFF
             chunk = min(self.batch_size, chunk * 2)
-            self._done(head, delivered=True)
+            self._settle(head, delivered=True)
 
     def _back_off(self, backoff: float) -> None:
         """Sleeps about `backoff` (jittered, so that many processes do not
@@ -308,13 +321,22 @@ class BackgroundPublisher:
         with self._lock:
             expired = [item for item in self._batch if item.deadline <= now]
             expired += itertools.takewhile(lambda item: item.deadline <= now, self._queue)
-        if not expired:
-            return
         # Logged before they are taken out, so that whoever `flush`es finds
         # them in the log when it returns.
         for item in expired:
             _log_given_up(item.commit, self.publisher, why)
-        gone = {id(item) for item in expired}
+        if expired:
+            self._settle(expired, delivered=False)
+
+    def _given_up(self, items: list[_Queued], why: str) -> None:
+        for item in items:
+            _log_given_up(item.commit, self.publisher, why)
+        self._settle(items, delivered=False)
+
+    def _settle(self, items: list[_Queued], delivered: bool) -> None:
+        """Takes `items` out of the batch (or the head of the queue) and
+        counts them; wakes `flush` when nothing is left."""
+        gone = {id(item) for item in items}
         with self._lock:
             if self._closed:
                 return  # `close` has counted them
@@ -322,39 +344,37 @@ class BackgroundPublisher:
             self._batch[:] = [item for item in self._batch if id(item) not in gone]
             while self._queue and id(self._queue[0]) in gone:
                 self._queue.popleft()
-            self._count(len(expired), delivered=False)
-
-    def _given_up(self, items: list[_Queued], why: str) -> None:
-        for item in items:
-            _log_given_up(item.commit, self.publisher, why)
-        self._done(items, delivered=False)
-
-    def _done(self, items: list[_Queued], delivered: bool) -> None:
-        """Takes `items`, the head of the batch, out of it, and counts them."""
-        with self._lock:
-            if self._closed:
-                return  # `close` has counted them
-            del self._batch[: len(items)]
-            self._count(len(items), delivered)
-
-    def _count(self, n: int, delivered: bool) -> None:
-        """Counts `n` commits done (lock held), and wakes `flush` when none
-        is left."""
-        if delivered:
-            self.published += n
-        else:
-            self.undelivered += n
-        if not self._batch and not self._queue:
-            self._idle.notify_all()
+            if delivered:
+                self.published += len(items)
+            else:
+                self.undelivered += len(items)
+            if not self._batch and not self._queue:
+                self._idle.notify_all()
 
 
-def describe(commit: Mapping[str, Any]) -> str:
+def describe(commit: Any) -> str:
     """`commit `txn` (3 writes to kinder, geld)`, for log lines."""
-    writes = commit.get("writes") or []
-    tables = sorted({str(w.get("table")) for w in writes if isinstance(w, Mapping)})
+    if not isinstance(commit, Mapping):
+        return f"a {type(commit).__name__} that is not a commit"
+    writes = commit.get("writes")
+    writes = writes if isinstance(writes, list) else []
+    tables = sorted(
+        {w["table"] for w in writes if isinstance(w, Mapping) and isinstance(w.get("table"), str)}
+    )
     named = ", ".join(tables[:_TABLES_NAMED]) + (", ..." if len(tables) > _TABLES_NAMED else "")
     noun = "write" if len(writes) == 1 else "writes"
     return f"commit `{commit.get('txn')}` ({len(writes)} {noun}{' to ' + named if named else ''})"
+
+
+def _not_a_commit(item: _Queued) -> str | None:
+    """Why the commit of `item`, queued unchecked, is not one; None if it is."""
+    if item.checked:
+        return None
+    try:
+        check_commit(item.commit)
+    except InvalidInput as e:
+        return f"not a commit: {e}"
+    return None
 
 
 def _log_given_up(commit: Mapping[str, Any], publisher: Publisher, why: str) -> None:

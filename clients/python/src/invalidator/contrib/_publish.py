@@ -27,7 +27,12 @@ def publish_committed(
     if source is not None:
         commit["source"] = source
     try:
-        publisher.publish(commit)
+        if isinstance(publisher, BackgroundPublisher):
+            # Built here, from scalars: checked in the background thread,
+            # not on the writer's time.
+            publisher.publish(commit, check_now=False)
+        else:
+            publisher.publish(commit)
     except Exception:
         log.exception(
             "%s not handed to invalidator; its cache entries may stay stale until they expire",
