@@ -7,6 +7,7 @@ drops (counted and logged) rather than grows."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -201,6 +202,30 @@ def test_close_gives_up_what_is_left_and_later_publishes_are_dropped(
         assert any("`late`" in m and "closed" in m for m in errors(caplog))
     finally:
         stalled.release()
+
+
+def test_a_forked_child_publishes_through_a_thread_of_its_own(serve: Serve, cache: Cache) -> None:
+    """As in a server that forks its workers after loading the application:
+    the parent's thread does not exist in the child."""
+    background = BackgroundPublisher(Publisher.http(serve.url))
+    try:
+        cache.set("turnus_data_1", b"page")
+        cache.set("turnus_data_2", b"page")
+        background.publish(geld(1))
+        assert background.flush(5)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ok = background.publish(geld(2)) and background.flush(5)
+                ok = ok and background.queued == 0
+            finally:
+                os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child's commit was not delivered"
+        wait_until("the child's key is gone", lambda: cache.get("turnus_data_2") is None)
+        assert cache.get("turnus_data_1") is None
+    finally:
+        background.close()
 
 
 def test_a_stream_publisher_in_the_background(redis_node: RedisNode, cache: Cache) -> None:

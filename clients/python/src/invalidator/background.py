@@ -4,7 +4,8 @@ few microseconds) and a failure costs retries, not an invalidation.
 
 How it behaves, and why:
 
-- `publish` checks the commit and queues it; it never blocks. The queue is
+- `publish` checks the commit (or, with `check_now=False`, leaves that to
+  the thread) and queues it; it never blocks. The queue is
   bounded (`queue_size`, 10,000 commits by default, in flight included) so
   that an unreachable `serve` cannot grow the application's memory without
   end: a commit that finds it full is dropped, counted (`dropped`) and
