@@ -327,6 +327,45 @@ async fn a_moved_child_invalidates_both_turnus_caches(d: Deployment) {
 }
 on_single_node_and_cluster!(a_moved_child_invalidates_both_turnus_caches);
 
+/// A Django project with `KEY_PREFIX = "site"` and `VERSION = 2` stores
+/// `turnus_data_4` at `site:2:turnus_data_4`: with the key prefix set, the
+/// rule's keys, and its fallback patterns when it fails, reach those keys,
+/// and the same names without the prefix are left alone.
+async fn a_key_prefix_reaches_the_keys_as_the_application_stores_them(d: Deployment) {
+    let config = PipelineConfig {
+        key_prefix: "site:2:".into(),
+        ..config()
+    };
+    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), d.redis(), config);
+    d.seed(&strings(&[
+        "site:2:turnus_data_4",
+        "site:2:turnus_data_5",
+        "site:2:user_profile_9",
+        "turnus_data_4",
+        "user_profile_9",
+        "site:1:user_profile_9",
+    ]));
+    let mut tx = invalidator.begin("prefixed");
+    tx.insert(
+        "kinder",
+        [("id", 1)],
+        [("id", Value::from(1)), ("turnus_id", 4.into())],
+    );
+    tx.commit();
+    flush(&invalidator).await;
+    assert!(!d.keys().contains("site:2:turnus_data_4"), "{:?}", d.keys());
+    // No turnus: the rule fails, and its fallback patterns apply, prefixed.
+    let mut tx = invalidator.begin("no-turnus");
+    tx.insert("notizen", [("id", 1)], [("id", 1)]);
+    tx.commit();
+    flush(&invalidator).await;
+    assert_eq!(
+        d.keys(),
+        set_of(&["turnus_data_4", "user_profile_9", "site:1:user_profile_9"])
+    );
+}
+on_single_node_and_cluster!(a_key_prefix_reaches_the_keys_as_the_application_stores_them);
+
 // ---------------------------------------------------------------------------
 // After commit only.
 

@@ -266,6 +266,43 @@ fn the_watcher_puts_a_renamed_file_in_service() {
     assert!(reloader.refused() >= 1, "refusals are counted");
 }
 
+/// Reading a rule file (as the refresh itself does, or a backup, or an
+/// operator's `sha256sum`) changes nothing, and sets off no refresh: the
+/// watcher once heard the refresh's own reads and looked again, for ever,
+/// twenty times a second.
+#[test]
+fn reading_the_rule_files_sets_off_no_refresh() {
+    let dir = folder("quiet");
+    let (tx, rx) = mpsc::channel();
+    let reloader = Reloader::watch(Catalog::new(runtime(), &dir), move |change| {
+        if change.set.is_some() {
+            let _ = tx.send(());
+        }
+    })
+    .unwrap();
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("a swap after the deploy");
+    // Let the deploy's own events and the refresh it set off pass.
+    std::thread::sleep(Duration::from_millis(500));
+    let settled = reloader.looks();
+    assert!(settled >= 1, "the deploy was looked at");
+    for _ in 0..5 {
+        std::fs::read(dir.join("turnus.wasm")).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        reloader.looks(),
+        settled,
+        "reads of the rule files, the refresh's own included, set off no refresh"
+    );
+    // A write still does.
+    deploy(guests::DEALERSHIP, &dir.join("turnus.wasm"));
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("a swap after the change");
+    assert!(reloader.looks() > settled);
+}
+
 /// A promoted version that fails on too many commits within its window is
 /// replaced by the version before it, and refused if deployed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,6 +40,29 @@ impl TargetSet {
         self.tags.extend(other.tags);
     }
 
+    /// These targets with `prefix` before every key and pattern (as text
+    /// in a pattern: a `*` in the prefix matches only a `*`); tags stay
+    /// as they are. An empty prefix changes nothing.
+    pub fn prefixed(self, prefix: &str) -> TargetSet {
+        if prefix.is_empty() {
+            return self;
+        }
+        let literal = crate::sink::glob::literal(prefix);
+        TargetSet {
+            keys: self
+                .keys
+                .into_iter()
+                .map(|k| format!("{prefix}{k}"))
+                .collect(),
+            patterns: self
+                .patterns
+                .into_iter()
+                .map(|p| format!("{literal}{p}"))
+                .collect(),
+            tags: self.tags,
+        }
+    }
+
     /// Whether there is nothing to invalidate.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty() && self.patterns.is_empty() && self.tags.is_empty()
@@ -99,5 +122,29 @@ mod tests {
         assert_eq!(set.patterns.iter().collect::<Vec<_>>(), ["p*"]);
         assert_eq!(set.tags.iter().collect::<Vec<_>>(), ["a"]);
         assert_eq!(set.len(), 4);
+    }
+
+    #[test]
+    fn a_prefix_goes_before_keys_and_patterns_and_is_literal_in_patterns() {
+        let set: TargetSet = [
+            Target::Key("turnus_data_1".into()),
+            Target::Pattern("user_profile_*".into()),
+            Target::Tag("shop:1".into()),
+        ]
+        .into_iter()
+        .collect();
+        let prefixed = set.clone().prefixed("site*[1]:2:");
+        assert_eq!(
+            prefixed.keys.iter().collect::<Vec<_>>(),
+            ["site*[1]:2:turnus_data_1"]
+        );
+        let pattern = prefixed.patterns.first().unwrap();
+        assert_eq!(pattern, "site\\*\\[1\\]:2:user_profile_*");
+        let m = |k: &str| crate::sink::glob::glob_match(pattern.as_bytes(), k.as_bytes());
+        assert!(m("site*[1]:2:user_profile_7"));
+        assert!(!m("siteX1:2:user_profile_7"), "the prefix's `*` is literal");
+        assert!(!m("user_profile_7"));
+        assert_eq!(prefixed.tags, set.tags, "tags are not prefixed");
+        assert_eq!(set.clone().prefixed(""), set);
     }
 }

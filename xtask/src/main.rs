@@ -18,6 +18,10 @@
 //! - `bench-cdc`: `invalidator serve --postgres` on a throwaway Postgres
 //!   (commit-to-key-gone latency at 1,000 tx/s, and throughput against
 //!   `pg_recvlogical`), with the release binary.
+//! - `bench-django`: µs per Django `save()` with nothing, with the Postgres
+//!   source, and with the hooks over HTTP and over a stream, interleaved in
+//!   one run (`clients/python/benches/bench_django.py`), with the release
+//!   binary.
 //! - `check-stale`: the read/invalidate race on Postgres, Redis and
 //!   `serve`, with leases and with plain get/set: how many cached values
 //!   end stale.
@@ -60,10 +64,11 @@ fn main() -> ExitCode {
             .and_then(|_| bench("reload", &args[1..])),
         Some("bench-service") => bench_with_binary("service", &args[1..]),
         Some("bench-cdc") => bench_with_binary("cdc", &args[1..]),
+        Some("bench-django") => bench_django(&args[1..]),
         Some("check-stale") => bench_with_binary("check_stale", &args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules [--lang rust|python|js] | bench-rules | bench-redis | bench-reload | bench-service | bench-cdc | check-stale | test [cargo test args]>"
+            "usage: cargo xtask <build-rules [--lang rust|python|js] | bench-rules | bench-redis | bench-reload | bench-service | bench-cdc | bench-django | check-stale | test [cargo test args]>"
                 .to_owned(),
         ),
     };
@@ -251,15 +256,8 @@ fn test(args: &[String]) -> Result<(), String> {
 fn python_tests() -> Result<(), String> {
     let root = root();
     build_rules()?;
-    let venv = root.join("target/python-venv");
-    let bin = venv.join("bin");
-    if !bin.join("python").is_file() {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    }
+    let bin = python_venv()?;
     let package = root.join("clients/python");
-    run(Command::new(bin.join("pip"))
-        .args(["install", "--quiet", "--editable"])
-        .arg(format!("{}[test]", package.display())))?;
     let sdk = root.join("rules-sdk-python");
     for dir in [&package, &sdk] {
         run(Command::new(bin.join("ruff"))
@@ -276,6 +274,47 @@ fn python_tests() -> Result<(), String> {
         .arg("-q")
         .env("INVALIDATOR_BIN", root.join("target/debug/invalidator"))
         .env("INVALIDATOR_RULES", root.join("target/rules"))
+        .env("XDG_CACHE_HOME", test_cache()))
+}
+
+/// The virtual environment of the Python packages, `target/python-venv`,
+/// made (from PyPI) when missing, with the client package installed
+/// editable with its test extras; its `bin` folder.
+fn python_venv() -> Result<PathBuf, String> {
+    let root = root();
+    let venv = root.join("target/python-venv");
+    let bin = venv.join("bin");
+    if !bin.join("python").is_file() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    run(Command::new(bin.join("pip"))
+        .args(["install", "--quiet", "--editable"])
+        .arg(format!("{}[test]", root.join("clients/python").display())))?;
+    Ok(bin)
+}
+
+/// `bench-django`: the Django benchmark script, in the Python packages'
+/// environment, with the release binary and the example rules.
+fn bench_django(args: &[String]) -> Result<(), String> {
+    let root = root();
+    build_rules()?;
+    run(cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "invalidator",
+        "--bin",
+        "invalidator",
+    ]))?;
+    let bin = python_venv()?;
+    run(Command::new(bin.join("python"))
+        .current_dir(&root)
+        .arg("clients/python/benches/bench_django.py")
+        .arg("--bin")
+        .arg(root.join("target/release/invalidator"))
+        .arg("--rules")
+        .arg(root.join("target/rules"))
+        .args(args)
         .env("XDG_CACHE_HOME", test_cache()))
 }
 

@@ -140,17 +140,22 @@ impl Applier {
         self.add(targets, seq, collapse);
     }
 
+    /// Adds targets as named to the pending work, as stored: under the
+    /// configured key prefix. It is applied here, where both the
+    /// evaluator's targets and the fallback that may replace them enter.
     fn add(&mut self, targets: TargetSet, seq: u64, collapse: bool) {
         let max = if collapse { 0 } else { self.config.max_pending };
         let rules = &self.rules;
+        let prefix = self.config.key_prefix.as_str();
         let fallback = || match rules {
-            Some(rules) => rules.fallback(),
+            Some(rules) => rules.fallback().prefixed(prefix),
             // Only targets from the evaluator get here, and each came
             // with its rules; were none known, everything stands in.
             None => [crate::targets::Target::Pattern("*".to_owned())]
                 .into_iter()
                 .collect(),
         };
+        let targets = targets.prefixed(prefix);
         if self.pending.add(targets, seq, max, fallback) {
             self.progress.stats.collapsed();
         }

@@ -36,6 +36,13 @@ pub struct PipelineConfig {
     /// minutes.
     #[serde(with = "crate::duration::optional")]
     pub prune_every: Option<Duration>,
+    /// Text put before every key and pattern the rules (or an operator)
+    /// name, to reach the keys as the application stores them: a Django
+    /// project that sets `KEY_PREFIX = "site"` and `VERSION = 2` stores
+    /// `turnus_data_1` at `site:2:turnus_data_1`, so it sets `site:2:`.
+    /// Tags are not prefixed (their indexes hold the keys as stored).
+    /// Default empty: keys are applied as named.
+    pub key_prefix: String,
     /// When a newly promoted version of a rule is put back: see
     /// [`RollbackPolicy`]. `None` never rolls back (a `never` window in
     /// the configuration). Last, because it is a table of its own in TOML.
@@ -52,6 +59,7 @@ impl Default for PipelineConfig {
             retry_min: Duration::from_millis(50),
             retry_max: Duration::from_secs(5),
             prune_every: Some(Duration::from_secs(600)),
+            key_prefix: String::new(),
             rollback: Some(RollbackPolicy::default()),
         }
     }

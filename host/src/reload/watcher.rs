@@ -6,8 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
+use notify_debouncer_full::notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify_debouncer_full::{
+    DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache, new_debouncer,
+};
 
 use super::{Catalog, Refresh};
 
@@ -21,6 +24,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(50);
 pub struct Reloader {
     catalog: Arc<Mutex<Catalog>>,
     refused: Arc<AtomicU64>,
+    looks: Arc<AtomicU64>,
     on_change: Arc<dyn Fn(&Refresh) + Send + Sync>,
     // Held for its `Drop`, which stops the watcher thread.
     _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
@@ -47,17 +51,24 @@ impl Reloader {
         let dir = catalog.dir().to_owned();
         let catalog = Arc::new(Mutex::new(catalog));
         let refused = Arc::new(AtomicU64::new(0));
+        let looks = Arc::new(AtomicU64::new(0));
         let on_change: Arc<dyn Fn(&Refresh) + Send + Sync> = Arc::new(on_change);
         let shared = catalog.clone();
         let counted = refused.clone();
+        let looked = looks.clone();
         let changed = on_change.clone();
         let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
-            if let Err(errors) = result {
-                for e in errors {
-                    tracing::warn!("watching the rules folder: {e}");
+            match result {
+                Ok(events) if !events.iter().any(changes_a_file) => return,
+                Ok(_) => {}
+                Err(errors) => {
+                    for e in errors {
+                        tracing::warn!("watching the rules folder: {e}");
+                    }
+                    // Something changed that we could not hear about: look.
                 }
-                // Something changed that we could not hear about: look.
             }
+            looked.fetch_add(1, Relaxed);
             let catalog = shared.lock().expect("catalog lock");
             settle(catalog, &counted, &*changed);
         })
@@ -74,6 +85,7 @@ impl Reloader {
         Ok(Self {
             catalog,
             refused,
+            looks,
             on_change,
             _debouncer: debouncer,
         })
@@ -86,10 +98,30 @@ impl Reloader {
         settle(catalog, &self.refused, &*self.on_change)
     }
 
+    /// How many times a change in the folder made the watcher look at it
+    /// (refreshes asked for by [`refresh`](Self::refresh) are not counted).
+    pub fn looks(&self) -> u64 {
+        self.looks.load(Relaxed)
+    }
+
     /// Rule files refused so far (each time a file was looked at and
     /// failed: not a component, a failing fixture, a name clash...).
     pub fn refused(&self) -> u64 {
         self.refused.load(Relaxed)
+    }
+}
+
+/// Whether `event` may have changed what the folder holds. A file opened
+/// or read changes nothing, and must not count: the watcher hears every
+/// open in the folder, including the refresh's own reads of the rule
+/// files, so each refresh would set off the next one, for ever, reading
+/// and hashing every rule file twenty times a second. A file closed after
+/// writing does count: its copy is complete.
+fn changes_a_file(event: &DebouncedEvent) -> bool {
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
     }
 }
 

@@ -41,6 +41,20 @@ pub fn glob_match(pattern: &[u8], key: &[u8]) -> bool {
     string_match(pattern, 0, key, 0, &mut give_up, 0)
 }
 
+/// `text` as a pattern that matches exactly `text`: every character that
+/// means something to a glob (`*`, `?`, `[`, `]`, `\\`) escaped with a
+/// backslash.
+pub fn literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The byte at `i`, or 0 past the end: Redis reads its patterns from
 /// NUL-terminated strings and relies on that terminator in a few places.
 fn at(bytes: &[u8], i: usize) -> u8 {
