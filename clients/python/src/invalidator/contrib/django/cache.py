@@ -10,12 +10,13 @@ CACHES = {
         "TIMEOUT": 300,                          # Django's default
         "OPTIONS": {
             "fail_open": True,      # reads miss when Redis cannot be reached (the default)
+            "retry_after_seconds": 1.0,  # how long commands skip a Redis found unreachable
             "lease_seconds": 10.0,  # how long a get_or_set() loader may take
             "wait_seconds": 0.5,    # how long a miss waits for another caller's load
-            # Anything else goes to redis-py; bound how long a read waits
-            # before failing open:
-            "socket_timeout": 0.5,
-            "socket_connect_timeout": 0.5,
+            # Anything else goes to redis-py; these are the defaults, which
+            # bound how long a read waits before failing open:
+            "socket_timeout": 1.0,
+            "socket_connect_timeout": 1.0,
         },
     }
 }
@@ -82,10 +83,19 @@ default (the callable's value) without storing it; writes (`set`, `add`,
 `touch`, `incr`, `delete`, the `_many`s, `clear`) raise redis-py's
 `ConnectionError`, `TimeoutError` or `ClusterDownError`. One warning is
 logged per outage (logger `invalidator.cache`) and `stats` counts the
-reads served so. With `fail_open` false, reads raise too. redis-py retries
-a command that fails (redis-py 8: up to 10 times, backing off), so set the
-socket timeouts above, and its `retry` option, to bound how long a read
-waits before failing open.
+reads served so. With `fail_open` false, reads raise too.
+
+Failing open is fast: a command that finds Redis unreachable opens a
+circuit breaker, and for `retry_after_seconds` (1 by default; 0: never)
+commands skip Redis without waiting on it, reads missing at once and
+writes raising `invalidator.cache.RedisDown` (a redis-py
+`ConnectionError`) naming the Redis and until when it is considered down;
+then one command tries it again (see `invalidator.Cache`). `stats` counts
+them as `skipped_while_down`. A command that does wait is bounded by
+redis-py's options, whose defaults here are those of
+`invalidator.Cache.from_url`: 1 s socket timeouts and one retry, of a
+broken connection only (redis-py's own would wait for ever, and retry up
+to 10 times). `clear()` goes to Redis directly, breaker or not.
 
 `clear()` empties the whole Redis database (`FLUSHDB`, on every primary in
 a cluster), tag indexes included, as Django's own `RedisCache.clear()`
@@ -110,7 +120,7 @@ from django.core.cache.backends.redis import RedisSerializer
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from ...cache import DEFAULT_LEASE_SECONDS, DEFAULT_WAIT_SECONDS, Cache
+from ...cache import DEFAULT_LEASE_SECONDS, DEFAULT_RETRY_AFTER, DEFAULT_WAIT_SECONDS, Cache
 
 __all__ = ["InvalidatorCache", "invalidator_key"]
 
@@ -162,6 +172,9 @@ class InvalidatorCache(BaseCache):
                 f"InvalidatorCache's OPTIONS['fail_open'] is {self._fail_open!r}; "
                 "give True or False"
             )
+        self._retry_after = _non_negative(
+            options.pop("retry_after_seconds", DEFAULT_RETRY_AFTER), "retry_after"
+        )
         self._lease = _positive(options.pop("lease_seconds", DEFAULT_LEASE_SECONDS), "lease")
         self._wait = _non_negative(options.pop("wait_seconds", DEFAULT_WAIT_SECONDS), "wait")
         serializer = options.pop("serializer", None)
@@ -183,6 +196,7 @@ class InvalidatorCache(BaseCache):
             os.getpid(),
             self._location,
             self._fail_open,
+            self._retry_after,
             tuple(sorted((k, repr(v)) for k, v in self._redis_options.items())),
         )
         cache = _caches.get(identity)
@@ -191,7 +205,10 @@ class InvalidatorCache(BaseCache):
                 cache = _caches.get(identity)
                 if cache is None:
                     cache = Cache.from_url(
-                        self._location, fail_open=self._fail_open, **self._redis_options
+                        self._location,
+                        fail_open=self._fail_open,
+                        retry_after=self._retry_after,
+                        **self._redis_options,
                     )
                     _caches[identity] = cache
         return cache
