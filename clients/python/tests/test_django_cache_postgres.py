@@ -342,8 +342,13 @@ def test_django_cache_get_misses_what_sql_changed(tmp_path: Path) -> None:
             "get_or_set": ["clara", "clara"],
             "get_or_fill": "clara",
             "loads": 3,
-            "stats": {"fail_open_reads": 4, "outages": 1, "in_outage": True},
-            "set": "ConnectionError",
+            "stats": {
+                "fail_open_reads": 4,
+                "outages": 1,
+                "in_outage": True,
+                "skipped_while_down": 3,
+            },
+            "set": "RedisDown",
         }, down
     finally:
         if serve is not None:
