@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from .commit import check_commit
+from .commit import check_commit, dumps
 from .errors import InvalidatorError, InvalidInput, ServerError
 
 Send = Callable[[list[Mapping[str, Any]]], None]
@@ -79,7 +79,7 @@ class Publisher:
             # connection alive between publishes.
             pipe = client.pipeline(transaction=False)
             for commit in commits:
-                pipe.xadd(stream, {"commit": json.dumps(commit)})
+                pipe.xadd(stream, {"commit": dumps(commit)})
             pipe.execute()
 
         return cls(send, f"{redis_url} stream {stream}", client.close)
@@ -157,7 +157,7 @@ class _HttpSender:
         connection.close()
 
     def __call__(self, commits: list[Mapping[str, Any]]) -> None:
-        body = json.dumps(commits if len(commits) != 1 else commits[0]).encode()
+        body = dumps(commits if len(commits) != 1 else commits[0]).encode()
         while True:
             connection, reused = self._take()
             try:
