@@ -122,13 +122,12 @@ def test_odd_values_are_refused_as_invalid_input_not_a_type_error(commit: Any) -
 
 
 @pytest.mark.parametrize("n", [I64_MIN - 1, -(2**64) + 5, 2**64, 10**30])
-def test_integers_the_server_would_round_to_a_float_are_refused(service: Serve, n: int) -> None:
-    # serde_json reads these as floats, so the server takes them, rounded:
-    # not the integer that was meant.
-    commit = update({"n": n})
-    assert post_raw(service.url, commit) == (202, "")
+def test_integers_a_server_may_round_to_a_float_are_refused(n: int) -> None:
+    # serde_json reads these as floats when it reads a whole value first, as
+    # serve did for HTTP bodies: taken, rounded, they name another row. Not
+    # asked of the server here, whose answer depends on its version.
     with pytest.raises(InvalidInput, match=r"^commit.writes\[0\].after.n .*64 signed bits"):
-        check_commit(commit)
+        check_commit(update({"n": n}))
 
 
 class Row(Mapping[str, Any]):
