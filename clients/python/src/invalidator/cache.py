@@ -40,6 +40,15 @@ cluster has a breaker per node, so that a dead node's keys fail fast while
 the other nodes' keys are still served. `stats` counts the commands
 skipped.
 
+Input is checked before anything is sent, and refused with `InvalidInput`
+(a `ValueError`) naming the argument and the key: keys and tags that are
+not text (or not UTF-8: a lone surrogate), values that are not bytes or
+text, ttls, leases and waits that are not numbers of seconds in range (a
+bool is not a number here), tags given as one string (which would tag the
+key with each of its characters), and values that begin with
+`LEASE_PREFIX`, which would read as a lease, a miss, for ever. Never
+redis-py's `DataError` or a `TypeError` from deep inside.
+
 `from_url` also bounds what one command may cost, unless told otherwise:
 redis-py waits for ever by default and retries a failed command up to 10
 times, backing off (a read against a stopped Redis took 6.5 s with a 0.2 s
@@ -50,6 +59,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import secrets
 import threading
 import time
@@ -64,7 +74,8 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from . import _scripts
-from .errors import InvalidatorError, InvalidInput
+from .commit import I64_MAX, I64_MIN
+from .errors import InvalidatorError, InvalidInput, shown, utf8
 
 #: Where tag indexes live: `inv:tag:` then the tag.
 TAG_PREFIX = "inv:tag:"
@@ -232,6 +243,8 @@ class Cache:
         self._attach(client)
 
     def _setup(self, cluster: bool, fail_open: bool, retry_after: float, name: str) -> None:
+        if not isinstance(fail_open, bool):
+            raise InvalidInput(f"fail_open is {shown(fail_open)}; give True or False")
         if isinstance(retry_after, bool) or not isinstance(retry_after, int | float):
             raise InvalidInput(f"retry_after {retry_after!r} is not a number of seconds")
         if not 0 <= retry_after < math.inf:
@@ -315,6 +328,8 @@ class Cache:
         while Redis is away and serve, failing open, until it is back: a
         cluster's nodes are first asked for its layout by the first command.
         """
+        if not isinstance(url, str):
+            raise InvalidInput(f"the Redis URL is {shown(url)}; give text, redis://HOST:PORT")
         if url.startswith("redis+cluster://"):
             nodes = "redis://" + url.removeprefix("redis+cluster://")
             options = {**_defaults(cluster=True), **options}
@@ -566,11 +581,18 @@ class Cache:
     ) -> None:
         """Stores `value` at `key`, expiring after `ttl` seconds (`None`: never),
         and registers the key under each of `tags`. Raises when Redis cannot
-        be reached."""
-        tags = list(tags)
-        ttl_ms = _ttl_ms(key, ttl)
+        be reached.
+
+        Refused with `InvalidInput`, nothing sent: a key that is not text
+        or lies in `TAG_PREFIX`; a value that is not bytes or text, or that
+        begins with `LEASE_PREFIX` (it would read as a lease, a miss, for
+        ever); text that is not UTF-8 (a lone surrogate); a ttl that is not
+        a number of seconds (a bool is not); tags given as one string,
+        which would tag the key with each of its characters."""
         _check_key(key)
-        _check_tags(key, tags)
+        value = _value(key, value)
+        ttl_ms = _ttl_ms(key, ttl)
+        tags = checked_tags(key, tags)
 
         def write() -> None:
             if not tags:
@@ -595,11 +617,11 @@ class Cache:
         """Stores `value` at `key` as `set` does, only if the key is absent;
         whether it was stored. A key under a lease is not absent: its holder
         is loading the value, which wins as if it had been stored first.
-        Raises when Redis cannot be reached."""
-        tags = list(tags)
-        ttl_ms = _ttl_ms(key, ttl)
+        Raises when Redis cannot be reached; refuses what `set` refuses."""
         _check_key(key)
-        _check_tags(key, tags)
+        value = _value(key, value)
+        ttl_ms = _ttl_ms(key, ttl)
+        tags = checked_tags(key, tags)
 
         def write() -> bool:
             added = self._at(
@@ -641,9 +663,7 @@ class Cache:
         key. One `MGET` on a single node, one per slot in a cluster. Failing
         open, a Redis that cannot be reached answers none of its keys: in a
         cluster, the other nodes still answer theirs."""
-        keys = list(keys)
-        for key in keys:
-            _check_key(key)
+        keys = _keys(keys)
         if not keys:
             return {}
         found: dict[str, bytes] = {}
@@ -718,14 +738,25 @@ class Cache:
         the loader runs once whatever happens. Its exceptions propagate,
         Redis or not: a lease it held is given back if Redis answers, and
         otherwise expires by itself.
+
+        The arguments are refused as `set` refuses them, and `lease` unless
+        it is a positive, finite number of seconds (at most
+        `MAX_TTL_SECONDS`), `wait` unless a finite one, 0 or more. A value
+        the loader returns that `set` would refuse (not bytes or text, or
+        beginning with `LEASE_PREFIX`) raises `InvalidInput`, whether or
+        not it would have been stored, and its lease is given back: it is
+        the loader's mistake, and returning it would hand the caller a
+        value that cannot be cached.
         """
-        tags = list(tags)
-        ttl_ms = _ttl_ms(key, ttl)
         _check_key(key)
-        _check_tags(key, tags)
+        if not callable(loader):
+            raise InvalidInput(f"loader of key `{key}` is {shown(loader)}; give a function")
+        ttl_ms = _ttl_ms(key, ttl)
+        tags = checked_tags(key, tags)
+        lease_ms = max(1, int(_seconds(key, "lease", lease, zero=False) * 1000))
+        wait = _seconds(key, "wait", wait, zero=True)
         token = secrets.token_hex(16).encode()
         marker = LEASE_PREFIX + token
-        lease_ms = max(1, int(lease * 1000))
         indexes = [] if self._cluster else [index_key(t) for t in tags]
 
         def take() -> list[Any] | None:
@@ -743,13 +774,13 @@ class Cache:
 
         answer = self._read(take, None)
         if answer is None:
-            return _as_bytes(loader())
+            return _loaded(key, loader())
         if answer[0] == 0:
             return bytes(answer[1])
         if answer[0] == 1:
             return self._wait_for(key, loader, wait)
         try:
-            value = _as_bytes(loader())
+            value = _loaded(key, loader())
         except BaseException:
             self._give_back(key, marker)
             raise
@@ -796,7 +827,7 @@ class Cache:
                 return bytes(value)
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
-        return _as_bytes(loader())
+        return _loaded(key, loader())
 
     def touch(self, key: str, ttl: float | None = None, tags: Iterable[str] = ()) -> bool:
         """Gives the value at `key` a new `ttl` (`None`: never expires);
@@ -809,10 +840,9 @@ class Cache:
         found by an invalidation of the tag. With `tags`, each index gets
         the new expiry.
         """
-        tags = list(tags)
-        ttl_ms = _ttl_ms(key, ttl)
         _check_key(key)
-        _check_tags(key, tags)
+        ttl_ms = _ttl_ms(key, ttl)
+        tags = checked_tags(key, tags)
 
         def write() -> bool:
             touched = bool(
@@ -834,8 +864,12 @@ class Cache:
         Redis raises `redis.exceptions.ConnectionError` (or
         `TimeoutError`)."""
         _check_key(key)
-        if not isinstance(delta, int):
-            raise InvalidInput(f"delta {delta!r} for key `{key}` is not an integer")
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            raise InvalidInput(f"delta of key `{key}` is {shown(delta)}; give an integer")
+        if not I64_MIN <= delta <= I64_MAX:
+            raise InvalidInput(
+                f"delta of key `{key}` is {delta}, outside the 64 signed bits INCRBY takes"
+            )
 
         value = self._write(
             lambda: self._at(
@@ -848,13 +882,17 @@ class Cache:
         """Stores each of `values` (untagged), all expiring after `ttl`
         seconds (`None`: never), in one pipeline (a cluster's pipeline
         sends each node its keys). Raises when Redis cannot be reached,
-        or when one of the nodes holding the keys is skipped as down."""
-        items = list(values.items())
+        or when one of the nodes holding the keys is skipped as down.
+        Refuses what `set` refuses, before anything is sent."""
+        if not isinstance(values, Mapping):
+            raise InvalidInput(f"values is {shown(values)}; give a mapping of keys to their values")
+        items = []
+        for key, value in values.items():
+            _check_key(key)
+            items.append((key, _value(key, value)))
+        ttl_ms = _ttl_ms(items[0][0] if items else None, ttl)
         if not items:
             return
-        for key, _ in items:
-            _check_key(key)
-        ttl_ms = _ttl_ms(items[0][0], ttl)
 
         def send() -> None:
             client = self.client
@@ -875,9 +913,7 @@ class Cache:
         """Removes `keys` (one `UNLINK` per slot in a cluster); how many
         existed. Raises when Redis cannot be reached, or when one of the
         nodes holding the keys is skipped as down."""
-        keys = list(keys)
-        for key in keys:
-            _check_key(key)
+        keys = _keys(keys)
         if not keys:
             return 0
         return self._write(
@@ -930,40 +966,120 @@ def _reraise(error: Exception) -> NoReturn:
     raise error
 
 
-def _check_key(key: str) -> None:
+def _check_key(key: Any) -> None:
     if not isinstance(key, str) or not key:
-        raise InvalidInput(f"key {key!r} is empty or not text")
+        raise InvalidInput(f"key {shown(key)} is empty or not text")
+    utf8(key, f"key {key!r}")
     if key.startswith(TAG_PREFIX):
         raise InvalidInput(f"key `{key}` is inside `{TAG_PREFIX}`, where tag indexes live")
 
 
-def _check_tags(key: str, tags: list[str]) -> None:
-    for tag in tags:
+def _keys(keys: Any) -> list[str]:
+    """`keys` as a list, each checked; one string is refused, since it
+    would be taken for its characters (`delete_many("abc")` would delete
+    `a`, `b` and `c`)."""
+    if isinstance(keys, str | bytes | bytearray | memoryview):
+        raise InvalidInput(f"keys is the string {keys!r}; give a list of keys: [{keys!r}]")
+    try:
+        iterator = iter(keys)
+    except TypeError:
+        raise InvalidInput(f"keys is {shown(keys)}; give a list of keys") from None
+    listed = list(iterator)
+    for key in listed:
+        _check_key(key)
+    return listed
+
+
+def checked_tags(key: str, tags: Any) -> list[str]:
+    """`tags` of `key` as a list, each checked: non-empty UTF-8 text. One
+    string is refused: taken for its characters, `tags="inventory"` would
+    tag the key with `i`, `n`, `v`, ..., and an invalidation of
+    `inventory` would leave it stale."""
+    if isinstance(tags, str | bytes | bytearray | memoryview):
+        raise InvalidInput(
+            f"tags of key `{key}` is the string {tags!r}, which would tag it with each of its "
+            f"characters; give a list of tags: [{tags!r}]"
+        )
+    try:
+        iterator = iter(tags)
+    except TypeError:
+        raise InvalidInput(
+            f"tags of key `{key}` is {shown(tags)}; give a list of tags, or () for none"
+        ) from None
+    listed = list(iterator)
+    for tag in listed:
         if not isinstance(tag, str) or not tag:
             raise InvalidInput(f"tag {tag!r} of key `{key}` is empty or not text")
+        utf8(tag, f"tag {tag!r} of key `{key}`")
+    return listed
 
 
-def _as_bytes(value: bytes | str) -> bytes:
-    """A loader's value as bytes (text as UTF-8)."""
+def _value(key: str, value: Any, what: str = "value of key `{key}`") -> bytes:
+    """`value`, to be stored at `key`, as bytes (text as UTF-8); refuses
+    anything else (redis-py would store a number as its digits, and fail
+    on None with its own `DataError`), and a value beginning with
+    `LEASE_PREFIX`: it would read as a lease, a miss, for ever, and every
+    `get_or_fill` of the key would wait on it."""
+    what = what.format(key=key)
     if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    raise InvalidInput(f"the loader returned a {type(value).__name__}; return bytes or text")
+        data = utf8(value, what)
+    elif isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+    else:
+        raise InvalidInput(f"{what} is {shown(value)}; give bytes or text")
+    if data.startswith(LEASE_PREFIX):
+        raise InvalidInput(
+            f"{what} begins with {LEASE_PREFIX!r}, the prefix of a lease marker: it would "
+            "read as a lease, a miss, for ever"
+        )
+    return data
 
 
-def _ttl_ms(key: str, ttl: float | None) -> int:
+def _loaded(key: str, value: Any) -> bytes:
+    """A loader's value, checked as `set` checks a value (see
+    `Cache.get_or_fill`)."""
+    return _value(key, value, "the value the loader of key `{key}` returned")
+
+
+def _is_seconds(value: Any) -> bool:
+    """Whether `value` is a number (a bool is not, though Python says it is
+    an int: `ttl=True` is a mistake, not one second)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _seconds(key: str, name: str, value: Any, zero: bool) -> float:
+    """`get_or_fill`'s `lease` (`zero` false: positive, at most
+    `MAX_TTL_SECONDS`) or `wait` (`zero` true: 0 or more), finite."""
+    if not _is_seconds(value):
+        raise InvalidInput(f"{name} of key `{key}` is {shown(value)}; give a number of seconds")
+    if zero and not 0 <= value < math.inf:
+        raise InvalidInput(
+            f"{name} of key `{key}` is {value}; give a finite number of seconds, 0 or more"
+        )
+    if not zero and not 0 < value <= MAX_TTL_SECONDS:
+        raise InvalidInput(
+            f"{name} of key `{key}` is {value}; give a positive number of seconds, at most "
+            f"{MAX_TTL_SECONDS} (100 years)"
+        )
+    return float(value)
+
+
+def _ttl_ms(key: str | None, ttl: Any) -> int:
     """`ttl` in milliseconds, 0 for none; never rounds a short ttl down to
-    "no expiry"."""
+    "no expiry". `key` names whose ttl it is (None: `set_many`'s, given no
+    keys)."""
+    whose = "set_many" if key is None else f"key `{key}`"
     if ttl is None:
         return 0
-    if not ttl > 0:
+    if not _is_seconds(ttl):
         raise InvalidInput(
-            f"ttl of key `{key}` is {ttl}; give a positive ttl, or None for no expiry"
+            f"ttl of {whose} is {shown(ttl)}; give a number of seconds or None (no expiry)"
         )
+    if not ttl > 0:
+        raise InvalidInput(f"ttl of {whose} is {ttl}; give a positive ttl, or None for no expiry")
     if ttl > MAX_TTL_SECONDS:
         raise InvalidInput(
-            f"ttl of key `{key}` is {ttl} s, more than the {MAX_TTL_SECONDS} s (100 years) "
+            f"ttl of {whose} is {ttl} s, more than the {MAX_TTL_SECONDS} s (100 years) "
             "a cache entry may live; give None for no expiry"
         )
     return max(1, int(ttl * 1000))

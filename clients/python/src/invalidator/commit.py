@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import InvalidInput
+from .errors import InvalidInput, shown, utf8
 
 _COMMIT_FIELDS = ("txn", "source", "writes")
 _WRITE_FIELDS = ("table", "op", "key", "before", "after")
@@ -44,16 +44,16 @@ def check_commit(commit: Any, where: str = "commit") -> None:
     _no_unknown_fields(commit, _COMMIT_FIELDS, where)
     txn = commit.get("txn")
     if not isinstance(txn, str):
-        raise InvalidInput(f"{where}.txn must be text, not {_shown(txn)}")
-    _check_text(txn, f"{where}.txn")
+        raise InvalidInput(f"{where}.txn must be text, not {shown(txn)}")
+    utf8(txn, f"{where}.txn")
     source = commit.get("source")
     if source is not None:
         if not isinstance(source, str):
-            raise InvalidInput(f"{where}.source must be text or None, not {_shown(source)}")
-        _check_text(source, f"{where}.source")
+            raise InvalidInput(f"{where}.source must be text or None, not {shown(source)}")
+        utf8(source, f"{where}.source")
     writes = commit.get("writes")
     if not isinstance(writes, list):
-        raise InvalidInput(f"{where}.writes must be a list, not {_shown(writes)}")
+        raise InvalidInput(f"{where}.writes must be a list, not {shown(writes)}")
     for i, write in enumerate(writes):
         _check_write(write, f"{where}.writes[{i}]")
 
@@ -78,12 +78,12 @@ def _check_write(write: Any, where: str) -> None:
     _no_unknown_fields(write, _WRITE_FIELDS, where)
     table = write.get("table")
     if not isinstance(table, str) or not table:
-        raise InvalidInput(f"{where}.table must be non-empty text, not {_shown(table)}")
-    _check_text(table, f"{where}.table")
+        raise InvalidInput(f"{where}.table must be non-empty text, not {shown(table)}")
+    utf8(table, f"{where}.table")
     op = write.get("op")
     # Tested as text first: a list or a dict is not hashable.
     if not isinstance(op, str) or op not in _OPS:
-        raise InvalidInput(f"{where}.op must be one of insert, update, delete, not {_shown(op)}")
+        raise InvalidInput(f"{where}.op must be one of insert, update, delete, not {shown(op)}")
     if "key" not in write:
         raise InvalidInput(f"{where}.key is missing")
     before, after = write.get("before"), write.get("after")
@@ -101,11 +101,11 @@ def _check_write(write: Any, where: str) -> None:
 
 def _check_row(row: Any, where: str) -> None:
     if not isinstance(row, Mapping):
-        raise InvalidInput(f"{where} must be a mapping of columns, not {_shown(row)}")
+        raise InvalidInput(f"{where} must be a mapping of columns, not {shown(row)}")
     for column, value in row.items():
         if not isinstance(column, str):
-            raise InvalidInput(f"{where} has a column named {_shown(column)}, not text")
-        _check_text(column, f"{where} (the name of column {column!r})")
+            raise InvalidInput(f"{where} has a column named {shown(column)}, not text")
+        utf8(column, f"{where} (the name of column {column!r})")
         _check_value(value, _field(where, column))
 
 
@@ -125,25 +125,12 @@ def _check_value(value: Any, where: str) -> None:
                 f"{where} is {shown}, which JSON cannot carry; give a finite float, text or None"
             )
     elif isinstance(value, str):
-        _check_text(value, where)
+        utf8(value, where)
     else:
         raise InvalidInput(
             f"{where} holds a {type(value).__name__}; values are null, booleans, integers, "
             "floats or text"
         )
-
-
-def _check_text(text: str, where: str) -> None:
-    """Refuses text that is not UTF-8: a lone surrogate (from
-    `surrogateescape`, or half of a pair split apart), which `json` writes
-    as an escape the server refuses."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise InvalidInput(
-            f"{where} holds {text[e.start : e.end]!r} at {e.start}, a lone surrogate, which "
-            "is not UTF-8 text"
-        ) from None
 
 
 def _no_unknown_fields(mapping: Mapping[Any, Any], known: tuple[str, ...], where: str) -> None:
@@ -157,11 +144,3 @@ def _no_unknown_fields(mapping: Mapping[Any, Any], known: tuple[str, ...], where
 def _field(where: str, column: str) -> str:
     """`where.column`, or `where['a column']` when the name is no identifier."""
     return f"{where}.{column}" if column.isidentifier() else f"{where}[{column!r}]"
-
-
-def _shown(value: Any) -> str:
-    """`value` for a message: its repr, cut short, and its type."""
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{text} ({type(value).__name__})"

@@ -1,6 +1,9 @@
-"""The errors the package raises, each naming the offending input."""
+"""The errors the package raises, each naming the offending input, and
+the helpers that name it."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class InvalidatorError(Exception):
@@ -22,3 +25,26 @@ class ServerError(InvalidatorError):
         self.status = status
         self.code = code
         self.message = message
+
+
+def shown(value: Any) -> str:
+    """`value` for a message: its repr, cut short, and its type (`'60'
+    (str)`, so that a number given as text is seen for what it is)."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def utf8(text: str, what: str) -> bytes:
+    """`text` as UTF-8, or `InvalidInput` naming `what` when it holds a lone
+    surrogate (from `surrogateescape`, or half of a pair split apart):
+    redis-py cannot encode it, and `json` writes it as an escape that a
+    JSON reader such as the server's refuses."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidInput(
+            f"{what} holds {text[e.start : e.end]!r} at {e.start}, a lone surrogate, which is "
+            "not UTF-8 text"
+        ) from None

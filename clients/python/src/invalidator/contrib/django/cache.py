@@ -65,7 +65,9 @@ keyword, to write entries under Invalidator's tags (`inv:tag:TAG`), which
 `serve` invalidates. This backend never invalidates a tag itself:
 invalidation is `serve`'s work, from the database's commits. A tagged
 entry must be touched with its tags (see `invalidator.Cache.touch`), and
-`set_many` writes untagged entries.
+`set_many` writes untagged entries. Tags are a list: one string
+(`tags="inventory"`) is refused with `invalidator.InvalidInput`, whatever
+the timeout, since it would tag the entry with each of its characters.
 
 A key under a lease (a `get_or_set` loading it) reads as a miss (`get`,
 `get_many`, `has_key`, `incr`, `touch`), but is not absent for `add`,
@@ -75,7 +77,8 @@ loader's value is then not stored): a delete is an invalidation.
 
 Timeouts follow Django: the configured `TIMEOUT` (300 s unless set) when
 none is given, `None` never expires, `0` or less stores nothing (and
-deletes the key).
+deletes the key). Anything else that is not a number (text, a bool, NaN)
+is refused with `invalidator.InvalidInput`.
 
 Failing open (`fail_open`, default true): when Redis cannot be reached,
 `get`, `get_many` and `has_key` answer a miss and `get_or_set` returns its
@@ -109,6 +112,8 @@ a thread (`sync_to_async`), so that `aget_or_set` is lease-protected too.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -120,7 +125,15 @@ from django.core.cache.backends.redis import RedisSerializer
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from ...cache import DEFAULT_LEASE_SECONDS, DEFAULT_RETRY_AFTER, DEFAULT_WAIT_SECONDS, Cache
+from ...cache import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_RETRY_AFTER,
+    DEFAULT_WAIT_SECONDS,
+    MAX_TTL_SECONDS,
+    Cache,
+    checked_tags,
+)
+from ...errors import InvalidInput, shown
 
 __all__ = ["InvalidatorCache", "invalidator_key"]
 
@@ -222,12 +235,30 @@ class InvalidatorCache(BaseCache):
     def get_backend_timeout(self, timeout: Any = DEFAULT_TIMEOUT) -> float | None:
         """Django's timeout in seconds as this backend keeps it: the
         configured one for `DEFAULT_TIMEOUT`, `None` for never, and 0
-        (store nothing) for 0 or less."""
+        (store nothing) for 0 or less. Anything but a number is refused
+        with `InvalidInput` (Django's `RedisCache` would take `"60"` through
+        `int()`, and `True` as one second): NaN most of all, which
+        `max(0, nan)` would make 0, deleting the key."""
         if timeout is DEFAULT_TIMEOUT:
             timeout = self.default_timeout
         if timeout is None:
             return None
-        return max(0.0, float(timeout))
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, numbers.Real)
+            or timeout != timeout  # NaN; math.isnan would overflow on a huge int
+        ):
+            raise InvalidInput(
+                f"timeout {shown(timeout)} is not a number of seconds; "
+                "give one, None (never expires) or leave it out (the configured TIMEOUT)"
+            )
+        try:
+            return max(0.0, float(timeout))
+        except OverflowError:
+            raise InvalidInput(
+                f"timeout {shown(timeout)} is more than the {MAX_TTL_SECONDS} s (100 years) an "
+                "entry may live; give None for never"
+            ) from None
 
     def _dumps(self, value: Any) -> bytes:
         """`value` as stored: what the serializer gives, an integer as its
@@ -255,6 +286,7 @@ class InvalidatorCache(BaseCache):
         whether it would have, as Django's `RedisCache` does."""
         key = self.make_and_validate_key(key, version=version)
         ttl = self.get_backend_timeout(timeout)
+        tags = checked_tags(key, tags)  # even when storing nothing: a mistake all the same
         data = self._dumps(value)
         if ttl == 0:
             added = self.cache.add(key, data)
@@ -282,6 +314,7 @@ class InvalidatorCache(BaseCache):
         the key instead."""
         key = self.make_and_validate_key(key, version=version)
         ttl = self.get_backend_timeout(timeout)
+        tags = checked_tags(key, tags)
         data = self._dumps(value)
         if ttl == 0:
             self.cache.delete(key)
@@ -300,6 +333,7 @@ class InvalidatorCache(BaseCache):
         of 0 deletes the key."""
         key = self.make_and_validate_key(key, version=version)
         ttl = self.get_backend_timeout(timeout)
+        tags = checked_tags(key, tags)
         if ttl == 0:
             return self.cache.delete(key)
         return self.cache.touch(key, ttl, tags)
@@ -375,6 +409,7 @@ class InvalidatorCache(BaseCache):
         default is returned."""
         made = self.make_and_validate_key(key, version=version)
         ttl = self.get_backend_timeout(timeout)
+        tags = checked_tags(made, tags)
         if ttl == 0:
             data = self.cache.get(made)
             if data is not None:
@@ -464,17 +499,24 @@ def _in_thread(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    # At most `MAX_TTL_SECONDS`, finite: what `Cache.get_or_fill` takes, so
+    # that a bad lease is named here, at configuration, not at each call.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_TTL_SECONDS
+    ):
         raise ImproperlyConfigured(
-            f"InvalidatorCache's OPTIONS['{name}_seconds'] is {value!r}; give a positive number"
+            f"InvalidatorCache's OPTIONS['{name}_seconds'] is {value!r}; give a positive number "
+            f"of seconds, at most {MAX_TTL_SECONDS}"
         )
     return float(value)
 
 
 def _non_negative(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
         raise ImproperlyConfigured(
-            f"InvalidatorCache's OPTIONS['{name}_seconds'] is {value!r}; give a number of "
+            f"InvalidatorCache's OPTIONS['{name}_seconds'] is {value!r}; give a finite number of "
             "seconds, 0 or more"
         )
     return float(value)
