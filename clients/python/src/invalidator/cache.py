@@ -868,7 +868,8 @@ class Cache:
             raise InvalidInput(f"delta of key `{key}` is {shown(delta)}; give an integer")
         if not I64_MIN <= delta <= I64_MAX:
             raise InvalidInput(
-                f"delta of key `{key}` is {delta}, outside the 64 signed bits INCRBY takes"
+                f"delta of key `{key}` is {shown(delta, False)}, outside the 64 signed bits "
+                "INCRBY takes"
             )
 
         value = self._write(
@@ -1054,12 +1055,13 @@ def _seconds(key: str, name: str, value: Any, zero: bool) -> float:
         raise InvalidInput(f"{name} of key `{key}` is {shown(value)}; give a number of seconds")
     if zero and not 0 <= value < math.inf:
         raise InvalidInput(
-            f"{name} of key `{key}` is {value}; give a finite number of seconds, 0 or more"
+            f"{name} of key `{key}` is {shown(value, False)}; give a finite number of "
+            "seconds, 0 or more"
         )
     if not zero and not 0 < value <= MAX_TTL_SECONDS:
         raise InvalidInput(
-            f"{name} of key `{key}` is {value}; give a positive number of seconds, at most "
-            f"{MAX_TTL_SECONDS} (100 years)"
+            f"{name} of key `{key}` is {shown(value, False)}; give a positive number of "
+            f"seconds, at most {MAX_TTL_SECONDS} (100 years)"
         )
     return float(value)
 
@@ -1076,10 +1078,12 @@ def _ttl_ms(key: str | None, ttl: Any) -> int:
             f"ttl of {whose} is {shown(ttl)}; give a number of seconds or None (no expiry)"
         )
     if not ttl > 0:
-        raise InvalidInput(f"ttl of {whose} is {ttl}; give a positive ttl, or None for no expiry")
+        raise InvalidInput(
+            f"ttl of {whose} is {shown(ttl, False)}; give a positive ttl, or None for no expiry"
+        )
     if ttl > MAX_TTL_SECONDS:
         raise InvalidInput(
-            f"ttl of {whose} is {ttl} s, more than the {MAX_TTL_SECONDS} s (100 years) "
-            "a cache entry may live; give None for no expiry"
+            f"ttl of {whose} is {shown(ttl, False)} s, more than the {MAX_TTL_SECONDS} s "
+            "(100 years) a cache entry may live; give None for no expiry"
         )
     return max(1, int(ttl * 1000))

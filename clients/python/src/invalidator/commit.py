@@ -115,14 +115,14 @@ def _check_value(value: Any, where: str) -> None:
     if isinstance(value, int):
         if not I64_MIN <= value <= I64_MAX:
             raise InvalidInput(
-                f"{where} is {value}, outside the 64 signed bits an integer must fit in "
-                f"({I64_MIN} to {I64_MAX}); send a larger number as text"
+                f"{where} is {shown(value, False)}, outside the 64 signed bits an integer must "
+                f"fit in ({I64_MIN} to {I64_MAX}); send a larger number as text"
             )
     elif isinstance(value, float):
         if not math.isfinite(value):
-            shown = "NaN" if math.isnan(value) else repr(value)
+            named = "NaN" if math.isnan(value) else repr(value)
             raise InvalidInput(
-                f"{where} is {shown}, which JSON cannot carry; give a finite float, text or None"
+                f"{where} is {named}, which JSON cannot carry; give a finite float, text or None"
             )
     elif isinstance(value, str):
         utf8(value, where)
@@ -137,8 +137,8 @@ def _no_unknown_fields(mapping: Mapping[Any, Any], known: tuple[str, ...], where
     unknown = [field for field in mapping if not (isinstance(field, str) and field in known)]
     if unknown:
         # By repr: the fields may be of types that do not compare.
-        shown = ", ".join(sorted(map(repr, unknown)))
-        raise InvalidInput(f"{where} has unknown field(s) {shown}; known: {', '.join(known)}")
+        named = ", ".join(sorted(shown(field, False) for field in unknown))
+        raise InvalidInput(f"{where} has unknown field(s) {named}; known: {', '.join(known)}")
 
 
 def _field(where: str, column: str) -> str:

@@ -27,13 +27,21 @@ class ServerError(InvalidatorError):
         self.message = message
 
 
-def shown(value: Any) -> str:
-    """`value` for a message: its repr, cut short, and its type (`'60'
-    (str)`, so that a number given as text is seen for what it is)."""
-    text = repr(value)
+def shown(value: Any, typed: bool = True) -> str:
+    """`value` for a message: its repr, cut short, and (`typed`) its type
+    (`'60' (str)`, so that a number given as text is seen for what it is).
+    Never raises: an integer of thousands of digits has no repr (Python
+    refuses to convert it), nor has an object whose `__repr__` fails."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        text = f"<an integer of {value.bit_length()} bits>"
+    else:
+        try:
+            text = repr(value)
+        except Exception:
+            text = f"<a {type(value).__name__} that cannot be shown>"
     if len(text) > 60:
         text = text[:57] + "..."
-    return f"{text} ({type(value).__name__})"
+    return f"{text} ({type(value).__name__})" if typed else text
 
 
 def utf8(text: str, what: str) -> bytes:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
+import numbers
 import os
 import threading
 import urllib.parse
@@ -25,7 +27,7 @@ from typing import Any
 import redis
 
 from .commit import check_commit, dumps
-from .errors import InvalidatorError, InvalidInput, ServerError
+from .errors import InvalidatorError, InvalidInput, ServerError, shown, utf8
 
 Send = Callable[[list[Mapping[str, Any]]], None]
 
@@ -70,9 +72,18 @@ class Publisher:
         `serve --stream` consumes. `timeout` bounds each connect and each
         command, in seconds, so that a Redis that stalls fails the publish
         instead of hanging it."""
-        client = redis.Redis.from_url(
-            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        _check_timeout(timeout)
+        if not isinstance(redis_url, str):
+            raise InvalidInput(f"the Redis URL is {shown(redis_url)}; give redis://HOST:PORT")
+        if not isinstance(stream, str) or not stream:
+            raise InvalidInput(f"the stream is {shown(stream)}; give its name")
+        utf8(stream, f"the stream {stream!r}")
+        try:
+            client = redis.Redis.from_url(
+                redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+        except ValueError as e:  # redis-py's word for a URL it cannot read
+            raise InvalidInput(f"`{redis_url}` is not a Redis URL: {e}") from None
 
         def send(commits: list[Mapping[str, Any]]) -> None:
             # One round trip for the batch; redis-py's pool keeps the
@@ -114,6 +125,8 @@ class _HttpSender:
     """Posts commits to `/v1/commits`, reusing kept-alive connections."""
 
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        if not isinstance(url, str):
+            raise InvalidInput(f"the URL is {shown(url)}; give http://HOST:PORT")
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidInput(f"`{url}` is not an http:// or https:// URL")
@@ -123,8 +136,11 @@ class _HttpSender:
             raise InvalidInput(f"`{url}` has a bad port: {e}") from None
         if token is not None and not isinstance(token, str):
             raise InvalidInput(f"the token must be text, not {type(token).__name__}")
-        if not timeout > 0:
-            raise InvalidInput(f"the timeout must be a positive number of seconds, not {timeout!r}")
+        if token is not None and not (token.isascii() and token.isprintable()):
+            # A header's value: http.client would refuse it at the first
+            # publish (a line break could forge another header).
+            raise InvalidInput("the token holds characters a header cannot carry; give ASCII")
+        _check_timeout(timeout)
         self._path = parts.path.rstrip("/") + "/v1/commits"
         self.endpoint = f"{parts.scheme}://{parts.netloc}{self._path}"
         self._host = parts.hostname
@@ -206,6 +222,18 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_timeout(timeout: Any) -> None:
+    """A publisher's timeout: a positive, finite number of seconds (a bool
+    is not one; socket timeouts refuse infinity, and `"30" > 0` would be a
+    `TypeError`)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise InvalidInput(f"the timeout is {shown(timeout)}; give a number of seconds")
+    if not 0 < timeout < math.inf:
+        raise InvalidInput(
+            f"the timeout is {shown(timeout, False)}; give a positive, finite number of seconds"
+        )
 
 
 def _server_error(status: int, reason: str, body: bytes) -> ServerError:
