@@ -40,8 +40,37 @@ fn needs_escape(c: char) -> bool {
             // reads without showing themselves.
             '\u{200b}'..='\u{200f}'
                 | '\u{2028}'..='\u{202e}'
-                | '\u{2060}'..='\u{2069}'
+                | '\u{2060}'..='\u{206f}'
                 | '\u{feff}'
+                // Blank look-alikes that take no visible room: a soft
+                // hyphen, the combining grapheme joiner, the Hangul
+                // fillers, the Mongolian vowel separator, the Khmer
+                // inherent vowels, the braille blank.
+                | '\u{ad}'
+                | '\u{34f}'
+                | '\u{115f}'
+                | '\u{1160}'
+                | '\u{17b4}'
+                | '\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{ffa0}'
+                // The rest of the format characters (general category Cf).
+                | '\u{600}'..='\u{605}'
+                | '\u{61c}'
+                | '\u{6dd}'
+                | '\u{70f}'
+                | '\u{890}'..='\u{891}'
+                | '\u{8e2}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{110bd}'
+                | '\u{110cd}'
+                | '\u{13430}'..='\u{1343f}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0001}'
+                | '\u{e0020}'..='\u{e007f}'
         )
 }
 
@@ -61,6 +90,25 @@ mod tests {
             "a\\u{202e}b\\u{7f}c\\u{9b}"
         );
         assert_eq!(escape("tab\there\r"), "tab\\there\\r");
+        for invisible in [
+            '\u{ad}',
+            '\u{34f}',
+            '\u{115f}',
+            '\u{180e}',
+            '\u{3164}',
+            '\u{2064}',
+            '\u{61c}',
+            '\u{e0041}',
+            '\u{1d173}',
+        ] {
+            let text = format!("deal{invisible}ership");
+            assert_eq!(
+                escape(&text),
+                format!("deal\\u{{{:x}}}ership", invisible as u32),
+                "U+{:04X}",
+                invisible as u32
+            );
+        }
     }
 
     #[test]

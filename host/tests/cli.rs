@@ -287,25 +287,26 @@ fn rule_text_in_the_logs_is_escaped() {
     }
 }
 
-/// A version holding a newline and an escape sequence is shown escaped by
-/// `check`, and in the logs when the rule is loaded.
+/// A version that looks like more log fields (`6.6.6 rule=turnus ...`)
+/// is shown quoted in the human log format, so that it cannot pass for
+/// another rule's line; `check` shows it as it is.
 #[test]
-fn check_shows_a_rules_version_escaped() {
+fn a_version_cannot_forge_log_fields() {
     let out = invalidator_logging(&["check", guests::EVIL_DESCRIBE], "", "info");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("is rule evil 6.6.6\\n\\u{1b}[31mFAKE"),
+        stdout.contains("is rule evil 6.6.6 rule=turnus path=/rules/turnus.wasm"),
         "{stdout}"
     );
+    let stderr = text(&out.stderr);
+    let loaded = stderr
+        .lines()
+        .find(|l| l.contains("rule loaded"))
+        .unwrap_or_else(|| panic!("a `rule loaded` line: {stderr}"));
     assert!(
-        !stdout.contains('\x1b') && !stdout.contains("\nFAKE") && !stdout.contains("\n\x1b"),
-        "{stdout:?}"
-    );
-    assert!(
-        !text(&out.stderr).contains('\x1b'),
-        "{:?}",
-        text(&out.stderr)
+        loaded.contains(r#"rule="evil" version="6.6.6 rule=turnus path=/rules/turnus.wasm""#),
+        "{loaded}"
     );
 }
 

@@ -202,6 +202,41 @@ async fn bad_input_is_refused_whole_with_a_message_naming_the_problem() {
     );
     assert!(message.contains("wiat"), "{message}");
 
+    // Integers beyond 64 signed bits are refused, however they overflow:
+    // read as floats they would name other rows.
+    for n in [
+        "9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551616",
+    ] {
+        let one = format!(
+            r#"{{"txn":"t","writes":[{{"table":"inventory","op":"update","key":{{"vin":"V1"}},"after":{{"vin":"V1","price":{n}}}}}]}}"#
+        );
+        for body in [one.clone(), format!("[{one}]")] {
+            let (status, code, message) = error_code(post_raw(body).await.unwrap()).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (StatusCode::BAD_REQUEST, "invalid_commit"),
+                "{n}: {message}"
+            );
+            assert!(
+                message.contains(n) && message.contains("64 signed bits"),
+                "{message}"
+            );
+        }
+        let entity = format!(r#"{{"table":"inventory","key":{{"vin":{n}}}}}"#);
+        let response = http
+            .post(service.at("/v1/invalidate/entity"))
+            .header("content-type", "application/json")
+            .body(entity)
+            .send()
+            .await
+            .unwrap();
+        let (status, _, message) = error_code(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{n}: {message}");
+        assert!(message.contains("64 signed bits"), "{message}");
+    }
+
     assert!(
         exists(&mut conn, "vehicle:V1"),
         "no bad request invalidated anything"
@@ -253,9 +288,195 @@ async fn mutating_endpoints_need_the_configured_bearer_token() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    // Reading needs no token.
+    // Two `Authorization` headers, even one of them right, are refused.
+    let response = http
+        .post(service.at("/v1/commits"))
+        .header("authorization", "Bearer 20261122")
+        .header("authorization", "Bearer wrong")
+        .json(&commit)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, message) = error_code(response).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+    assert!(message.contains("more than one"), "{message}");
+    // The figures need no token; the cache's values do.
     let response = http.get(service.at("/v1/stats")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    let response = http.get(service.at("/v1/cache/k")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = http
+        .get(service.at("/v1/cache/k"))
+        .bearer_auth("20261122")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "a miss, read");
+}
+
+/// A read token reads the cache and changes nothing.
+#[tokio::test]
+async fn a_read_token_reads_the_cache_and_nothing_more() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    set_keys(&mut conn, &["k"]);
+    let service = serve(
+        &rules("read-token"),
+        &redis,
+        &[
+            ("INVALIDATOR_HTTP__TOKEN", "the-writing-token"),
+            ("INVALIDATOR_HTTP__READ_TOKEN", "the-reading-token"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    for (token, status) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("wrong"), StatusCode::UNAUTHORIZED),
+        (Some("the-reading-token"), StatusCode::OK),
+        (Some("the-writing-token"), StatusCode::OK),
+    ] {
+        let mut request = http.get(service.at("/v1/cache/k"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{token:?}");
+    }
+    let response = http
+        .put(service.at("/v1/cache/k"))
+        .bearer_auth("the-reading-token")
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = http
+        .post(service.at("/v1/commits"))
+        .bearer_auth("the-reading-token")
+        .json(&car("t", "V1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A blank token can never be sent, and a short one is guessed: refused
+/// at start, naming the setting.
+#[test]
+fn unusable_tokens_are_refused_at_start() {
+    let dir = rules("weak-token");
+    let start = |listen: &str, envs: &[(&str, &str)]| {
+        let out = std::process::Command::new(BIN)
+            .args([
+                "serve",
+                "--rules",
+                dir.to_str().unwrap(),
+                "--listen",
+                listen,
+            ])
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{listen} {envs:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = start("127.0.0.1:0", &[("INVALIDATOR_HTTP__TOKEN", " ")]);
+    assert!(stderr.contains("`http.token` is blank"), "{stderr}");
+    let stderr = start("0.0.0.0:0", &[("INVALIDATOR_HTTP__TOKEN", "short-token")]);
+    assert!(
+        stderr.contains("with a token of 11 bytes") && stderr.contains("at least 16"),
+        "{stderr}"
+    );
+    let stderr = start(
+        "0.0.0.0:0",
+        &[
+            ("INVALIDATOR_HTTP__TOKEN", "a-long-enough-token"),
+            ("INVALIDATOR_HTTP__READ_TOKEN", "short"),
+        ],
+    );
+    assert!(stderr.contains("with a token of 5 bytes"), "{stderr}");
+}
+
+/// Slow clients are cut off: a head not sent within `http.header_timeout`
+/// closes the connection, a body not sent within `http.body_timeout` is
+/// answered 408, and past `http.max_connections` a new connection waits
+/// until one closes.
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_connections_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = RedisServer::start();
+    let service = serve(
+        &rules("slow"),
+        &redis,
+        &[
+            ("INVALIDATOR_HTTP__HEADER_TIMEOUT", "1s"),
+            ("INVALIDATOR_HTTP__BODY_TIMEOUT", "1s"),
+            ("INVALIDATOR_HTTP__MAX_CONNECTIONS", "4"),
+        ],
+    );
+    let addr = service.at("").trim_start_matches("http://").to_owned();
+    // Four connections with half a head each take every slot.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        stalled.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let health = tokio::spawn({
+        let url = service.at("/healthz");
+        async move { reqwest::get(url).await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!health.is_finished(), "a fifth connection waits for a slot");
+    // The stalled ones are closed after the header timeout...
+    for mut c in stalled {
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("closed within the header timeout");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "closed, not answered: {read:?}"
+        );
+    }
+    // ...which frees the slots for the waiting request.
+    let status = tokio::time::timeout(Duration::from_secs(5), health)
+        .await
+        .expect("served once a slot is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(500));
+
+    // A body that never comes: 408 after the body timeout.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(
+        b"POST /v1/commits HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"txn\"",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let took = std::time::Instant::now();
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("an answer within the body timeout")
+            .unwrap();
+        assert!(n > 0, "answered before closing");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        took.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        took.elapsed()
+    );
 }
 
 #[test]

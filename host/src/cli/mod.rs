@@ -8,6 +8,7 @@ mod cache;
 mod check;
 mod diff;
 mod dry_run;
+mod log_fields;
 mod new;
 mod postgres;
 mod serve;
@@ -74,7 +75,7 @@ pub(crate) fn init_logging(format: LogFormat, default: &str) {
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_env_filter(filter);
     match format {
-        LogFormat::Text => logs.init(),
+        LogFormat::Text => logs.fmt_fields(log_fields::QuotedFields).init(),
         LogFormat::Json => logs.json().init(),
     }
 }

@@ -29,11 +29,12 @@ pub fn parse_json(line: &str) -> Result<Commit, CommitParseError> {
     wire.into_commit()
 }
 
-/// Parses one commit already read as JSON (an element of an HTTP body's
-/// array, say).
+/// Parses one commit already read as JSON. Prefer [`parse_json`] on the
+/// text: once read as a `serde_json::Value`, an integer beyond 64 bits has
+/// become a float, and is taken as one rather than refused.
 pub fn commit_from_value(value: serde_json::Value) -> Result<Commit, CommitParseError> {
-    let wire = WireCommit::deserialize(value).map_err(|e| CommitParseError(e.to_string()))?;
-    wire.into_commit()
+    // Rows are read from text (see `RowVisitor`).
+    parse_json(&value.to_string())
 }
 
 #[derive(Deserialize)]
@@ -163,12 +164,29 @@ impl<'de> Visitor<'de> for RowVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WireRow, A::Error> {
         let mut row = Vec::with_capacity(map.size_hint().unwrap_or(4));
         while let Some(name) = map.next_key::<String>()? {
-            let json: serde_json::Value = map.next_value()?;
-            let value = scalar(&name, json).map_err(de::Error::custom)?;
+            // Read as text, so that an integer beyond 64 bits is seen as
+            // one: parsed as a value it would already be a float.
+            let raw: Box<serde_json::value::RawValue> = map.next_value()?;
+            let value = scalar_text(&name, raw.get()).map_err(de::Error::custom)?;
             row.push((name, value));
         }
         Ok(WireRow(row))
     }
+}
+
+/// Converts a column value's JSON text into a column value. An integer
+/// literal (no fraction, no exponent) must fit in 64 signed bits: beyond,
+/// it would become a float that names another row.
+fn scalar_text(column: &str, text: &str) -> Result<Value, String> {
+    let number = text.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+    if number && !text.contains(['.', 'e', 'E']) {
+        return text.parse::<i64>().map(Value::Integer).map_err(|_| {
+            format!("column `{column}`: integer `{text}` does not fit in 64 signed bits")
+        });
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("column `{column}`: {e}"))?;
+    scalar(column, json)
 }
 
 /// Converts a JSON value into a column value, refusing what the contract
@@ -280,10 +298,34 @@ mod tests {
 
     #[test]
     fn rejects_integers_beyond_i64() {
-        let err = parse_json(
-            r#"{"txn":"t","writes":[{"table":"a","op":"delete","key":{"id":18446744073709551615}}]}"#,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("18446744073709551615"), "{err}");
+        for n in [
+            "18446744073709551615",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551616",
+            "123456789012345678901234567890",
+        ] {
+            let line = format!(
+                r#"{{"txn":"t","writes":[{{"table":"a","op":"delete","key":{{"id":{n}}}}}]}}"#
+            );
+            let err = parse_json(&line).unwrap_err();
+            assert!(
+                err.to_string().contains("does not fit in 64 signed bits"),
+                "{n}: {err}"
+            );
+            assert!(err.to_string().contains(n), "{n}: {err}");
+        }
+        for (n, value) in [
+            ("9223372036854775807", Value::Integer(i64::MAX)),
+            ("-9223372036854775808", Value::Integer(i64::MIN)),
+            ("1.5e19", Value::Float(1.5e19)),
+            ("-0.5", Value::Float(-0.5)),
+        ] {
+            let line = format!(
+                r#"{{"txn":"t","writes":[{{"table":"a","op":"delete","key":{{"id":{n}}}}}]}}"#
+            );
+            let commit = parse_json(&line).unwrap();
+            assert_eq!(commit.writes[0].key, [("id".to_owned(), value)], "{n}");
+        }
     }
 }

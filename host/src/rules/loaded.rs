@@ -301,24 +301,47 @@ fn describe_guest_error(e: &GuestError) -> String {
     }
 }
 
+/// The longest rule name, in characters.
+pub const MAX_NAME_LEN: usize = 64;
+/// The longest rule version, in characters.
+pub const MAX_VERSION_LEN: usize = 64;
+
 /// Checks what `describe()` said, in place: a name fit to show and to
-/// label metrics with, a version made safe to show, table names without
+/// label metrics with, a version fit to show, table names without
 /// control characters, and fallback targets within the call budgets.
+///
+/// Names and versions are on every log line, metric and API answer about
+/// the rule, so they are bounded: a 4,000,000-character name once turned
+/// one commit into 40 MB of logs, and a 7 MB version one `/metrics`
+/// scrape into 72 MB. A name is `[a-z0-9][a-z0-9_-]{0,63}`, which also
+/// rules out look-alikes (`dealership` followed by an invisible Hangul
+/// filler showed beside `dealership`); a version is printable ASCII.
 fn check_info(info: &mut RuleInfo, config: &SandboxConfig) -> Result<(), String> {
-    let name_ok = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '+');
-    if info.name.is_empty() || !info.name.chars().all(name_ok) {
+    let name_ok = |(i, c): (usize, char)| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || (i > 0 && matches!(c, '_' | '-'))
+    };
+    if info.name.is_empty()
+        || info.name.len() > MAX_NAME_LEN
+        || !info.name.chars().enumerate().all(name_ok)
+    {
         return Err(format!(
-            "gave the name `{}`: a rule name must be non-empty, of letters, digits and \
-             `-_.:@+` only",
-            escape(&info.name)
+            "gave the name `{}`: a rule name must be 1 to {MAX_NAME_LEN} characters of `a-z`, \
+             `0-9`, `_` and `-`, starting with a letter or a digit",
+            shown(&info.name)
         ));
     }
-    if info.version.trim().is_empty() {
-        return Err(format!("gave rule `{}` an empty version", info.name));
+    let version_ok = |c: char| c.is_ascii_graphic() || c == ' ';
+    if info.version.trim().is_empty()
+        || info.version.len() > MAX_VERSION_LEN
+        || !info.version.chars().all(version_ok)
+    {
+        return Err(format!(
+            "gave rule `{}` the version `{}`: a version must be 1 to {MAX_VERSION_LEN} printable \
+             ASCII characters, not all spaces",
+            info.name,
+            shown(&info.version)
+        ));
     }
-    // Shown in logs, metrics labels and the API: kept escaped once here
-    // rather than at every place that shows it.
-    info.version = escape(&info.version).into_owned();
     if let Some(table) = info
         .tables
         .iter()
@@ -334,6 +357,18 @@ fn check_info(info: &mut RuleInfo, config: &SandboxConfig) -> Result<(), String>
     within_budget(&mut info.fallback, config)
         .map(|_| ())
         .map_err(|e| format!("gave rule `{}` fallback targets that {e}", info.name))
+}
+
+/// At most the first 64 characters of `text`, escaped, and how long it
+/// was when that is longer: an error about an overlong name must not be
+/// overlong itself.
+fn shown(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= MAX_NAME_LEN {
+        return escape(text).into_owned();
+    }
+    let head: String = text.chars().take(MAX_NAME_LEN).collect();
+    format!("{}… ({count} characters)", escape(&head))
 }
 
 /// Holds one call's targets to the budgets of `config`, dropping empty
@@ -410,24 +445,73 @@ mod tests {
     #[test]
     fn describe_answers_are_checked_and_made_safe_to_show() {
         let config = SandboxConfig::default();
-        let mut ok = info("turnus", "6.6.6\n\x1b[31mFAKE", &["kinder"]);
+        let mut ok = info("turnus-2_b", "6.6.6 rule=other (build 7)", &["kinder"]);
         check_info(&mut ok, &config).unwrap();
-        assert_eq!(ok.version, "6.6.6\\n\\u{1b}[31mFAKE");
+        assert_eq!(ok.version, "6.6.6 rule=other (build 7)");
         assert_eq!(
             ok.fallback,
             [Target::Pattern("p:*".into())],
             "empty dropped"
         );
+        let longest = "a".repeat(MAX_NAME_LEN);
+        check_info(
+            &mut info(&longest, &"1".repeat(MAX_VERSION_LEN), &[]),
+            &config,
+        )
+        .unwrap();
 
-        for bad in ["", "two words", "evil\x1b[2J", "a/b"] {
+        let huge = "x".repeat(4_000_000);
+        for bad in [
+            "",
+            "two words",
+            "evil\x1b[2J",
+            "a/b",
+            "Dealership",
+            "dealership\u{3164}",
+            "deal\u{ad}ership",
+            "-lead",
+            "_lead",
+            "rule.v2",
+            "rüle",
+            &format!("{longest}a"),
+            &huge,
+        ] {
             let err = check_info(&mut info(bad, "1", &[]), &config).unwrap_err();
-            assert!(err.contains("a rule name must be"), "{bad:?}: {err}");
+            assert!(
+                err.contains("a rule name must be 1 to 64"),
+                "{bad:?}: {err}"
+            );
             assert!(!err.contains('\x1b'), "{err:?}");
+            assert!(
+                err.len() < 400,
+                "the error stays short: {} bytes",
+                err.len()
+            );
+        }
+        for bad in [
+            " ",
+            "",
+            "6.6.6\n\x1b[31mFAKE",
+            "1.0\u{3164}",
+            "1.0\t",
+            "é",
+            &"1".repeat(MAX_VERSION_LEN + 1),
+            &huge,
+        ] {
+            let err = check_info(&mut info("r", bad, &[]), &config).unwrap_err();
+            assert!(
+                err.contains("a version must be 1 to 64 printable ASCII"),
+                "{bad:?}: {err}"
+            );
+            assert!(!err.contains(['\x1b', '\n']), "{err:?}");
+            assert!(
+                err.len() < 400,
+                "the error stays short: {} bytes",
+                err.len()
+            );
         }
         let err = check_info(&mut info("r", "1", &["ok", "bad\n"]), &config).unwrap_err();
         assert!(err.contains("`bad\\n`"), "{err}");
-        let err = check_info(&mut info("r", " ", &[]), &config).unwrap_err();
-        assert!(err.contains("empty version"), "{err}");
     }
 
     #[test]

@@ -111,19 +111,39 @@ pub struct HttpConfig {
         deserialize_with = "text::optional"
     )]
     pub listen: Option<String>,
-    /// Bearer token the mutating endpoints require. Required to listen on
-    /// an address other than loopback. Default absent.
+    /// Bearer token the mutating endpoints and cache reads require.
+    /// Required to listen on an address other than loopback, and there at
+    /// least 16 bytes long; never blank. Default absent.
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "text::optional"
     )]
     pub token: Option<String>,
+    /// A second token that may read the cache (`GET /v1/cache/KEY`) and
+    /// nothing else. Default absent: reading takes `token`.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "text::optional"
+    )]
+    pub read_token: Option<String>,
     /// Largest request body accepted, in bytes. Default 1 MiB.
     pub body_limit_bytes: usize,
     /// How long `?wait=true` waits for the invalidations to be applied
     /// before answering 504. Default `30s`.
     #[serde(with = "crate::duration::required")]
     pub wait_timeout: Duration,
+    /// How long a client may take to send a request's head, and how long
+    /// a kept-alive connection may sit idle: past it, the connection is
+    /// closed. Default `10s`.
+    #[serde(with = "crate::duration::required")]
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body once its head
+    /// is in: past it, the answer is 408. Default `30s`.
+    #[serde(with = "crate::duration::required")]
+    pub body_timeout: Duration,
+    /// Most connections open at once; more wait to be accepted. Default
+    /// 1024.
+    pub max_connections: usize,
 }
 
 /// `[stream]`: the Redis Streams source.
@@ -198,8 +218,12 @@ impl Default for HttpConfig {
         Self {
             listen: None,
             token: None,
+            read_token: None,
             body_limit_bytes: 1 << 20,
             wait_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -294,8 +318,38 @@ impl ServeConfig {
                 "`stream.read_count` and `stream.max_in_flight` must be above 0".to_owned(),
             );
         }
+        for (key, token) in [
+            ("http.token", &self.http.token),
+            ("http.read_token", &self.http.read_token),
+        ] {
+            if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                return unusable(format!(
+                    "`{key}` is blank: no request could ever carry it; give a real token, or none"
+                ));
+            }
+        }
+        if self.http.read_token.is_some() && self.http.token.is_none() {
+            return unusable(
+                "`http.read_token` is set without `http.token`: with no token, everything is \
+                 open and a read token protects nothing; set `http.token` too"
+                    .to_owned(),
+            );
+        }
+        if self.http.max_connections == 0
+            || self.http.header_timeout.is_zero()
+            || self.http.body_timeout.is_zero()
+        {
+            return unusable(
+                "`http.max_connections`, `http.header_timeout` and `http.body_timeout` must be \
+                 above 0"
+                    .to_owned(),
+            );
+        }
         if let Some(addr) = self.http.listen.as_deref().and_then(|l| l.parse().ok()) {
             crate::source::http::check_exposure(addr, self.http.token.as_deref())?;
+            if let Some(read) = self.http.read_token.as_deref() {
+                crate::source::http::check_exposure(addr, Some(read))?;
+            }
         }
         if let Some(problem) = self.postgres.problem() {
             return unusable(problem);
@@ -334,11 +388,13 @@ impl ServeConfig {
         Ok(())
     }
 
-    /// The effective configuration as TOML, the token hidden.
+    /// The effective configuration as TOML, the tokens hidden.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
-        if shown.http.token.is_some() {
-            shown.http.token = Some("(hidden)".to_owned());
+        for token in [&mut shown.http.token, &mut shown.http.read_token] {
+            if token.is_some() {
+                *token = Some("(hidden)".to_owned());
+            }
         }
         shown.postgres.url = shown.postgres.url.as_deref().map(redact);
         toml::to_string_pretty(&shown).expect("the configuration serializes to TOML")

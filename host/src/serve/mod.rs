@@ -256,10 +256,16 @@ pub async fn serve(
         });
         let settings = HttpSettings {
             token: config.http.token.clone(),
+            read_token: config.http.read_token.clone(),
             body_limit: config.http.body_limit_bytes,
             wait_timeout: config.http.wait_timeout,
+            limits: crate::source::http::Limits {
+                header_timeout: config.http.header_timeout,
+                body_timeout: config.http.body_timeout,
+                max_connections: config.http.max_connections,
+            },
         };
-        let operations = http::router(api, settings.token.clone());
+        let operations = http::router(api, settings.token.clone(), settings.read_token.clone());
         let source = HttpSource::bind(listen, settings, operations).await?;
         let addr = source.addr();
         tasks.push(spawn_source(source, &intake, &stopping));

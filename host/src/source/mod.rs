@@ -83,6 +83,18 @@ pub enum SourceError {
         /// The address.
         addr: SocketAddr,
     },
+    /// An address reachable from other machines, with a token too short
+    /// to resist guessing.
+    #[error(
+        "refusing to listen on `{addr}` with a token of {len} bytes: it is reachable from \
+         other machines, where a token needs at least 16 bytes (`openssl rand -hex 16` makes one)"
+    )]
+    WeakToken {
+        /// The address.
+        addr: SocketAddr,
+        /// The token's length in bytes.
+        len: usize,
+    },
     /// The stream's settings or Redis address are unusable.
     #[error("stream: {0}")]
     Stream(String),

@@ -11,7 +11,8 @@
 //! | `GET /healthz`, `GET /readyz` | alive; ready to take work |
 //!
 //! The mutating ones need the bearer token when one is configured, like
-//! the intake's; errors have the intake's one JSON shape.
+//! the intake's, and so does reading the cache (or the read token, which
+//! may only read); errors have the intake's one JSON shape.
 
 mod cache;
 mod metrics;
@@ -24,7 +25,7 @@ use axum::Router;
 use axum::routing::{get, post, put};
 
 use super::Service;
-use crate::source::http::require_token;
+use crate::source::http::{require_read_token, require_token};
 
 /// What every handler sees.
 pub(crate) struct Api {
@@ -34,8 +35,15 @@ pub(crate) struct Api {
 
 pub(crate) type ApiState = axum::extract::State<Arc<Api>>;
 
-/// The routes, with the token check on the mutating ones.
-pub(crate) fn router(api: Arc<Api>, token: Option<String>) -> Router {
+/// The routes, with the token check on the mutating ones and on cache
+/// reads.
+pub(crate) fn router(api: Arc<Api>, token: Option<String>, read_token: Option<String>) -> Router {
+    let reading = Router::new()
+        .route("/v1/cache/{key}", get(cache::get))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new((token.clone(), read_token)),
+            require_read_token,
+        ));
     let mutating = Router::new()
         .route("/v1/rules/reload", post(rules::reload))
         .route("/v1/cache/{key}", put(cache::put))
@@ -46,7 +54,7 @@ pub(crate) fn router(api: Arc<Api>, token: Option<String>) -> Router {
     Router::new()
         .route("/v1/rules", get(rules::list))
         .route("/v1/stats", get(status::stats))
-        .route("/v1/cache/{key}", get(cache::get))
+        .merge(reading)
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))

@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, HttpIntake, read_body};
-use crate::commit::{Commit, commit_from_value};
+use serde_json::value::RawValue;
+
+use crate::commit::{Commit, parse_json};
 use crate::targets::{Target, TargetSet};
 use axum::extract::State;
 
@@ -42,9 +44,15 @@ pub(crate) async fn commits(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let wait = wait(query)?;
-    let value = json_body(&api, body)?;
-    let commits: Vec<Commit> = match value {
-        Value::Array(items) => {
+    let body = read_body(body, api.settings.body_limit)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad_json(format!("body is not JSON: not UTF-8: {e}")))?;
+    // Each commit is parsed from its own text, not from a parsed value, so
+    // that an integer beyond 64 bits is refused rather than read as a float.
+    let commits: Vec<Commit> = match text.trim_start().as_bytes().first() {
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)
+                .map_err(|e| ApiError::bad_json(format!("body is not JSON: {e}")))?;
             if items.is_empty() {
                 return Err(ApiError::invalid_commit("the array holds no commit"));
             }
@@ -52,19 +60,23 @@ pub(crate) async fn commits(
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    commit_from_value(item)
+                    parse_json(item.get())
                         .map_err(|e| ApiError::invalid_commit(format!("commit [{i}]: {e}")))
                 })
                 .collect::<Result<_, _>>()?
         }
-        Value::Object(_) => vec![
-            commit_from_value(value)
-                .map_err(|e| ApiError::invalid_commit(format!("commit: {e}")))?,
-        ],
-        other => {
+        Some(b'{') => {
+            // Not JSON at all is `bad_json`; JSON that is no commit, not.
+            serde_json::from_str::<&RawValue>(text)
+                .map_err(|e| ApiError::bad_json(format!("body is not JSON: {e}")))?;
+            vec![parse_json(text).map_err(|e| ApiError::invalid_commit(format!("commit: {e}")))?]
+        }
+        _ => {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| ApiError::bad_json(format!("body is not JSON: {e}")))?;
             return Err(ApiError::invalid_commit(format!(
                 "expected a commit object or an array of commits, found {}",
-                kind(&other)
+                kind(&value)
             )));
         }
     };
@@ -132,11 +144,11 @@ pub(crate) async fn invalidate(
 #[serde(deny_unknown_fields)]
 struct Entity {
     table: String,
-    /// The primary-key columns.
-    key: Value,
+    /// The primary-key columns, as sent (parsed as a commit's rows are).
+    key: Box<RawValue>,
     /// The row as it is now, if known; default: the key columns.
     #[serde(default)]
-    row: Option<Value>,
+    row: Option<Box<RawValue>>,
     #[serde(default)]
     source: Option<String>,
 }
@@ -151,15 +163,21 @@ pub(crate) async fn entity(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let wait = wait(query)?;
-    let entity: Entity = serde_json::from_value(json_body(&api, body)?).map_err(|e| {
+    let body = read_body(body, api.settings.body_limit)?;
+    json_text(&body)?;
+    let entity: Entity = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid(format!("expected {{\"table\", \"key\", \"row\"?}}: {e}"))
     })?;
-    let after = entity.row.unwrap_or_else(|| entity.key.clone());
-    let commit = commit_from_value(json!({
-        "txn": format!("entity:{}", entity.table),
-        "source": entity.source,
-        "writes": [{"table": entity.table, "op": "update", "key": entity.key, "after": after}],
-    }))
+    let after = entity.row.as_ref().unwrap_or(&entity.key);
+    // Built as text around the rows as sent, then parsed as any commit.
+    let commit = parse_json(&format!(
+        r#"{{"txn":{},"source":{},"writes":[{{"table":{},"op":"update","key":{},"after":{}}}]}}"#,
+        json!(format!("entity:{}", entity.table)),
+        json!(entity.source),
+        json!(entity.table),
+        entity.key.get(),
+        after.get(),
+    ))
     .map_err(|e| ApiError::invalid(format!("entity: {e}")))?;
     api.taking_work()?;
     // Through the pipeline like any commit, so that shadows, probation and
@@ -191,6 +209,14 @@ pub(crate) fn json_body(
 ) -> Result<Value, ApiError> {
     let body = read_body(body, api.settings.body_limit)?;
     serde_json::from_slice(&body).map_err(|e| ApiError::bad_json(format!("body is not JSON: {e}")))
+}
+
+/// Checks that `body` is JSON, whatever its shape: a body that is not is
+/// `bad_json`, one of the wrong shape is refused by its reader.
+fn json_text(body: &[u8]) -> Result<(), ApiError> {
+    serde_json::from_slice::<&RawValue>(body)
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_json(format!("body is not JSON: {e}")))
 }
 
 /// 202 with `body` at once, or, when `wait`, 200 once the work numbered

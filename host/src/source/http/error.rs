@@ -68,6 +68,11 @@ impl ApiError {
         )
     }
 
+    /// 408 `timeout`: the client took too long to send its request.
+    pub(crate) fn timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "timeout", message)
+    }
+
     /// 500 `internal`: a bug of ours (a task that panicked).
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)

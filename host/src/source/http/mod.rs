@@ -16,6 +16,7 @@
 mod auth;
 mod commits;
 mod error;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,8 +28,9 @@ use axum::routing::post;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub(crate) use auth::{check_exposure, require_token};
+pub(crate) use auth::{check_exposure, require_read_token, require_token};
 pub(crate) use error::{ApiError, read_body};
+pub use server::Limits;
 
 use super::{Intake, Source, SourceReport};
 
@@ -37,6 +39,11 @@ use super::{Intake, Source, SourceReport};
 pub struct HttpSettings {
     /// The bearer token every mutating request must carry, if any.
     pub token: Option<String>,
+    /// A token that may read the cache but change nothing; without one,
+    /// reading the cache takes `token` (when there is one).
+    pub read_token: Option<String>,
+    /// How long clients may take, and how many may be connected.
+    pub limits: Limits,
     /// The largest request body taken, in bytes.
     pub body_limit: usize,
     /// How long `?wait=true` waits for the invalidations to be applied.
@@ -88,6 +95,9 @@ impl HttpSource {
             .collect();
         for addr in &addrs {
             auth::check_exposure(*addr, settings.token.as_deref())?;
+            if let Some(read) = settings.read_token.as_deref() {
+                auth::check_exposure(*addr, Some(read))?;
+            }
         }
         let listener = TcpListener::bind(addrs.as_slice()).await.map_err(fail)?;
         let addr = listener.local_addr().map_err(fail)?;
@@ -119,6 +129,10 @@ impl HttpSource {
                 ApiError::not_found("no such endpoint; see GET /v1/rules, POST /v1/commits")
             })
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+            .layer(axum::middleware::from_fn_with_state(
+                (self.settings.limits.body_timeout, self.settings.body_limit),
+                server::read_body_in_time,
+            ))
             .layer(DefaultBodyLimit::max(self.settings.body_limit))
     }
 }
@@ -146,12 +160,7 @@ impl Source for HttpSource {
         let stopped = async move {
             let _ = stop.wait_for(|&s| s).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!("the HTTP server failed: {e}");
-        }
+        server::serve(listener, app, self.settings.limits, stopped).await;
         SourceReport::default()
     }
 }

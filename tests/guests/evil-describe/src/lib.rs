@@ -1,6 +1,6 @@
-//! A rule whose `describe()` answers with a version that would forge a log
-//! line and colour the terminal if shown raw. It invalidates `evil:{id}`
-//! on writes to `evil`.
+//! A rule whose `describe()` answers with a version that would forge log
+//! fields if shown unquoted (`rule=turnus`): printable ASCII, so within
+//! what a version may be. It invalidates `evil:{id}` on writes to `evil`.
 
 #![no_std]
 
@@ -11,7 +11,7 @@ pub struct EvilDescribe;
 
 impl Rule for EvilDescribe {
     fn describe() -> RuleInfo {
-        RuleInfo::new("evil", "6.6.6\n\x1b[31mFAKE").tables(["evil"])
+        RuleInfo::new("evil", "6.6.6 rule=turnus path=/rules/turnus.wasm").tables(["evil"])
     }
 
     fn on_commit(commit: &Commit, out: &mut Targets) -> Result<(), RuleError> {
