@@ -441,4 +441,13 @@ fn an_unusable_default_compile_cache_is_a_warning_and_a_named_one_an_error() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("is inside the rules folder"), "{stderr}");
     assert!(!inside.exists(), "nothing written there");
+
+    // And a folder beside a single rule file given as the rules: whoever
+    // may write that file's folder may plant entries there.
+    let beside = rules.join("cc");
+    let out = run_cached(&beside, rules.join("pos.wasm").to_str().unwrap());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("is inside the rules folder"), "{stderr}");
+    assert!(!beside.exists(), "nothing written there");
 }

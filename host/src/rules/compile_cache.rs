@@ -101,10 +101,22 @@ pub fn default_dir() -> Result<PathBuf, CacheError> {
 }
 
 /// Refuses a compile cache folder `cache` inside the rules folder `rules`:
-/// anyone who can deploy a rule could then plant compiled code. Either may
-/// not exist yet; links and `..` are resolved as far as the path exists.
+/// anyone who can deploy a rule could then plant compiled code. `rules`
+/// may be one rule file, whose folder then counts as the rules folder:
+/// whoever may write the file there may write beside it. Either may not
+/// exist yet; links and `..` are resolved as far as the path exists.
 pub fn check_outside(cache: &Path, rules: &Path) -> Result<(), CacheError> {
-    if resolved(cache).starts_with(resolved(rules)) {
+    let folder = match rules.parent() {
+        Some(parent) if rules.is_file() || rules.extension().is_some_and(|e| e == "wasm") => {
+            if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            }
+        }
+        _ => rules,
+    };
+    if resolved(cache).starts_with(resolved(folder)) {
         return Err(CacheError::InsideRules {
             cache: cache.to_owned(),
             rules: rules.to_owned(),
