@@ -218,3 +218,44 @@ fn serve_refuses_an_unsafe_compile_cache() {
         "{stderr}"
     );
 }
+
+/// A rule called often cannot flood the logs one call's budget at a time:
+/// past `sandbox.max_log_lines_per_minute`, its lines are dropped and
+/// counted, across calls.
+#[test]
+fn a_rules_log_lines_are_bounded_per_minute_across_calls() {
+    let dir = folder("log-minute");
+    deploy(guests::HOSTILE, &dir.join("hostile.wasm"));
+    // Five calls of 100 lines each: within the budget of one call, 500
+    // lines in all, against 150 a minute.
+    let events: String = (1..=5)
+        .map(|i| {
+            format!(
+                "{{\"txn\":\"s{i}\",\"writes\":[{{\"table\":\"spam\",\"op\":\"insert\",\"key\":{{\"id\":{i}}},\"after\":{{\"id\":{i},\"n\":100}}}}]}}\n"
+            )
+        })
+        .collect();
+    let file = dir.with_extension("events.jsonl");
+    std::fs::write(&file, events).unwrap();
+    // One commit per batch, so that each is a call of its own.
+    let out = Command::new(env!("CARGO_BIN_EXE_invalidator"))
+        .args([
+            "serve",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            file.to_str().unwrap(),
+        ])
+        .env("XDG_CACHE_HOME", xdg_cache(&dir))
+        .env("INVALIDATOR_SANDBOX__MAX_LOG_LINES_PER_MINUTE", "150")
+        .env("INVALIDATOR_PIPELINE__MAX_BATCH", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let logged = stderr
+        .lines()
+        .filter(|l| l.contains(&"x".repeat(64)))
+        .count();
+    assert_eq!(logged, 150, "the rule's lines in the logs over five calls");
+}

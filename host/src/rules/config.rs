@@ -36,6 +36,10 @@ pub struct SandboxConfig {
     /// Log lines one call may write; the rest are dropped, and one line
     /// says how many. Default: 100.
     pub max_log_lines: u32,
+    /// Log lines one rule version may write a minute, across its calls;
+    /// the rest are dropped and counted, and one line a minute says how
+    /// many. Default: 600.
+    pub max_log_lines_per_minute: u32,
 }
 
 impl Default for SandboxConfig {
@@ -48,6 +52,7 @@ impl Default for SandboxConfig {
             max_target_bytes: 16 << 20,
             max_target_len: 64 << 10,
             max_log_lines: 100,
+            max_log_lines_per_minute: 600,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
+use super::log_quota::LogQuota;
 use super::sandbox::Sandbox;
 use super::{
     FailureKind, GuestError, LoadError, RuleFailure, RuleInfo, RuleMetrics, Runtime, SandboxConfig,
@@ -30,6 +31,8 @@ pub struct LoadedRule {
     hash: String,
     pre: RulePre<Sandbox>,
     metrics: Arc<RuleMetrics>,
+    /// Its budget of log lines per minute, shared by its calls.
+    logs: Arc<LogQuota>,
 }
 
 /// SHA-256 of `bytes`, in lowercase hex: the [`LoadedRule::hash`] of a
@@ -105,11 +108,13 @@ impl LoadedRule {
         };
         let label = path.display().to_string();
         let metrics = Arc::<RuleMetrics>::default();
+        let logs = Arc::new(LogQuota::new(runtime.config().max_log_lines_per_minute));
         let mut info = sandboxed(
             runtime,
             &pre,
             Arc::from(label.as_str()),
             &metrics,
+            &logs,
             |store, rule| rule.call_describe(store),
         )
         .map_err(|(_, reason)| describe_err(reason))?;
@@ -123,7 +128,13 @@ impl LoadedRule {
             info,
             pre,
             metrics,
+            logs,
         })
+    }
+
+    /// Log lines this version wrote over its budget per minute, dropped.
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.logs.dropped()
     }
 
     /// The SHA-256 of the component file, in hex: which build of the rule
@@ -187,6 +198,7 @@ impl LoadedRule {
             &self.pre,
             self.name.clone(),
             &self.metrics,
+            &self.logs,
             |store, rule| rule.call_on_commit(store, commit),
         )
         .map_err(failure)
@@ -230,12 +242,18 @@ fn sandboxed<R>(
     pre: &RulePre<Sandbox>,
     rule_name: Arc<str>,
     metrics: &RuleMetrics,
+    logs: &Arc<LogQuota>,
     f: impl FnOnce(&mut Store<Sandbox>, &Rule) -> wasmtime::Result<R>,
 ) -> Result<R, (FailureKind, String)> {
     let config = runtime.config();
     let mut store = Store::new(
         runtime.engine(),
-        Sandbox::new(rule_name, config.memory_limit, config.max_log_lines),
+        Sandbox::new(
+            rule_name,
+            config.memory_limit,
+            config.max_log_lines,
+            logs.clone(),
+        ),
     );
     store.limiter(|s| &mut s.memory);
     super::time_limit::arm(&mut store, config.time_limit);

@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod latency;
 mod loaded;
+mod log_quota;
 mod metrics;
 mod runtime;
 mod sandbox;

@@ -1,6 +1,7 @@
 //! [`Sandbox`]: the state of one rule instance for one call. It holds the
 //! capability-free WASI context, the memory limiter, and the one host import
-//! a rule has: `log`, with its budget of lines per call.
+//! a rule has: `log`, with its budget of lines per call and, shared across
+//! calls, per minute ([`LogQuota`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,8 @@ use wasmtime_wasi::{
 use crate::bindings::invalidator::rules::host::Host;
 use crate::bindings::types::Host as TypesHost;
 use crate::bindings::types::Level;
+
+use super::log_quota::LogQuota;
 
 /// The longest log line a rule may write; longer ones are cut.
 const MAX_LOG_LINE: usize = 4096;
@@ -32,10 +35,17 @@ pub(crate) struct Sandbox {
     log_budget: u32,
     /// Log lines dropped because the budget was spent.
     pub(crate) logs_dropped: u64,
+    /// The rule version's budget of lines per minute.
+    quota: Arc<LogQuota>,
 }
 
 impl Sandbox {
-    pub(crate) fn new(rule: Arc<str>, memory_limit: usize, max_log_lines: u32) -> Self {
+    pub(crate) fn new(
+        rule: Arc<str>,
+        memory_limit: usize,
+        max_log_lines: u32,
+        quota: Arc<LogQuota>,
+    ) -> Self {
         Self {
             rule,
             wasi: None,
@@ -47,12 +57,15 @@ impl Sandbox {
             },
             log_budget: max_log_lines,
             logs_dropped: 0,
+            quota,
         }
     }
 
     /// Says, in one line, how many log lines the call dropped, if any.
     pub(crate) fn report_dropped_logs(&self) {
-        if self.logs_dropped > 0 {
+        // The report is a line too: past the minute's budget it is only
+        // counted, or a rule called often would flood the logs with it.
+        if self.logs_dropped > 0 && self.quota.take(&self.rule) {
             tracing::warn!(
                 target: "rule",
                 rule = &*self.rule,
@@ -100,6 +113,9 @@ impl Host for Sandbox {
             return;
         }
         self.log_budget -= 1;
+        if !self.quota.take(&self.rule) {
+            return;
+        }
         if message.len() > MAX_LOG_LINE {
             let mut end = MAX_LOG_LINE;
             while !message.is_char_boundary(end) {

@@ -30,6 +30,8 @@ struct RuleFigures {
     /// Bytes: the largest linear memory of one instance.
     peak_memory: u64,
     failures: [u64; FailureKind::ALL.len()],
+    /// Log lines dropped over the budget per minute.
+    logs_dropped: u64,
     /// Seconds, for each of [`QUANTILES`], over the recent calls.
     latency: [Option<f64>; QUANTILES.len()],
 }
@@ -90,6 +92,17 @@ impl Collector for Scrape {
                 let labels = [rule_label, version_label, ("kind", kind.as_str())];
                 ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
             }
+        }
+        let mut family = encoder.encode_descriptor(
+            "rule_log_lines_dropped",
+            "Log lines of each rule version in service dropped over its budget of lines \
+             per minute (sandbox.max_log_lines_per_minute).",
+            None,
+            counter,
+        )?;
+        for rule in &self.rules {
+            ConstCounter::new(rule.logs_dropped)
+                .encode(family.encode_family(&Self::labels(rule))?)?;
         }
         let mut family = encoder.encode_descriptor(
             "rule_memory_peak_bytes",
@@ -194,6 +207,7 @@ pub(crate) async fn metrics(State(api): ApiState) -> Result<impl IntoResponse, A
                 calls: m.calls(),
                 peak_memory: m.peak_memory(),
                 failures: FailureKind::ALL.map(|k| m.failures_of(k)),
+                logs_dropped: rule.log_lines_dropped(),
                 latency: QUANTILES.map(|q| m.latency().quantile(q).map(|d| d.as_secs_f64())),
             }
         })
