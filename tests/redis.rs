@@ -943,3 +943,103 @@ async fn a_lease_is_defeated_by_an_invalidation_of_its_key_pattern_or_tag(d: Dep
     assert!(d.keys().iter().all(|k| k != "lease:1"), "{:?}", d.keys());
 }
 on_single_node_and_cluster!(a_lease_is_defeated_by_an_invalidation_of_its_key_pattern_or_tag);
+
+// ---------------------------------------------------------------------------
+// A rule's patterns cannot hold everyone's invalidations up.
+
+/// One commit whose rule returns 200 patterns of 999 `*a` each, then an
+/// unrelated one, over 22,000 keys in `store`: the first call fails over
+/// the pattern budget and its rule's fallback applies instead of a sweep
+/// that took seconds; the second commit's key goes at once. Returns how
+/// long the second commit's key took to go.
+async fn expensive_patterns_hold_nothing_up(
+    store: invalidator::sink::Store,
+    present: impl Fn(&str) -> bool,
+    count: impl Fn() -> usize,
+) -> Duration {
+    let invalidator =
+        Invalidator::start_with(rules(&[guests::HOSTILE, guests::TURNUS]), store, config());
+    let mut bomb = invalidator.begin("bomb");
+    bomb.insert(
+        "bomb",
+        [("id", 1)],
+        [
+            ("id", Value::from(1)),
+            ("n", 200.into()),
+            ("stars", 999.into()),
+        ],
+    );
+    bomb.commit();
+    let started = std::time::Instant::now();
+    let mut unrelated = invalidator.begin("unrelated");
+    unrelated.insert("geld", [("id", 7)], [("id", 7), ("turnus_id", 7)]);
+    unrelated.commit();
+    while present("turnus_data_7") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the unrelated commit was never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let took = started.elapsed();
+    flush(&invalidator).await;
+    assert!(!present("hostile:fallback"), "the fallback applied");
+    assert_eq!(count(), 22_000, "nothing else went");
+    let set = invalidator.rules();
+    let rule = &set.rules()[0];
+    assert_eq!(rule.name(), "hostile");
+    // Once alone, or twice when the two commits were evaluated as one batch
+    // and then again one by one.
+    let over = rule
+        .metrics()
+        .failures_of(invalidator::rules::FailureKind::OverBudget);
+    assert!((1..=2).contains(&over), "{over}");
+    took
+}
+
+fn bomb_keyspace() -> Vec<String> {
+    let mut keys: Vec<String> = (0..22_000).map(|i| format!("k:{i}:aaaaaaaaaa")).collect();
+    keys.push("turnus_data_7".into());
+    keys.push("hostile:fallback".into());
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expensive_patterns_hold_nothing_up_on_a_single_node() {
+    let d = Deployment::start(false);
+    d.seed(&bomb_keyspace());
+    let Deployment::Single(server) = &d else {
+        unreachable!("a single node")
+    };
+    let conn = std::sync::Mutex::new(server.connection());
+    let took = expensive_patterns_hold_nothing_up(
+        invalidator::sink::Store::Redis(d.redis()),
+        |key| {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(key)
+                .query(&mut *conn.lock().unwrap())
+                .unwrap();
+            exists
+        },
+        || {
+            redis::cmd("DBSIZE")
+                .query::<usize>(&mut *conn.lock().unwrap())
+                .unwrap()
+        },
+    )
+    .await;
+    println!("single node: the unrelated commit's key went after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expensive_patterns_hold_nothing_up_in_the_in_process_store() {
+    let memory = Arc::new(invalidator::sink::MemoryStore::new());
+    for key in bomb_keyspace() {
+        memory.set(&key, b"v", None, &[]);
+    }
+    let store = invalidator::sink::Store::Memory(memory.clone());
+    let took =
+        expensive_patterns_hold_nothing_up(store, |key| memory.get(key).is_some(), || memory.len())
+            .await;
+    println!("in-process store: the unrelated commit's key went after {took:?}");
+}

@@ -40,6 +40,12 @@ pub struct SandboxConfig {
     /// the rest are dropped and counted, and one line a minute says how
     /// many. Default: 600.
     pub max_log_lines_per_minute: u32,
+    /// What matching the patterns of one call may cost: each distinct
+    /// pattern costs its length times its runs of `*`, summed. Default:
+    /// 100,000. Matching a pattern against a key costs up to the
+    /// pattern's length times the key's, for every key of a sweep, so 200
+    /// patterns of 999 `*a` each held every invalidation up for seconds.
+    pub max_pattern_cost: u64,
 }
 
 impl Default for SandboxConfig {
@@ -53,6 +59,7 @@ impl Default for SandboxConfig {
             max_target_len: 64 << 10,
             max_log_lines: 100,
             max_log_lines_per_minute: 600,
+            max_pattern_cost: 100_000,
         }
     }
 }

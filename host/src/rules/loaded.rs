@@ -428,7 +428,40 @@ fn within_budget(targets: &mut Vec<Target>, config: &SandboxConfig) -> Result<us
             config.max_target_bytes
         ));
     }
+    let cost = pattern_cost(targets);
+    if cost > config.max_pattern_cost {
+        return Err(format!(
+            "returned patterns costing {cost} (each distinct pattern's length times its runs \
+             of `*`, summed), over the budget of {} per call (sandbox.max_pattern_cost)",
+            config.max_pattern_cost
+        ));
+    }
     Ok(before - targets.len())
+}
+
+/// What matching `targets`' patterns may cost, per key swept: each
+/// distinct pattern's length times its runs of `*` (consecutive stars
+/// match as one, in Redis as here), at least its length. Matching is
+/// bounded by the pattern's length times the key's, and a pattern's runs
+/// of `*` are what make it reach that bound.
+pub(crate) fn pattern_cost(targets: &[Target]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Pattern(p) if seen.insert(p.as_str()) => Some(p),
+            _ => None,
+        })
+        .map(|p| {
+            let runs = p
+                .as_bytes()
+                .split(|&b| b != b'*')
+                .filter(|run| !run.is_empty())
+                .count()
+                .max(1);
+            (p.len() as u64).saturating_mul(runs as u64)
+        })
+        .fold(0u64, u64::saturating_add)
 }
 
 /// The text of a target, whatever its kind.
@@ -544,5 +577,45 @@ mod tests {
                 && err.contains("sandbox.max_target_len"),
             "{err}"
         );
+        // A fallback is held to the pattern budget too.
+        let config = SandboxConfig {
+            max_pattern_cost: 10,
+            ..SandboxConfig::default()
+        };
+        let mut expensive = info("r", "1", &[]);
+        expensive.fallback = vec![Target::Pattern("*a*b*c*".into())];
+        let err = check_info(&mut expensive, &config).unwrap_err();
+        assert!(err.contains("sandbox.max_pattern_cost"), "{err}");
+    }
+
+    #[test]
+    fn patterns_cost_their_length_times_their_runs_of_stars_once_each() {
+        let p = |s: &str| Target::Pattern(s.to_owned());
+        assert_eq!(pattern_cost(&[p("shop:*")]), 6);
+        assert_eq!(pattern_cost(&[p("*")]), 1);
+        assert_eq!(pattern_cost(&[p("no-star")]), 7, "at least its length");
+        assert_eq!(pattern_cost(&[p("*a*b*")]), 15);
+        assert_eq!(
+            pattern_cost(&[p("**a**")]),
+            10,
+            "a run of stars counts once"
+        );
+        assert_eq!(
+            pattern_cost(&[p("*a*"), p("*a*"), Target::Key("*a*".into())]),
+            6,
+            "distinct patterns only; keys cost nothing"
+        );
+        let bomb: Vec<Target> = (0..200)
+            .map(|i| p(&format!("{}{i}", "*a".repeat(999))))
+            .collect();
+        assert!(pattern_cost(&bomb) > SandboxConfig::default().max_pattern_cost);
+        // The example rules' patterns are far inside the budget.
+        let hedge = [
+            "*v_available_amounts_fast*",
+            "*portfolio_valuation*",
+            "*real_time_pnl*",
+        ];
+        let hedge: Vec<Target> = hedge.iter().map(|s| p(s)).collect();
+        assert!(pattern_cost(&hedge) < 200);
     }
 }

@@ -11,6 +11,8 @@
 //! - `spam`: logs column `n` lines of 4 KiB each, and returns key `spammed`.
 //! - `emit`: for each write to `emit`, returns column `n` distinct keys of
 //!   column `len` bytes each, each starting with the write's `id`.
+//! - `bomb`: returns column `n` distinct patterns of column `stars` runs
+//!   of `*a` each: expensive to match against every key.
 //! - `empty`: returns an empty key, pattern and tag, and key `fine`.
 //! - `inject`: logs, and then fails with, text holding a newline and a
 //!   terminal escape sequence.
@@ -76,6 +78,14 @@ impl Rule for Hostile {
                         key.extend(core::iter::repeat_n('k', len.saturating_sub(key.len())));
                         out.key(key);
                     }
+                }
+            }
+            "bomb" => {
+                let w = commit.writes().next().expect("a write");
+                let n = w.integer("n")?.unwrap_or(0);
+                let stars = w.integer("stars")?.unwrap_or(0) as usize;
+                for i in 0..n {
+                    out.pattern(format!("{}{i}", "*a".repeat(stars)));
                 }
             }
             "empty" => {
