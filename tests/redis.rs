@@ -366,6 +366,43 @@ async fn a_key_prefix_reaches_the_keys_as_the_application_stores_them(d: Deploym
 }
 on_single_node_and_cluster!(a_key_prefix_reaches_the_keys_as_the_application_stores_them);
 
+/// Work retried after a Redis error keeps its key prefix once: put back
+/// into the pending work, it was prefixed a second time, and the retry
+/// deleted `site:2:site:2:turnus_data_4`, leaving the real key stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_prefix_survives_a_retry() {
+    let mut server = RedisServer::start_persistent();
+    {
+        let mut conn = server.connection();
+        let () = redis::cmd("SET")
+            .arg("site:2:turnus_data_4")
+            .arg("v")
+            .query(&mut conn)
+            .unwrap();
+    }
+    server.kill();
+    let redis = Arc::new(Redis::open(&server.url(), RedisConfig::default()).unwrap());
+    let config = PipelineConfig {
+        key_prefix: "site:2:".into(),
+        ..config()
+    };
+    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), redis, config);
+    let mut tx = invalidator.begin("while-down");
+    tx.insert("geld", [("id", 1)], [("id", 1), ("turnus_id", 4)]);
+    tx.commit();
+    // Failing and being retried meanwhile.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        invalidator.stats().retries >= 1,
+        "{:?}",
+        invalidator.stats()
+    );
+    server.restart();
+    flush(&invalidator).await;
+    let remaining: BTreeSet<String> = all_keys(&mut server.connection()).into_iter().collect();
+    assert!(remaining.is_empty(), "{remaining:?}");
+}
+
 // ---------------------------------------------------------------------------
 // After commit only.
 
@@ -1043,4 +1080,57 @@ async fn expensive_patterns_hold_nothing_up_in_the_in_process_store() {
         expensive_patterns_hold_nothing_up(store, |key| memory.get(key).is_some(), || memory.len())
             .await;
     println!("in-process store: the unrelated commit's key went after {took:?}");
+}
+
+/// A sweep over a large keyspace holds up no commit that needs none: a
+/// commit that arrives while the hedge rule's patterns are being swept
+/// over 400,000 keys has its key deleted before the sweep ends, and is
+/// marked applied after it, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_holds_up_no_commit_that_needs_none() {
+    let d = Deployment::start(false);
+    let mut keys: Vec<String> = (0..400_000).map(|i| format!("page:{i}")).collect();
+    keys.push("report_v_available_amounts_fast_7".into());
+    keys.push("turnus_data_7".into());
+    d.seed(&keys);
+    let invalidator =
+        Invalidator::start_shared(rules(&[guests::HEDGE, guests::TURNUS]), d.redis(), config());
+    let Deployment::Single(server) = &d else {
+        unreachable!("a single node")
+    };
+    let mut conn = server.connection();
+    let mut hedge = invalidator.begin("hedge");
+    hedge.update(
+        "position_nav_master",
+        [("id", 1)],
+        [("id", Value::from(1))],
+        [("id", Value::from(1))],
+    );
+    hedge.commit();
+    // The sweep is under way (it reads the keyspace a thousand keys at a
+    // time) when the next commit comes.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(invalidator.stats().sweeps, 0, "the sweep is still running");
+    let mut unrelated = invalidator.begin("unrelated");
+    unrelated.insert("geld", [("id", 7)], [("id", 7), ("turnus_id", 7)]);
+    unrelated.commit();
+    let started = std::time::Instant::now();
+    while exists(&mut conn, "turnus_data_7") {
+        assert!(started.elapsed() < Duration::from_secs(30), "never applied");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let stats = invalidator.stats();
+    assert_eq!(
+        stats.sweeps, 0,
+        "the unrelated key went while the sweep was still running: {stats:?}"
+    );
+    flush(&invalidator).await;
+    let stats = invalidator.stats();
+    assert_eq!(stats.sweeps, 1, "{stats:?}");
+    assert!(!exists(&mut conn, "report_v_available_amounts_fast_7"));
+    assert!(exists(&mut conn, "page:1"));
+}
+
+fn exists(conn: &mut redis::Connection, key: &str) -> bool {
+    redis::cmd("EXISTS").arg(key).query(conn).unwrap()
 }

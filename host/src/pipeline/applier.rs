@@ -1,6 +1,12 @@
 //! The applier task: owns the pending work, merges what the evaluator
 //! sends into it, and applies it to the store, retrying with backoff until
 //! it succeeds or Redis refuses a target for good.
+//!
+//! A sweep (the patterns' one pass over the keyspace) can take long on a
+//! large keyspace. While it runs, the keys and tags of the work that
+//! arrives are applied at once, so that a commit that needs no sweep is
+//! not held up by one that does; its commits are marked applied after the
+//! sweep, in order, and its patterns wait for the next sweep.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,7 +85,7 @@ impl Applier {
                     );
                     // Back into the pending work, where they merge with what
                     // arrived meanwhile and count against the bound.
-                    self.add(targets, seq, false);
+                    self.put(targets, seq, false);
                     self.wait(delay).await;
                 }
             }
@@ -87,9 +93,9 @@ impl Applier {
     }
 
     /// Applies one batch of targets, the commits up to `seq`, and records
-    /// what Redis refused for good.
+    /// what Redis refused for good: keys and tags first, then the sweep.
     async fn apply(
-        &self,
+        &mut self,
         targets: &mut TargetSet,
         seq: u64,
     ) -> Result<(), crate::connection::RedisError> {
@@ -97,19 +103,88 @@ impl Applier {
         // one applied.
         let first = self.progress.applied() + 1;
         let mut applied = Applied::default();
-        let result = self.store.apply(targets, &mut applied).await;
+        let patterns = std::mem::take(&mut targets.patterns);
+        let mut result = self.store.apply(targets, &mut applied).await;
+        targets.patterns = patterns;
+        if result.is_ok() && !targets.patterns.is_empty() {
+            result = self.sweep(targets, &mut applied, seq).await;
+        }
+        self.record(applied, first, seq);
+        result
+    }
+
+    /// Counts what was applied, and records what Redis refused for good
+    /// against the commits `first` to `last`.
+    fn record(&self, applied: Applied, first: u64, last: u64) {
         self.progress.stats.applied(&applied);
         if !applied.unapplied.is_empty() {
-            // Recorded before the batch is marked applied, so that a source
-            // that sees it applied also sees its failure.
-            self.progress.stats.failed_commits(seq + 1 - first);
+            // Recorded before the commits are marked applied, so that a
+            // source that sees them applied also sees the failure.
+            self.progress
+                .stats
+                .failed_commits(last + 1 - first.min(last));
             self.progress.failed(ApplyFailure {
-                first,
-                last: seq,
+                first: first.min(last),
+                last,
                 unapplied: applied.unapplied,
             });
         }
-        result
+    }
+
+    /// Sweeps `targets`' patterns (the commits up to `seq`), applying
+    /// meanwhile the keys and tags of the work that arrives. What the
+    /// sweep leaves undone stays in `targets`.
+    async fn sweep(
+        &mut self,
+        targets: &mut TargetSet,
+        applied: &mut Applied,
+        seq: u64,
+    ) -> Result<(), crate::connection::RedisError> {
+        let store = self.store.clone();
+        let mut patterns = std::mem::take(targets);
+        let sweep = async move {
+            let mut swept = Applied::default();
+            let result = store.apply(&mut patterns, &mut swept).await;
+            (patterns, swept, result)
+        };
+        tokio::pin!(sweep);
+        let mut open = true;
+        loop {
+            tokio::select! {
+                (left, swept, result) = &mut sweep => {
+                    *targets = left;
+                    applied.absorb(swept);
+                    return result;
+                }
+                evaluated = self.inbox.recv(), if open => match evaluated {
+                    Some(evaluated) => {
+                        self.merge(evaluated);
+                        self.apply_keys_and_tags(seq).await;
+                    }
+                    None => open = false,
+                },
+            }
+        }
+    }
+
+    /// Applies the keys and tags waiting, of the commits after `sweeping`
+    /// (whose sweep runs). Their commits stay pending, to be marked applied
+    /// once the work before them is; on an error the keys and tags go back,
+    /// to be retried with the rest.
+    async fn apply_keys_and_tags(&mut self, sweeping: u64) {
+        let mut now = self.pending.take_keys_and_tags();
+        if now.is_empty() {
+            return;
+        }
+        let mut applied = Applied::default();
+        let result = self.store.apply(&mut now, &mut applied).await;
+        self.record(applied, sweeping + 1, self.pending.seq());
+        if let Err(error) = result {
+            tracing::warn!(%error, remaining = now.len(),
+                "applying invalidations beside a sweep failed; they stay pending");
+            self.put(now, 0, false);
+        }
+        self.progress.stats.set_pending(self.pending.len());
     }
 
     /// Waits out a retry delay, still taking in what the evaluator sends,
@@ -144,6 +219,13 @@ impl Applier {
     /// configured key prefix. It is applied here, where both the
     /// evaluator's targets and the fallback that may replace them enter.
     fn add(&mut self, targets: TargetSet, seq: u64, collapse: bool) {
+        let targets = targets.prefixed(&self.config.key_prefix);
+        self.put(targets, seq, collapse);
+    }
+
+    /// Puts targets already as stored (prefixed) into the pending work:
+    /// new ones from [`add`](Self::add), or ones taken out and not applied.
+    fn put(&mut self, targets: TargetSet, seq: u64, collapse: bool) {
         let max = if collapse { 0 } else { self.config.max_pending };
         let rules = &self.rules;
         let prefix = self.config.key_prefix.as_str();
@@ -155,7 +237,6 @@ impl Applier {
                 .into_iter()
                 .collect(),
         };
-        let targets = targets.prefixed(prefix);
         if self.pending.add(targets, seq, max, fallback) {
             self.progress.stats.collapsed();
         }

@@ -49,6 +49,22 @@ impl Pending {
         Some((std::mem::take(&mut self.targets), self.seq))
     }
 
+    /// Takes out the keys and tags waiting, leaving the patterns and the
+    /// last commit covered: applied while a sweep runs, they do not mark
+    /// their commits done, which only the work left here can.
+    pub(crate) fn take_keys_and_tags(&mut self) -> TargetSet {
+        TargetSet {
+            keys: std::mem::take(&mut self.targets.keys),
+            tags: std::mem::take(&mut self.targets.tags),
+            patterns: Default::default(),
+        }
+    }
+
+    /// The last commit whose targets were added.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// How many targets are waiting.
     pub(crate) fn len(&self) -> usize {
         self.targets.len()

@@ -27,6 +27,18 @@ pub struct Applied {
     pub unapplied: Vec<Unapplied>,
 }
 
+impl Applied {
+    /// Adds what another application did to this one.
+    pub fn absorb(&mut self, other: Applied) {
+        self.keys += other.keys;
+        self.tags += other.tags;
+        self.patterns += other.patterns;
+        self.deleted += other.deleted;
+        self.sweeps += other.sweeps;
+        self.unapplied.extend(other.unapplied);
+    }
+}
+
 /// A target given up on after a permanent Redis error.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unapplied {

@@ -287,6 +287,20 @@ mod tests {
         glob_match(p.as_bytes(), k.as_bytes())
     }
 
+    /// The pattern of the hostile rule's bomb, 999 runs of `*a`, against
+    /// keys it nearly matches: with Redis's early exit this is one pass
+    /// per star at worst, not one per way of splitting the key (which
+    /// would never finish).
+    #[test]
+    fn many_stars_against_near_misses_end_at_once() {
+        let pattern = format!("{}b", "*a".repeat(999));
+        let key = "a".repeat(2000);
+        assert!(!m(&pattern, &key));
+        assert!(m(&pattern, &format!("{key}b")));
+        let pattern = "*a".repeat(999);
+        assert!(!m(&pattern, &"a".repeat(998)));
+    }
+
     #[test]
     fn stars_and_question_marks() {
         assert!(m("*", ""));
