@@ -450,4 +450,11 @@ fn an_unusable_default_compile_cache_is_a_warning_and_a_named_one_an_error() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("is inside the rules folder"), "{stderr}");
     assert!(!beside.exists(), "nothing written there");
+    // A cache deeper below a single rule file's folder (a rule checked in
+    // a shared folder such as /tmp, the cache in a project under it) is not.
+    let deeper = rules.join("project/target/cc");
+    std::fs::create_dir_all(rules.join("project/target")).unwrap();
+    let out = run_cached(&deeper, rules.join("pos.wasm").to_str().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("inside the rules folder"));
 }

@@ -102,21 +102,24 @@ pub fn default_dir() -> Result<PathBuf, CacheError> {
 
 /// Refuses a compile cache folder `cache` inside the rules folder `rules`:
 /// anyone who can deploy a rule could then plant compiled code. `rules`
-/// may be one rule file, whose folder then counts as the rules folder:
-/// whoever may write the file there may write beside it. Either may not
-/// exist yet; links and `..` are resolved as far as the path exists.
+/// may be one rule file: whoever may write the file may write beside it,
+/// so the cache may not be its folder nor directly in it (a folder deeper
+/// down is only as open as the folders between, which the cache's own
+/// checks do not see, but a rule file in a shared folder such as `/tmp`
+/// must not refuse every cache below it). Either may not exist yet; links
+/// and `..` are resolved as far as the path exists.
 pub fn check_outside(cache: &Path, rules: &Path) -> Result<(), CacheError> {
-    let folder = match rules.parent() {
-        Some(parent) if rules.is_file() || rules.extension().is_some_and(|e| e == "wasm") => {
-            if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            }
-        }
-        _ => rules,
+    let inside = if rules.is_file() || rules.extension().is_some_and(|e| e == "wasm") {
+        let folder = match rules.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => resolved(parent),
+            _ => resolved(Path::new(".")),
+        };
+        let cache = resolved(cache);
+        cache == folder || cache.parent() == Some(folder.as_path())
+    } else {
+        resolved(cache).starts_with(resolved(rules))
     };
-    if resolved(cache).starts_with(resolved(folder)) {
+    if inside {
         return Err(CacheError::InsideRules {
             cache: cache.to_owned(),
             rules: rules.to_owned(),
