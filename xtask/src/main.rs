@@ -189,15 +189,7 @@ fn bench(name: &str, args: &[String]) -> Result<(), String> {
 fn bench_with_binary(name: &str, args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
     let root = root();
-    run(cargo().current_dir(&root).args([
-        "build",
-        "--release",
-        "--package",
-        "invalidator",
-        "--bin",
-        "invalidator",
-    ]))?;
-    let bin = root.join("target/release/invalidator");
+    let bin = release_binary()?;
     run(cargo()
         .current_dir(&root)
         .env("INVALIDATOR_BIN", &bin)
@@ -293,11 +285,9 @@ fn python_venv() -> Result<PathBuf, String> {
     Ok(bin)
 }
 
-/// `bench-django`: the Django benchmark script, in the Python packages'
-/// environment, with the release binary and the example rules.
-fn bench_django(args: &[String]) -> Result<(), String> {
+/// Builds the release `invalidator` binary; its path.
+fn release_binary() -> Result<PathBuf, String> {
     let root = root();
-    build_rules()?;
     run(cargo().current_dir(&root).args([
         "build",
         "--release",
@@ -306,6 +296,15 @@ fn bench_django(args: &[String]) -> Result<(), String> {
         "--bin",
         "invalidator",
     ]))?;
+    Ok(root.join("target/release/invalidator"))
+}
+
+/// `bench-django`: the Django benchmark script, in the Python packages'
+/// environment, with the release binary and the example rules.
+fn bench_django(args: &[String]) -> Result<(), String> {
+    let root = root();
+    build_rules()?;
+    release_binary()?;
     let bin = python_venv()?;
     run(Command::new(bin.join("python"))
         .current_dir(&root)
