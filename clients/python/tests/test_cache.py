@@ -3,33 +3,97 @@ tag written here is invalidated by `invalidator serve`."""
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, wait_until
+from conftest import ROOT, RedisNode, free_port, wait_until
 
-from invalidator import Cache, InvalidInput, index_key
+from invalidator import Cache, InvalidInput, _scripts, index_key
 
-HOST_LUA = ROOT / "host/src/sink/lua"
-PACKAGE_LUA = Path(__file__).resolve().parents[1] / "src/invalidator/lua"
+HOST_LUA = ROOT / "host/src/layout/lua"
+PACKAGE = Path(__file__).resolve().parents[1]
 
 
-def test_the_bundled_scripts_are_the_hosts_own() -> None:
-    bundled = sorted(p.name for p in PACKAGE_LUA.glob("*.lua"))
-    assert bundled == [
-        "index_add.lua",
-        "lease_fill.lua",
-        "lease_release.lua",
-        "lease_take.lua",
-        "tag_chunk.lua",
-        "tagged_set.lua",
-    ]
-    for name in bundled:
-        assert (PACKAGE_LUA / name).read_bytes() == (HOST_LUA / name).read_bytes(), (
-            f"{name} differs from the host's copy: copy host/src/sink/lua/{name} over it"
-        )
+def host_scripts() -> dict[str, bytes]:
+    scripts = {p.name: p.read_bytes() for p in HOST_LUA.glob("*.lua")}
+    assert scripts, f"no scripts in {HOST_LUA}"
+    return scripts
+
+
+def test_a_built_wheel_carries_exactly_the_hosts_scripts(tmp_path: Path) -> None:
+    # setuptools builds in `build/` and packages whatever it finds there:
+    # an earlier build's scripts would hide a build that brings in none.
+    shutil.rmtree(PACKAGE / "build", ignore_errors=True)
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+    build = subprocess.run(
+        [*pip, "-w", str(tmp_path), str(PACKAGE)],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, f"pip wheel failed:\n{build.stdout}\n{build.stderr}"
+    [wheel] = tmp_path.glob("invalidator-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = {
+            name.removeprefix("invalidator/lua/"): archive.read(name)
+            for name in archive.namelist()
+            if fnmatch.fnmatch(name, "invalidator/lua/*.lua")
+        }
+    host = host_scripts()
+    assert sorted(packaged) == sorted(host)
+    for name, text in host.items():
+        assert packaged[name] == text, f"the wheel's {name} differs from {HOST_LUA / name}"
+    leftover = PACKAGE / "src/invalidator/lua"
+    assert not leftover.exists(), f"the build left copies in {leftover}"
+
+
+def test_the_package_loads_and_runs_the_hosts_scripts(redis_node: RedisNode) -> None:
+    loaded = {
+        "tagged_set.lua": _scripts.TAGGED_SET,
+        "index_add.lua": _scripts.INDEX_ADD,
+        "tag_chunk.lua": _scripts.TAG_CHUNK,
+        "lease_take.lua": _scripts.LEASE_TAKE,
+        "lease_fill.lua": _scripts.LEASE_FILL,
+        "lease_release.lua": _scripts.LEASE_RELEASE,
+    }
+    host = host_scripts()
+    for name, text in loaded.items():
+        assert text.encode() == host[name], f"the package's {name} is not {HOST_LUA / name}"
+    sha = hashlib.sha1(host["tagged_set.lua"]).hexdigest()
+    cache = Cache.from_url(redis_node.url)
+    assert cache.client.script_exists(sha) == [False]
+    cache.set("py:scripts", b"v", tags=["scripts"])
+    assert cache.client.script_exists(sha) == [True], "Redis ran another tagged_set.lua"
+
+
+def test_scripts_found_nowhere_are_an_error_naming_where_they_were_sought(
+    tmp_path: Path,
+) -> None:
+    tmp_path = tmp_path.resolve()
+    package = tmp_path / "invalidator"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copyfile(_scripts.__file__, package / "_scripts.py")
+    run = subprocess.run(
+        [sys.executable, "-c", "import invalidator._scripts"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert run.returncode != 0
+    error = run.stderr.strip().splitlines()[-1]
+    assert error.startswith("FileNotFoundError:"), run.stderr
+    assert str(package / "lua") in error
+    assert str(tmp_path.parents[2] / "host/src/layout/lua") in error
 
 
 @pytest.fixture(params=["single", "cluster"])
