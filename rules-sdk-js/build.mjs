@@ -2,12 +2,15 @@
 //
 //     node build.mjs RULE.js [-o OUT.wasm] [--wit DIR] [--aot WEVAL]
 //
-// The rule is one module whose default export is the rule, importing the
-// SDK as `./invalidator-rules.js` (or by any path ending in that name).
-// The build copies the rule and this SDK into a folder of its own, beside an
-// entry module that imports the host's `log` and exports the rule, and runs
-// componentize-js on it with every WASI feature disabled: the component then
-// imports nothing but the host's `log`.
+// The rule is one module exporting `rule` (its name, version, tables and
+// fallback) and `onCommit(commit, out)`, importing the SDK as
+// `./invalidator-rules.js` (or by any path ending in that name). The build
+// copies the rule and this SDK into a folder of its own, imports the rule
+// there to check it (`checkRule`: a module that lacks either export, or
+// whose `rule` is wrong, fails the build saying so), and writes beside it an
+// entry module that sends `console` to the host's `log` and exports the
+// rule. It runs componentize-js on that with every WASI feature disabled:
+// the component then imports nothing but the host's `log`.
 //
 // componentize-js is imported from the `node_modules` of the folder in
 // `INVALIDATOR_COMPONENTIZE_JS` if set, else as usual from this file's
@@ -84,13 +87,19 @@ async function main() {
     // One SDK for every rule: whatever path the rule imports it by.
     const rewritten = source.replace(/(["'])[^"'\n]*invalidator-rules\.js\1/g, '"./invalidator-rules.js"');
     await writeFile(join(work, "rule.js"), rewritten);
+    // Node takes the copies as ES modules, as componentize-js does.
+    await writeFile(join(work, "package.json"), '{ "type": "module" }\n');
+    const where = `rule module \`${opts.rule}\``;
+    const sdk = await import(pathToFileURL(join(work, "invalidator-rules.js")).href);
+    sdk.checkRule(await import(pathToFileURL(join(work, "rule.js")).href), where);
     await writeFile(
       join(work, "entry.js"),
       [
         'import { log } from "invalidator:rules/host@0.2.0";',
-        'import { exportRule } from "./invalidator-rules.js";',
-        'import rule from "./rule.js";',
-        "const exported = exportRule(rule, log);",
+        'import { exportRule, forwardConsole } from "./invalidator-rules.js";',
+        'import * as rule from "./rule.js";',
+        "forwardConsole(log);",
+        `const exported = exportRule(rule, ${JSON.stringify(where)});`,
         "export const describe = () => exported.describe();",
         "export const onCommit = (commit) => exported.onCommit(commit);",
         "",

@@ -1,26 +1,36 @@
 // The rules SDK for JavaScript: write a cache-invalidation rule in JS.
 //
-// A rule is the default export of a module: an object with `describe()` and
-// `onCommit(commit, out)`:
+// A rule is a module: what it says about itself in `rule`, what a commit
+// invalidates in `onCommit`:
 //
 //     import { Target } from "./invalidator-rules.js";
 //
-//     export default {
-//       describe: () => ({
-//         name: "profiles", version: "1.0.0", tables: ["user_profiles"],
-//         fallback: [Target.pattern("user_profile_*")],
-//       }),
-//       onCommit(commit, out) {
-//         for (const w of commit.writesTo("user_profiles")) {
-//           for (const user of w.each("user_id")) out.key(`user_profile_${user}`);
-//         }
-//       },
+//     export const rule = {
+//       name: "profiles", version: "1.0.0", tables: ["user_profiles"],
+//       fallback: [Target.pattern("user_profile_*")],
 //     };
+//
+//     export function onCommit(commit, out) {
+//       for (const w of commit.writesTo("user_profiles")) {
+//         for (const user of w.each("user_id")) out.key(`user_profile_${user}`);
+//       }
+//     }
 //
 // `node build.mjs profiles.js` turns it into a component with
 // componentize-js, every WASI feature disabled, so that it imports nothing
-// but the host's `log`. The same module runs natively under `node --test`
-// through `evaluate`, with commits built by `CommitBuilder`.
+// but the host's `log`; it checks the module first (`checkRule`), and fails
+// naming what is missing or wrong. The same module runs natively under
+// `node --test` through `evaluate`, on commits made by `commit` from plain
+// objects in the shape of the `.test.jsonl` fixtures:
+//
+//     import * as profiles from "./profiles.js";
+//     const got = evaluate(profiles, commit({ writes: [
+//       { table: "user_profiles", op: "insert", key: { id: 1 }, after: { id: 1, user_id: 2 } },
+//     ] }));
+//
+// Log with `console`: in the component, `console.debug`, `log`/`info`,
+// `warn`, `error` and `trace` go to the host's log at those levels, tagged
+// with the rule's name (`forwardConsole`); natively, to Node's console.
 //
 // The commit arrives in the flat layout of `wit/rules.wit`: one text of
 // every name and text value, and lists of 64-bit numbers as little-endian
@@ -447,46 +457,79 @@ export class Write {
   }
 }
 
-/** Runs `rule` on `commit` natively, as the host would (without the
- * sandbox): for tests. Throws the rule's errors. */
+const SHAPE =
+  "a rule module exports `const rule = { name, version, tables, fallback }` and `function onCommit(commit, out)`";
+const RULE_FIELDS = ["name", "version", "tables", "fallback"];
+const KINDS = ["key", "pattern", "tag"];
+
+/** The `rule` and `onCommit` of a rule module (its namespace, or any object
+ * with both), checked: throws a `TypeError` saying what is missing or
+ * wrong, and in which module (`where`). Returns the rule's description in
+ * the shape `describe` gives, and `onCommit`. */
+export function checkRule(module, where = "the rule module") {
+  const missing = ["rule", "onCommit"].filter((name) => module?.[name] === undefined);
+  if (missing.length > 0) {
+    const old = module?.default !== undefined ? " (a default export with `describe()` is the shape of SDK 0.1)" : "";
+    throw new TypeError(`${where} does not export ${missing.join(" nor ")}${old}: ${SHAPE}`);
+  }
+  const { rule, onCommit } = module;
+  if (typeof onCommit !== "function") throw new TypeError(`${where}: onCommit is a ${typeof onCommit}, not a function: ${SHAPE}`);
+  if (rule === null || typeof rule !== "object") throw new TypeError(`${where}: rule is ${rule === null ? "null" : `a ${typeof rule}`}, not an object: ${SHAPE}`);
+  const unknown = Object.keys(rule).filter((key) => !RULE_FIELDS.includes(key));
+  if (unknown.length > 0) {
+    throw new TypeError(`${where}: rule has unknown fields ${unknown.map((k) => `\`${k}\``).join(", ")}; it takes ${RULE_FIELDS.join(", ")}`);
+  }
+  for (const field of ["name", "version"]) {
+    if (typeof rule[field] !== "string" || rule[field] === "") {
+      throw new TypeError(`${where}: rule.${field} must be a non-empty string, not ${JSON.stringify(rule[field])}`);
+    }
+  }
+  const list = (field) => {
+    const value = rule[field] ?? [];
+    if (typeof value === "string" || typeof value[Symbol.iterator] !== "function") {
+      throw new TypeError(`${where}: rule.${field} must be an array, not ${JSON.stringify(value)}`);
+    }
+    return [...value];
+  };
+  const tables = list("tables");
+  for (const table of tables) {
+    if (typeof table !== "string" || table === "") throw new TypeError(`${where}: rule.tables holds ${JSON.stringify(table)}, not a table name`);
+  }
+  const fallback = list("fallback");
+  for (const target of fallback) {
+    if (!KINDS.includes(target?.tag) || typeof target.val !== "string") {
+      throw new TypeError(
+        `${where}: rule.fallback holds ${JSON.stringify(target)}, not a target; make one with Target.key(...), Target.pattern(...) or Target.tag(...)`,
+      );
+    }
+  }
+  return { info: { name: rule.name, version: rule.version, tables, fallback }, onCommit };
+}
+
+/** Runs the rule module `rule` (`import * as rule from "./rule.js"`) on
+ * `commit` natively, as the host would (without the sandbox): for tests.
+ * Checks the module as the build does, and throws the rule's errors. */
 export function evaluate(rule, commit) {
-  if (commit instanceof CommitBuilder) commit = commit.finish();
+  const { onCommit } = checkRule(rule);
   const out = new Targets();
-  rule.onCommit(commit, out);
+  onCommit(commit, out);
   return out;
 }
 
-const LEVELS = ["trace", "debug", "info", "warn", "error"];
-let hostLog = (level, message) => console.error(`[${level}] ${message}`);
-
-/** Writes a line to the host's log, tagged with the rule's name. Inside the
- * sandbox this is the host's `log`; natively, standard error. */
-export function log(level, message) {
-  if (!LEVELS.includes(level)) {
-    throw new RangeError(`unknown log level ${JSON.stringify(level)}; expected one of ${LEVELS.join(", ")}`);
-  }
-  hostLog(level, String(message));
-}
-
-/** The component's exports for `rule`; the build's entry module calls it
- * with the host's `log`. Every exception becomes a rule error, so that the
- * host applies the fallback instead of seeing a trap. */
-export function exportRule(rule, log) {
-  hostLog = log;
+/** The component's exports for a rule module; the build's entry module
+ * calls it once, when the component is built. Checks the module and reads
+ * `rule` and `onCommit` once, there. Every exception becomes a rule error,
+ * so that the host applies the fallback instead of seeing a trap. */
+export function exportRule(module, where) {
+  const { info, onCommit: ruleOnCommit } = checkRule(module, where);
   return {
     describe() {
-      const info = rule.describe();
-      return {
-        name: info.name,
-        version: info.version,
-        tables: [...(info.tables ?? [])],
-        fallback: [...(info.fallback ?? [])],
-      };
+      return { ...info, tables: [...info.tables], fallback: [...info.fallback] };
     },
     onCommit(raw) {
       const out = new Targets();
       try {
-        rule.onCommit(new Commit(raw), out);
+        ruleOnCommit(new Commit(raw), out);
       } catch (e) {
         if (e instanceof MissingColumn) {
           return { tag: "err", val: { tag: "missing-column", val: { table: e.table, column: e.column } } };
@@ -502,14 +545,99 @@ export function exportRule(rule, log) {
   };
 }
 
-/** Builds a `Commit` write by write, for a rule's native tests. Rows are
- * objects of column names to `null`, booleans, numbers (integers when they
- * are whole, unless wrapped with `CommitBuilder.float`), BigInts and
- * strings. */
-export class CommitBuilder {
-  constructor(txn = "t") {
+/** Each `console` method and the host's level it logs at. */
+const CONSOLE_LEVELS = Object.freeze({ trace: "trace", debug: "debug", log: "info", info: "info", warn: "warn", error: "error" });
+
+/** One value as `console` shows it: a string as it is, an error as its
+ * name and message, an object as JSON where it can be. */
+function show(value) {
+  if (typeof value === "string") return value;
+  if (value instanceof Error) return `${value.name}: ${value.message}`;
+  if (value !== null && typeof value === "object") {
+    try {
+      return JSON.stringify(value, (_, v) => (typeof v === "bigint" ? `${v}n` : v));
+    } catch {
+      return String(value);
+    }
+  }
+  return String(value);
+}
+
+/** A `console` line: the arguments joined by spaces, with the
+ * substitutions of a first string argument (`%s`, `%d`, `%i`, `%f`, `%o`,
+ * `%O`, `%j`, `%%`) as Node makes them. */
+export function formatConsole(args) {
+  const rest = [...args];
+  let head = "";
+  if (typeof rest[0] === "string") {
+    head = rest.shift().replace(/%([sdifoOj%])/g, (whole, code) => {
+      if (code === "%") return "%";
+      if (rest.length === 0) return whole;
+      const v = rest.shift();
+      if (code === "d" || code === "i") {
+        if (typeof v === "bigint") return `${v}n`;
+        const n = Number(v);
+        return String(code === "i" ? Math.trunc(n) : n);
+      }
+      if (code === "f") return String(Number(v));
+      return show(v);
+    });
+    if (rest.length === 0) return head;
+    head += " ";
+  }
+  return head + rest.map(show).join(" ");
+}
+
+/** Sends `target`'s (by default the global `console`'s) `trace`, `debug`,
+ * `log`, `info`, `warn` and `error` to the host's `log(level, message)`,
+ * at the levels their names say (`log` at info). The build's entry module
+ * calls it with the host's `log`, so that a rule logs with `console`. */
+export function forwardConsole(log, target = globalThis.console) {
+  for (const [method, level] of Object.entries(CONSOLE_LEVELS)) {
+    target[method] = (...args) => log(level, formatConsole(args));
+  }
+  return target;
+}
+
+/** A float column value for `commit`, even when whole (`float(2)`): a
+ * whole number is an integer otherwise. */
+export function float(x) {
+  return { float: Number(x) };
+}
+
+const WRITE_FIELDS = ["table", "op", "key", "before", "after"];
+const COMMIT_FIELDS = ["txn", "source", "writes"];
+
+/** A `Commit` of `writes`, for a rule's native tests, in the shape of the
+ * `.test.jsonl` fixtures (so `commit(JSON.parse(line).commit)` reads a
+ * fixture's commit): `{ txn, source, writes: [{ table, op, key, before,
+ * after }] }`, where `txn` defaults to `"t"`, `key` to no columns, and
+ * `before` is left out on inserts and `after` on deletes. Rows are objects
+ * of column names to `null`, booleans, numbers (integers when they are
+ * whole, unless wrapped with `float`), BigInts and strings. */
+export function commit({ txn = "t", source = null, writes = [], ...unknown } = {}) {
+  const extra = Object.keys(unknown);
+  if (extra.length > 0) throw new TypeError(`unknown commit fields ${extra.join(", ")}; expected ${COMMIT_FIELDS.join(", ")}`);
+  const flat = new FlatCommit(txn, source);
+  let n = 0;
+  for (const write of writes) {
+    n += 1;
+    if (write === null || typeof write !== "object") throw new TypeError(`write ${n} is ${JSON.stringify(write)}, not an object`);
+    const odd = Object.keys(write).filter((key) => !WRITE_FIELDS.includes(key));
+    if (odd.length > 0) throw new TypeError(`write ${n} has unknown fields ${odd.join(", ")}; expected ${WRITE_FIELDS.join(", ")}`);
+    if (write.table === undefined || write.op === undefined) {
+      throw new TypeError(`write ${n} needs a table and an op, as in { table: "items", op: "insert", ... }`);
+    }
+    flat.write(write.table, write.op, write.key ?? {}, write.before ?? null, write.after ?? null);
+  }
+  return flat.finish();
+}
+
+/** A commit in the WIT layout, built natively by `commit`. */
+class FlatCommit {
+  constructor(txn, source) {
     this.txn = txn;
-    this.src = null;
+    this.src = source;
     this.parts = [];
     this.size = 0;
     this.names = [];
@@ -522,43 +650,17 @@ export class CommitBuilder {
     this.afterRuns = [];
   }
 
-  /** A float column value, even when whole (`CommitBuilder.float(2)`). */
-  static float(x) {
-    return { float: Number(x) };
-  }
-
-  /** Sets the source name. */
-  source(source) {
-    this.src = source;
-    return this;
-  }
-
-  /** Adds an insert of `after` into `table`, whose primary key is `key`. */
-  insert(table, key, after) {
-    return this.write(table, Op.INSERT, key, null, after);
-  }
-
-  /** Adds an update of a row of `table` from `before` (if known) to `after`. */
-  update(table, key, before, after) {
-    return this.write(table, Op.UPDATE, key, before, after);
-  }
-
-  /** Adds a delete of the row `before` (if known) from `table`. */
-  delete(table, key, before = null) {
-    return this.write(table, Op.DELETE, key, before, null);
-  }
-
-  /** Adds any write. */
+  /** Adds a write. */
   write(table, op, key, before, after) {
     const codes = { [Op.INSERT]: INSERT, [Op.UPDATE]: UPDATE, [Op.DELETE]: DELETE };
-    if (!(op in codes)) throw new RangeError(`unknown op ${JSON.stringify(op)}; expected insert, update or delete`);
+    if (!Object.hasOwn(codes, op)) throw new RangeError(`unknown op ${JSON.stringify(op)}; expected insert, update or delete`);
+    if (typeof table !== "string") throw new TypeError(`table ${JSON.stringify(table)} is not a string`);
     const absent = 0xffffffffffffffffn;
     this.tables.push(this.#text(table));
     this.ops.push(codes[op]);
     this.keyRuns.push(this.#row(key));
     this.beforeRuns.push(before == null ? absent : this.#row(before));
     this.afterRuns.push(after == null ? absent : this.#row(after));
-    return this;
   }
 
   /** The commit. */

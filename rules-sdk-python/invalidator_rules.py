@@ -1,27 +1,43 @@
 """The rules SDK for Python: write a cache-invalidation rule in Python.
 
-A rule is a class with two static methods, exported with :func:`export`::
+A rule is a module: what it says about itself in ``RULE``, what a commit
+invalidates in ``on_commit``, and one last line for componentize-py::
 
-    from invalidator_rules import Commit, Rule, RuleInfo, Target, Targets, export
+    from invalidator_rules import Commit, RuleInfo, Target, Targets, export
 
-    class Profiles(Rule):
-        @staticmethod
-        def describe() -> RuleInfo:
-            return RuleInfo("profiles", "1.0.0", tables=["user_profiles"],
-                            fallback=[Target.pattern("user_profile_*")])
+    RULE = RuleInfo("profiles", "1.0.0", tables=["user_profiles"], fallback=[Target.pattern("user_profile_*")])
 
-        @staticmethod
-        def on_commit(commit: Commit, out: Targets) -> None:
-            for write in commit.writes_to("user_profiles"):
-                for id in write.each("id"):
-                    out.key(f"user_profile_{id}")
+    def on_commit(commit: Commit, out: Targets) -> None:
+        for write in commit.writes_to("user_profiles"):
+            for user in write.each("user_id"):
+                out.key(f"user_profile_{user}")
 
-    WitWorld = export(Profiles)
+    WitWorld = export(__name__)
 
 Build it into a component with ``componentize-py -d wit -w rule componentize
 --stub-wasi profiles -o profiles.wasm``: the component then imports nothing
-but the host's ``log``. The same code runs natively under ``pytest`` through
-:func:`evaluate`, with commits built by :class:`CommitBuilder`.
+but the host's ``log``. :func:`export` checks the module (it raises naming
+what is missing) and reads ``RULE`` and ``on_commit`` once, at build time.
+
+Log with :mod:`logging`, imported at the top of the module
+(``log = logging.getLogger(__name__)``, then ``log.info(...)``): inside the
+component, :func:`export` then puts a handler on the root logger that hands
+every record to the host's log, tagged with the rule's name (see
+:func:`host_handler`; ``TRACE`` is the level below ``DEBUG``). Natively,
+records go wherever Python's logging sends them. A rule that does not
+import :mod:`logging` does not carry it: its modules would make every
+instance larger, and every call slower.
+
+The same module runs natively under ``pytest`` through :func:`evaluate`, on
+commits made by :func:`commit` from plain dicts, in the shape of the
+``.test.jsonl`` fixtures::
+
+    import profiles
+    from invalidator_rules import Target, commit, evaluate
+
+    def test_a_profile_is_keyed_by_its_user() -> None:
+        write = {"table": "user_profiles", "op": "insert", "key": {"id": 1}, "after": {"id": 1, "user_id": 2}}
+        assert evaluate(profiles, commit([write])) == {Target.key("user_profile_2")}
 
 The commit arrives in the flat layout of ``wit/rules.wit``: one text of every
 name and text value, and lists of numbers. This module hides it behind the
@@ -36,29 +52,39 @@ keys from floats the way the application that reads them does.
 
 from __future__ import annotations
 
+import gc
+import os
 import struct
+import sys
 from array import array
-from collections.abc import Iterable, Iterator, MutableSet
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSet, Sequence
+from enum import StrEnum
 from itertools import count, repeat
 from operator import itemgetter
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Required, TypedDict
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = [
+    "TRACE",
     "Commit",
-    "CommitBuilder",
+    "Kind",
     "MissingColumn",
     "Op",
     "Row",
-    "Rule",
     "RuleError",
     "RuleInfo",
+    "RuleModule",
     "Target",
     "Targets",
+    "WriteDict",
     "WrongType",
     "Write",
+    "commit",
     "evaluate",
     "export",
-    "log",
+    "host_handler",
 ]
 
 # Kind codes of `column-kinds`, op codes of `write-ops`, and the absent row
@@ -72,34 +98,58 @@ _FLOAT_BITS = struct.Struct("<Q")
 _FLOAT_VALUE = struct.Struct("<d")
 
 
-class Op:
-    """The operation of a write: ``Op.INSERT``, ``Op.UPDATE`` or ``Op.DELETE``."""
+class Op(StrEnum):
+    """The operation of a write. A ``str``: ``Op.UPDATE == "update"``, the
+    words of the ``.test.jsonl`` fixtures."""
 
     INSERT = "insert"
     UPDATE = "update"
     DELETE = "delete"
 
 
-class Target(NamedTuple):
-    """Something to invalidate: a key, a Redis glob pattern, or a tag."""
+class Kind(StrEnum):
+    """What a :class:`Target` names. A ``str``: ``Kind.KEY == "key"``."""
 
-    kind: str
+    #: One exact cache key.
+    KEY = "key"
+    #: Every key matching a Redis glob pattern.
+    PATTERN = "pattern"
+    #: Every key registered under a tag.
+    TAG = "tag"
+
+
+class _Target(NamedTuple):
+    kind: Kind
     value: str
 
-    @staticmethod
-    def key(key: str) -> Target:
+
+class Target(_Target):
+    """Something to invalidate: a key, a Redis glob pattern, or a tag. Make
+    one with :meth:`key`, :meth:`pattern` or :meth:`tag`; ``Target("tag",
+    "x")`` works too, and refuses a kind that is none of them."""
+
+    __slots__ = ()
+
+    def __new__(cls, kind: Kind | str, value: str) -> Target:
+        return super().__new__(cls, Kind(kind), value)
+
+    @classmethod
+    def key(cls, key: str) -> Target:
         """One exact cache key."""
-        return Target("key", key)
+        return cls(Kind.KEY, key)
 
-    @staticmethod
-    def pattern(pattern: str) -> Target:
+    @classmethod
+    def pattern(cls, pattern: str) -> Target:
         """Every key matching a Redis glob pattern."""
-        return Target("pattern", pattern)
+        return cls(Kind.PATTERN, pattern)
 
-    @staticmethod
-    def tag(tag: str) -> Target:
+    @classmethod
+    def tag(cls, tag: str) -> Target:
         """Every key registered under a tag."""
-        return Target("tag", tag)
+        return cls(Kind.TAG, tag)
+
+    def __repr__(self) -> str:
+        return f"Target.{self.kind.value}({self.value!r})"
 
 
 class Targets(MutableSet[Target]):
@@ -140,7 +190,13 @@ class Targets(MutableSet[Target]):
 
     def _set(self, kind: object) -> set[str] | None:
         return (
-            self.keys if kind == "key" else self.patterns if kind == "pattern" else self.tags if kind == "tag" else None
+            self.keys
+            if kind == Kind.KEY
+            else self.patterns
+            if kind == Kind.PATTERN
+            else self.tags
+            if kind == Kind.TAG
+            else None
         )
 
     def add(self, value: Target) -> None:
@@ -165,7 +221,7 @@ class Targets(MutableSet[Target]):
         return found is not None and value[1] in found
 
     def __iter__(self) -> Iterator[Target]:
-        for kind, found in (("key", self.keys), ("pattern", self.patterns), ("tag", self.tags)):
+        for kind, found in ((Kind.KEY, self.keys), (Kind.PATTERN, self.patterns), (Kind.TAG, self.tags)):
             for target in found:
                 yield Target(kind, target)
 
@@ -177,12 +233,13 @@ class Targets(MutableSet[Target]):
 
 
 class RuleInfo(NamedTuple):
-    """What a rule says about itself.
+    """What a rule says about itself: a rule module's ``RULE``.
 
-    ``tables`` are the tables whose writes the rule wants (empty: every
-    table); ``fallback`` the targets the host applies when the rule fails on
-    a commit, so that a broken rule invalidates too much rather than leaving
-    stale data.
+    ``name`` is unique among the rules, such as ``dealership``; ``version``
+    the rule's own, such as ``1.2.0``. ``tables`` are the tables whose writes
+    the rule wants (empty: every table); ``fallback`` the targets the host
+    applies when the rule fails on a commit, so that a broken rule
+    invalidates too much rather than leaving stale data.
     """
 
     name: str
@@ -216,8 +273,8 @@ class WrongType(RuleError):
 
 
 class _Raw(Protocol):
-    """The WIT `commit` record, as componentize-py or :class:`CommitBuilder`
-    makes it. The lists of 64-bit numbers are bytes, 8 a number,
+    """The WIT `commit` record, as componentize-py or :func:`commit` makes
+    it. The lists of 64-bit numbers are bytes, 8 a number,
     little-endian."""
 
     txn: str
@@ -357,7 +414,7 @@ class Commit:
         raw = self._raw
         spans = _numbers(raw.write_tables).tolist()
         tables = map(self._names_of(spans).__getitem__, spans)
-        ops = map(_OPS.get, raw.write_ops, repeat(Op.UPDATE))
+        ops = map(_OPS.get, raw.write_ops, repeat(_OP_UPDATE))
         # Made by C loops: a `Write` is a tuple, so making one runs no
         # Python code.
         return list(map(_new_write, repeat(Write), zip(repeat(self), count(), tables, ops)))
@@ -421,7 +478,7 @@ class Write(tuple):  # type: ignore[type-arg]
     #: :attr:`Op.INSERT`, :attr:`Op.UPDATE` or :attr:`Op.DELETE`. An op code
     #: the SDK does not know reads as an update: that errs toward
     #: invalidating.
-    op: str = property(itemgetter(3))  # type: ignore[assignment]
+    op: Op = property(itemgetter(3))  # type: ignore[assignment]
 
     def _row(self, runs: memoryview) -> Row | None:
         run = runs[self[1]]
@@ -485,7 +542,7 @@ class Write(tuple):  # type: ignore[type-arg]
         every column. So does an update without a ``before`` image, or one
         where neither image has the column: when in doubt, invalidate."""
         commit, index = self[0], self[1]
-        if self[3] != Op.UPDATE or commit._befores[index] == _ABSENT or commit._afters[index] == _ABSENT:
+        if self[3] is not _OP_UPDATE or commit._befores[index] == _ABSENT or commit._afters[index] == _ABSENT:
             return True
         old, new = self._old(column), self._new(column)
         if old is _MISSING and new is _MISSING:
@@ -595,8 +652,11 @@ class Write(tuple):  # type: ignore[type-arg]
         )
 
 
-# Op codes of `write-ops` and the ops they stand for.
-_OPS = {_INSERT: Op.INSERT, _UPDATE: Op.UPDATE, _DELETE: Op.DELETE}
+# The ops, read once (an enum's attribute is slower to read than a global),
+# and the op codes of `write-ops` they stand for.
+_OP_INSERT, _OP_UPDATE, _OP_DELETE = Op.INSERT, Op.UPDATE, Op.DELETE
+_OPS = {_INSERT: _OP_INSERT, _UPDATE: _OP_UPDATE, _DELETE: _OP_DELETE}
+_CODES = {op: code for code, op in _OPS.items()}
 _new_write = tuple.__new__
 
 
@@ -606,81 +666,230 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-class Rule:
-    """The base class of a rule: override both static methods, then export
-    the class with :func:`export`. (Any class with these two methods will
-    do; the base class only documents them and checks they are there.)"""
+class RuleModule(Protocol):
+    """What :func:`export` and :func:`evaluate` take: a rule's module, with
+    its ``RULE`` and its ``on_commit``."""
 
-    @staticmethod
-    def describe() -> RuleInfo:
-        """What the rule says about itself. Called once, when it is loaded."""
-        raise NotImplementedError
+    #: What the rule says about itself.
+    RULE: RuleInfo
 
-    @staticmethod
-    def on_commit(commit: Commit, out: Targets) -> None:
+    def on_commit(self, commit: Commit, out: Targets) -> None:
         """Adds to ``out`` the targets ``commit`` invalidates. Must be pure:
         the same commit always gives the same targets. Raise
         :class:`RuleError` (or let :class:`MissingColumn` and
         :class:`WrongType` through) when it cannot tell."""
-        raise NotImplementedError
+        ...
 
 
-class _Rule(Protocol):
-    @staticmethod
-    def describe() -> RuleInfo: ...
-
-    @staticmethod
-    def on_commit(commit: Commit, out: Targets) -> None: ...
+OnCommit = Callable[[Commit, Targets], None]
 
 
-def evaluate(rule: type[_Rule] | _Rule, commit: Commit | CommitBuilder) -> Targets:
-    """Runs ``rule`` on ``commit`` natively, as the host would (without the
-    sandbox): for tests. Raises the rule's :class:`RuleError`."""
-    if isinstance(commit, CommitBuilder):
-        commit = commit.finish()
+def _load(rule: RuleModule | str) -> tuple[RuleInfo, OnCommit]:
+    """The ``RULE`` and ``on_commit`` of a rule module (or of the module of
+    that name), checked: raises :class:`TypeError` or :class:`ValueError`
+    saying what is missing or wrong, and in which module."""
+    module: Any = rule
+    if isinstance(rule, str):
+        module = sys.modules.get(rule)
+        if module is None:
+            raise TypeError(f"no module named {rule!r} is imported; call export(__name__) in the rule's module")
+    where = f"rule module {getattr(module, '__name__', module)!r}"
+    shape = "a rule module defines RULE = RuleInfo(...) and on_commit(commit, out), then WitWorld = export(__name__)"
+    missing = [name for name in ("RULE", "on_commit") if not hasattr(module, name)]
+    if missing:
+        raise TypeError(f"{where} does not define {' nor '.join(missing)}: {shape}")
+    info, on_commit = module.RULE, module.on_commit
+    if not isinstance(info, RuleInfo):
+        raise TypeError(f"{where}: RULE is a {type(info).__name__}, not a RuleInfo: {shape}")
+    if not callable(on_commit):
+        raise TypeError(f"{where}: on_commit is a {type(on_commit).__name__}, not a function: {shape}")
+    for field in ("name", "version"):
+        value = getattr(info, field)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{where}: RULE.{field} must be a non-empty str, not {value!r}")
+    if isinstance(info.tables, str):
+        raise TypeError(f"{where}: RULE.tables is the str {info.tables!r}; give a list of table names")
+    tables = tuple(info.tables)
+    for table in tables:
+        if not isinstance(table, str) or not table:
+            raise TypeError(f"{where}: RULE.tables holds {table!r}, not a table name")
+    fallback = tuple(info.fallback)
+    for target in fallback:
+        if not isinstance(target, Target):
+            raise TypeError(
+                f"{where}: RULE.fallback holds {target!r}, not a Target; "
+                "make one with Target.key(...), Target.pattern(...) or Target.tag(...)"
+            )
+    return RuleInfo(info.name, info.version, tables, fallback), on_commit
+
+
+def evaluate(rule: RuleModule, commit: Commit) -> Targets:
+    """Runs the rule module ``rule`` on ``commit`` natively, as the host
+    would (without the sandbox): for tests. Checks the module as
+    :func:`export` does, and raises the rule's :class:`RuleError`."""
+    _, on_commit = _load(rule)
     out = Targets()
-    rule.on_commit(commit, out)
+    on_commit(commit, out)
     return out
 
 
-# Log levels of the host's `log`.
-_LEVELS = ("trace", "debug", "info", "warn", "error")
+# Logging. In a component, `export` hands the records of a rule that imports
+# `logging` to the host's log. The SDK imports `logging` only then: its
+# modules would add 1 MiB to every instance's snapshotted heap, and time to
+# every call of a rule that never logs.
 
-# The host's `log` and its levels, inside a component; imported with this
-# module, so while componentize-py snapshots it, never once per call.
-try:
-    from wit_world.imports import host as _host_module  # type: ignore[import-not-found]
-    from wit_world.imports import types as _types_module  # type: ignore[import-not-found]
+#: The level below ``logging.DEBUG`` (5), which the host logs as ``trace``:
+#: ``log.log(TRACE, "...")``.
+TRACE = 5
 
-    _host: tuple[Any, Any] | None = (_host_module, _types_module)
-except ImportError:  # natively
-    _host = None
-
-
-def log(level: str, message: str) -> None:
-    """Writes a line to the host's log, tagged with the rule's name. Inside
-    the sandbox this is the host's ``log``; natively, standard error.
-    ``level`` is one of ``trace``, ``debug``, ``info``, ``warn``, ``error``."""
-    if level not in _LEVELS:
-        raise ValueError(f"unknown log level {level!r}; expected one of {_LEVELS}")
-    if _host is None:
-        import sys
-
-        print(f"[{level}] {message}", file=sys.stderr)
-        return
-    host, types = _host
-    host.log(types.Level[level.upper()], message)
+# The host's log levels, by the index `_level` gives.
+_LEVEL_NAMES = ("trace", "debug", "info", "warn", "error")
 
 
-def export(rule: type[_Rule] | _Rule) -> type:
-    """The class componentize-py exports for ``rule``: assign it to
-    ``WitWorld`` in the rule's module. Converts between the WIT types and
+def _level(levelno: int) -> int:
+    """The index in the host's levels of a Python level: below ``DEBUG``
+    (10) trace, ``DEBUG`` debug, ``INFO`` (20) info, ``WARNING`` (30) warn,
+    ``ERROR`` (40) and above error."""
+    if levelno >= 40:
+        return 4
+    if levelno >= 30:
+        return 3
+    if levelno >= 20:
+        return 2
+    return 1 if levelno >= 10 else 0
+
+
+def host_handler(log: Callable[[Any, str], object], levels: Sequence[Any] = _LEVEL_NAMES) -> logging.Handler:
+    """A :mod:`logging` handler that hands each record to the host's log,
+    which tags it with the rule's name. Inside a component the SDK puts one
+    on the root logger, so a rule only writes
+    ``logging.getLogger(__name__).info(...)``.
+
+    ``log(level, message)`` is the host's ``log``; ``levels`` the five levels
+    it takes (trace, debug, info, warn, error), by default their names.
+    Python's levels map to them as: below ``DEBUG`` trace, ``DEBUG`` debug,
+    ``INFO`` info, ``WARNING`` warn, ``ERROR`` and ``CRITICAL`` error. A
+    record is formatted as the handler's formatter says (the message, and
+    the traceback of ``log.exception``); one that cannot be is logged with
+    what it holds, rather than lost."""
+    import logging
+
+    if len(levels) != len(_LEVEL_NAMES):
+        raise ValueError(f"levels must be the host's five levels, {_LEVEL_NAMES}, not {levels!r}")
+    by_index = tuple(levels)
+
+    class HostHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                message = self.format(record)
+            except Exception as e:  # noqa: BLE001 - a bad format must not lose the line
+                message = f"{record.msg!r} % {record.args!r} (not formatted: {type(e).__name__}: {e})"
+            log(by_index[_level(record.levelno)], message)
+
+    return HostHandler()
+
+
+def _record_without_clock(
+    name: str,
+    level: int,
+    pathname: str,
+    lineno: int,
+    msg: object,
+    args: Any,
+    exc_info: Any,
+    func: str | None = None,
+    sinfo: str | None = None,
+    **_kwargs: Any,
+) -> logging.LogRecord:
+    """A log record made without reading the clock, which a component lacks
+    (reading it traps): what ``LogRecord`` makes, less the time (0), the
+    thread and the process. The record factory inside a component."""
+    import logging
+
+    # As `LogRecord`: `log.info("%(a)s", {"a": 1})` formats by name.
+    if args and len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+        args = args[0]
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    filename = os.path.basename(pathname)
+    vars(record).update(
+        name=name,
+        msg=msg,
+        args=args,
+        levelname=logging.getLevelName(level),
+        levelno=level,
+        pathname=pathname,
+        filename=filename,
+        module=os.path.splitext(filename)[0],
+        exc_info=exc_info,
+        exc_text=None,
+        stack_info=sinfo,
+        lineno=lineno,
+        funcName=func,
+        created=0.0,
+        msecs=0.0,
+        relativeCreated=0.0,
+        thread=None,
+        threadName=None,
+        processName=None,
+        process=None,
+        taskName=None,
+    )
+    return record
+
+
+def _source_free_formatter() -> logging.Formatter:
+    """A formatter whose tracebacks name each frame's file, line and
+    function but show no source: reading it takes the file system, which a
+    component lacks (``traceback`` would trap there)."""
+    import logging
+    from traceback import walk_tb
+
+    class SourceFreeFormatter(logging.Formatter):
+        def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+            kind, exc, tb = ei
+            lines = ["Traceback (most recent call last):"]
+            for frame, lineno in walk_tb(tb):
+                code = frame.f_code
+                lines.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}')
+            name = kind.__qualname__
+            if kind.__module__ not in ("builtins", "__main__"):
+                name = f"{kind.__module__}.{name}"
+            text = str(exc)
+            lines.append(f"{name}: {text}" if text else name)
+            return "\n".join(lines)
+
+    return SourceFreeFormatter()
+
+
+def _log_to_host() -> None:
+    """In a component, when the rule imported `logging`: every record to the
+    host's log, which filters by its own level and budget; none to standard
+    error, nor made with the clock, nor formatted with source lines (the
+    sandbox has none of them: reaching for one traps). A record made with
+    ``stack_info=True`` still reaches for the source, and traps."""
+    import logging
+
+    from wit_world.imports import host, types  # type: ignore[import-not-found]
+
+    handler = host_handler(host.log, [types.Level[name.upper()] for name in _LEVEL_NAMES])
+    handler.setFormatter(_source_free_formatter())
+    logging.addLevelName(TRACE, "TRACE")
+    logging.root.addHandler(handler)
+    logging.root.setLevel(logging.NOTSET)
+    logging.lastResort = handler
+    logging.setLogRecordFactory(_record_without_clock)
+
+
+def export(rule: str | RuleModule) -> type:
+    """The class componentize-py exports for a rule module: end the module
+    with ``WitWorld = export(__name__)``.
+
+    Checks the module and reads its ``RULE`` and ``on_commit`` once, here:
+    raises :class:`TypeError` or :class:`ValueError` at build time naming
+    what is missing or wrong. The class converts between the WIT types and
     this module's, and turns every exception into a rule error, so that the
-    host applies the fallback instead of seeing a trap. Raises
-    :class:`TypeError` at build time if ``rule`` lacks either method."""
-    for method in ("describe", "on_commit"):
-        if getattr(rule, method, None) is getattr(Rule, method) or not callable(getattr(rule, method, None)):
-            raise TypeError(f"rule {getattr(rule, '__name__', rule)!r} does not define {method}()")
+    host applies the fallback instead of seeing a trap."""
+    info, rule_on_commit = _load(rule)
 
     # Imported now, while componentize-py snapshots the module, and not in
     # each call: every call runs in a fresh instance, which would import
@@ -690,21 +899,26 @@ def export(rule: type[_Rule] | _Rule) -> type:
         from wit_world.imports import types as wit  # type: ignore[import-not-found]
     except ImportError:  # natively: there is no component to export from
         Err = wit = None  # noqa: N806
+    # The answer of `describe`, made once; natively, the RULE itself.
+    described: Any = info
+    if wit is not None:
+        described = wit.RuleInfo(info.name, info.version, list(info.tables), [_to_wit(wit, t) for t in info.fallback])
+        if "logging" in sys.modules:
+            _log_to_host()
+        # What the snapshot holds lives as long as the instance: frozen, the
+        # collector leaves it out of the collections a call makes, rather
+        # than scan it (and dirty its pages, which the host resets after
+        # every call) each time.
+        gc.freeze()
 
     class WitWorld:
         def describe(self) -> Any:
-            info = rule.describe()
-            return wit.RuleInfo(
-                info.name,
-                info.version,
-                list(info.tables),
-                [_to_wit(wit, t) for t in info.fallback],
-            )
+            return described
 
         def on_commit(self, raw: Any) -> list[Any]:
             out = Targets()
             try:
-                rule.on_commit(Commit(raw), out)
+                rule_on_commit(Commit(raw), out)
             except (MissingColumn, WrongType) as e:
                 ref = wit.ColumnRef(e.table, e.column)
                 kind = wit.RuleError_MissingColumn if isinstance(e, MissingColumn) else wit.RuleError_WrongType
@@ -723,21 +937,66 @@ def export(rule: type[_Rule] | _Rule) -> type:
 
 def _to_wit(wit: Any, target: Target) -> Any:
     kind, value = target
-    if kind == "key":
+    if kind == Kind.KEY:
         return wit.Target_Key(value)
-    if kind == "tag":
+    if kind == Kind.TAG:
         return wit.Target_Tag(value)
     return wit.Target_Pattern(value)
 
 
-class _Flat:
-    """A commit in the WIT layout, built natively by :class:`CommitBuilder`."""
+RowDict = Mapping[str, Any]
 
-    def __init__(self, txn: str) -> None:
+
+class WriteDict(TypedDict, total=False):
+    """A write, for :func:`commit`: as in the ``.test.jsonl`` fixtures.
+    ``before`` is absent on inserts (and on updates whose source does not
+    send it), ``after`` on deletes; ``key`` defaults to no columns. (Any
+    dict will do; annotate one with this type to have it checked.)"""
+
+    table: Required[str]
+    op: Required[Op | str]
+    key: RowDict
+    before: RowDict | None
+    after: RowDict | None
+
+
+_WRITE_FIELDS = frozenset(WriteDict.__annotations__)
+
+
+def commit(
+    writes: Iterable[WriteDict | Mapping[str, Any]] = (), *, txn: str = "t", source: str | None = None
+) -> Commit:
+    """A :class:`Commit` of ``writes``, for a rule's native tests: each a
+    dict in the shape of the ``.test.jsonl`` fixtures, so that
+    ``commit(**case["commit"])`` reads a fixture's commit. Rows are dicts of
+    column names to ``None``, ``bool``, ``int``, ``float`` or ``str``::
+
+        commit([{"table": "kinder", "op": "update", "key": {"id": 3},
+                 "before": {"id": 3, "turnus_id": 1}, "after": {"id": 3, "turnus_id": 2}}])
+    """
+    flat = _Flat(txn, source)
+    for n, write in enumerate(writes, 1):
+        if not isinstance(write, Mapping):
+            raise TypeError(f"write {n} is a {type(write).__name__}, not a dict")
+        unknown = write.keys() - _WRITE_FIELDS
+        if unknown:
+            raise TypeError(f"write {n} has unknown fields {sorted(unknown)}; expected {sorted(_WRITE_FIELDS)}")
+        if "table" not in write or "op" not in write:
+            raise TypeError(f"write {n} needs a table and an op, as in {{'table': 'items', 'op': 'insert', ...}}")
+        flat.write(write["table"], write["op"], write.get("key") or {}, write.get("before"), write.get("after"))
+    return Commit(flat)  # type: ignore[arg-type]
+
+
+class _Flat:
+    """A commit in the WIT layout, built natively by :func:`commit`."""
+
+    def __init__(self, txn: str, source: str | None) -> None:
         self.txn = txn
-        self.source: str | None = None
+        self.source = source
         self.text = ""
         self._size = 0
+        # Each distinct name laid out once, as the host does.
+        self._names: dict[str, int] = {}
         self.column_names = array("Q")
         self.column_kinds = bytearray()
         self.column_values = array("Q")
@@ -747,53 +1006,15 @@ class _Flat:
         self.write_befores = array("Q")
         self.write_afters = array("Q")
 
-
-RowDict = dict[str, Any]
-
-
-class CommitBuilder:
-    """Builds a :class:`Commit` write by write, for a rule's native tests.
-    Rows are dicts of column names to ``None``, ``bool``, ``int``,
-    ``float`` or ``str``."""
-
-    def __init__(self, txn: str = "t") -> None:
-        self._flat = _Flat(txn)
-        # Each distinct name laid out once, as the host does.
-        self._names: dict[str, int] = {}
-
-    def source(self, source: str) -> CommitBuilder:
-        """Sets the source name."""
-        self._flat.source = source
-        return self
-
-    def insert(self, table: str, key: RowDict, after: RowDict) -> CommitBuilder:
-        """Adds an insert of ``after`` into ``table``, whose primary key is ``key``."""
-        return self.write(table, Op.INSERT, key, None, after)
-
-    def update(self, table: str, key: RowDict, before: RowDict | None, after: RowDict) -> CommitBuilder:
-        """Adds an update of a row of ``table`` from ``before`` (if known) to ``after``."""
-        return self.write(table, Op.UPDATE, key, before, after)
-
-    def delete(self, table: str, key: RowDict, before: RowDict | None = None) -> CommitBuilder:
-        """Adds a delete of the row ``before`` (if known) from ``table``."""
-        return self.write(table, Op.DELETE, key, before, None)
-
-    def write(self, table: str, op: str, key: RowDict, before: RowDict | None, after: RowDict | None) -> CommitBuilder:
-        """Adds any write."""
-        f = self._flat
-        codes = {Op.INSERT: _INSERT, Op.UPDATE: _UPDATE, Op.DELETE: _DELETE}
-        if op not in codes:
+    def write(self, table: str, op: Op | str, key: RowDict, before: RowDict | None, after: RowDict | None) -> None:
+        code = _CODES.get(op)  # type: ignore[arg-type]
+        if code is None:
             raise ValueError(f"unknown op {op!r}; expected insert, update or delete")
-        f.write_tables.append(self._name(table))
-        f.write_ops.append(codes[op])
-        f.write_keys.append(self._row(key))
-        f.write_befores.append(_ABSENT if before is None else self._row(before))
-        f.write_afters.append(_ABSENT if after is None else self._row(after))
-        return self
-
-    def finish(self) -> Commit:
-        """The commit."""
-        return Commit(self._flat)  # type: ignore[arg-type]
+        self.write_tables.append(self._name(table))
+        self.write_ops.append(code)
+        self.write_keys.append(self._row(key))
+        self.write_befores.append(_ABSENT if before is None else self._row(before))
+        self.write_afters.append(_ABSENT if after is None else self._row(after))
 
     def _name(self, name: str) -> int:
         span = self._names.get(name)
@@ -802,17 +1023,15 @@ class CommitBuilder:
         return span
 
     def _text(self, s: str) -> int:
-        f = self._flat
-        start, size = f._size, len(s.encode())
-        f.text += s
-        f._size += size
+        start, size = self._size, len(s.encode())
+        self.text += s
+        self._size += size
         return start << 32 | size
 
     def _row(self, row: RowDict) -> int:
-        f = self._flat
-        start = len(f.column_kinds)
+        start = len(self.column_kinds)
         for name, value in row.items():
-            f.column_names.append(self._name(name))
+            self.column_names.append(self._name(name))
             if value is None:
                 kind, bits = _NULL, 0
             elif isinstance(value, bool):
@@ -827,6 +1046,6 @@ class CommitBuilder:
                 kind, bits = _TEXT, self._text(value)
             else:
                 raise TypeError(f"column {name!r}: {type(value).__name__} is not a column value")
-            f.column_kinds.append(kind)
-            f.column_values.append(bits)
+            self.column_kinds.append(kind)
+            self.column_values.append(bits)
         return start << 32 | len(row)

@@ -19,24 +19,21 @@ const TAGS = new Map([
   ["employees", ["employees", "staff", "users"]],
 ]);
 
-export default {
-  describe: () => ({
-    name: "pos",
-    version: "1.0.0",
-    tables: [...TAGS.keys()],
-    // Without the shop id there is no telling which shop's caches are
-    // stale, and tags cannot be matched by pattern: invalidate every
-    // shop-scoped key.
-    fallback: [Target.pattern("shop:*")],
-  }),
-
-  onCommit(commit, out) {
-    for (const w of commit.writes()) {
-      const tags = TAGS.get(w.table);
-      if (tags === undefined) continue;
-      for (const shop of w.each("shop_id")) {
-        for (const tag of tags) out.tag(`shop:${shop}:${tag}`);
-      }
-    }
-  },
+export const rule = {
+  name: "pos",
+  version: "1.0.0",
+  tables: [...TAGS.keys()],
+  // Without the shop id there is no telling which shop's caches are stale,
+  // and tags cannot be matched by pattern: invalidate every shop-scoped key.
+  fallback: [Target.pattern("shop:*")],
 };
+
+export function onCommit(commit, out) {
+  for (const w of commit.writes()) {
+    const tags = TAGS.get(w.table);
+    if (tags === undefined) continue;
+    for (const shop of w.each("shop_id")) {
+      for (const tag of tags) out.tag(`shop:${shop}:${tag}`);
+    }
+  }
+}

@@ -9,35 +9,30 @@ profiles. It gives exactly what `example-rules/turnus` (Rust) gives.
   seed keys it (`user_profile_{user.id}`).
 """
 
-from invalidator_rules import Commit, Rule, RuleInfo, Target, Targets, export
+from invalidator_rules import Commit, RuleInfo, Target, Targets, export
 
 #: Tables whose rows belong to one turnus.
 PER_TURNUS = ("kinder", "schwerpunkte", "notizen", "geld")
 
-
-class Turnus(Rule):
-    """The turnus rule."""
-
-    @staticmethod
-    def describe() -> RuleInfo:
-        return RuleInfo(
-            "turnus",
-            "1.0.0",
-            tables=[*PER_TURNUS, "auslagerorte", "user_profiles"],
-            fallback=[Target.pattern("turnus_data_*"), Target.pattern("user_profile_*")],
-        )
-
-    @staticmethod
-    def on_commit(commit: Commit, out: Targets) -> None:
-        for w in commit.writes():
-            if w.table in PER_TURNUS:
-                for turnus in w.each("turnus_id"):
-                    out.key(f"turnus_data_{turnus}")
-            elif w.table == "auslagerorte":
-                out.pattern("turnus_data_*")
-            elif w.table == "user_profiles":
-                for user in w.each("user_id"):
-                    out.key(f"user_profile_{user}")
+RULE = RuleInfo(
+    "turnus",
+    "1.0.0",
+    tables=[*PER_TURNUS, "auslagerorte", "user_profiles"],
+    fallback=[Target.pattern("turnus_data_*"), Target.pattern("user_profile_*")],
+)
 
 
-WitWorld = export(Turnus)
+def on_commit(commit: Commit, out: Targets) -> None:
+    for w in commit.writes():
+        if w.table in PER_TURNUS:
+            for turnus in w.each("turnus_id"):
+                out.key(f"turnus_data_{turnus}")
+        elif w.table == "auslagerorte":
+            out.pattern("turnus_data_*")
+        elif w.table == "user_profiles":
+            for user in w.each("user_id"):
+                out.key(f"user_profile_{user}")
+
+
+# What componentize-py exports: this module's rule, behind the WIT interface.
+WitWorld = export(__name__)

@@ -1,37 +1,48 @@
 """The Python turnus example, natively: the cases of the Rust turnus rule."""
 
 import pytest
-from turnus import Turnus
+import turnus
 
-from invalidator_rules import CommitBuilder, MissingColumn, Target, evaluate
+from invalidator_rules import MissingColumn, Target, commit, evaluate
 
 
 def test_a_child_moved_to_another_turnus_invalidates_both() -> None:
-    commit = CommitBuilder().update("kinder", {"id": 3}, {"id": 3, "turnus_id": 1}, {"id": 3, "turnus_id": 2})
-    assert evaluate(Turnus, commit) == {Target.key("turnus_data_1"), Target.key("turnus_data_2")}
+    moved = {
+        "table": "kinder",
+        "op": "update",
+        "key": {"id": 3},
+        "before": {"id": 3, "turnus_id": 1},
+        "after": {"id": 3, "turnus_id": 2},
+    }
+    assert evaluate(turnus, commit([moved])) == {Target.key("turnus_data_1"), Target.key("turnus_data_2")}
 
 
 def test_a_profile_is_keyed_by_its_user_not_its_own_id() -> None:
-    commit = CommitBuilder().update(
-        "user_profiles", {"id": 1}, {"id": 1, "user_id": 2, "theme": "light"}, {"id": 1, "user_id": 2, "theme": "dark"}
-    )
-    assert evaluate(Turnus, commit) == {Target.key("user_profile_2")}
+    themed = {
+        "table": "user_profiles",
+        "op": "update",
+        "key": {"id": 1},
+        "before": {"id": 1, "user_id": 2, "theme": "light"},
+        "after": {"id": 1, "user_id": 2, "theme": "dark"},
+    }
+    assert evaluate(turnus, commit([themed])) == {Target.key("user_profile_2")}
 
 
 def test_a_null_turnus_produces_nothing() -> None:
-    commit = CommitBuilder().insert("geld", {"id": 3}, {"id": 3, "turnus_id": None})
-    assert evaluate(Turnus, commit) == set()
+    paid = {"table": "geld", "op": "insert", "key": {"id": 3}, "after": {"id": 3, "turnus_id": None}}
+    assert evaluate(turnus, commit([paid])) == set()
 
 
 def test_a_location_invalidates_every_turnus() -> None:
-    assert evaluate(Turnus, CommitBuilder().delete("auslagerorte", {"id": 2})) == {Target.pattern("turnus_data_*")}
+    gone = {"table": "auslagerorte", "op": "delete", "key": {"id": 2}}
+    assert evaluate(turnus, commit([gone])) == {Target.pattern("turnus_data_*")}
 
 
 def test_a_missing_turnus_column_is_an_error() -> None:
+    note = {"table": "notizen", "op": "insert", "key": {"id": 8}, "after": {"id": 8, "text": "x"}}
     with pytest.raises(MissingColumn):
-        evaluate(Turnus, CommitBuilder().insert("notizen", {"id": 8}, {"id": 8, "text": "x"}))
+        evaluate(turnus, commit([note]))
 
 
 def test_fallback_covers_every_key_the_rule_writes() -> None:
-    info = Turnus.describe()
-    assert set(info.fallback) == {Target.pattern("turnus_data_*"), Target.pattern("user_profile_*")}
+    assert set(turnus.RULE.fallback) == {Target.pattern("turnus_data_*"), Target.pattern("user_profile_*")}

@@ -10,20 +10,18 @@
 
 import { Target } from "./invalidator-rules.js";
 
-export default {
-  describe: () => ({
-    name: "{{name}}",
-    version: "0.1.0",
-    tables: ["items"],
-    fallback: [Target.pattern("item:*"), Target.pattern("category:*")],
-  }),
-
-  onCommit(commit, out) {
-    for (const w of commit.writesTo("items")) {
-      for (const id of w.each("id")) out.key(`item:${id}`);
-      if (w.changedAny(["category_id", "name"])) {
-        for (const category of w.each("category_id")) out.key(`category:${category}:items`);
-      }
-    }
-  },
+export const rule = {
+  name: "{{name}}",
+  version: "0.1.0",
+  tables: ["items"],
+  fallback: [Target.pattern("item:*"), Target.pattern("category:*")],
 };
+
+export function onCommit(commit, out) {
+  for (const w of commit.writesTo("items")) {
+    for (const id of w.each("id")) out.key(`item:${id}`);
+    if (w.changedAny(["category_id", "name"])) {
+      for (const category of w.each("category_id")) out.key(`category:${category}:items`);
+    }
+  }
+}

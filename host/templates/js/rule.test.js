@@ -3,17 +3,18 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { CommitBuilder, Target, evaluate } from "./invalidator-rules.js";
-import rule from "./{{name}}.js";
+import { Target, commit, evaluate } from "./invalidator-rules.js";
+import * as rule from "./{{name}}.js";
 
 test("an item moved to another category invalidates both pages", () => {
-  const commit = new CommitBuilder().update(
-    "items",
-    { id: 1 },
-    { id: 1, category_id: 7, name: "Tea" },
-    { id: 1, category_id: 8, name: "Tea" },
-  );
-  const got = evaluate(rule, commit);
+  const moved = {
+    table: "items",
+    op: "update",
+    key: { id: 1 },
+    before: { id: 1, category_id: 7, name: "Tea" },
+    after: { id: 1, category_id: 8, name: "Tea" },
+  };
+  const got = evaluate(rule, commit({ writes: [moved] }));
   assert.equal(got.size, 3);
   for (const key of ["item:1", "category:7:items", "category:8:items"]) assert.ok(got.has(Target.key(key)), key);
 });
