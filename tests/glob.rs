@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use invalidator::connection::{Redis, RedisConfig};
+use invalidator::redis::{Redis, RedisConfig};
 use invalidator::sink::glob::{PatternSet, glob_match};
 use invalidator::sink::sweep::sweep;
 use invalidator_tests::{RedisCluster, RedisServer};

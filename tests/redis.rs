@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use invalidator::cache::Cache;
 use invalidator::commit::Value;
-use invalidator::connection::{Redis, RedisConfig};
+use invalidator::layout::tags;
 use invalidator::pipeline::{Invalidator, PipelineConfig};
+use invalidator::redis::{Redis, RedisConfig};
 use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
-use invalidator::sink::{self, Applied, tags};
+use invalidator::sink::{self, Applied};
 use invalidator::targets::{Target, TargetSet};
 use invalidator_tests::{RedisCluster, RedisServer, all_keys, guests};
 
@@ -253,7 +254,7 @@ on_single_node_and_cluster!(a_huge_tag_is_deleted_chunk_by_chunk);
 async fn tagged_offers_vanish_when_a_cars_price_changes(d: Deployment) {
     let redis = d.redis();
     let cache = Cache::new(redis.clone());
-    let invalidator = Invalidator::start_shared(rules(&[guests::DEALERSHIP]), redis, config());
+    let invalidator = Invalidator::start(rules(&[guests::DEALERSHIP]), redis, config());
     for (offer, vin) in [(1, "VIN-A"), (2, "VIN-A"), (3, "VIN-B")] {
         let tags = vec![format!("offers:vehicle:{vin}")];
         cache
@@ -300,7 +301,7 @@ async fn tagged_offers_vanish_when_a_cars_price_changes(d: Deployment) {
 on_single_node_and_cluster!(tagged_offers_vanish_when_a_cars_price_changes);
 
 async fn a_moved_child_invalidates_both_turnus_caches(d: Deployment) {
-    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), d.redis(), config());
+    let invalidator = Invalidator::start(rules(&[guests::TURNUS]), d.redis(), config());
     d.seed(&strings(&[
         "turnus_data_4",
         "turnus_data_5",
@@ -336,7 +337,7 @@ async fn a_key_prefix_reaches_the_keys_as_the_application_stores_them(d: Deploym
         key_prefix: "site:2:".into(),
         ..config()
     };
-    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), d.redis(), config);
+    let invalidator = Invalidator::start(rules(&[guests::TURNUS]), d.redis(), config);
     d.seed(&strings(&[
         "site:2:turnus_data_4",
         "site:2:turnus_data_5",
@@ -386,7 +387,7 @@ async fn a_key_prefix_survives_a_retry() {
         key_prefix: "site:2:".into(),
         ..config()
     };
-    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), redis, config);
+    let invalidator = Invalidator::start(rules(&[guests::TURNUS]), redis, config);
     let mut tx = invalidator.begin("while-down");
     tx.insert("geld", [("id", 1)], [("id", 1), ("turnus_id", 4)]);
     tx.commit();
@@ -407,7 +408,7 @@ async fn a_key_prefix_survives_a_retry() {
 // After commit only.
 
 async fn rollback_or_a_dropped_guard_invalidates_nothing(d: Deployment) {
-    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), d.redis(), config());
+    let invalidator = Invalidator::start(rules(&[guests::TURNUS]), d.redis(), config());
     d.seed(&strings(&[
         "turnus_data_1",
         "turnus_data_2",
@@ -459,7 +460,7 @@ async fn swapping_rules_under_a_stream_gives_each_commit_one_version() {
         rules(&[guests::TURNUS, guests::DEALERSHIP]),
     );
     let redis = Arc::new(Redis::open(&server.url(), RedisConfig::default()).unwrap());
-    let invalidator = Invalidator::start_shared(v1.clone(), redis, config());
+    let invalidator = Invalidator::start(v1.clone(), redis, config());
     let mut swaps = 0;
     for i in 0..n {
         let vin = format!("V{i}");
@@ -533,7 +534,7 @@ async fn redis_killed_in_the_middle_of_a_stream_loses_nothing() {
         pipe.exec(&mut server.connection()).unwrap();
     }
     let redis = Arc::new(Redis::open(&server.url(), RedisConfig::default()).unwrap());
-    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), redis, config());
+    let invalidator = Invalidator::start(rules(&[guests::TURNUS]), redis, config());
     let mut expected_gone = BTreeSet::new();
     for i in 0..300 {
         // Every third turnus, through a child row that moves turnus.
@@ -600,7 +601,7 @@ async fn a_slow_redis_is_retried_while_the_writer_goes_on() {
         ..RedisConfig::default()
     };
     let redis = Arc::new(Redis::open(&server.url(), quick).unwrap());
-    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), redis, config());
+    let invalidator = Invalidator::start(rules(&[guests::TURNUS]), redis, config());
     let () = redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(800)
@@ -645,7 +646,7 @@ async fn work_beyond_its_bound_collapses_into_the_fallback() {
         max_pending: 8,
         ..config()
     };
-    let invalidator = Invalidator::start_shared(rules(&[guests::TURNUS]), redis, config);
+    let invalidator = Invalidator::start(rules(&[guests::TURNUS]), redis, config);
     for i in 0..20 {
         let mut tx = invalidator.begin(format!("t-{i}"));
         tx.insert("geld", [("id", i)], [("id", i), ("turnus_id", i)]);
@@ -934,7 +935,7 @@ async fn the_pipeline_reports_a_refused_commit_and_goes_on() {
 async fn a_lease_is_defeated_by_an_invalidation_of_its_key_pattern_or_tag(d: Deployment) {
     let redis = d.redis();
     let cache = Cache::new(redis.clone());
-    let invalidator = Invalidator::start_shared(rules(&[]), redis.clone(), config());
+    let invalidator = Invalidator::start(rules(&[]), redis.clone(), config());
     let tags = strings(&["t:lease"]);
     let ttl = Some(Duration::from_secs(60));
     for target in [
@@ -995,7 +996,7 @@ async fn expensive_patterns_hold_nothing_up(
     count: impl Fn() -> usize,
 ) -> Duration {
     let invalidator =
-        Invalidator::start_with(rules(&[guests::HOSTILE, guests::TURNUS]), store, config());
+        Invalidator::start(rules(&[guests::HOSTILE, guests::TURNUS]), store, config());
     let mut bomb = invalidator.begin("bomb");
     bomb.insert(
         "bomb",
@@ -1094,7 +1095,7 @@ async fn a_sweep_holds_up_no_commit_that_needs_none() {
     keys.push("turnus_data_7".into());
     d.seed(&keys);
     let invalidator =
-        Invalidator::start_shared(rules(&[guests::HEDGE, guests::TURNUS]), d.redis(), config());
+        Invalidator::start(rules(&[guests::HEDGE, guests::TURNUS]), d.redis(), config());
     let Deployment::Single(server) = &d else {
         unreachable!("a single node")
     };

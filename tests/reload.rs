@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use invalidator::pipeline::{Invalidator, PipelineConfig, RollbackPolicy};
-use invalidator::reload::{Catalog, Reloader};
+use invalidator::reload::{Reloader, RuleFolder};
 use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
 use invalidator::sink::{MemoryStore, Store};
 use invalidator_tests::{deploy, fresh_dir, guests};
@@ -17,7 +17,7 @@ fn folder(name: &str) -> PathBuf {
     fresh_dir(&format!("reload-{name}"))
 }
 
-fn names(catalog: &Catalog) -> Vec<String> {
+fn names(catalog: &RuleFolder) -> Vec<String> {
     catalog.rules().map(|(_, r)| r.name().to_owned()).collect()
 }
 
@@ -30,7 +30,7 @@ fn a_changed_file_takes_over_and_a_broken_one_never_does() {
     let dir = folder("change");
     let file = dir.join("rule.wasm");
     deploy(guests::TURNUS, &file);
-    let mut catalog = Catalog::new(runtime(), &dir);
+    let mut catalog = RuleFolder::new(runtime(), &dir);
     let first = catalog.refresh();
     assert_eq!(first.set.unwrap().rules()[0].name(), "turnus");
 
@@ -67,7 +67,7 @@ fn a_changed_file_takes_over_and_a_broken_one_never_does() {
 fn a_name_clash_keeps_the_running_set() {
     let dir = folder("clash");
     deploy(guests::TURNUS, &dir.join("a.wasm"));
-    let mut catalog = Catalog::new(runtime(), &dir);
+    let mut catalog = RuleFolder::new(runtime(), &dir);
     assert!(catalog.refresh().set.is_some());
     deploy(guests::TURNUS, &dir.join("b.wasm"));
     let clash = catalog.refresh();
@@ -86,7 +86,7 @@ fn shadow_and_temporary_files_are_not_rules_in_service() {
     let dir = folder("shadow");
     deploy(guests::TURNUS_V2, &dir.join("turnus.shadow.wasm"));
     std::fs::copy(guests::DEALERSHIP, dir.join(".dealership.wasm.tmp.wasm")).unwrap();
-    let mut catalog = Catalog::new(runtime(), &dir);
+    let mut catalog = RuleFolder::new(runtime(), &dir);
     let refresh = catalog.refresh();
     assert!(refresh.set.is_none(), "no rule in service");
     let shadows = refresh.shadows.expect("the shadow is loaded as a shadow");
@@ -104,7 +104,7 @@ async fn a_shadow_is_compared_never_applied_and_promotion_replaces_the_live_rule
         Arc::new(RuleSet::new(vec![rule]).unwrap())
     };
     let memory = Arc::new(MemoryStore::new());
-    let invalidator = Invalidator::start_with(
+    let invalidator = Invalidator::start(
         load(guests::TURNUS),
         Store::Memory(memory.clone()),
         PipelineConfig::default(),
@@ -163,7 +163,7 @@ async fn a_swap_applies_from_the_next_commit_handed_over() {
         Arc::new(RuleSet::new(vec![rule]).unwrap())
     };
     let memory = Arc::new(MemoryStore::new());
-    let invalidator = Invalidator::start_with(
+    let invalidator = Invalidator::start(
         load(guests::TURNUS),
         Store::Memory(memory.clone()),
         PipelineConfig {
@@ -211,7 +211,7 @@ fn a_version_failing_its_fixture_never_takes_over() {
     };
     std::fs::write(&fixture, case(r#"{"keys":["turnus_data_8"]}"#) + "\n").unwrap();
     deploy(guests::TURNUS, &file);
-    let mut catalog = Catalog::new(runtime(), &dir);
+    let mut catalog = RuleFolder::new(runtime(), &dir);
     let refused = catalog.refresh();
     assert!(refused.set.is_none());
     let reason = &refused.rejected[0].1;
@@ -239,7 +239,7 @@ fn a_version_failing_its_fixture_never_takes_over() {
 fn the_watcher_puts_a_renamed_file_in_service() {
     let dir = folder("watch");
     let (tx, rx) = mpsc::channel();
-    let reloader = Reloader::watch(Catalog::new(runtime(), &dir), move |change| {
+    let reloader = Reloader::watch(RuleFolder::new(runtime(), &dir), move |change| {
         if let Some(set) = &change.set {
             let names: Vec<String> = set.rules().iter().map(|r| r.name().to_owned()).collect();
             let _ = tx.send(names);
@@ -274,7 +274,7 @@ fn the_watcher_puts_a_renamed_file_in_service() {
 fn reading_the_rule_files_sets_off_no_refresh() {
     let dir = folder("quiet");
     let (tx, rx) = mpsc::channel();
-    let reloader = Reloader::watch(Catalog::new(runtime(), &dir), move |change| {
+    let reloader = Reloader::watch(RuleFolder::new(runtime(), &dir), move |change| {
         if change.set.is_some() {
             let _ = tx.send(());
         }
@@ -322,7 +322,7 @@ async fn a_new_version_failing_too_often_is_rolled_back_and_stays_refused() {
         ..PipelineConfig::default()
     };
     let invalidator =
-        Invalidator::start_with(load(guests::TURNUS), Store::Memory(memory.clone()), config);
+        Invalidator::start(load(guests::TURNUS), Store::Memory(memory.clone()), config);
     let version = |inv: &Invalidator| inv.rules().rules()[0].info().version.clone();
     let v2 = load(guests::TURNUS_V2);
     invalidator.swap_rules(v2.clone());

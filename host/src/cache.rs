@@ -3,7 +3,7 @@
 //!
 //! Tags only work if the writes register them: [`Cache::set`] stores the
 //! value and adds its key to each tag's index in one step (the layout is
-//! documented in [`sink::tags`](crate::sink::tags)).
+//! documented in [`layout::tags`](crate::layout::tags)).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::connection::{Redis, RedisError};
-use crate::sink::lease::{self, Lease, Taken, is_lease};
-use crate::sink::{LeaseAnswer, Store, tags};
+use crate::layout::leases::{self as lease, Lease, Taken, is_lease};
+use crate::layout::tags;
+use crate::redis::{Redis, RedisError};
+use crate::sink::{LeaseAnswer, Store};
 
 /// How long a lease of [`Cache::get_or_fill`] lives: the longest a loader
 /// may take; a holder that dies frees the key after it.
@@ -24,12 +25,54 @@ pub const LEASE_TIME: Duration = Duration::from_secs(10);
 /// lease to be filled before loading by itself (without storing).
 pub const LEASE_WAIT: Duration = Duration::from_millis(500);
 
+/// Why a write to the cache was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A key inside the tag indexes' prefix.
+    #[error("key `{key}` is inside `{}`, where tag indexes live", tags::TAG_PREFIX)]
+    InvalidKey {
+        /// The key.
+        key: String,
+    },
+    /// An empty tag.
+    #[error("tag `{tag}` is empty")]
+    InvalidTag {
+        /// The tag.
+        tag: String,
+    },
+    /// A ttl of zero, or beyond [`MAX_TTL`].
+    #[error("{}", ttl_refusal(.key, *.ttl))]
+    InvalidTtl {
+        /// The key it was given for.
+        key: String,
+        /// The ttl.
+        ttl: Duration,
+    },
+    /// The cache store failed.
+    #[error(transparent)]
+    Store(#[from] RedisError),
+}
+
+/// Why `ttl` is refused for `key`.
+fn ttl_refusal(key: &str, ttl: Duration) -> String {
+    if ttl.is_zero() {
+        format!("ttl of key `{key}` is zero; give a positive ttl, or none for no expiry")
+    } else {
+        format!(
+            "ttl of key `{key}` is {} s, more than the {} s (100 years) a cache entry may \
+             live; give none for no expiry",
+            ttl.as_secs(),
+            MAX_TTL.as_secs()
+        )
+    }
+}
+
 /// Why [`Cache::get_or_fill`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FillError<E> {
-    /// The cache store failed (or the input was refused).
+    /// The cache store failed, or the input was refused.
     #[error(transparent)]
-    Cache(#[from] RedisError),
+    Cache(#[from] CacheError),
     /// The loader failed; the lease was given back.
     #[error("loading failed: {0}")]
     Load(E),
@@ -43,30 +86,20 @@ pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Refuses a key inside the tag indexes' prefix, an empty tag, or a ttl of
 /// zero or beyond [`MAX_TTL`]; the ttl in milliseconds (0: none), never
 /// rounded down to "no expiry".
-fn check(key: &str, ttl: Option<Duration>, tags: &[String]) -> Result<u64, RedisError> {
+fn check(key: &str, ttl: Option<Duration>, tags: &[String]) -> Result<u64, CacheError> {
     if key.starts_with(tags::TAG_PREFIX) {
-        return Err(RedisError::Invalid(format!(
-            "key `{key}` is inside `{}`, where tag indexes live",
-            tags::TAG_PREFIX
-        )));
+        return Err(CacheError::InvalidKey { key: key.into() });
     }
     if let Some(tag) = tags.iter().find(|t| t.is_empty()) {
-        return Err(RedisError::Invalid(format!("tag `{tag}` is empty")));
+        return Err(CacheError::InvalidTag { tag: tag.clone() });
     }
     Ok(match ttl {
         None => 0,
-        Some(ttl) if ttl.is_zero() => {
-            return Err(RedisError::Invalid(format!(
-                "ttl of key `{key}` is zero; give a positive ttl, or none for no expiry"
-            )));
-        }
-        Some(ttl) if ttl > MAX_TTL => {
-            return Err(RedisError::Invalid(format!(
-                "ttl of key `{key}` is {} s, more than the {} s (100 years) a cache \
-                 entry may live; give none for no expiry",
-                ttl.as_secs(),
-                MAX_TTL.as_secs()
-            )));
+        Some(ttl) if ttl.is_zero() || ttl > MAX_TTL => {
+            return Err(CacheError::InvalidTtl {
+                key: key.into(),
+                ttl,
+            });
         }
         Some(ttl) => (ttl.as_millis() as u64).max(1),
     })
@@ -111,7 +144,7 @@ impl Cache {
         value: &[u8],
         ttl: Option<Duration>,
         tags: &[String],
-    ) -> Result<(), RedisError> {
+    ) -> Result<(), CacheError> {
         let ttl_ms = check(key, ttl, tags)?;
         let redis = match &self.store {
             Store::Redis(redis) => redis,
@@ -129,7 +162,7 @@ impl Cache {
             let () = redis.query(&set).await?;
             return Ok(());
         }
-        tags::set_tagged(redis, key, value, ttl_ms, tags).await
+        Ok(tags::set_tagged(redis, key, value, ttl_ms, tags).await?)
     }
 
     /// The value at `key`, if any (a key under a lease has none); counted
@@ -177,7 +210,10 @@ impl Cache {
         let ttl_ms = check(key, ttl, tags)?;
         let lease_ms = LEASE_TIME.as_millis() as u64;
         let lease = match &self.store {
-            Store::Redis(redis) => match lease::take(redis, key, tags, lease_ms).await? {
+            Store::Redis(redis) => match lease::take(redis, key, tags, lease_ms)
+                .await
+                .map_err(CacheError::Store)?
+            {
                 Taken::Hit(value) => return Ok(self.hit(value)),
                 Taken::Held => return self.wait_for(key, loader).await,
                 Taken::Granted(lease) => lease,
@@ -206,7 +242,9 @@ impl Cache {
         };
         match &self.store {
             Store::Redis(redis) => {
-                lease::fill(redis, &lease, &value, ttl_ms).await?;
+                lease::fill(redis, &lease, &value, ttl_ms)
+                    .await
+                    .map_err(CacheError::Store)?;
             }
             Store::Memory(memory) => {
                 memory.lease_fill(&lease, &value, ttl);
@@ -230,7 +268,7 @@ impl Cache {
         let deadline = tokio::time::Instant::now() + LEASE_WAIT;
         let mut pause = Duration::from_millis(2);
         while tokio::time::Instant::now() < deadline {
-            match self.raw(key).await? {
+            match self.raw(key).await.map_err(CacheError::Store)? {
                 // Defeated, given back or expired: the holder stores nothing.
                 None => break,
                 Some(value) if !is_lease(&value) => return Ok(self.hit(value)),

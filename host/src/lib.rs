@@ -16,12 +16,16 @@
 //! one owner per piece of state) → [`sink`] (applying targets to Redis or
 //! memory) → back to the source, which acknowledges.
 //!
-//! Beside the flow: [`connection`] is the Redis client the sink and the
-//! stream source share; [`cache`] is the application's side (reads, and
-//! writes that register their tags); [`reload`] watches the rules folder;
-//! [`serve`] wires sources, pipeline and sink into the long-running
-//! service and runs its operations API; [`dry_run`], [`apply`] and
-//! [`diff`] are what the `invalidator run`, `apply` and `diff` commands do.
+//! Beside the flow: [`layout`] is the application's cache layout in
+//! Redis (tagged values, leases, their Lua scripts), which the sink and
+//! the clients share; [`redis`] is the Redis client the sink and the
+//! stream source share; [`retry`] the back-off every source and the sink
+//! wait with; [`cache`] is the application's side (reads, and writes that
+//! register their tags); [`reload`] watches the rules folder; [`http`] is
+//! the HTTP plumbing (listener, tokens, errors) that the HTTP source and
+//! the operations API ride on; [`serve`] wires sources, pipeline and sink
+//! into the long-running service and serves the operations API; [`batch`]
+//! is what the one-shot commands (`invalidator run`, `apply`, `diff`) do.
 //! [`escape`] makes rule-supplied text safe to show; [`figures`] declares
 //! counters once, for the statistics and the metrics endpoint alike.
 //!
@@ -41,20 +45,21 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod apply;
+pub mod batch;
 // Generated from the WIT contract, whose comments are its documentation.
 #[allow(missing_docs)]
 mod bindings;
 pub mod cache;
 pub mod commit;
-pub mod connection;
-pub mod diff;
-pub mod dry_run;
 mod duration;
 pub mod escape;
 pub mod figures;
+pub mod http;
+pub mod layout;
 pub mod pipeline;
+pub mod redis;
 pub mod reload;
+pub mod retry;
 pub mod rules;
 pub mod serve;
 pub mod sink;

@@ -7,6 +7,25 @@ use serde::Serialize;
 
 pub use crate::bindings::types::Target;
 
+impl Target {
+    /// Its kind, as logs, errors and the API name it: `key`, `pattern` or
+    /// `tag`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Key(_) => "key",
+            Target::Pattern(_) => "pattern",
+            Target::Tag(_) => "tag",
+        }
+    }
+
+    /// Its text, whatever its kind.
+    pub fn text(&self) -> &str {
+        match self {
+            Target::Key(s) | Target::Pattern(s) | Target::Tag(s) => s,
+        }
+    }
+}
+
 /// The targets of one or more commits, by kind, sorted and deduplicated.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetSet {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use invalidator::cache::Cache;
-use invalidator::connection::{Redis, RedisConfig};
+use invalidator::redis::{Redis, RedisConfig};
 use invalidator_tests::postgres::Client;
 use invalidator_tests::{
     PostgresServer, RedisServer, ServeProcess, all_keys, deploy, fresh_dir, guests,
@@ -638,12 +638,76 @@ fn set_system(s: &Setup, setting: &str) {
     su.batch_execute("SELECT pg_reload_conf()").unwrap();
 }
 
+/// Waits until commits wait for the synchronous standby.
+///
+/// `pg_reload_conf()` only sends a signal: commits start to wait once the
+/// checkpointer has read the new `synchronous_standby_names`, which can be
+/// after a commit made right away (CI saw one go through). So a probe
+/// commits to a table no rule reads, again until one is seen waiting in
+/// `SyncRep`; that one is cancelled, which commits it locally.
+///
+/// The probe's table must exist before the setting is made: creating it
+/// would be a commit that waits.
+fn wait_for_synchronous_commits(s: &Setup) {
+    let mut su = s.pg.client("postgres");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let url = s.pg.url("app");
+        let probe = std::thread::spawn(move || {
+            let mut db = Client::connect(&url, invalidator_tests::postgres::NoTls).unwrap();
+            // A cancelled wait commits locally, with a warning; a probe
+            // cancelled before its commit fails, which is as good.
+            let _ = db.batch_execute("INSERT INTO sync_probe VALUES (1)");
+        });
+        // Up to a second for the probe to be seen waiting, or to finish
+        // (the setting not read yet).
+        let mut waiting = false;
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(20));
+            let cancelled: i64 = su
+                .query_one(
+                    "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity \
+                     WHERE wait_event = 'SyncRep' AND query LIKE '%sync_probe%'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if cancelled > 0 {
+                waiting = true;
+                break;
+            }
+            if probe.is_finished() {
+                break;
+            }
+        }
+        if !waiting && !probe.is_finished() {
+            // Neither seen waiting nor done: cancel whatever it is in.
+            su.batch_execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                 WHERE query LIKE '%INSERT INTO sync_probe%' AND pid <> pg_backend_pid()",
+            )
+            .unwrap();
+        }
+        probe.join().unwrap();
+        if waiting {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "commits never waited for the standby named in synchronous_standby_names"
+        );
+    }
+}
+
 #[test]
 fn a_commit_is_invalidated_only_once_other_sessions_can_see_it() {
     let s = setup("visible");
     let mut db = s.sql();
-    db.batch_execute("INSERT INTO geld VALUES (1, 1, 10)")
-        .unwrap();
+    db.batch_execute(
+        "INSERT INTO geld VALUES (1, 1, 10);
+         CREATE TABLE sync_probe (n int);",
+    )
+    .unwrap();
     let serve = s.serve(&[], &[]);
     s.wait_streaming(Duration::from_secs(30));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -676,6 +740,7 @@ fn a_commit_is_invalidated_only_once_other_sessions_can_see_it() {
     // (and decoded, and sent to us) but stays invisible to other sessions
     // until the setting is cleared.
     set_system(&s, "SET synchronous_standby_names = 'ghost'");
+    wait_for_synchronous_commits(&s);
     let url = s.pg.url("app");
     let writer = std::thread::spawn(move || {
         let mut db = Client::connect(&url, invalidator_tests::postgres::NoTls).unwrap();

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use invalidator::cache::Cache;
-use invalidator::connection::{Redis, RedisConfig};
-use invalidator::sink::lease::is_lease;
+use invalidator::layout::leases::is_lease;
+use invalidator::redis::{Redis, RedisConfig};
 use invalidator_tests::postgres::{Client, NoTls};
 use invalidator_tests::{PostgresServer, RedisServer, ServeProcess, deploy, fresh_dir, guests};
 

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use invalidator::commit::{Commit, Op, Value, Write};
-use invalidator::connection::{Redis, RedisConfig};
 use invalidator::pipeline::{Invalidator, PipelineConfig};
+use invalidator::redis::{Redis, RedisConfig};
 use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
 use invalidator::sink::glob::PatternSet;
 use invalidator::sink::sweep::sweep;
@@ -136,7 +136,7 @@ async fn one_write(server: &RedisServer) -> f64 {
     .unwrap();
     let redis = Redis::open(&server.url(), RedisConfig::default()).unwrap();
     let start = Instant::now();
-    let summary = invalidator::apply::apply_events(
+    let summary = invalidator::batch::replay::apply_events(
         rules,
         redis,
         std::io::Cursor::new(input),

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use invalidator::commit::{Commit, Op, Value, Write};
 use invalidator::pipeline::{Invalidator, PipelineConfig};
-use invalidator::reload::{Catalog, Reloader};
+use invalidator::reload::{Reloader, RuleFolder};
 use invalidator::rules::{Runtime, SandboxConfig, content_hash};
 use invalidator::sink::{MemoryStore, Store};
 use invalidator_tests::{guests, polyglot};
@@ -114,13 +114,13 @@ fn swaps(label: &str, versions: [Vec<u8>; 2], table: &'static str) -> String {
     let rules_runtime =
         Runtime::with_compile_cache(SandboxConfig::default(), &dir.with_extension("cache"))
             .unwrap();
-    let mut catalog = Catalog::new(rules_runtime, &dir);
+    let mut catalog = RuleFolder::new(rules_runtime, &dir);
     let first = catalog.refresh().set.expect("the first version loads");
     let config = PipelineConfig {
         rollback: None,
         ..PipelineConfig::default()
     };
-    let invalidator = Arc::new(Invalidator::start_with(
+    let invalidator = Arc::new(Invalidator::start(
         first,
         Store::Memory(Arc::new(MemoryStore::new())),
         config,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use invalidator::apply::{ApplySummary, apply_events};
+use invalidator::batch::replay::{ApplySummary, apply_events};
 use invalidator::rules::RuleSet;
 
 use super::args::{RedisArgs, SandboxArgs};

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use invalidator::connection::{Redis, RedisConfig};
+use invalidator::redis::{Redis, RedisConfig};
 use invalidator::rules::{
     LoadError, Runtime, SandboxConfig, check_compile_cache_outside, default_compile_cache_dir,
 };

@@ -6,7 +6,7 @@ use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 
-use invalidator::diff::diff;
+use invalidator::batch::diff::diff;
 use invalidator::rules::RuleSet;
 
 use super::args::SandboxArgs;

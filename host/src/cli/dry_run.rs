@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use invalidator::dry_run::dry_run;
+use invalidator::batch::dry_run::dry_run;
 use invalidator::rules::RuleSet;
 
 use super::args::SandboxArgs;

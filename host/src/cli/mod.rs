@@ -101,9 +101,5 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// A target for people: its text is the rule's, so it is shown escaped.
 fn show_target(t: &Target) -> String {
-    match t {
-        Target::Key(k) => format!("key {}", escape(k)),
-        Target::Pattern(p) => format!("pattern {}", escape(p)),
-        Target::Tag(t) => format!("tag {}", escape(t)),
-    }
+    format!("{} {}", t.kind(), escape(t.text()))
 }

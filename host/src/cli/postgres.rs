@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use invalidator::reload::Catalog;
+use invalidator::reload::RuleFolder;
 use invalidator::source::postgres::{self, PostgresConfig, RuleTables};
 
 use super::args::{PostgresCommand, SandboxArgs};
@@ -80,7 +80,7 @@ fn check(
         anyhow::bail!("rules folder `{}` is not a folder", rules.display());
     }
     let runtime = sandbox.runtime(&[rules])?;
-    let mut catalog = Catalog::new(runtime, rules);
+    let mut catalog = RuleFolder::new(runtime, rules);
     let found = catalog.refresh();
     if let Some((path, reason)) = found.rejected.first() {
         anyhow::bail!("rule file `{}` is refused: {reason}", path.display());

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use invalidator::serve::{ServeConfig, serve};
+use invalidator::source::lines::LinesSource;
 
 use super::args::ServeArgs;
 use super::{init_logging, open_events, tokio_runtime};
@@ -24,8 +25,11 @@ pub(super) fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         config.log_format,
         "info,pg_walstream=warn,pg_walstream::retry=off",
     );
+    for name in ServeConfig::unknown_env_vars() {
+        tracing::warn!("ignoring environment variable `{name}`: it names no setting");
+    }
     let input = match config.events_input() {
-        Some(events) => Some(open_events(&events)?),
+        Some(events) => Some(LinesSource::new(open_events(&events)?, std::io::stderr())),
         None => None,
     };
     let rt = tokio_runtime()?;

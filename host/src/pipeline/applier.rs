@@ -18,9 +18,9 @@ use super::failures::ApplyFailure;
 use super::message::Evaluated;
 use super::pending::Pending;
 use super::progress::Progress;
-use crate::connection::Backoff;
+use crate::retry::Backoff;
 use crate::rules::RuleSet;
-use crate::sink::{self, Applied, Store};
+use crate::sink::{Applied, Store};
 use crate::targets::TargetSet;
 
 /// The applier's state, all of it its own.
@@ -98,7 +98,7 @@ impl Applier {
         &mut self,
         targets: &mut TargetSet,
         seq: u64,
-    ) -> Result<(), crate::connection::RedisError> {
+    ) -> Result<(), crate::redis::RedisError> {
         // Commits are applied in order: this batch starts after the last
         // one applied.
         let first = self.progress.applied() + 1;
@@ -139,7 +139,7 @@ impl Applier {
         targets: &mut TargetSet,
         applied: &mut Applied,
         seq: u64,
-    ) -> Result<(), crate::connection::RedisError> {
+    ) -> Result<(), crate::redis::RedisError> {
         let store = self.store.clone();
         let mut patterns = std::mem::take(targets);
         let sweep = async move {
@@ -254,7 +254,7 @@ pub(crate) async fn janitor(store: Store, every: Duration) {
     interval.tick().await; // the first tick is immediate
     loop {
         interval.tick().await;
-        match sink::tags::prune(&redis).await {
+        match crate::layout::tags::prune(&redis).await {
             Ok(removed) => tracing::debug!(removed, "pruned expired members from tag indexes"),
             Err(error) => tracing::warn!(%error, "pruning tag indexes failed; will try again"),
         }

@@ -1,8 +1,8 @@
 //! [`PipelineConfig`]: the pipeline's bounds and timings, with documented
 //! defaults, read as they are from the `[pipeline]` section of the
 //! configuration (durations as text with a unit). (Redis timeouts belong to
-//! the [`Redis`](crate::connection::Redis) handle: see
-//! [`RedisConfig`](crate::connection::RedisConfig).)
+//! the [`Redis`](crate::redis::Redis) handle: see
+//! [`RedisConfig`](crate::redis::RedisConfig).)
 
 use std::time::Duration;
 

@@ -136,7 +136,7 @@ impl Evaluator {
             }
         }
         let rules = self.rules.clone();
-        let backlog = self.progress.stats.is_queued() as usize;
+        let backlog = self.progress.stats.queued() as usize;
         if backlog > self.config.max_pending {
             // More commits are waiting than the bound allows targets: do not
             // spend time on rules whose targets would collapse anyway.

@@ -19,7 +19,7 @@ mod applier;
 mod config;
 mod evaluator;
 mod failures;
-mod handle;
+mod invalidator;
 mod message;
 mod pending;
 mod probation;
@@ -29,7 +29,7 @@ mod stats;
 
 pub use config::{PipelineConfig, RollbackPolicy};
 pub use failures::ApplyFailure;
-pub use handle::{FlushError, Invalidator};
+pub use invalidator::{FlushError, Invalidator};
 pub use stats::{Stats, StatsSnapshot};
 
 /// What the rules decided for one commit: the answer of

@@ -116,7 +116,7 @@ impl Stats {
     }
 
     /// Queued commits that will never be evaluated: the pipeline stopped.
-    pub(crate) fn is_queued(&self) -> u64 {
+    pub(crate) fn queued(&self) -> u64 {
         self.queued.load(Relaxed)
     }
 }

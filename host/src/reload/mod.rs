@@ -1,7 +1,7 @@
 //! Hot reload: the rule files of a folder, kept in service as they change
 //! on disk.
 //!
-//! - [`Catalog`]: the rules of a folder by file, and a refresh that
+//! - [`RuleFolder`]: the rules of a folder by file, and a refresh that
 //!   loads what changed, validates it, and builds the next rule set; a file
 //!   that fails keeps its running version.
 //! - [`fixture`]: the `NAME.test.jsonl` files a rule may ship with, whose
@@ -10,9 +10,9 @@
 //!   service through a callback (for example
 //!   [`Invalidator::swap_rules`](crate::pipeline::Invalidator::swap_rules)).
 
-mod catalog;
 pub mod fixture;
+mod folder;
 mod watcher;
 
-pub use catalog::{Catalog, Refresh};
+pub use folder::{Refresh, RuleFolder};
 pub use watcher::{Reloader, WatchError};

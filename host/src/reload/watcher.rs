@@ -12,17 +12,17 @@ use notify_debouncer_full::{
     DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache, new_debouncer,
 };
 
-use super::{Catalog, Refresh};
+use super::{Refresh, RuleFolder};
 
 /// How long the folder must be quiet before a change is acted on: long
 /// enough to see a copy through, short enough to keep a swap well under a
 /// quarter of a second.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
-/// Watches a [`Catalog`]'s folder; on every change, refreshes it and hands
+/// Watches a [`RuleFolder`]'s folder; on every change, refreshes it and hands
 /// the next rule set to a callback. Dropping it stops the watching.
 pub struct Reloader {
-    catalog: Arc<Mutex<Catalog>>,
+    folder: Arc<Mutex<RuleFolder>>,
     refused: Arc<AtomicU64>,
     looks: Arc<AtomicU64>,
     on_change: Arc<dyn Fn(&Refresh) + Send + Sync>,
@@ -41,19 +41,19 @@ pub struct WatchError {
 }
 
 impl Reloader {
-    /// Starts watching `catalog`'s folder. Each refresh that changed
+    /// Starts watching `folder`'s folder. Each refresh that changed
     /// anything (a new rule set, new shadows) is handed to `on_change`
     /// (which swaps them in), then logged, refused files with their reason.
     pub fn watch(
-        catalog: Catalog,
+        folder: RuleFolder,
         on_change: impl Fn(&Refresh) + Send + Sync + 'static,
     ) -> Result<Self, WatchError> {
-        let dir = catalog.dir().to_owned();
-        let catalog = Arc::new(Mutex::new(catalog));
+        let dir = folder.dir().to_owned();
+        let folder = Arc::new(Mutex::new(folder));
         let refused = Arc::new(AtomicU64::new(0));
         let looks = Arc::new(AtomicU64::new(0));
         let on_change: Arc<dyn Fn(&Refresh) + Send + Sync> = Arc::new(on_change);
-        let shared = catalog.clone();
+        let shared = folder.clone();
         let counted = refused.clone();
         let looked = looks.clone();
         let changed = on_change.clone();
@@ -69,8 +69,8 @@ impl Reloader {
                 }
             }
             looked.fetch_add(1, Relaxed);
-            let catalog = shared.lock().expect("catalog lock");
-            settle(catalog, &counted, &*changed);
+            let folder = shared.lock().expect("folder lock");
+            settle(folder, &counted, &*changed);
         })
         .map_err(|source| WatchError {
             dir: dir.clone(),
@@ -83,7 +83,7 @@ impl Reloader {
                 source,
             })?;
         Ok(Self {
-            catalog,
+            folder,
             refused,
             looks,
             on_change,
@@ -94,8 +94,8 @@ impl Reloader {
     /// Refreshes now, without waiting for the watcher, and hands a change
     /// to the callback as the watcher would.
     pub fn refresh(&self) -> Refresh {
-        let catalog = self.catalog.lock().expect("catalog lock");
-        settle(catalog, &self.refused, &*self.on_change)
+        let folder = self.folder.lock().expect("folder lock");
+        settle(folder, &self.refused, &*self.on_change)
     }
 
     /// How many times a change in the folder made the watcher look at it
@@ -125,22 +125,22 @@ fn changes_a_file(event: &DebouncedEvent) -> bool {
     }
 }
 
-/// Refreshes `catalog`, counts the refused files, hands a change to
-/// `on_change`, then logs. The catalog stays locked until the change is in
+/// Refreshes `folder`, counts the refused files, hands a change to
+/// `on_change`, then logs. The folder stays locked until the change is in
 /// service, so that two refreshes never hand over their sets out of order.
 fn settle(
-    mut catalog: std::sync::MutexGuard<'_, Catalog>,
+    mut folder: std::sync::MutexGuard<'_, RuleFolder>,
     refused: &AtomicU64,
     on_change: &(dyn Fn(&Refresh) + Send + Sync),
 ) -> Refresh {
-    let refresh = catalog.refresh();
+    let refresh = folder.refresh();
     refused.fetch_add(refresh.rejected.len() as u64, Relaxed);
     // Swap first, log second: once "in service" is logged, the next
     // commit handed over is evaluated by the new set.
     if refresh.set.is_some() || refresh.shadows.is_some() {
         on_change(&refresh);
     }
-    drop(catalog);
+    drop(folder);
     log(&refresh);
     refresh
 }

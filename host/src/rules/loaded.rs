@@ -395,7 +395,7 @@ fn shown(text: &str) -> String {
 /// targets are over budget.
 fn within_budget(targets: &mut Vec<Target>, config: &SandboxConfig) -> Result<usize, String> {
     let before = targets.len();
-    targets.retain(|t| !target_text(t).is_empty());
+    targets.retain(|t| !t.text().is_empty());
     if targets.len() > config.max_targets {
         return Err(format!(
             "returned {} targets, over the budget of {} per call (sandbox.max_targets)",
@@ -405,7 +405,7 @@ fn within_budget(targets: &mut Vec<Target>, config: &SandboxConfig) -> Result<us
     }
     let mut total = 0usize;
     for t in targets.iter() {
-        let text = target_text(t);
+        let text = t.text();
         if text.len() > config.max_target_len {
             let mut start = 40.min(text.len());
             while !text.is_char_boundary(start) {
@@ -462,13 +462,6 @@ pub(crate) fn pattern_cost(targets: &[Target]) -> u64 {
             (p.len() as u64).saturating_mul(runs as u64)
         })
         .fold(0u64, u64::saturating_add)
-}
-
-/// The text of a target, whatever its kind.
-fn target_text(t: &Target) -> &str {
-    match t {
-        Target::Key(s) | Target::Pattern(s) | Target::Tag(s) => s,
-    }
 }
 
 /// An error and its causes on one line (the first line of each: some

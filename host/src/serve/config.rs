@@ -259,13 +259,23 @@ pub enum ConfigError {
     Unusable(String),
     /// An HTTP address reachable from other machines, with no token.
     #[error(transparent)]
-    Exposed(#[from] crate::source::SourceError),
+    Exposed(#[from] crate::http::ListenError),
     /// The compile cache folder is unusable.
     #[error(transparent)]
     CompileCache(#[from] crate::rules::CacheError),
 }
 
 impl ServeConfig {
+    /// The `INVALIDATOR_*` variables of the environment that name no
+    /// setting (`INVALIDATOR_BIN`, another tool's): [`load`](Self::load)
+    /// leaves them alone, and the caller may warn of them.
+    pub fn unknown_env_vars() -> Vec<String> {
+        std::env::vars_os()
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .filter(|name| name.strip_prefix(ENV_PREFIX).is_some_and(|key| !ours(key)))
+            .collect()
+    }
+
     /// Merges the layers: defaults, the TOML file `file` (if given; it must
     /// exist), the `INVALIDATOR_*` environment, then `flags` (a map of the
     /// settings given on the command line, in the file's shape).
@@ -276,14 +286,6 @@ impl ServeConfig {
                 return Err(ConfigError::NotFound(file.to_owned()));
             }
             figment = figment.merge(Toml::file_exact(file));
-        }
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if let Some(key) = name.strip_prefix(ENV_PREFIX)
-                && !ours(key)
-            {
-                eprintln!("warning: ignoring environment variable `{name}`: it names no setting");
-            }
         }
         let env = Env::prefixed(ENV_PREFIX)
             .split("__")
@@ -346,9 +348,9 @@ impl ServeConfig {
             );
         }
         if let Some(addr) = self.http.listen.as_deref().and_then(|l| l.parse().ok()) {
-            crate::source::http::check_exposure(addr, self.http.token.as_deref())?;
+            crate::http::check_exposure(addr, self.http.token.as_deref())?;
             if let Some(read) = self.http.read_token.as_deref() {
-                crate::source::http::check_exposure(addr, Some(read))?;
+                crate::http::check_exposure(addr, Some(read))?;
             }
         }
         if let Some(problem) = self.postgres.problem() {

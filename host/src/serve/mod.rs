@@ -1,45 +1,52 @@
 //! [`serve`]: the `invalidator serve` command, a long-running service.
 //!
 //! It only wires the parts together and runs the operations API
-//! ([`http`]): rules come from a watched folder and are swapped live as
-//! their files change ([`crate::reload`]); commits come from any of three
+//! ([`routes`]): rules come from a watched folder and are swapped live as
+//! their files change ([`crate::reload`]); commits come from any of the
 //! [`sources`](crate::source), at once if wanted: a JSON Lines input, the
 //! HTTP intake, a Redis stream shared by any number of processes, and
-//! Postgres's logical replication;
-//! their invalidations are applied by the pipeline to Redis, or to an
-//! in-process store. Its settings are [`ServeConfig`].
+//! Postgres's logical replication; their invalidations are applied by the
+//! pipeline to Redis, or to an in-process store. Its settings are
+//! [`ServeConfig`]; what the API sees of it is the [`Service`].
 //!
 //! Stopping (SIGTERM, Ctrl-C, or the end of the input when it is the only
 //! source) takes no new work, finishes what is in flight, acknowledges it,
-//! and prints a summary.
+//! and returns a summary.
 
 mod config;
-mod http;
+mod routes;
+mod service;
 mod signals;
 
-use std::io::BufRead;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 pub use crate::source::postgres::{PostgresConfig, PostgresStats};
 pub use crate::source::stream::StreamStats;
 pub use config::{ConfigError, ENV_PREFIX, HttpConfig, LogFormat, ServeConfig, StreamConfig};
+pub use service::NotReady;
 
-use crate::apply::ApplySummary;
+use crate::batch::replay::ApplySummary;
 use crate::cache::Cache;
-use crate::connection::{Redis, RedisConfig, RedisError};
+use crate::http::Limits;
 use crate::pipeline::Invalidator;
-use crate::reload::{Catalog, Refresh, Reloader};
+use crate::redis::{Redis, RedisConfig, RedisError};
+use crate::reload::{Refresh, Reloader, RuleFolder};
 use crate::rules::{RuleSet, Runtime};
 use crate::sink::{MemoryStore, Store};
 use crate::source::http::{HttpSettings, HttpSource};
 use crate::source::lines::LinesSource;
-use crate::source::postgres::{PostgresError, PostgresSettings, PostgresSource, RuleTables};
-use crate::source::stream::{StreamSettings, StreamSource};
+use crate::source::postgres::{
+    PostgresError, PostgresHandle, PostgresSettings, PostgresSource, RuleTables,
+};
+use crate::source::stream::{StreamHandle, StreamSettings, StreamSource};
 use crate::source::{Intake, Source, SourceReport};
+use service::Service;
 
 /// What a `serve` run did; printed as its last line when it stops: the
 /// fields of an `apply` summary, then what happened to the rules and the
@@ -67,54 +74,11 @@ pub struct ServeSummary {
     pub postgres: Option<PostgresStats>,
 }
 
-/// The running service, as the HTTP handlers see it.
-pub(crate) struct Service {
-    pub(crate) invalidator: Arc<Invalidator>,
-    pub(crate) reloader: Reloader,
-    pub(crate) cache: Cache,
-    pub(crate) stream: Option<Arc<StreamSource>>,
-    pub(crate) postgres: Option<Arc<PostgresSource>>,
-    pub(crate) started: Instant,
-    refused_at_start: u64,
-}
-
-impl Service {
-    /// Rule files refused since the start.
-    pub(crate) fn refused(&self) -> u64 {
-        self.refused_at_start + self.reloader.refused()
-    }
-
-    /// Ready when rules are in service and the cache store answers; else
-    /// what is missing.
-    pub(crate) async fn ready(&self) -> Result<(), String> {
-        if self.invalidator.rules().rules().is_empty() {
-            return Err("no rule in service: the rules folder holds no valid rule file".into());
-        }
-        if let Some(postgres) = &self.postgres {
-            postgres.ready()?;
-        }
-        let store = self.invalidator.store();
-        match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("the cache store does not answer: {e}")),
-            Err(_) => Err(format!(
-                "the cache store {} does not answer within 2 s",
-                store.describe()
-            )),
-        }
-    }
-
-    /// The cache store's hits and misses.
-    pub(crate) async fn cache_counts(&self) -> Result<(u64, u64), RedisError> {
-        self.invalidator.store().hits_and_misses().await
-    }
-}
-
 /// Puts what a refresh of the rules folder produced into service. With a
 /// Postgres source, the publication first follows the tables of the rules
 /// about to serve (shadows included), so that a new table's writes are
 /// streamed from the swap on.
-fn apply_change(invalidator: &Invalidator, postgres: Option<&PostgresSource>, change: &Refresh) {
+fn apply_change(invalidator: &Invalidator, postgres: Option<&PostgresHandle>, change: &Refresh) {
     if let Some(postgres) = postgres
         && (change.set.is_some() || change.shadows.is_some())
     {
@@ -140,8 +104,11 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A stream named with no Redis to read it from.
-    #[error("{0}")]
-    Stream(String),
+    #[error("stream `{name}` has no Redis: set `stream.redis` or `redis`")]
+    StreamWithoutRedis {
+        /// The stream.
+        name: String,
+    },
     /// The rule runtime could not start (its compile cache, say).
     #[error(transparent)]
     Runtime(#[from] crate::rules::LoadError),
@@ -154,9 +121,211 @@ pub enum ServeError {
     /// A source could not start.
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
+    /// The HTTP API cannot listen where asked.
+    #[error(transparent)]
+    Listen(#[from] crate::http::ListenError),
     /// The Postgres source could not start.
     #[error(transparent)]
     Postgres(#[from] PostgresError),
+}
+
+/// Serves as `config` says until stopped: loads and watches the rules,
+/// takes commits from `input` (if given), the HTTP API, the stream and
+/// Postgres (if configured), and on stopping waits up to
+/// `shutdown_timeout` for the work in flight to be applied and
+/// acknowledged.
+///
+/// When the HTTP API listens, `on_listening` is called with its address
+/// once requests are accepted.
+pub async fn serve(
+    config: ServeConfig,
+    input: Option<LinesSource>,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<ServeSummary, ServeError> {
+    let (stop, stopping) = watch::channel(false);
+    let rules = start_rules(&config).await?;
+    let (service, sources) = start_sources(&config, rules, &stopping, on_listening).await?;
+    let intake = Intake::new(service.invalidator.clone());
+    let malformed = wait_for_stop(input, &intake, &stopping, sources.is_empty()).await;
+    let _ = stop.send(true);
+    for task in sources {
+        let _ = task.await;
+    }
+    let flushed = service
+        .invalidator
+        .flush_timeout(config.shutdown_timeout)
+        .await;
+    if let Err(error) = &flushed {
+        tracing::error!(%error, "stopping with invalidations not applied");
+    }
+    Ok(summarise(&service, malformed, flushed.is_ok()))
+}
+
+/// The rules in service, and what serves them: the pipeline, the watcher
+/// of their folder, and the Postgres source that follows their tables.
+struct Rules {
+    invalidator: Arc<Invalidator>,
+    reloader: Reloader,
+    cache: Cache,
+    postgres: Option<PostgresSource>,
+    refused_at_start: u64,
+}
+
+/// Loads the rules folder, starts the pipeline on the store, prepares the
+/// Postgres source (whose publication names the rules' tables) and
+/// watches the folder for changes.
+async fn start_rules(config: &ServeConfig) -> Result<Rules, ServeError> {
+    let dir = config.rules.clone();
+    if !dir.is_dir() {
+        return Err(ServeError::RulesFolder(dir));
+    }
+    let runtime =
+        Runtime::with_compile_cache(config.sandbox.clone(), &config.compile_cache_dir()?)?;
+    let store = open_store(config)?;
+    let mut folder = RuleFolder::new(runtime, &dir);
+    let first = folder.refresh();
+    let rules = first_rules(&first, &dir);
+    let cache = Cache::with_store(store.clone());
+    let invalidator = Arc::new(Invalidator::start(rules, store, config.pipeline.clone()));
+    let postgres = match &config.postgres.url {
+        Some(_) => Some(
+            PostgresSource::prepare(PostgresSettings {
+                config: config.postgres.clone(),
+                retry: (config.pipeline.retry_min, config.pipeline.retry_max),
+                drain: config.shutdown_timeout,
+                tables: RuleTables::of(&invalidator.rules(), first.shadows.as_deref()),
+            })
+            .await?,
+        ),
+        None => None,
+    };
+    invalidator.set_shadows(first.shadows.clone());
+    let reloader = {
+        let invalidator = invalidator.clone();
+        let following = postgres.as_ref().map(PostgresSource::handle);
+        Reloader::watch(folder, move |change| {
+            apply_change(&invalidator, following.as_ref(), change)
+        })?
+    };
+    // A file that arrived between the first look and the start of the
+    // watching would otherwise wait for the next change.
+    reloader.refresh();
+    Ok(Rules {
+        invalidator,
+        reloader,
+        cache,
+        postgres,
+        refused_at_start: first.rejected.len() as u64,
+    })
+}
+
+/// The rule set the first look at the folder found, logged file by file.
+fn first_rules(first: &Refresh, dir: &std::path::Path) -> Arc<RuleSet> {
+    for (path, reason) in &first.rejected {
+        tracing::error!(file = %path.display(), "rule file refused: {reason}");
+    }
+    let rules = first
+        .set
+        .clone()
+        .unwrap_or_else(|| Arc::new(RuleSet::new(Vec::new()).expect("no names clash")));
+    if rules.rules().is_empty() {
+        tracing::warn!(dir = %dir.display(), "no rule in service yet; waiting for rule files");
+    }
+    for rule in rules.rules() {
+        tracing::info!(rule = rule.name(), version = %rule.info().version, hash = rule.hash(), "in service");
+    }
+    rules
+}
+
+/// Starts each configured source on a task of its own (the HTTP API, with
+/// the operations routes on its listener; the stream; Postgres), and
+/// returns the service the API sees, with the sources' handles.
+async fn start_sources(
+    config: &ServeConfig,
+    rules: Rules,
+    stopping: &watch::Receiver<bool>,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(Arc<Service>, Vec<JoinHandle<SourceReport>>), ServeError> {
+    let stream = match stream_settings(config)? {
+        Some(settings) => Some(StreamSource::new(settings)?),
+        None => None,
+    };
+    let service = Arc::new(Service {
+        invalidator: rules.invalidator,
+        reloader: rules.reloader,
+        cache: rules.cache,
+        stream: stream.as_ref().map(StreamSource::handle),
+        postgres: rules.postgres.as_ref().map(PostgresSource::handle),
+        started: Instant::now(),
+        refused_at_start: rules.refused_at_start,
+    });
+    let intake = Intake::new(service.invalidator.clone());
+    let mut tasks = Vec::new();
+    if let Some(listen) = &config.http.listen {
+        let source = bind_http(config, listen, &service, stopping).await?;
+        let addr = source.addr();
+        tasks.push(spawn(source, &intake, stopping));
+        tracing::info!(%addr, "HTTP API listening");
+        on_listening(addr);
+    }
+    if let Some(stream) = stream {
+        tasks.push(spawn(stream, &intake, stopping));
+    }
+    if let Some(postgres) = rules.postgres {
+        tasks.push(spawn(postgres, &intake, stopping));
+    }
+    tracing::info!(store = service.invalidator.store().describe(), dir = %config.rules.display(),
+        "serving; watching for rule changes");
+    Ok((service, tasks))
+}
+
+/// Binds the HTTP API: the commit intake, with the operations routes on
+/// the same listener.
+async fn bind_http(
+    config: &ServeConfig,
+    listen: &str,
+    service: &Arc<Service>,
+    stopping: &watch::Receiver<bool>,
+) -> Result<HttpSource, ServeError> {
+    let http = &config.http;
+    let api = Arc::new(routes::Api {
+        service: service.clone(),
+        body_limit: http.body_limit_bytes,
+        wait_timeout: http.wait_timeout,
+        stopping: stopping.clone(),
+    });
+    let settings = HttpSettings {
+        token: http.token.clone(),
+        read_token: http.read_token.clone(),
+        body_limit: http.body_limit_bytes,
+        wait_timeout: http.wait_timeout,
+        limits: Limits {
+            header_timeout: http.header_timeout,
+            body_timeout: http.body_timeout,
+            max_connections: http.max_connections,
+        },
+    };
+    let operations = routes::router(api, settings.token.clone(), settings.read_token.clone());
+    Ok(HttpSource::bind(listen, settings, operations).await?)
+}
+
+/// What the run did, from the pipeline's figures and the sources'.
+fn summarise(service: &Service, malformed: u64, flushed: bool) -> ServeSummary {
+    let stats = service.invalidator.stats();
+    let stream = service.stream.as_ref().map(StreamHandle::stats);
+    let postgres = service.postgres.as_ref().map(PostgresHandle::stats);
+    let mut applied = ApplySummary::new(&stats, malformed, flushed);
+    applied.complete &= stream.is_none_or(|s| s.in_flight == 0);
+    applied.complete &= postgres.is_none_or(|s| s.in_flight == 0);
+    ServeSummary {
+        applied,
+        swaps: stats.swaps,
+        refused: service.refused(),
+        rollbacks: stats.rollbacks,
+        shadow_differences: stats.shadow_differences,
+        stream,
+        postgres,
+    }
 }
 
 /// The store `config` names: Redis, or the in-process store.
@@ -167,180 +336,23 @@ fn open_store(config: &ServeConfig) -> Result<Store, RedisError> {
     })
 }
 
-/// Serves as `config` says until stopped: loads and watches the rules,
-/// takes commits from `input` (if given), the HTTP API and the stream (if
-/// configured), and on stopping waits up to `shutdown_timeout` for
-/// the work in flight to be applied and acknowledged.
-///
-/// When the HTTP API listens, `on_listening` is called with its address
-/// once requests are accepted.
-pub async fn serve(
-    config: ServeConfig,
-    input: Option<Box<dyn BufRead + Send>>,
-    on_listening: impl FnOnce(std::net::SocketAddr),
-) -> Result<ServeSummary, ServeError> {
-    let dir = config.rules.clone();
-    if !dir.is_dir() {
-        return Err(ServeError::RulesFolder(dir));
-    }
-    let cache_dir = config.compile_cache_dir()?;
-    let runtime = Runtime::with_compile_cache(config.sandbox.clone(), &cache_dir)?;
-    let store = open_store(&config)?;
-    let mut catalog = Catalog::new(runtime, &dir);
-    let first = catalog.refresh();
-    for (path, reason) in &first.rejected {
-        tracing::error!(file = %path.display(), "rule file refused: {reason}");
-    }
-    let rules = first
-        .set
-        .unwrap_or_else(|| Arc::new(RuleSet::new(Vec::new()).expect("no names clash")));
-    if rules.rules().is_empty() {
-        tracing::warn!(dir = %dir.display(), "no rule in service yet; waiting for rule files");
-    }
-    for rule in rules.rules() {
-        tracing::info!(rule = rule.name(), version = %rule.info().version, hash = rule.hash(), "in service");
-    }
-    let described = store.describe();
-    let cache = Cache::with_store(store.clone());
-    let invalidator = Arc::new(Invalidator::start_with(
-        rules,
-        store,
-        config.pipeline.clone(),
-    ));
-    let postgres = match &config.postgres.url {
-        Some(_) => Some(Arc::new(
-            PostgresSource::prepare(PostgresSettings {
-                config: config.postgres.clone(),
-                retry: (config.pipeline.retry_min, config.pipeline.retry_max),
-                drain: config.shutdown_timeout,
-                tables: RuleTables::of(&invalidator.rules(), first.shadows.as_deref()),
-            })
-            .await?,
-        )),
-        None => None,
-    };
-    invalidator.set_shadows(first.shadows);
-    let reloader = {
-        let invalidator = invalidator.clone();
-        let postgres = postgres.clone();
-        Reloader::watch(catalog, move |change| {
-            apply_change(&invalidator, postgres.as_deref(), change)
-        })?
-    };
-    // A file that arrived between the first look and the start of the
-    // watching would otherwise wait for the next change.
-    reloader.refresh();
-
-    let (stop, stopping) = watch::channel(false);
-    let drain = config.shutdown_timeout;
-    let stream = match stream_settings(&config, drain).map_err(ServeError::Stream)? {
-        Some(settings) => Some(Arc::new(StreamSource::new(settings)?)),
-        None => None,
-    };
-    let service = Arc::new(Service {
-        invalidator: invalidator.clone(),
-        reloader,
-        cache,
-        stream: stream.clone(),
-        postgres: postgres.clone(),
-        started: Instant::now(),
-        refused_at_start: first.rejected.len() as u64,
-    });
-
-    let intake = Intake::new(invalidator.clone());
-    let mut tasks = Vec::new();
-    if let Some(listen) = &config.http.listen {
-        let api = Arc::new(http::Api {
-            service: service.clone(),
-            body_limit: config.http.body_limit_bytes,
-        });
-        let settings = HttpSettings {
-            token: config.http.token.clone(),
-            read_token: config.http.read_token.clone(),
-            body_limit: config.http.body_limit_bytes,
-            wait_timeout: config.http.wait_timeout,
-            limits: crate::source::http::Limits {
-                header_timeout: config.http.header_timeout,
-                body_timeout: config.http.body_timeout,
-                max_connections: config.http.max_connections,
-            },
-        };
-        let operations = http::router(api, settings.token.clone(), settings.read_token.clone());
-        let source = HttpSource::bind(listen, settings, operations).await?;
-        let addr = source.addr();
-        tasks.push(spawn_source(source, &intake, &stopping));
-        tracing::info!(%addr, "HTTP API listening");
-        on_listening(addr);
-    }
-    if let Some(stream) = &stream {
-        tasks.push(tokio::spawn(
-            stream.clone().run(intake.clone(), stopping.clone()),
-        ));
-    }
-    if let Some(postgres) = &postgres {
-        tasks.push(tokio::spawn(
-            postgres.clone().run(intake.clone(), stopping.clone()),
-        ));
-    }
-    tracing::info!(store = described, dir = %dir.display(), "serving; watching for rule changes");
-
-    let only_input = tasks.is_empty();
-    let malformed = match input {
-        Some(input) => read_input(input, &intake, &stopping, only_input).await,
-        None => {
-            let signal = signals::stopped().await;
-            tracing::info!("{signal}: taking no new work, finishing what is in flight");
-            0
-        }
-    };
-
-    let _ = stop.send(true);
-    for task in tasks {
-        let _ = task.await;
-    }
-    let flushed = invalidator.flush_timeout(drain).await;
-    if let Err(e) = &flushed {
-        eprintln!("error: {e}");
-    }
-    let stats = invalidator.stats();
-    let stream = stream.map(|s| s.stats());
-    let postgres = postgres.map(|s| s.stats());
-    let mut applied = ApplySummary::new(&stats, malformed, flushed.is_ok());
-    applied.complete &= stream.is_none_or(|s| s.in_flight == 0);
-    applied.complete &= postgres.is_none_or(|s| s.in_flight == 0);
-    Ok(ServeSummary {
-        applied,
-        swaps: stats.swaps,
-        refused: service.refused(),
-        rollbacks: stats.rollbacks,
-        shadow_differences: stats.shadow_differences,
-        stream,
-        postgres,
-    })
-}
-
 /// Runs `source` on its own task.
-fn spawn_source<S: Source>(
+fn spawn<S: Source>(
     source: S,
     intake: &Intake,
     stopping: &watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<SourceReport> {
-    tokio::spawn(Arc::new(source).run(intake.clone(), stopping.clone()))
+) -> JoinHandle<SourceReport> {
+    tokio::spawn(source.run(intake.clone(), stopping.clone()))
 }
 
 /// The stream source's settings, when `config` names a stream.
-fn stream_settings(
-    config: &ServeConfig,
-    drain: Duration,
-) -> Result<Option<StreamSettings>, String> {
+fn stream_settings(config: &ServeConfig) -> Result<Option<StreamSettings>, ServeError> {
     let s = &config.stream;
     let (Some(name), Some(dead_letter)) = (s.name.clone(), config.dead_letter()) else {
         return Ok(None);
     };
     let Some(redis) = config.stream_redis() else {
-        return Err(format!(
-            "stream `{name}` has no Redis: set `stream.redis` or `redis`"
-        ));
+        return Err(ServeError::StreamWithoutRedis { name });
     };
     Ok(Some(StreamSettings {
         redis: redis.to_owned(),
@@ -353,21 +365,26 @@ fn stream_settings(
         read_count: s.read_count,
         block: s.block,
         max_in_flight: s.max_in_flight,
-        drain,
+        drain: config.shutdown_timeout,
     }))
 }
 
-/// Hands every commit of `input` to the pipeline. When the input is the
-/// only source, its end stops the service; otherwise the service goes on
-/// until a signal. Returns how many lines were malformed.
-async fn read_input(
-    input: Box<dyn BufRead + Send>,
+/// Waits for the service to be told to stop: a signal, or the end of
+/// `input` when it is the only source. Hands every commit of `input` to
+/// the pipeline meanwhile, and returns how many of its lines were
+/// malformed.
+async fn wait_for_stop(
+    input: Option<LinesSource>,
     intake: &Intake,
     stopping: &watch::Receiver<bool>,
-    only_source: bool,
+    only_input: bool,
 ) -> u64 {
-    let lines = Arc::new(LinesSource::new(input, std::io::stderr()));
-    let reading = lines.run(intake.clone(), stopping.clone());
+    let Some(input) = input else {
+        let signal = signals::stopped().await;
+        tracing::info!("{signal}: taking no new work, finishing what is in flight");
+        return 0;
+    };
+    let reading = input.run(intake.clone(), stopping.clone());
     let signal = signals::stopped();
     tokio::pin!(signal);
     let report = tokio::select! {
@@ -377,7 +394,7 @@ async fn read_input(
             return 0;
         }
     };
-    if !only_source {
+    if !only_input {
         tracing::info!("the input ended; still serving the other sources");
         let signal = signal.await;
         tracing::info!("{signal}: taking no new work, finishing what is in flight");

@@ -4,9 +4,10 @@
 use std::mem;
 
 use super::glob::PatternSet;
-use super::{sweep, tags};
-use crate::connection::{Redis, RedisError};
+use super::sweep;
 use crate::escape::escape;
+use crate::layout::tags;
+use crate::redis::{Redis, RedisError};
 use crate::targets::{Target, TargetSet};
 
 /// What applying targets did, added up across calls.
@@ -50,12 +51,14 @@ pub struct Unapplied {
 
 impl std::fmt::Display for Unapplied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (kind, text) = match &self.target {
-            Target::Key(k) => ("key", k),
-            Target::Pattern(p) => ("pattern", p),
-            Target::Tag(t) => ("tag", t),
-        };
-        write!(f, "{kind} `{}`: {}", escape(text), escape(&self.error))
+        let target = &self.target;
+        write!(
+            f,
+            "{} `{}`: {}",
+            target.kind(),
+            escape(target.text()),
+            escape(&self.error)
+        )
     }
 }
 

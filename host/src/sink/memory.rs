@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::Applied;
 use super::glob::PatternSet;
-use super::lease::{Lease, is_lease};
+use crate::layout::leases::{Lease, is_lease};
 use crate::targets::TargetSet;
 
 /// What [`MemoryStore::lease_take`] found.

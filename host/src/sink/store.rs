@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{Applied, MemoryStore};
-use crate::connection::{Redis, RedisError};
+use crate::redis::{Redis, RedisError};
 use crate::targets::TargetSet;
 
 /// A cache store the pipeline applies targets to.
@@ -13,6 +13,24 @@ pub enum Store {
     Redis(Arc<Redis>),
     /// An in-process store.
     Memory(Arc<MemoryStore>),
+}
+
+impl From<Redis> for Store {
+    fn from(redis: Redis) -> Self {
+        Store::Redis(Arc::new(redis))
+    }
+}
+
+impl From<Arc<Redis>> for Store {
+    fn from(redis: Arc<Redis>) -> Self {
+        Store::Redis(redis)
+    }
+}
+
+impl From<Arc<MemoryStore>> for Store {
+    fn from(memory: Arc<MemoryStore>) -> Self {
+        Store::Memory(memory)
+    }
 }
 
 impl Store {

@@ -8,7 +8,7 @@
 //! patterns share a literal prefix.
 
 use super::glob::PatternSet;
-use crate::connection::{Node, Redis, RedisError};
+use crate::redis::{Node, Redis, RedisError};
 
 /// Keys Redis looks at per `SCAN` step.
 pub const SCAN_COUNT: usize = 1000;

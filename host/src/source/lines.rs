@@ -4,7 +4,6 @@
 //! over is the pipeline's to apply.
 
 use std::io::{BufRead, Write};
-use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -21,8 +20,7 @@ type Input = (Box<dyn BufRead + Send>, Box<dyn Write + Send>);
 
 /// A JSON Lines input, read once.
 pub struct LinesSource {
-    /// Taken when it runs.
-    input: Mutex<Option<Input>>,
+    input: Input,
 }
 
 impl LinesSource {
@@ -33,7 +31,7 @@ impl LinesSource {
         diagnostics: impl Write + Send + 'static,
     ) -> Self {
         Self {
-            input: Mutex::new(Some((Box::new(input), Box::new(diagnostics)))),
+            input: (Box::new(input), Box::new(diagnostics)),
         }
     }
 }
@@ -65,11 +63,8 @@ impl Source for LinesSource {
 
     /// Reads to the end of the input, or until `stop`; a stop leaves the
     /// rest of the input unread.
-    async fn run(self: Arc<Self>, intake: Intake, mut stop: watch::Receiver<bool>) -> SourceReport {
-        let Some((input, diagnostics)) = self.input.lock().expect("input lock").take() else {
-            tracing::error!("the lines source was run twice");
-            return SourceReport::default();
-        };
+    async fn run(self, intake: Intake, mut stop: watch::Receiver<bool>) -> SourceReport {
+        let (input, diagnostics) = self.input;
         // Reading blocks: on a thread of its own.
         let reading = tokio::task::spawn_blocking(move || read_into(input, diagnostics, &intake));
         tokio::select! {

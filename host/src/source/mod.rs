@@ -25,7 +25,6 @@ pub mod stream;
 mod transaction;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -35,10 +34,12 @@ pub use transaction::{IntoRow, Transaction};
 
 use crate::commit::Commit;
 use crate::pipeline::{ApplyFailure, Invalidator, Outcome};
-use crate::targets::TargetSet;
 
 /// Something commits come from, run by `serve` beside the others.
-pub trait Source: Send + Sync + 'static {
+///
+/// Running consumes the source: what others need to see of it while it
+/// runs (its figures, its readiness) they take beforehand, as a handle.
+pub trait Source: Send + 'static {
     /// Its name, for logs.
     fn name(&self) -> &'static str;
 
@@ -47,7 +48,7 @@ pub trait Source: Send + Sync + 'static {
     /// applied. On stop it takes no new work, and waits, as its own
     /// settings say, for what it handed over to be acknowledged.
     fn run(
-        self: Arc<Self>,
+        self,
         intake: Intake,
         stop: watch::Receiver<bool>,
     ) -> impl Future<Output = SourceReport> + Send;
@@ -66,38 +67,12 @@ pub struct SourceReport {
 /// Why a source could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// The HTTP listener could not be opened.
-    #[error("cannot listen on `{listen}`: {source}")]
-    Listen {
-        /// The address asked for.
-        listen: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// An address reachable from other machines, with no token.
-    #[error(
-        "refusing to listen on `{addr}` without a token: it is reachable from other \
-         machines. Set `http.token` (or INVALIDATOR_HTTP__TOKEN), or listen on 127.0.0.1"
-    )]
-    Exposed {
-        /// The address.
-        addr: SocketAddr,
-    },
-    /// An address reachable from other machines, with a token too short
-    /// to resist guessing.
-    #[error(
-        "refusing to listen on `{addr}` with a token of {len} bytes: it is reachable from \
-         other machines, where a token needs at least 16 bytes (`openssl rand -hex 16` makes one)"
-    )]
-    WeakToken {
-        /// The address.
-        addr: SocketAddr,
-        /// The token's length in bytes.
-        len: usize,
-    },
-    /// The stream's settings or Redis address are unusable.
-    #[error("stream: {0}")]
-    Stream(String),
+    /// The HTTP listener could not be opened, or may not be.
+    #[error(transparent)]
+    Listen(#[from] crate::http::ListenError),
+    /// The stream's Redis address is unusable.
+    #[error("stream: its Redis: {0}")]
+    StreamRedis(#[source] crate::redis::RedisError),
 }
 
 /// The pipeline as a source sees it: where commits are handed over, and
@@ -129,12 +104,6 @@ impl Intake {
     /// alone, once evaluated.
     pub fn hand_over_answered(&self, commit: Commit) -> (u64, oneshot::Receiver<Outcome>) {
         self.pipeline.after_commit_answered(commit)
-    }
-
-    /// Hands over targets asked for by hand (an operator's), applied
-    /// without the rules.
-    pub fn invalidate(&self, targets: TargetSet) -> u64 {
-        self.pipeline.invalidate(targets)
     }
 
     /// Follows the sequence number of the last commit applied.

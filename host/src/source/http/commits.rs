@@ -1,5 +1,5 @@
-//! The endpoints that hand over work: commits, manual invalidations, and
-//! entity invalidations through the rules.
+//! The endpoints that hand commits over: commits as written, and an
+//! entity's row run through the rules as if it had been updated.
 //!
 //! Each answers once the work is handed over to the pipeline (202), or,
 //! with `?wait=true`, once its invalidations are applied (200; 504 after
@@ -8,33 +8,18 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::Query;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::extract::{Query, State};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::{ApiError, HttpIntake, read_body};
-use serde_json::value::RawValue;
-
+use super::HttpIntake;
 use crate::commit::{Commit, parse_json};
-use crate::targets::{Target, TargetSet};
-use axum::extract::State;
+use crate::http::{Answer, ApiError, Wait, answer, read_body, wait};
 
 type IntakeState = State<Arc<HttpIntake>>;
-
-/// The query of every endpoint here.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Wait {
-    /// Answer only once the invalidations are applied.
-    #[serde(default)]
-    wait: bool,
-}
-
-type Answer = Result<(StatusCode, Json<Value>), ApiError>;
 
 /// `POST /v1/commits`: one commit, or an array of them, in the JSON event
 /// format.
@@ -88,55 +73,14 @@ pub(crate) async fn commits(
         .map(|commit| api.intake.hand_over(commit))
         .collect();
     let seq = seqs.last().copied().unwrap_or(0);
-    answer(&api, wait, &seqs, json!({"accepted": count, "seq": seq})).await
-}
-
-/// The body of `POST /v1/invalidate`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Manual {
-    #[serde(default)]
-    keys: Vec<String>,
-    #[serde(default)]
-    patterns: Vec<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-/// `POST /v1/invalidate`: `{"keys": [...], "patterns": [...], "tags":
-/// [...]}`, invalidated as given, without the rules.
-pub(crate) async fn invalidate(
-    State(api): IntakeState,
-    query: Result<Query<Wait>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Answer {
-    let wait = wait(query)?;
-    let manual: Manual = serde_json::from_value(json_body(&api, body)?).map_err(|e| {
-        ApiError::invalid(format!(
-            "expected {{\"keys\", \"patterns\", \"tags\"}}: {e}"
-        ))
-    })?;
-    let mut targets = TargetSet::new();
-    let kinds = [
-        ("keys", manual.keys, Target::Key as fn(String) -> Target),
-        ("patterns", manual.patterns, Target::Pattern),
-        ("tags", manual.tags, Target::Tag),
-    ];
-    for (kind, values, target) in kinds {
-        if let Some(i) = values.iter().position(String::is_empty) {
-            return Err(ApiError::invalid(format!("{kind}[{i}] is empty")));
-        }
-        values.into_iter().for_each(|v| targets.insert(target(v)));
-    }
-    if targets.is_empty() {
-        return Err(ApiError::invalid(
-            "nothing to invalidate: give at least one of `keys`, `patterns`, `tags`",
-        ));
-    }
-    api.taking_work()?;
-    let count = targets.len();
-    let seq = api.intake.invalidate(targets);
-    answer(&api, wait, &[seq], json!({"accepted": count, "seq": seq})).await
+    answer(
+        &api.intake,
+        wait,
+        api.settings.wait_timeout,
+        &seqs,
+        json!({"accepted": count, "seq": seq}),
+    )
+    .await
 }
 
 /// The body of `POST /v1/invalidate/entity`.
@@ -193,22 +137,7 @@ pub(crate) async fn entity(
         .collect();
     let targets = serde_json::to_value(&outcome.targets).expect("targets serialize");
     let body = json!({"accepted": 1, "seq": seq, "targets": targets, "failures": failures});
-    answer(&api, wait, &[seq], body).await
-}
-
-fn wait(query: Result<Query<Wait>, QueryRejection>) -> Result<bool, ApiError> {
-    query.map(|Query(w)| w.wait).map_err(|e| {
-        ApiError::invalid(format!("bad query: {e}; the only parameter is `wait=true`"))
-    })
-}
-
-/// The body, read as JSON.
-pub(crate) fn json_body(
-    api: &HttpIntake,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Value, ApiError> {
-    let body = read_body(body, api.settings.body_limit)?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_json(format!("body is not JSON: {e}")))
+    answer(&api.intake, wait, api.settings.wait_timeout, &[seq], body).await
 }
 
 /// Checks that `body` is JSON, whatever its shape: a body that is not is
@@ -217,37 +146,6 @@ fn json_text(body: &[u8]) -> Result<(), ApiError> {
     serde_json::from_slice::<&RawValue>(body)
         .map(|_| ())
         .map_err(|e| ApiError::bad_json(format!("body is not JSON: {e}")))
-}
-
-/// 202 with `body` at once, or, when `wait`, 200 once the work numbered
-/// `seqs` is applied, or 502 `not_applied` when Redis refused some of its
-/// targets for good.
-async fn answer(api: &HttpIntake, wait: bool, seqs: &[u64], mut body: Value) -> Answer {
-    if !wait {
-        return Ok((StatusCode::ACCEPTED, Json(body)));
-    }
-    let (first, seq) = (
-        seqs.first().copied().unwrap_or(0),
-        seqs.last().copied().unwrap_or(0),
-    );
-    let intake = &api.intake;
-    let wait_timeout = api.settings.wait_timeout;
-    match tokio::time::timeout(wait_timeout, intake.applied_up_to(seq)).await {
-        Ok(()) => {
-            if let Some(failure) = seqs.iter().find_map(|&s| intake.failure(s)) {
-                return Err(ApiError::not_applied(format!(
-                    "accepted as {first} to {seq}, and applied except: {failure}"
-                )));
-            }
-            body["applied"] = json!(true);
-            Ok((StatusCode::OK, Json(body)))
-        }
-        Err(_) => Err(ApiError::not_applied_yet(format!(
-            "accepted as {seq}, but not applied after {:?} (is the cache store reachable?); \
-             it stays pending and will be applied",
-            wait_timeout
-        ))),
-    }
 }
 
 fn kind(v: &Value) -> &'static str {

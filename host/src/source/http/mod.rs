@@ -1,22 +1,18 @@
-//! The HTTP source: `invalidator serve --listen ADDR`. It owns the
-//! listener, the bearer-token check ([`auth`]) and the one JSON shape of
-//! every error ([`ApiError`]), and takes work at:
+//! The HTTP source: `invalidator serve --listen ADDR`. It takes commits
+//! at:
 //!
 //! | Method and path | What it does |
 //! |---|---|
 //! | `POST /v1/commits` | hands over one commit or an array (202) |
-//! | `POST /v1/invalidate` | invalidates keys, patterns and tags as given |
 //! | `POST /v1/invalidate/entity` | runs the rules as if a row was updated |
 //!
 //! With `?wait=true` a request is answered once its invalidations are
 //! applied: that is how this source learns of, and acknowledges, them.
-//! The operations API (`serve`'s own endpoints) rides on the same
+//! The listener, the tokens and the error shape are [`crate::http`]'s;
+//! the operations API (`serve`'s own endpoints) rides on the same
 //! listener, handed in as a router.
 
-mod auth;
 mod commits;
-mod error;
-mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,11 +24,8 @@ use axum::routing::post;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub(crate) use auth::{check_exposure, require_read_token, require_token};
-pub(crate) use error::{ApiError, read_body};
-pub use server::Limits;
-
 use super::{Intake, Source, SourceReport};
+use crate::http::{self, ApiError, Limits, ListenError, require_token};
 
 /// How the HTTP source takes requests.
 #[derive(Debug, Clone)]
@@ -52,10 +45,10 @@ pub struct HttpSettings {
 
 /// The HTTP source, bound and ready to serve.
 pub struct HttpSource {
-    listener: std::sync::Mutex<Option<TcpListener>>,
+    listener: TcpListener,
     addr: SocketAddr,
     settings: HttpSettings,
-    operations: std::sync::Mutex<Option<Router>>,
+    operations: Router,
 }
 
 /// What the intake handlers see.
@@ -83,8 +76,8 @@ impl HttpSource {
         listen: &str,
         settings: HttpSettings,
         operations: Router,
-    ) -> Result<Self, super::SourceError> {
-        let fail = |e: std::io::Error| super::SourceError::Listen {
+    ) -> Result<Self, ListenError> {
+        let fail = |e: std::io::Error| ListenError::Bind {
             listen: listen.to_owned(),
             source: e,
         };
@@ -94,18 +87,18 @@ impl HttpSource {
             .map_err(fail)?
             .collect();
         for addr in &addrs {
-            auth::check_exposure(*addr, settings.token.as_deref())?;
+            http::check_exposure(*addr, settings.token.as_deref())?;
             if let Some(read) = settings.read_token.as_deref() {
-                auth::check_exposure(*addr, Some(read))?;
+                http::check_exposure(*addr, Some(read))?;
             }
         }
         let listener = TcpListener::bind(addrs.as_slice()).await.map_err(fail)?;
         let addr = listener.local_addr().map_err(fail)?;
         Ok(Self {
-            listener: std::sync::Mutex::new(Some(listener)),
+            listener,
             addr,
             settings,
-            operations: std::sync::Mutex::new(Some(operations)),
+            operations,
         })
     }
 
@@ -119,7 +112,6 @@ impl HttpSource {
         let token = Arc::new(self.settings.token.clone());
         let taking = Router::new()
             .route("/v1/commits", post(commits::commits))
-            .route("/v1/invalidate", post(commits::invalidate))
             .route("/v1/invalidate/entity", post(commits::entity))
             .route_layer(axum::middleware::from_fn_with_state(token, require_token))
             .with_state(intake);
@@ -131,7 +123,7 @@ impl HttpSource {
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
             .layer(axum::middleware::from_fn_with_state(
                 (self.settings.limits.body_timeout, self.settings.body_limit),
-                server::read_body_in_time,
+                http::read_body_in_time,
             ))
             .layer(DefaultBodyLimit::max(self.settings.body_limit))
     }
@@ -143,24 +135,18 @@ impl Source for HttpSource {
     }
 
     /// Serves until `stop` turns true, then finishes the requests under
-    /// way. Runs once: the listener is taken.
-    async fn run(self: Arc<Self>, intake: Intake, mut stop: watch::Receiver<bool>) -> SourceReport {
-        let listener = self.listener.lock().expect("listener lock").take();
-        let operations = self.operations.lock().expect("operations lock").take();
-        let (Some(listener), Some(operations)) = (listener, operations) else {
-            tracing::error!("the HTTP source was run twice");
-            return SourceReport::default();
-        };
+    /// way.
+    async fn run(self, intake: Intake, mut stop: watch::Receiver<bool>) -> SourceReport {
         let state = Arc::new(HttpIntake {
             intake,
             settings: self.settings.clone(),
             stopping: stop.clone(),
         });
-        let app = self.router(state, operations);
+        let app = self.router(state, self.operations.clone());
         let stopped = async move {
             let _ = stop.wait_for(|&s| s).await;
         };
-        server::serve(listener, app, self.settings.limits, stopped).await;
+        http::serve(self.listener, app, self.settings.limits, stopped).await;
         SourceReport::default()
     }
 }

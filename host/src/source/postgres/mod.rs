@@ -36,9 +36,9 @@ mod tables;
 mod visibility;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use pg_walstream::{
@@ -58,7 +58,7 @@ use self::setup::Setup;
 use self::visibility::{Gate, Waiting};
 use super::in_flight::InFlight;
 use super::{Intake, Source, SourceReport};
-use crate::connection::Backoff;
+use crate::retry::Backoff;
 
 crate::figures! {
     /// The Postgres source's live counters.
@@ -128,8 +128,85 @@ struct Position {
     committed_us: i64,
 }
 
-/// The Postgres source.
+/// The Postgres source, prepared and ready to run.
 pub struct PostgresSource {
+    state: Arc<State>,
+}
+
+/// What others see of a running [`PostgresSource`]: its figures, its
+/// readiness, and the tables its publication follows.
+#[derive(Clone)]
+pub struct PostgresHandle {
+    state: Arc<State>,
+}
+
+impl PostgresHandle {
+    /// The counters now.
+    pub fn stats(&self) -> PostgresStats {
+        self.state.stats()
+    }
+
+    /// Ready when the replication stream is up, its slot is there, and
+    /// what was read is being applied; else why not.
+    pub fn ready(&self) -> Result<(), NotReady> {
+        self.state.ready()
+    }
+
+    /// Makes the publication name the tables of rules about to serve,
+    /// before they serve, so that their tables' writes are streamed from
+    /// the swap on. Blocks the caller (the rules folder's watcher) for the
+    /// few statements it takes, on a thread of its own, so that it works
+    /// whatever runtime (if any) the caller is on.
+    pub fn follow_rules(&self, tables: RuleTables) {
+        self.state.follow_rules(tables)
+    }
+}
+
+/// Why the Postgres source is not ready.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// The slot was dropped or invalidated while running.
+    #[error(
+        "replication slot `{slot}` is gone (dropped by hand, or invalidated): restart \
+         serve to create it anew. Writes made since it went are never streamed, so \
+         also flush the cache keys of the rules' tables"
+    )]
+    SlotGone {
+        /// The slot.
+        slot: String,
+    },
+    /// Not connected, or the slot is in another process's hands.
+    #[error(
+        "the Postgres source is not streaming from slot `{slot}` (database unreachable, \
+         or the slot is in use by another process)"
+    )]
+    NotStreaming {
+        /// The slot.
+        slot: String,
+    },
+    /// What was read is not being applied.
+    #[error(
+        "the Postgres source is stalled: the oldest transaction read from slot `{slot}` \
+         committed {lag_s} s ago and is not applied yet ({invisible} waiting to be visible, \
+         {in_flight} to be applied; the bound is the server's wal_sender_timeout, {bound_s} s)"
+    )]
+    Stalled {
+        /// The slot.
+        slot: String,
+        /// How long ago the oldest transaction committed, in seconds.
+        lag_s: u64,
+        /// Transactions waiting to be visible.
+        invisible: usize,
+        /// Transactions waiting to be applied.
+        in_flight: usize,
+        /// The bound, in seconds.
+        bound_s: u64,
+    },
+}
+
+/// The source's connection, settings and figures, shared by its tasks and
+/// its handles.
+struct State {
     url: String,
     config: PostgresConfig,
     retry: (Duration, Duration),
@@ -143,8 +220,6 @@ pub struct PostgresSource {
     gate: Gate<Position>,
     in_flight: InFlight<Position>,
     counters: PostgresCounters,
-    /// Where commits go, once running.
-    intake: OnceLock<Intake>,
     /// The tables the publication names now, as the rules asked.
     tables: std::sync::Mutex<RuleTables>,
     /// How long the oldest transaction may wait to be applied before the
@@ -187,7 +262,7 @@ impl PostgresSource {
         } else {
             prepared.wal_sender_timeout
         };
-        Ok(Self {
+        let state = State {
             url,
             retry: settings.retry,
             drain: settings.drain,
@@ -196,7 +271,6 @@ impl PostgresSource {
             gate: Gate::default(),
             in_flight: InFlight::default(),
             counters: PostgresCounters::default(),
-            intake: OnceLock::new(),
             tables: std::sync::Mutex::new(settings.tables),
             stall_after,
             silent: Notify::new(),
@@ -204,15 +278,23 @@ impl PostgresSource {
             slot_missing: AtomicBool::new(false),
             last_message_ms: AtomicU64::new(now_ms()),
             config,
+        };
+        Ok(Self {
+            state: Arc::new(state),
         })
     }
 
-    /// Makes the publication name the tables of rules about to serve,
-    /// before they serve, so that their tables' writes are streamed from
-    /// the swap on. Blocks the caller (the rules folder's watcher) for the
-    /// few statements it takes, on a thread of its own, so that it works
-    /// whatever runtime (if any) the caller is on.
-    pub fn follow_rules(&self, tables: RuleTables) {
+    /// A handle on its figures and readiness, for while it runs.
+    pub fn handle(&self) -> PostgresHandle {
+        PostgresHandle {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl State {
+    /// See [`PostgresHandle::follow_rules`].
+    fn follow_rules(&self, tables: RuleTables) {
         if *self.tables.lock().expect("tables lock") == tables {
             return;
         }
@@ -240,7 +322,7 @@ impl PostgresSource {
     }
 
     /// The counters now.
-    pub fn stats(&self) -> PostgresStats {
+    fn stats(&self) -> PostgresStats {
         let invisible = self.gate.len() as u64;
         PostgresStats {
             in_flight: self.in_flight.len() as u64 + invisible,
@@ -266,44 +348,43 @@ impl PostgresSource {
         })
     }
 
-    /// Ready when the replication stream is up, its slot is there, and
-    /// what was read is being applied; else why not.
-    pub fn ready(&self) -> Result<(), String> {
-        let slot = &self.config.slot;
+    /// See [`PostgresHandle::ready`].
+    fn ready(&self) -> Result<(), NotReady> {
+        let slot = self.config.slot.clone();
         if self.slot_missing.load(Relaxed) {
-            return Err(format!(
-                "replication slot `{slot}` is gone (dropped by hand, or invalidated): restart \
-                 serve to create it anew. Writes made since it went are never streamed, so \
-                 also flush the cache keys of the rules' tables"
-            ));
+            return Err(NotReady::SlotGone { slot });
         }
         if self.counters.connected.load(Relaxed) != 1 {
-            return Err(format!(
-                "the Postgres source is not streaming from slot `{slot}` (database unreachable, \
-                 or the slot is in use by another process)"
-            ));
+            return Err(NotReady::NotStreaming { slot });
         }
         let lag = Duration::from_millis(self.lag_ms());
         if lag > self.stall_after {
-            return Err(format!(
-                "the Postgres source is stalled: the oldest transaction read from slot `{slot}` \
-                 committed {} s ago and is not applied yet ({} waiting to be visible, {} to be \
-                 applied; the bound is the server's wal_sender_timeout, {} s)",
-                lag.as_secs(),
-                self.gate.len(),
-                self.in_flight.len(),
-                self.stall_after.as_secs()
-            ));
+            return Err(NotReady::Stalled {
+                slot,
+                lag_s: lag.as_secs(),
+                invisible: self.gate.len(),
+                in_flight: self.in_flight.len(),
+                bound_s: self.stall_after.as_secs(),
+            });
         }
         Ok(())
     }
+}
 
-    fn intake(&self) -> &Intake {
-        self.intake
-            .get()
-            .expect("the Postgres source hands over only while running")
+/// The source while it runs: its state, and where its commits go.
+struct Streaming {
+    state: Arc<State>,
+    intake: Intake,
+}
+
+impl std::ops::Deref for Streaming {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
     }
+}
 
+impl Streaming {
     /// Streams until `stop`, reconnecting after every failure.
     async fn consume(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let watcher = tokio::spawn(self.clone().watch_slot());
@@ -423,7 +504,7 @@ impl PostgresSource {
         }
         let feedback = stream.shared_lsn_feedback.clone();
         let cancel = CancellationToken::new();
-        let mut applied = self.intake().applied();
+        let mut applied = self.intake.applied();
         let mut tick = tokio::time::interval(c.confirm_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if *stop.borrow_and_update() {
@@ -626,7 +707,7 @@ impl PostgresSource {
             };
             let passed = self.gate.release(&visible, |commit, position| {
                 if let Some(commit) = commit {
-                    last_seq = self.intake().hand_over(commit);
+                    last_seq = self.intake.hand_over(commit);
                 }
                 self.in_flight.push(last_seq, position);
             });
@@ -807,12 +888,12 @@ impl Source for PostgresSource {
         "postgres"
     }
 
-    async fn run(self: Arc<Self>, intake: Intake, stop: watch::Receiver<bool>) -> SourceReport {
-        if self.intake.set(intake).is_err() {
-            tracing::error!("the Postgres source was run twice");
-            return SourceReport::default();
-        }
-        self.consume(stop).await;
+    async fn run(self, intake: Intake, stop: watch::Receiver<bool>) -> SourceReport {
+        let streaming = Streaming {
+            state: self.state,
+            intake,
+        };
+        Arc::new(streaming).consume(stop).await;
         SourceReport::default()
     }
 }

@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 use redis::Script;
 use redis::streams::{StreamClaimReply, StreamPendingCountReply};
 
-use super::StreamSource;
-use crate::connection::RedisError;
+use super::Consumer;
+use crate::redis::RedisError;
 
 /// Pending entries looked at per claim pass.
 const CLAIM_BATCH: usize = 256;
@@ -20,7 +20,7 @@ const FORGET_AFTER_CLAIMS: u32 = 10;
 static FORGET_CONSUMERS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/forget_consumers.lua")));
 
-impl StreamSource {
+impl Consumer {
     /// One pass: the entries other consumers have held idle for
     /// `claim_idle` are claimed and handed to the pipeline, except those
     /// already delivered `max_attempts` times, which go to the dead-letter

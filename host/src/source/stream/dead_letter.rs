@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use redis::streams::StreamId;
 
-use super::StreamSource;
-use crate::connection::RedisError;
+use super::Consumer;
+use crate::redis::RedisError;
 
-impl StreamSource {
+impl Consumer {
     /// Copies `entry` to the dead-letter stream with `reason`, then
     /// acknowledges it. In that order: a crash between the two leaves the
     /// entry pending, to be retired again (a duplicate in the dead-letter

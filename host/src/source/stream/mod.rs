@@ -24,8 +24,8 @@
 mod claim;
 mod dead_letter;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::streams::{StreamId, StreamReadReply};
@@ -34,7 +34,8 @@ use tokio::sync::watch;
 use super::in_flight::InFlight;
 use super::{Intake, Source, SourceError, SourceReport};
 use crate::commit::parse_json;
-use crate::connection::{Backoff, Redis, RedisConfig, RedisError};
+use crate::redis::{Redis, RedisConfig, RedisError};
+use crate::retry::Backoff;
 
 crate::figures! {
     /// The stream's live counters.
@@ -84,8 +85,39 @@ pub struct StreamSettings {
     pub drain: Duration,
 }
 
-/// One process's consumer of the stream.
+/// One process's consumer of the stream, ready to run.
 pub struct StreamSource {
+    state: Arc<State>,
+}
+
+/// What others see of a running [`StreamSource`]: its figures.
+#[derive(Clone)]
+pub struct StreamHandle {
+    state: Arc<State>,
+}
+
+impl StreamHandle {
+    /// The counters now.
+    pub fn stats(&self) -> StreamStats {
+        self.state.stats()
+    }
+}
+
+/// The consumer while it runs: its state, and where its commits go.
+struct Consumer {
+    state: Arc<State>,
+    intake: Intake,
+}
+
+impl std::ops::Deref for Consumer {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+/// A consumer's settings and figures.
+struct State {
     redis: Arc<Redis>,
     name: String,
     group: String,
@@ -97,8 +129,6 @@ pub struct StreamSource {
     block: Duration,
     max_in_flight: usize,
     drain: Duration,
-    /// Where commits go, once running.
-    intake: OnceLock<Intake>,
     in_flight: InFlight<String>,
     counters: StreamCounters,
 }
@@ -115,8 +145,8 @@ impl StreamSource {
                 ..RedisConfig::default()
             },
         )
-        .map_err(|e| SourceError::Stream(format!("its Redis: {e}")))?;
-        Ok(Self {
+        .map_err(SourceError::StreamRedis)?;
+        let state = State {
             redis: Arc::new(redis),
             name: settings.name,
             group: settings.group,
@@ -128,27 +158,33 @@ impl StreamSource {
             block: settings.block,
             max_in_flight: settings.max_in_flight,
             drain: settings.drain,
-            intake: OnceLock::new(),
             in_flight: InFlight::default(),
             counters: StreamCounters::default(),
+        };
+        Ok(Self {
+            state: Arc::new(state),
         })
     }
 
-    /// Where commits go; set when it runs.
-    fn intake(&self) -> &Intake {
-        self.intake
-            .get()
-            .expect("the stream source hands over only while running")
+    /// A handle on its figures, for while it runs.
+    pub fn handle(&self) -> StreamHandle {
+        StreamHandle {
+            state: self.state.clone(),
+        }
     }
+}
 
+impl State {
     /// The counters now.
-    pub fn stats(&self) -> StreamStats {
+    fn stats(&self) -> StreamStats {
         StreamStats {
             in_flight: self.in_flight.len() as u64,
             ..self.counters.snapshot()
         }
     }
+}
 
+impl Consumer {
     /// Consumes until `stop` turns true, then waits up to the drain time
     /// for the entries in flight to be applied and acknowledged. Redis
     /// errors are logged and retried with backoff; they never end the loop.
@@ -260,7 +296,7 @@ impl StreamSource {
         for entry in entries {
             match commit_of(&entry) {
                 Ok(commit) => {
-                    let seq = self.intake().hand_over(commit);
+                    let seq = self.intake.hand_over(commit);
                     self.in_flight.push(seq, entry.id);
                     self.counters.read.fetch_add(1, Relaxed);
                     if claimed {
@@ -280,7 +316,7 @@ impl StreamSource {
     /// Acknowledges entries as their invalidations are applied, and keeps
     /// the entries in flight claimed; runs until aborted.
     async fn acknowledge(self: Arc<Self>) {
-        let mut applied = self.intake().applied();
+        let mut applied = self.intake.applied();
         let mut touch = tokio::time::interval((self.claim_idle / 3).max(Duration::from_millis(10)));
         touch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -317,7 +353,7 @@ impl StreamSource {
     async fn retire(&self, done: &[(u64, String)]) -> Result<(), RedisError> {
         let mut ok = Vec::with_capacity(done.len());
         for (seq, id) in done {
-            match self.intake().failure(*seq) {
+            match self.intake.failure(*seq) {
                 None => ok.push(id.clone()),
                 Some(failure) => {
                     // The entry's fields are read back for the copy only
@@ -378,12 +414,12 @@ impl Source for StreamSource {
         "stream"
     }
 
-    async fn run(self: Arc<Self>, intake: Intake, stop: watch::Receiver<bool>) -> SourceReport {
-        if self.intake.set(intake).is_err() {
-            tracing::error!("the stream source was run twice");
-            return SourceReport::default();
-        }
-        self.consume(stop).await;
+    async fn run(self, intake: Intake, stop: watch::Receiver<bool>) -> SourceReport {
+        let consumer = Consumer {
+            state: self.state,
+            intake,
+        };
+        Arc::new(consumer).consume(stop).await;
         SourceReport::default()
     }
 }

@@ -1,8 +1,10 @@
 //! The operations API of `invalidator serve`, served on the HTTP source's
-//! listener ([`crate::source::http`]) beside the commit intake:
+//! listener ([`crate::source::http`]) beside the commit intake, with the
+//! plumbing of [`crate::http`]:
 //!
 //! | Method and path | What it does |
 //! |---|---|
+//! | `POST /v1/invalidate` | invalidates keys, patterns and tags as given |
 //! | `GET /v1/rules` | the rules in service and their figures |
 //! | `POST /v1/rules/reload` | looks at the rules folder now |
 //! | `GET /v1/stats` | the pipeline's and the cache's counters |
@@ -15,22 +17,28 @@
 //! may only read); errors have the intake's one JSON shape.
 
 mod cache;
+mod invalidate;
 mod metrics;
 mod rules;
 mod status;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post, put};
 
 use super::Service;
-use crate::source::http::{require_read_token, require_token};
+use crate::http::{require_read_token, require_token};
 
 /// What every handler sees.
 pub(crate) struct Api {
     pub(crate) service: Arc<Service>,
     pub(crate) body_limit: usize,
+    /// How long `?wait=true` waits for the invalidations to be applied.
+    pub(crate) wait_timeout: Duration,
+    /// Turns true when the service stops taking work.
+    pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 pub(crate) type ApiState = axum::extract::State<Arc<Api>>;
@@ -46,6 +54,7 @@ pub(crate) fn router(api: Arc<Api>, token: Option<String>, read_token: Option<St
         ));
     let mutating = Router::new()
         .route("/v1/rules/reload", post(rules::reload))
+        .route("/v1/invalidate", post(invalidate::invalidate))
         .route("/v1/cache/{key}", put(cache::put))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::new(token),

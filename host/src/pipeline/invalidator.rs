@@ -15,7 +15,6 @@ use super::message::{Queued, ToEvaluator, Work};
 use super::progress::Progress;
 use super::{PipelineConfig, StatsSnapshot};
 use crate::commit::Commit;
-use crate::connection::Redis;
 use crate::rules::{Outcome, RuleSet};
 use crate::sink::Store;
 use crate::targets::TargetSet;
@@ -52,7 +51,7 @@ pub struct FlushError {
 /// use std::sync::Arc;
 /// use invalidator::pipeline::{Invalidator, PipelineConfig};
 /// use invalidator::rules::{RuleSet, Runtime, SandboxConfig};
-/// use invalidator::connection::{Redis, RedisConfig};
+/// use invalidator::redis::{Redis, RedisConfig};
 ///
 /// let runtime = Runtime::new(SandboxConfig::default())?;
 /// let rules = Arc::new(RuleSet::load(&runtime, "target/rules".as_ref())?);
@@ -85,19 +84,12 @@ impl Invalidator {
     ///
     /// # Panics
     /// Outside a Tokio runtime.
-    pub fn start(rules: Arc<RuleSet>, redis: Redis, config: PipelineConfig) -> Self {
-        Self::start_shared(rules, Arc::new(redis), config)
-    }
-
-    /// [`start`](Self::start), sharing a [`Redis`] handle with, for
-    /// example, a [`Cache`](crate::cache::Cache).
-    pub fn start_shared(rules: Arc<RuleSet>, redis: Arc<Redis>, config: PipelineConfig) -> Self {
-        Self::start_with(rules, Store::Redis(redis), config)
-    }
-
-    /// [`start`](Self::start) on any [`Store`]: Redis, or an in-process
+    ///
+    /// The store is any [`Store`]: a [`Redis`] (or an `Arc` of one, shared
+    /// with, say, a [`Cache`](crate::cache::Cache)), or an in-process
     /// [`MemoryStore`](crate::sink::MemoryStore).
-    pub fn start_with(rules: Arc<RuleSet>, store: Store, config: PipelineConfig) -> Self {
+    pub fn start(rules: Arc<RuleSet>, store: impl Into<Store>, config: PipelineConfig) -> Self {
+        let store = store.into();
         // Tag indexes to prune exist only in Redis.
         let prune_every = match store {
             Store::Redis(_) => config.prune_every,

@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::ApiState;
-use crate::source::http::ApiError;
+use crate::cache::CacheError;
+use crate::http::ApiError;
 use axum::extract::State;
 
 /// The query of `PUT`.
@@ -54,7 +55,7 @@ pub(crate) async fn put(
             "bad query: {e}; parameters are `ttl_secs` and `tags`"
         ))
     })?;
-    let body = crate::source::http::read_body(body, api.body_limit)?;
+    let body = crate::http::read_body(body, api.body_limit)?;
     let ttl = query
         .ttl_secs
         .map(|s| {
@@ -77,8 +78,8 @@ pub(crate) async fn put(
         .set(&key, &body, ttl, &tags)
         .await
         .map_err(|e| match e {
-            crate::connection::RedisError::Invalid(m) => ApiError::invalid(m),
-            other => ApiError::store(other.to_string()),
+            CacheError::Store(store) => ApiError::store(store.to_string()),
+            refused => ApiError::invalid(refused.to_string()),
         })?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,7 +21,7 @@ use redis::Script;
 use std::sync::LazyLock;
 
 use super::tags::{index as index_under, index_key};
-use crate::connection::{Redis, RedisError};
+use crate::redis::{Redis, RedisError};
 
 /// What a key holds while a caller has a lease on it: this prefix, then
 /// the lease's token.

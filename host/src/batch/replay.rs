@@ -1,5 +1,5 @@
-//! [`apply_events`]: the `invalidator apply` command: the commits of a
-//! JSON Lines file through the pipeline into Redis, with a summary.
+//! [`apply_events`]: behind `invalidator apply`: the commits of a JSON
+//! Lines file through the pipeline into Redis, with a summary.
 
 use std::io::{self, BufRead, Write};
 use std::sync::Arc;
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::connection::Redis;
 use crate::pipeline::{Invalidator, PipelineConfig, StatsSnapshot};
+use crate::redis::Redis;
 use crate::rules::RuleSet;
 use crate::source::{Intake, lines};
 

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::ApiState;
-use crate::source::http::ApiError;
+use crate::http::ApiError;
 use axum::extract::State;
 
 /// `GET /v1/stats`: the pipeline's counters, the cache's hits and misses,
@@ -38,6 +38,9 @@ pub(crate) async fn healthz() -> Json<Value> {
 /// and the Postgres source (if any) is streaming; 503 naming what is
 /// missing otherwise.
 pub(crate) async fn readyz(State(api): ApiState) -> Result<(StatusCode, Json<Value>), ApiError> {
-    api.service.ready().await.map_err(ApiError::not_ready)?;
+    api.service
+        .ready()
+        .await
+        .map_err(|e| ApiError::not_ready(e.to_string()))?;
     Ok((StatusCode::OK, Json(json!({"status": "ready"}))))
 }

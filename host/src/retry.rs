@@ -1,4 +1,5 @@
-//! [`Backoff`]: exponential retry delays with jitter.
+//! Retrying: [`Backoff`], exponential delays with jitter, which every
+//! source and the sink wait with between attempts.
 
 use std::time::Duration;
 

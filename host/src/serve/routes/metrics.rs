@@ -15,8 +15,8 @@ use prometheus_client::registry::Registry;
 
 use super::ApiState;
 use crate::figures::{Figure, FigureKind};
+use crate::http::ApiError;
 use crate::rules::FailureKind;
-use crate::source::http::ApiError;
 
 /// The quantiles of rule call latency exposed.
 const QUANTILES: [f64; 2] = [0.5, 0.99];

@@ -1,4 +1,4 @@
-//! [`Catalog`]: the rules of one folder, file by file, and how a change on
+//! [`RuleFolder`]: the rules of one folder, file by file, and how a change on
 //! disk becomes the next rule set.
 
 use std::collections::BTreeMap;
@@ -30,7 +30,7 @@ pub struct Refresh {
 ///
 /// A file is `NAME.wasm`; `*.shadow.wasm` files and names starting with a
 /// dot (temporary files being written) are not rules in service.
-pub struct Catalog {
+pub struct RuleFolder {
     runtime: Runtime,
     dir: PathBuf,
     rules: BTreeMap<PathBuf, LoadedRule>,
@@ -45,8 +45,8 @@ struct Pass {
     rejected: Vec<(PathBuf, String)>,
 }
 
-impl Catalog {
-    /// An empty catalog of `dir`; call [`refresh`](Self::refresh) to load.
+impl RuleFolder {
+    /// An empty folder of `dir`; call [`refresh`](Self::refresh) to load.
     pub fn new(runtime: Runtime, dir: &Path) -> Self {
         Self {
             runtime,

@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
-use crate::source::SourceError;
+use super::ListenError;
 
 /// Lets a request through when no token is configured, or when it carries
 /// `Authorization: Bearer TOKEN` with the right token.
@@ -90,14 +90,14 @@ pub const MIN_PUBLIC_TOKEN_LEN: usize = 16;
 /// Refuses to serve beyond this machine without a token worth the name:
 /// anyone who can reach the port could otherwise invalidate the whole
 /// cache, or guess a short token.
-pub(crate) fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), SourceError> {
+pub(crate) fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), ListenError> {
     if addr.ip().is_loopback() {
         return Ok(());
     }
     match token {
-        None => Err(SourceError::Exposed { addr }),
+        None => Err(ListenError::Exposed { addr }),
         Some(t) if t.len() < MIN_PUBLIC_TOKEN_LEN => {
-            Err(SourceError::WeakToken { addr, len: t.len() })
+            Err(ListenError::WeakToken { addr, len: t.len() })
         }
         Some(_) => Ok(()),
     }

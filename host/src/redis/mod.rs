@@ -2,15 +2,13 @@
 //! through it, and the stream source reads commits through it. It owns the
 //! connection ([`Redis`], single node or cluster, reconnecting by itself),
 //! the address forms ([`Endpoint`]) and what can go wrong
-//! ([`RedisError`], with which errors no retry can fix), and the
-//! [`Backoff`] both retry Redis with.
+//! ([`RedisError`], with which errors no retry can fix). Retrying is
+//! [`crate::retry`]'s, which every source and the sink share.
 
-mod backoff;
+mod client;
 mod endpoint;
 mod error;
-mod handle;
 
-pub use backoff::Backoff;
+pub use client::{Node, Redis, RedisConfig};
 pub use endpoint::Endpoint;
 pub use error::RedisError;
-pub use handle::{Node, Redis, RedisConfig};

@@ -5,8 +5,8 @@ use axum::Json;
 use serde_json::{Value, json};
 
 use super::ApiState;
+use crate::http::ApiError;
 use crate::rules::LoadedRule;
-use crate::source::http::ApiError;
 use axum::extract::State;
 
 /// One rule, as the API shows it.

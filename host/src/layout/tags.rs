@@ -30,7 +30,7 @@
 use redis::Script;
 use std::sync::LazyLock;
 
-use crate::connection::{Node, Redis, RedisError};
+use crate::redis::{Node, Redis, RedisError};
 
 /// Where every tag index lives: `inv:tag:` then the tag.
 pub const TAG_PREFIX: &str = "inv:tag:";

@@ -1,0 +1,75 @@
+//! [`Service`]: the running service as the operations API sees it: the
+//! pipeline, the rules folder's watcher, the cache, and handles on the
+//! sources that have figures of their own; and whether it is ready.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cache::Cache;
+use crate::pipeline::Invalidator;
+use crate::redis::RedisError;
+use crate::reload::Reloader;
+use crate::source::postgres::{self, PostgresHandle};
+use crate::source::stream::StreamHandle;
+
+/// The running service, as the HTTP handlers see it.
+pub(crate) struct Service {
+    pub(crate) invalidator: Arc<Invalidator>,
+    pub(crate) reloader: Reloader,
+    pub(crate) cache: Cache,
+    pub(crate) stream: Option<StreamHandle>,
+    pub(crate) postgres: Option<PostgresHandle>,
+    pub(crate) started: Instant,
+    pub(crate) refused_at_start: u64,
+}
+
+/// Why the service is not ready to take work.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// No rule serves.
+    #[error("no rule in service: the rules folder holds no valid rule file")]
+    NoRules,
+    /// The Postgres source is not streaming, or stalled.
+    #[error(transparent)]
+    Postgres(#[from] postgres::NotReady),
+    /// The cache store answered with an error.
+    #[error("the cache store does not answer: {0}")]
+    Store(#[source] RedisError),
+    /// The cache store did not answer in time.
+    #[error("the cache store {store} does not answer within 2 s")]
+    StoreSilent {
+        /// The store, as the logs name it.
+        store: String,
+    },
+}
+
+impl Service {
+    /// Rule files refused since the start.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused_at_start + self.reloader.refused()
+    }
+
+    /// Ready when rules are in service and the cache store answers; else
+    /// what is missing.
+    pub(crate) async fn ready(&self) -> Result<(), NotReady> {
+        if self.invalidator.rules().rules().is_empty() {
+            return Err(NotReady::NoRules);
+        }
+        if let Some(postgres) = &self.postgres {
+            postgres.ready()?;
+        }
+        let store = self.invalidator.store();
+        match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(NotReady::Store(e)),
+            Err(_) => Err(NotReady::StoreSilent {
+                store: store.describe(),
+            }),
+        }
+    }
+
+    /// The cache store's hits and misses.
+    pub(crate) async fn cache_counts(&self) -> Result<(u64, u64), RedisError> {
+        self.invalidator.store().hits_and_misses().await
+    }
+}
