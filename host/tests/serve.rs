@@ -259,3 +259,34 @@ fn a_rules_log_lines_are_bounded_per_minute_across_calls() {
         .count();
     assert_eq!(logged, 150, "the rule's lines in the logs over five calls");
 }
+
+/// A SIGTERM sent as soon as `serve` says where it listens stops it as any
+/// other: drained, with its summary and exit 0. Before, the signals were
+/// listened for only after every source had started, and a SIGTERM in
+/// that gap took the default action: killed by signal 15, no summary (CI
+/// saw it when a test stopped `serve` as soon as Postgres streamed).
+#[test]
+fn a_sigterm_right_after_listening_begins_stops_serve_cleanly() {
+    let dir = folder("early-sigterm");
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    deploy(guests::TURNUS, &rules.join("turnus.wasm"));
+    let cache = xdg_cache(&dir);
+    let cache = cache.to_str().unwrap();
+    // Several times: the gap was short.
+    for _ in 0..20 {
+        let serve = invalidator_tests::ServeProcess::start(
+            env!("CARGO_BIN_EXE_invalidator"),
+            &[
+                "--rules",
+                rules.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            &[("XDG_CACHE_HOME", cache)],
+        );
+        let (status, summary) = serve.stop(Duration::from_secs(30));
+        assert!(status.success(), "{status}: {summary}");
+        assert_eq!(summary["commits"], 0, "{summary}");
+    }
+}

@@ -47,6 +47,7 @@ use crate::source::postgres::{
 use crate::source::stream::{StreamHandle, StreamSettings, StreamSource};
 use crate::source::{Intake, Source, SourceReport};
 use service::Service;
+use signals::Signals;
 
 /// What a `serve` run did; printed as its last line when it stops: the
 /// fields of an `apply` summary, then what happened to the rules and the
@@ -142,11 +143,13 @@ pub async fn serve(
     input: Option<LinesSource>,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<ServeSummary, ServeError> {
+    let mut signals = Signals::listen();
     let (stop, stopping) = watch::channel(false);
     let rules = start_rules(&config).await?;
     let (service, sources) = start_sources(&config, rules, &stopping, on_listening).await?;
     let intake = Intake::new(service.invalidator.clone());
-    let malformed = wait_for_stop(input, &intake, &stopping, sources.is_empty()).await;
+    let only_input = sources.is_empty();
+    let malformed = wait_for_stop(&mut signals, input, &intake, &stopping, only_input).await;
     let _ = stop.send(true);
     for task in sources {
         let _ = task.await;
@@ -374,18 +377,19 @@ fn stream_settings(config: &ServeConfig) -> Result<Option<StreamSettings>, Serve
 /// the pipeline meanwhile, and returns how many of its lines were
 /// malformed.
 async fn wait_for_stop(
+    signals: &mut Signals,
     input: Option<LinesSource>,
     intake: &Intake,
     stopping: &watch::Receiver<bool>,
     only_input: bool,
 ) -> u64 {
     let Some(input) = input else {
-        let signal = signals::stopped().await;
+        let signal = signals.stopped().await;
         tracing::info!("{signal}: taking no new work, finishing what is in flight");
         return 0;
     };
     let reading = input.run(intake.clone(), stopping.clone());
-    let signal = signals::stopped();
+    let signal = signals.stopped();
     tokio::pin!(signal);
     let report = tokio::select! {
         report = reading => report,
