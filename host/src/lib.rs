@@ -65,3 +65,4 @@ pub mod serve;
 pub mod sink;
 pub mod source;
 pub mod targets;
+mod text_setting;

@@ -588,21 +588,49 @@ async fn an_entity_invalidation_goes_through_the_pipeline() {
     assert_eq!(pipeline["commits"], json!(1), "{stats}");
 }
 
-#[tokio::test]
-async fn rules_stats_metrics_health_and_reload() {
-    let mut redis = RedisServer::start();
-    let dir = rules("status");
-    let service = serve(&dir, &redis, &[]);
-    let http = reqwest::Client::new();
-    let get = |path: &str| http.get(service.at(path)).send();
+/// Five dealership commits, applied: what the status tests look at.
+async fn five_car_commits(service: &ServeProcess) {
+    let commits: Vec<Value> = (0..5).map(|i| car(&format!("t{i}"), "V1")).collect();
+    let response = post(service, "/v1/commits?wait=true", &json!(commits)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
 
+async fn get_json(service: &ServeProcess, path: &str) -> Value {
+    reqwest::get(service.at(path))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_and_readiness_follow_the_cache_store() {
+    let mut redis = RedisServer::start();
+    let service = serve(&rules("health"), &redis, &[]);
+    let get = |path: &str| reqwest::get(service.at(path));
     assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
     assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
-    let commits: Vec<Value> = (0..5).map(|i| car(&format!("t{i}"), "V1")).collect();
-    let response = post(&service, "/v1/commits?wait=true", &json!(commits)).await;
-    assert_eq!(response.status(), StatusCode::OK);
 
-    let rules: Value = get("/v1/rules").await.unwrap().json().await.unwrap();
+    // Not ready once the cache is unreachable; still alive.
+    redis.kill();
+    let response = get("/readyz").await.unwrap();
+    let (status, code, message) = error_code(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    );
+    assert!(message.contains("cache store"), "{message}");
+    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_rules_are_listed_with_their_hash_and_figures() {
+    let redis = RedisServer::start();
+    let dir = rules("rules-list");
+    let service = serve(&dir, &redis, &[]);
+    five_car_commits(&service).await;
+    let rules = get_json(&service, "/v1/rules").await;
     let list = rules["rules"].as_array().unwrap();
     let names: Vec<&str> = list.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["dealership", "turnus"]);
@@ -616,8 +644,14 @@ async fn rules_stats_metrics_health_and_reload() {
         "{dealership}"
     );
     assert_eq!(list[1]["calls"], 0, "turnus saw no geld write");
+}
 
-    // Cache reads through the API count as hits and misses.
+#[tokio::test]
+async fn stats_count_commits_and_the_cache_reads_made_through_the_api() {
+    let redis = RedisServer::start();
+    let service = serve(&rules("stats"), &redis, &[]);
+    five_car_commits(&service).await;
+    let http = reqwest::Client::new();
     let response = http
         .put(service.at("/v1/cache/page:1?ttl_secs=60&tags=pages"))
         .body("hello")
@@ -625,6 +659,7 @@ async fn rules_stats_metrics_health_and_reload() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let get = |path: &str| http.get(service.at(path)).send();
     assert_eq!(
         get("/v1/cache/page:1").await.unwrap().text().await.unwrap(),
         "hello"
@@ -633,65 +668,56 @@ async fn rules_stats_metrics_health_and_reload() {
         get("/v1/cache/page:2").await.unwrap().status(),
         StatusCode::NOT_FOUND
     );
-    let stats: Value = get("/v1/stats").await.unwrap().json().await.unwrap();
+    let stats = get_json(&service, "/v1/stats").await;
     assert_eq!(stats["pipeline"]["commits"], 5, "{stats}");
     assert_eq!(stats["pipeline"]["pending"], 0, "{stats}");
     assert!(stats["cache"]["hits"].as_u64().unwrap() >= 1, "{stats}");
     assert!(stats["cache"]["misses"].as_u64().unwrap() >= 1, "{stats}");
+}
 
-    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
-    assert!(
-        metrics.contains("\ninvalidator_commits_total 5\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("# TYPE invalidator_rule_calls counter"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("\ninvalidator_failed_rule_calls_total 0\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("\ninvalidator_queued 0\n")
-            && metrics.contains("# TYPE invalidator_queued gauge"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(
-            "invalidator_rule_failures_total{rule=\"dealership\",version=\"1.0.0\",kind=\"time_limit\"} 0"
-        ),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(
-            "invalidator_rule_call_seconds{rule=\"dealership\",version=\"1.0.0\",quantile=\"0.99\"}"
-        ),
-        "recent latency by quantile: {metrics}"
-    );
+#[tokio::test]
+async fn metrics_expose_the_pipelines_and_each_rules_figures() {
+    let redis = RedisServer::start();
+    let service = serve(&rules("metrics"), &redis, &[]);
+    five_car_commits(&service).await;
+    let metrics = reqwest::get(service.at("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for wanted in [
+        "\ninvalidator_commits_total 5\n",
+        "# TYPE invalidator_rule_calls counter",
+        "\ninvalidator_failed_rule_calls_total 0\n",
+        "\ninvalidator_queued 0\n",
+        "# TYPE invalidator_queued gauge",
+        "invalidator_rule_failures_total{rule=\"dealership\",version=\"1.0.0\",kind=\"time_limit\"} 0",
+        // Recent latency by quantile.
+        "invalidator_rule_call_seconds{rule=\"dealership\",version=\"1.0.0\",quantile=\"0.99\"}",
+    ] {
+        assert!(
+            metrics.contains(wanted),
+            "`{wanted}` missing from:\n{metrics}"
+        );
+    }
     assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+}
 
-    // A rule file deployed is in service after a reload request.
+#[tokio::test]
+async fn a_reload_request_puts_a_deployed_rule_in_service() {
+    let redis = RedisServer::start();
+    let dir = rules("reload");
+    let service = serve(&dir, &redis, &[]);
     deploy(guests::POS, &dir.join("pos.wasm"));
-    let response = http
+    let response = reqwest::Client::new()
         .post(service.at("/v1/rules/reload"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let rules: Value = get("/v1/rules").await.unwrap().json().await.unwrap();
+    let rules = get_json(&service, "/v1/rules").await;
     assert_eq!(rules["rules"].as_array().unwrap().len(), 3, "{rules}");
-
-    // Not ready once the cache is unreachable.
-    redis.kill();
-    let response = get("/readyz").await.unwrap();
-    let (status, code, message) = error_code(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
-    );
-    assert!(message.contains("cache store"), "{message}");
-    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -743,117 +769,6 @@ async fn sigterm_finishes_the_accepted_work_and_exits_zero() {
         left.len(),
         left.first()
     );
-}
-
-#[test]
-fn print_config_merges_the_file_the_environment_and_the_flags() {
-    let dir = fresh_dir("http-config");
-    let file = dir.join("serve.toml");
-    std::fs::write(
-        &file,
-        "redis = \"redis://file:1\"\n[http]\nlisten = \"127.0.0.1:1\"\ntoken = \"t\"\n[stream]\nname = \"commits\"\n",
-    )
-    .unwrap();
-    let out = print_config(
-        &[
-            "--config",
-            file.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:3",
-        ],
-        &[
-            ("INVALIDATOR_HTTP__LISTEN", "127.0.0.1:2"),
-            ("INVALIDATOR_STREAM__GROUP", "env-group"),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let config: toml::Value = toml::from_str(&text).unwrap();
-    assert_eq!(config["redis"].as_str(), Some("redis://file:1"));
-    assert_eq!(
-        config["http"]["listen"].as_str(),
-        Some("127.0.0.1:3"),
-        "flags win"
-    );
-    assert_eq!(config["http"]["token"].as_str(), Some("(hidden)"));
-    assert_eq!(config["stream"]["group"].as_str(), Some("env-group"));
-    assert_eq!(config["stream"]["claim_idle"].as_str(), Some("30s"));
-}
-
-/// Runs `serve --print-config` with `args` and `envs`; its output.
-fn print_config(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(["serve", "--print-config"])
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .unwrap()
-}
-
-#[test]
-fn durations_are_read_with_their_units_from_every_layer() {
-    let dir = fresh_dir("http-durations");
-    let file = dir.join("serve.toml");
-    std::fs::write(
-        &file,
-        "[pipeline]\nlinger = \"5ms\"\nprune_every = \"never\"\n\
-         [pipeline.rollback]\nwindow = \"2m\"\n[sandbox]\ntime_limit = \"250ms\"\n",
-    )
-    .unwrap();
-    let out = print_config(
-        &["--config", file.to_str().unwrap(), "--time-limit", "300ms"],
-        &[("INVALIDATOR_STREAM__CLAIM_IDLE", "1m 30s")],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let config: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
-    assert_eq!(config["pipeline"]["linger"].as_str(), Some("5ms"));
-    assert_eq!(config["pipeline"]["prune_every"].as_str(), Some("never"));
-    assert_eq!(
-        config["pipeline"]["rollback"]["window"].as_str(),
-        Some("2m")
-    );
-    assert_eq!(config["stream"]["claim_idle"].as_str(), Some("1m 30s"));
-    assert_eq!(
-        config["sandbox"]["time_limit"].as_str(),
-        Some("300ms"),
-        "the flag wins over the file"
-    );
-}
-
-#[test]
-fn a_bad_duration_is_refused_naming_its_key() {
-    let out = print_config(&[], &[("INVALIDATOR_PIPELINE__LINGER", "5")]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    let lower = err.to_lowercase();
-    assert!(
-        lower.contains("pipeline.linger") && lower.contains("`5` has no unit"),
-        "{err}"
-    );
-
-    let dir = fresh_dir("http-bad-duration");
-    let file = dir.join("serve.toml");
-    std::fs::write(&file, "[sandbox]\ntime_limit = \"fast\"\n").unwrap();
-    let out = print_config(&["--config", file.to_str().unwrap()], &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        err.contains("sandbox.time_limit") && err.contains("fast"),
-        "{err}"
-    );
-
-    let out = print_config(&["--time-limit", "100"], &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains("--time-limit") && err.contains("100"), "{err}");
 }
 
 /// A permanent Redis error answers `?wait=true` with 502 `not_applied`
@@ -1060,47 +975,4 @@ fn arbitrary_requests_are_answered_below_500_with_json_errors() {
     assert_eq!(healthy.status(), StatusCode::OK);
     let (status, summary) = service.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
-}
-
-#[test]
-fn the_postgres_section_is_read_from_flags_and_the_environment_and_its_password_hidden() {
-    let out = print_config(
-        &[
-            "--postgres",
-            "postgres://app:s3cret@db:5432/shop",
-            "--postgres-slot",
-            "shop_cache",
-        ],
-        &[
-            ("INVALIDATOR_POSTGRES__PUBLICATION", "shop_pub"),
-            ("INVALIDATOR_POSTGRES__CONFIRM_EVERY", "250ms"),
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for line in [
-        "url = \"postgres://app:***@db:5432/shop\"",
-        "slot = \"shop_cache\"",
-        "publication = \"shop_pub\"",
-        "confirm_every = \"250ms\"",
-    ] {
-        assert!(text.contains(line), "`{line}` missing from:\n{text}");
-    }
-    assert!(!text.contains("s3cret"), "{text}");
-
-    let out = print_config(
-        &[
-            "--postgres",
-            "postgres://h/db",
-            "--postgres-slot",
-            "Bad-Slot",
-        ],
-        &[],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("Bad-Slot"), "{err}");
 }

@@ -19,13 +19,27 @@ use super::{Commit, Op, Row, Value, Write};
 
 /// Why a line is not a valid commit.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CommitParseError(String);
+pub enum CommitParseError {
+    /// Not JSON, or not the commit's shape (a missing or unknown field, a
+    /// value that is no scalar); serde's words, with the line and column.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A write whose row images do not fit its operation, or whose table
+    /// has no name.
+    #[error("write {n} (table `{table}`): {problem}")]
+    Write {
+        /// The write's place in the commit, from 1.
+        n: usize,
+        /// Its table.
+        table: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
 
 /// Parses one JSON commit.
 pub fn parse_json(line: &str) -> Result<Commit, CommitParseError> {
-    let wire: WireCommit =
-        serde_json::from_str(line).map_err(|e| CommitParseError(e.to_string()))?;
+    let wire: WireCommit = serde_json::from_str(line)?;
     wire.into_commit()
 }
 
@@ -113,11 +127,12 @@ impl WireCommit {
 impl WireWrite {
     /// Checks that the row images fit the operation; `n` counts from 1.
     fn into_write(self, n: usize) -> Result<Write, CommitParseError> {
-        let fail = |what: &str| {
-            Err(CommitParseError(format!(
-                "write {n} (table `{}`): {what}",
-                self.table
-            )))
+        let fail = |problem: &'static str| {
+            Err(CommitParseError::Write {
+                n,
+                table: self.table.clone(),
+                problem,
+            })
         };
         let op = match self.op {
             WireOp::Insert if self.after.is_none() => return fail("an insert needs `after`"),

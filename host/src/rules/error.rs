@@ -9,8 +9,11 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The Wasm engine could not be set up with the given limits.
-    #[error("cannot set up the wasm engine: {0}")]
-    Engine(String),
+    #[error("cannot set up the wasm engine: {0:#}")]
+    Engine(wasmtime::Error),
+    /// The thread that bounds each call's time could not be started.
+    #[error("cannot start the epoch thread: {0}")]
+    EpochThread(std::io::Error),
     /// The compile cache folder cannot be used.
     #[error(transparent)]
     CompileCache(#[from] super::CacheError),

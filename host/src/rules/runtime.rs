@@ -57,7 +57,7 @@ impl Runtime {
     }
 
     fn build(config: SandboxConfig, cache_dir: Option<&Path>) -> Result<Self, LoadError> {
-        let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
+        let engine_err = LoadError::Engine;
         let mut pool = PoolingAllocationConfig::new();
         // A rule instance lives for one call; the pool bounds how many calls
         // run at once and lets instantiation reuse memory instead of mapping
@@ -102,7 +102,7 @@ impl Runtime {
                         engine.increment_epoch();
                     }
                 })
-                .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?
+                .map_err(LoadError::EpochThread)?
         };
         Ok(Self {
             inner: Arc::new(Inner {

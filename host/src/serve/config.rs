@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::pipeline::PipelineConfig;
 use crate::rules::SandboxConfig;
+use crate::source::http::HttpConfig;
 use crate::source::postgres::{PostgresConfig, redact};
+use crate::source::stream::StreamConfig;
+use crate::text_setting as text;
 
 /// The prefix of environment overrides.
 pub const ENV_PREFIX: &str = "INVALIDATOR_";
@@ -100,101 +103,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// `[http]`: the HTTP API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address to listen on, such as `127.0.0.1:8080` (port 0 picks a free
-    /// one). Absent: no HTTP API. Default absent.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "text::optional"
-    )]
-    pub listen: Option<String>,
-    /// Bearer token the mutating endpoints and cache reads require.
-    /// Required to listen on an address other than loopback, and there at
-    /// least 16 bytes long; never blank. Default absent.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "text::optional"
-    )]
-    pub token: Option<String>,
-    /// A second token that may read the cache (`GET /v1/cache/KEY`) and
-    /// nothing else. Default absent: reading takes `token`.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "text::optional"
-    )]
-    pub read_token: Option<String>,
-    /// Largest request body accepted, in bytes. Default 1 MiB.
-    pub body_limit_bytes: usize,
-    /// How long `?wait=true` waits for the invalidations to be applied
-    /// before answering 504. Default `30s`.
-    #[serde(with = "crate::duration::required")]
-    pub wait_timeout: Duration,
-    /// How long a client may take to send a request's head, and how long
-    /// a kept-alive connection may sit idle: past it, the connection is
-    /// closed. Default `10s`.
-    #[serde(with = "crate::duration::required")]
-    pub header_timeout: Duration,
-    /// How long a client may take to send a request's body once its head
-    /// is in: past it, the answer is 408. Default `30s`.
-    #[serde(with = "crate::duration::required")]
-    pub body_timeout: Duration,
-    /// Most connections open at once; more wait to be accepted. Default
-    /// 1024.
-    pub max_connections: usize,
-}
-
-/// `[stream]`: the Redis Streams source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StreamConfig {
-    /// The stream's key. Absent: no stream source. Default absent.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "text::optional"
-    )]
-    pub name: Option<String>,
-    /// The consumer group shared by every `serve` process. Default
-    /// `invalidator`.
-    #[serde(deserialize_with = "text::required")]
-    pub group: String,
-    /// This process's name in the group. Default `HOSTNAME-PID`.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "text::optional"
-    )]
-    pub consumer: Option<String>,
-    /// The Redis holding the stream. Default: the `redis` setting.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "text::optional"
-    )]
-    pub redis: Option<String>,
-    /// Entries another consumer has held unacknowledged this long are
-    /// claimed (its process is taken for dead). Default `30s`.
-    #[serde(with = "crate::duration::required")]
-    pub claim_idle: Duration,
-    /// Deliveries after which an entry that is never acknowledged goes to
-    /// the dead-letter stream. Default 5.
-    pub max_attempts: u64,
-    /// The dead-letter stream. Default `NAME:dead`.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "text::optional"
-    )]
-    pub dead_letter: Option<String>,
-    /// Entries read at a time. Default 256.
-    pub read_count: usize,
-    /// How long one read waits for new entries. Default `1s`.
-    #[serde(with = "crate::duration::required")]
-    pub block: Duration,
-    /// Entries read and not yet acknowledged, at most: reading pauses at
-    /// this bound until the pipeline catches up. Default 10000.
-    pub max_in_flight: usize,
-}
-
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
@@ -209,38 +117,6 @@ impl Default for ServeConfig {
             postgres: PostgresConfig::default(),
             sandbox: SandboxConfig::default(),
             pipeline: PipelineConfig::default(),
-        }
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            listen: None,
-            token: None,
-            read_token: None,
-            body_limit_bytes: 1 << 20,
-            wait_timeout: Duration::from_secs(30),
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-            max_connections: 1024,
-        }
-    }
-}
-
-impl Default for StreamConfig {
-    fn default() -> Self {
-        Self {
-            name: None,
-            group: "invalidator".to_owned(),
-            consumer: None,
-            redis: None,
-            claim_idle: Duration::from_secs(30),
-            max_attempts: 5,
-            dead_letter: None,
-            read_count: 256,
-            block: Duration::from_secs(1),
-            max_in_flight: 10_000,
         }
     }
 }
@@ -427,62 +303,6 @@ impl ServeConfig {
         };
         crate::rules::check_compile_cache_outside(&dir, &self.rules)?;
         Ok(dir)
-    }
-
-    /// This process's consumer name: the setting, or `HOSTNAME-PID`.
-    pub fn consumer_name(&self) -> String {
-        self.stream.consumer.clone().unwrap_or_else(|| {
-            let host = gethostname::gethostname().to_string_lossy().into_owned();
-            format!("{host}-{}", std::process::id())
-        })
-    }
-
-    /// The dead-letter stream: the setting, or `NAME:dead`.
-    pub fn dead_letter(&self) -> Option<String> {
-        let name = self.stream.name.as_ref()?;
-        Some(
-            self.stream
-                .dead_letter
-                .clone()
-                .unwrap_or_else(|| format!("{name}:dead")),
-        )
-    }
-}
-
-/// Text settings that also take numbers and booleans: an environment
-/// value that looks like a number (a token `12345`, a stream `42`) arrives
-/// as a number, and means its digits.
-mod text {
-    use serde::{Deserialize, Deserializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text {
-        String(String),
-        Unsigned(u64),
-        Signed(i64),
-        Float(f64),
-        Bool(bool),
-    }
-
-    impl Text {
-        fn into_string(self) -> String {
-            match self {
-                Text::String(s) => s,
-                Text::Unsigned(n) => n.to_string(),
-                Text::Signed(n) => n.to_string(),
-                Text::Float(n) => n.to_string(),
-                Text::Bool(b) => b.to_string(),
-            }
-        }
-    }
-
-    pub(super) fn required<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        Text::deserialize(d).map(Text::into_string)
-    }
-
-    pub(super) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-        Option::<Text>::deserialize(d).map(|t| t.map(Text::into_string))
     }
 }
 

@@ -26,25 +26,25 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::source::http::HttpConfig;
 pub use crate::source::postgres::{PostgresConfig, PostgresStats};
-pub use crate::source::stream::StreamStats;
-pub use config::{ConfigError, ENV_PREFIX, HttpConfig, LogFormat, ServeConfig, StreamConfig};
+pub use crate::source::stream::{StreamConfig, StreamStats};
+pub use config::{ConfigError, ENV_PREFIX, LogFormat, ServeConfig};
 pub use service::NotReady;
 
 use crate::batch::replay::ApplySummary;
 use crate::cache::Cache;
-use crate::http::Limits;
 use crate::pipeline::Invalidator;
 use crate::redis::{Redis, RedisConfig, RedisError};
 use crate::reload::{Refresh, Reloader, RuleFolder};
 use crate::rules::{RuleSet, Runtime};
 use crate::sink::{MemoryStore, Store};
-use crate::source::http::{HttpSettings, HttpSource};
+use crate::source::http::HttpSource;
 use crate::source::lines::LinesSource;
 use crate::source::postgres::{
     PostgresError, PostgresHandle, PostgresSettings, PostgresSource, RuleTables,
 };
-use crate::source::stream::{StreamHandle, StreamSettings, StreamSource};
+use crate::source::stream::{StreamHandle, StreamSource};
 use crate::source::{Intake, Source, SourceReport};
 use service::Service;
 use signals::Signals;
@@ -249,10 +249,7 @@ async fn start_sources(
     stopping: &watch::Receiver<bool>,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(Arc<Service>, Vec<JoinHandle<SourceReport>>), ServeError> {
-    let stream = match stream_settings(config)? {
-        Some(settings) => Some(StreamSource::new(settings)?),
-        None => None,
-    };
+    let stream = stream_source(config)?;
     let service = Arc::new(Service {
         invalidator: rules.invalidator,
         reloader: rules.reloader,
@@ -297,19 +294,8 @@ async fn bind_http(
         wait_timeout: http.wait_timeout,
         stopping: stopping.clone(),
     });
-    let settings = HttpSettings {
-        token: http.token.clone(),
-        read_token: http.read_token.clone(),
-        body_limit: http.body_limit_bytes,
-        wait_timeout: http.wait_timeout,
-        limits: Limits {
-            header_timeout: http.header_timeout,
-            body_timeout: http.body_timeout,
-            max_connections: http.max_connections,
-        },
-    };
-    let operations = routes::router(api, settings.token.clone(), settings.read_token.clone());
-    Ok(HttpSource::bind(listen, settings, operations).await?)
+    let operations = routes::router(api, http.token.clone(), http.read_token.clone());
+    Ok(HttpSource::bind(listen, http.clone(), operations).await?)
 }
 
 /// What the run did, from the pipeline's figures and the sources'.
@@ -348,28 +334,19 @@ fn spawn<S: Source>(
     tokio::spawn(source.run(intake.clone(), stopping.clone()))
 }
 
-/// The stream source's settings, when `config` names a stream.
-fn stream_settings(config: &ServeConfig) -> Result<Option<StreamSettings>, ServeError> {
-    let s = &config.stream;
-    let (Some(name), Some(dead_letter)) = (s.name.clone(), config.dead_letter()) else {
+/// The stream source, when `config` names a stream.
+fn stream_source(config: &ServeConfig) -> Result<Option<StreamSource>, ServeError> {
+    let Some(name) = &config.stream.name else {
         return Ok(None);
     };
     let Some(redis) = config.stream_redis() else {
-        return Err(ServeError::StreamWithoutRedis { name });
+        return Err(ServeError::StreamWithoutRedis { name: name.clone() });
     };
-    Ok(Some(StreamSettings {
-        redis: redis.to_owned(),
-        name,
-        group: s.group.clone(),
-        consumer: config.consumer_name(),
-        dead_letter,
-        claim_idle: s.claim_idle,
-        max_attempts: s.max_attempts,
-        read_count: s.read_count,
-        block: s.block,
-        max_in_flight: s.max_in_flight,
-        drain: config.shutdown_timeout,
-    }))
+    Ok(Some(StreamSource::new(
+        &config.stream,
+        redis,
+        config.shutdown_timeout,
+    )?))
 }
 
 /// Waits for the service to be told to stop: a signal, or the end of

@@ -34,7 +34,7 @@ pub enum NotReady {
     Postgres(#[from] postgres::NotReady),
     /// The cache store answered with an error.
     #[error("the cache store does not answer: {0}")]
-    Store(#[source] RedisError),
+    Store(RedisError),
     /// The cache store did not answer in time.
     #[error("the cache store {store} does not answer within 2 s")]
     StoreSilent {

@@ -70,9 +70,12 @@ pub enum SourceError {
     /// The HTTP listener could not be opened, or may not be.
     #[error(transparent)]
     Listen(#[from] crate::http::ListenError),
+    /// The stream source was asked for without a stream.
+    #[error("stream: no `stream.name` given")]
+    NoStream,
     /// The stream's Redis address is unusable.
     #[error("stream: its Redis: {0}")]
-    StreamRedis(#[source] crate::redis::RedisError),
+    StreamRedis(crate::redis::RedisError),
 }
 
 /// The pipeline as a source sees it: where commits are handed over, and

@@ -29,7 +29,7 @@ pub(crate) async fn commits(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let wait = wait(query)?;
-    let body = read_body(body, api.settings.body_limit)?;
+    let body = read_body(body, api.config.body_limit_bytes)?;
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_json(format!("body is not JSON: not UTF-8: {e}")))?;
     // Each commit is parsed from its own text, not from a parsed value, so
@@ -76,7 +76,7 @@ pub(crate) async fn commits(
     answer(
         &api.intake,
         wait,
-        api.settings.wait_timeout,
+        api.config.wait_timeout,
         &seqs,
         json!({"accepted": count, "seq": seq}),
     )
@@ -107,7 +107,7 @@ pub(crate) async fn entity(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let wait = wait(query)?;
-    let body = read_body(body, api.settings.body_limit)?;
+    let body = read_body(body, api.config.body_limit_bytes)?;
     json_text(&body)?;
     let entity: Entity = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid(format!("expected {{\"table\", \"key\", \"row\"?}}: {e}"))
@@ -137,7 +137,7 @@ pub(crate) async fn entity(
         .collect();
     let targets = serde_json::to_value(&outcome.targets).expect("targets serialize");
     let body = json!({"accepted": 1, "seq": seq, "targets": targets, "failures": failures});
-    answer(&api.intake, wait, api.settings.wait_timeout, &[seq], body).await
+    answer(&api.intake, wait, api.config.wait_timeout, &[seq], body).await
 }
 
 /// Checks that `body` is JSON, whatever its shape: a body that is not is

@@ -13,10 +13,12 @@
 //! listener, handed in as a router.
 
 mod commits;
+mod config;
+
+pub use config::HttpConfig;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -27,34 +29,18 @@ use tokio::sync::watch;
 use super::{Intake, Source, SourceReport};
 use crate::http::{self, ApiError, Limits, ListenError, require_token};
 
-/// How the HTTP source takes requests.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// The bearer token every mutating request must carry, if any.
-    pub token: Option<String>,
-    /// A token that may read the cache but change nothing; without one,
-    /// reading the cache takes `token` (when there is one).
-    pub read_token: Option<String>,
-    /// How long clients may take, and how many may be connected.
-    pub limits: Limits,
-    /// The largest request body taken, in bytes.
-    pub body_limit: usize,
-    /// How long `?wait=true` waits for the invalidations to be applied.
-    pub wait_timeout: Duration,
-}
-
 /// The HTTP source, bound and ready to serve.
 pub struct HttpSource {
     listener: TcpListener,
     addr: SocketAddr,
-    settings: HttpSettings,
+    config: HttpConfig,
     operations: Router,
 }
 
 /// What the intake handlers see.
 pub(crate) struct HttpIntake {
     pub(crate) intake: Intake,
-    pub(crate) settings: HttpSettings,
+    pub(crate) config: HttpConfig,
     pub(crate) stopping: watch::Receiver<bool>,
 }
 
@@ -74,7 +60,7 @@ impl HttpSource {
     /// its mutating routes should carry [`require_token`] themselves.
     pub async fn bind(
         listen: &str,
-        settings: HttpSettings,
+        config: HttpConfig,
         operations: Router,
     ) -> Result<Self, ListenError> {
         let fail = |e: std::io::Error| ListenError::Bind {
@@ -87,8 +73,8 @@ impl HttpSource {
             .map_err(fail)?
             .collect();
         for addr in &addrs {
-            http::check_exposure(*addr, settings.token.as_deref())?;
-            if let Some(read) = settings.read_token.as_deref() {
+            http::check_exposure(*addr, config.token.as_deref())?;
+            if let Some(read) = config.read_token.as_deref() {
                 http::check_exposure(*addr, Some(read))?;
             }
         }
@@ -97,7 +83,7 @@ impl HttpSource {
         Ok(Self {
             listener,
             addr,
-            settings,
+            config,
             operations,
         })
     }
@@ -109,7 +95,7 @@ impl HttpSource {
 
     /// The intake routes, with the token check.
     fn router(&self, intake: Arc<HttpIntake>, operations: Router) -> Router {
-        let token = Arc::new(self.settings.token.clone());
+        let token = Arc::new(self.config.token.clone());
         let taking = Router::new()
             .route("/v1/commits", post(commits::commits))
             .route("/v1/invalidate/entity", post(commits::entity))
@@ -122,10 +108,10 @@ impl HttpSource {
             })
             .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
             .layer(axum::middleware::from_fn_with_state(
-                (self.settings.limits.body_timeout, self.settings.body_limit),
+                (self.config.body_timeout, self.config.body_limit_bytes),
                 http::read_body_in_time,
             ))
-            .layer(DefaultBodyLimit::max(self.settings.body_limit))
+            .layer(DefaultBodyLimit::max(self.config.body_limit_bytes))
     }
 }
 
@@ -139,14 +125,19 @@ impl Source for HttpSource {
     async fn run(self, intake: Intake, mut stop: watch::Receiver<bool>) -> SourceReport {
         let state = Arc::new(HttpIntake {
             intake,
-            settings: self.settings.clone(),
+            config: self.config.clone(),
             stopping: stop.clone(),
         });
         let app = self.router(state, self.operations.clone());
         let stopped = async move {
             let _ = stop.wait_for(|&s| s).await;
         };
-        http::serve(self.listener, app, self.settings.limits, stopped).await;
+        let limits = Limits {
+            header_timeout: self.config.header_timeout,
+            body_timeout: self.config.body_timeout,
+            max_connections: self.config.max_connections,
+        };
+        http::serve(self.listener, app, limits, stopped).await;
         SourceReport::default()
     }
 }

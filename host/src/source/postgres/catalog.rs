@@ -237,27 +237,22 @@ impl Catalog {
         let facts = self.facts(config, wanted).await?;
         let database = facts.database.clone();
         if facts.wal_level != "logical" {
-            return Err(PostgresError::Refused(format!(
-                "database `{database}` has wal_level = {}: logical replication needs \
-                 `wal_level = logical` in postgresql.conf (and a restart)",
-                facts.wal_level
-            )));
+            return Err(PostgresError::WalLevel {
+                database: database.to_string(),
+                wal_level: facts.wal_level.to_string(),
+            });
         }
         if !facts.role.superuser && !facts.role.replication {
-            return Err(PostgresError::Refused(format!(
-                "role `{}` may not stream the log of database `{database}`: it needs the \
-                 REPLICATION attribute. {CHECK}",
-                facts.role.name
-            )));
+            return Err(PostgresError::NoReplication {
+                role: facts.role.name.clone(),
+                database: database.to_string(),
+            });
         }
         let setup = Setup::new(wanted, &facts);
         if config.require_full_identity && !setup.not_full.is_empty() {
-            return Err(PostgresError::Refused(format!(
-                "the rules' tables without REPLICA IDENTITY FULL: {}; and \
-                 `postgres.require_full_identity` is true. Run `ALTER TABLE ... REPLICA \
-                 IDENTITY FULL` on each",
-                names(&setup.not_full)
-            )));
+            return Err(PostgresError::IdentityRequired {
+                tables: names(&setup.not_full),
+            });
         }
         self.publish(config, &setup, &facts, true).await?;
         self.ensure_slot(config, &database).await?;
@@ -348,10 +343,11 @@ impl Catalog {
         let Some(now) = &facts.publication else {
             let sql = setup.create_publication(name);
             if !config.create {
-                return Err(PostgresError::Refused(format!(
-                    "publication `{name}` does not exist in database `{database}`, and \
-                     `postgres.create` is false: create it with `{sql}`. {CHECK}"
-                )));
+                return Err(PostgresError::NoPublication {
+                    name: name.to_string(),
+                    database: database.to_string(),
+                    sql,
+                });
             }
             return match self.create(&sql).await {
                 Ok(true) => {
@@ -360,11 +356,11 @@ impl Catalog {
                     Ok(())
                 }
                 Ok(false) => Ok(()),
-                Err(e) => Err(PostgresError::Refused(format!(
-                    "cannot create publication `{name}` as role `{}`: {}. {CHECK}",
-                    facts.role.name,
-                    e.cause()
-                ))),
+                Err(e) => Err(PostgresError::PublicationNotCreated {
+                    name: name.to_string(),
+                    role: facts.role.name.clone(),
+                    cause: e.cause(),
+                }),
             };
         };
         if now.all_tables {
@@ -396,24 +392,23 @@ impl Catalog {
                     return Ok(());
                 }
                 Err(e) => {
-                    return Err(PostgresError::Refused(format!(
-                        "publication `{name}` lacks the rules' tables {} and role `{}` cannot \
-                         add them: {}. {CHECK}",
-                        names(&missing),
-                        facts.role.name,
-                        e.cause()
-                    )));
+                    return Err(PostgresError::PublicationNotExtended {
+                        name: name.to_string(),
+                        tables: names(&missing),
+                        role: facts.role.name.clone(),
+                        cause: e.cause(),
+                    });
                 }
             }
         }
         if missing.is_empty() {
             return Ok(());
         }
-        Err(PostgresError::Refused(format!(
-            "publication `{name}` lacks the rules' tables {}, and `postgres.create` is false: \
-             run `{sql}`",
-            names(&missing)
-        )))
+        Err(PostgresError::PublicationLacksTables {
+            name: name.to_string(),
+            tables: names(&missing),
+            sql,
+        })
     }
 
     /// Which of transactions `xids` (as decoded: 32 bits) are visible to a
@@ -490,14 +485,14 @@ impl Catalog {
     pub(crate) async fn drop_slot(&mut self, name: &str) -> Result<(), PostgresError> {
         let slots = self.slots().await?;
         let Some(slot) = slots.iter().find(|s| s.name == name) else {
-            return Err(PostgresError::Refused(format!(
-                "there is no replication slot `{name}`; `invalidator postgres slots` lists them"
-            )));
+            return Err(PostgresError::NoSuchSlot {
+                name: name.to_string(),
+            });
         };
         if slot.active {
-            return Err(PostgresError::Refused(format!(
-                "replication slot `{name}` is in use by a running process; stop it first"
-            )));
+            return Err(PostgresError::SlotInUse {
+                name: name.to_string(),
+            });
         }
         self.rows(&format!(
             "SELECT pg_drop_replication_slot({})",
@@ -523,20 +518,23 @@ impl Catalog {
             let plugin = text(row, 0);
             let on = text(row, 1);
             if plugin != "pgoutput" || on != database {
-                return Err(PostgresError::Refused(format!(
-                    "replication slot `{name}` exists but is not ours to use: it decodes with \
-                     `{plugin}` for database `{on}`, and this source needs `pgoutput` for \
-                     `{database}`; name another slot (`postgres.slot`)"
-                )));
+                return Err(PostgresError::SlotNotOurs {
+                    name: name.to_string(),
+                    plugin,
+                    on,
+                    database: database.to_string(),
+                });
             }
             return Ok(());
         }
         if !config.create {
-            return Err(PostgresError::Refused(format!(
-                "replication slot `{name}` does not exist, and `postgres.create` is false: \
-                 create it with `SELECT pg_create_logical_replication_slot({}, 'pgoutput')`",
-                literal(name)?
-            )));
+            return Err(PostgresError::NoSlot {
+                name: name.to_string(),
+                sql: format!(
+                    "SELECT pg_create_logical_replication_slot({}, 'pgoutput')",
+                    literal(name)?
+                ),
+            });
         }
         let sql = format!(
             "SELECT pg_create_logical_replication_slot({}, 'pgoutput')",
@@ -607,10 +605,6 @@ impl Catalog {
     }
 }
 
-/// Where `serve`'s refusals send the operator.
-const CHECK: &str = "`invalidator postgres check --postgres URL --rules DIR` prints the SQL that \
-     sets the database up for this role";
-
 /// Value `i` of `row` as text (empty for NULL).
 fn text(row: &[Option<String>], i: usize) -> String {
     row.get(i).cloned().flatten().unwrap_or_default()
@@ -632,5 +626,8 @@ fn names(tables: &[TableName]) -> String {
 
 /// `value` as an SQL string literal.
 fn literal(value: &str) -> Result<String, PostgresError> {
-    quote_literal(value).map_err(|e| PostgresError::Refused(format!("`{value}`: {e}")))
+    quote_literal(value).map_err(|e| PostgresError::Literal {
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })
 }

@@ -243,10 +243,7 @@ impl PostgresSource {
     /// published tables without `REPLICA IDENTITY FULL`.
     pub async fn prepare(settings: PostgresSettings) -> Result<Self, PostgresError> {
         let config = settings.config;
-        let url = config
-            .url
-            .clone()
-            .ok_or_else(|| PostgresError::Refused("no `postgres.url` given".into()))?;
+        let url = config.url.clone().ok_or(PostgresError::NoUrl)?;
         let mut catalog = Catalog::connect(&url).await?;
         let prepared = catalog.prepare(&config, &settings.tables).await?;
         catalog.warn_of_idle_slots(&config).await;
@@ -305,7 +302,7 @@ impl State {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| PostgresError::Refused(format!("cannot start a runtime: {e}")))?;
+                .map_err(PostgresError::Runtime)?;
             rt.block_on(async {
                 let mut catalog = Catalog::connect(&url).await?;
                 catalog.follow(&config, &wanted).await
@@ -406,19 +403,12 @@ impl Streaming {
                     &mut outage,
                     &mut backoff,
                 ) => result,
-                () = recheck => Err(PostgresError::Silent(
-                    "the transactions read could not be checked for visibility; dropping the \
-                     session to read them again"
-                        .into(),
-                )),
+                () = recheck => Err(PostgresError::Unchecked),
                 () = silent => {
                     self.counters.silent_streams.fetch_add(1, Relaxed);
-                    Err(PostgresError::Silent(format!(
-                        "the server no longer streams from slot `{}` though the connection \
-                         looked open (its walsender ended: wal_sender_timeout, or a dropped \
-                         network); dropping the session",
-                        self.config.slot
-                    )))
+                    Err(PostgresError::Silent {
+                        slot: self.config.slot.clone(),
+                    })
                 }
             };
             self.counters.connected.store(0, Relaxed);
@@ -853,10 +843,7 @@ pub async fn check(
     config: &PostgresConfig,
     tables: &RuleTables,
 ) -> Result<(String, bool), PostgresError> {
-    let url = config
-        .url
-        .as_deref()
-        .ok_or_else(|| PostgresError::Refused("no `postgres.url` given".into()))?;
+    let url = config.url.as_deref().ok_or(PostgresError::NoUrl)?;
     let mut catalog = Catalog::connect(url).await?;
     let facts = catalog.facts(config, tables).await?;
     let setup = Setup::new(tables, &facts);

@@ -22,7 +22,10 @@
 //!   there too once applied, with the refused targets as its reason.
 
 mod claim;
+mod config;
 mod dead_letter;
+
+pub use config::StreamConfig;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -55,34 +58,6 @@ crate::figures! {
         /// flight themselves, not by a counter).
         Gauge in_flight,
     }
-}
-
-/// Where and how to consume a stream.
-#[derive(Debug, Clone)]
-pub struct StreamSettings {
-    /// The Redis holding the stream (`redis://...`).
-    pub redis: String,
-    /// The stream.
-    pub name: String,
-    /// The consumer group shared by every process.
-    pub group: String,
-    /// This process's name in the group.
-    pub consumer: String,
-    /// Where entries that cannot be processed go.
-    pub dead_letter: String,
-    /// How long another consumer's entry must sit idle to be claimed.
-    pub claim_idle: Duration,
-    /// Deliveries after which an entry is dead-lettered when claimed.
-    pub max_attempts: u64,
-    /// Entries read per `XREADGROUP`.
-    pub read_count: usize,
-    /// How long a read waits for new entries.
-    pub block: Duration,
-    /// Most entries read and not yet acknowledged.
-    pub max_in_flight: usize,
-    /// On stop, how long to wait for the entries in flight to be applied
-    /// and acknowledged.
-    pub drain: Duration,
 }
 
 /// One process's consumer of the stream, ready to run.
@@ -134,30 +109,36 @@ struct State {
 }
 
 impl StreamSource {
-    /// A consumer of the stream `settings` name. Connects lazily.
-    pub fn new(settings: StreamSettings) -> Result<Self, SourceError> {
+    /// A consumer of the stream `config` names, in Redis at `redis`,
+    /// waiting up to `drain` on stop for its entries in flight. Connects
+    /// lazily.
+    pub fn new(config: &StreamConfig, redis: &str, drain: Duration) -> Result<Self, SourceError> {
+        let (Some(name), Some(dead_letter)) = (config.name.clone(), config.dead_letter_stream())
+        else {
+            return Err(SourceError::NoStream);
+        };
         // A blocking read holds its connection: it gets one of its own, and
         // a response timeout longer than the block.
         let redis = Redis::open(
-            &settings.redis,
+            redis,
             RedisConfig {
-                response_timeout: settings.block + RedisConfig::default().response_timeout,
+                response_timeout: config.block + RedisConfig::default().response_timeout,
                 ..RedisConfig::default()
             },
         )
         .map_err(SourceError::StreamRedis)?;
         let state = State {
             redis: Arc::new(redis),
-            name: settings.name,
-            group: settings.group,
-            consumer: settings.consumer,
-            dead_letter: settings.dead_letter,
-            claim_idle: settings.claim_idle,
-            max_attempts: settings.max_attempts,
-            read_count: settings.read_count,
-            block: settings.block,
-            max_in_flight: settings.max_in_flight,
-            drain: settings.drain,
+            name,
+            group: config.group.clone(),
+            consumer: config.consumer_name(),
+            dead_letter,
+            claim_idle: config.claim_idle,
+            max_attempts: config.max_attempts,
+            read_count: config.read_count,
+            block: config.block,
+            max_in_flight: config.max_in_flight,
+            drain,
             in_flight: InFlight::default(),
             counters: StreamCounters::default(),
         };

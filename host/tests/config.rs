@@ -1,0 +1,162 @@
+//! `invalidator serve`'s configuration, as `--print-config` shows it: the
+//! layers (defaults, the TOML file, `INVALIDATOR_*` variables, flags) and
+//! which wins, durations with their units, the Postgres section, and the
+//! refusals that name the offending key.
+
+use invalidator_tests::fresh_dir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_invalidator");
+
+#[test]
+fn print_config_merges_the_file_the_environment_and_the_flags() {
+    let dir = fresh_dir("config-layers");
+    let file = dir.join("serve.toml");
+    std::fs::write(
+        &file,
+        "redis = \"redis://file:1\"\n[http]\nlisten = \"127.0.0.1:1\"\ntoken = \"t\"\n[stream]\nname = \"commits\"\n",
+    )
+    .unwrap();
+    let out = print_config(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:3",
+        ],
+        &[
+            ("INVALIDATOR_HTTP__LISTEN", "127.0.0.1:2"),
+            ("INVALIDATOR_STREAM__GROUP", "env-group"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let config: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(config["redis"].as_str(), Some("redis://file:1"));
+    assert_eq!(
+        config["http"]["listen"].as_str(),
+        Some("127.0.0.1:3"),
+        "flags win"
+    );
+    assert_eq!(config["http"]["token"].as_str(), Some("(hidden)"));
+    assert_eq!(config["stream"]["group"].as_str(), Some("env-group"));
+    assert_eq!(config["stream"]["claim_idle"].as_str(), Some("30s"));
+}
+
+/// Runs `serve --print-config` with `args` and `envs`; its output.
+fn print_config(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(["serve", "--print-config"])
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn durations_are_read_with_their_units_from_every_layer() {
+    let dir = fresh_dir("config-durations");
+    let file = dir.join("serve.toml");
+    std::fs::write(
+        &file,
+        "[pipeline]\nlinger = \"5ms\"\nprune_every = \"never\"\n\
+         [pipeline.rollback]\nwindow = \"2m\"\n[sandbox]\ntime_limit = \"250ms\"\n",
+    )
+    .unwrap();
+    let out = print_config(
+        &["--config", file.to_str().unwrap(), "--time-limit", "300ms"],
+        &[("INVALIDATOR_STREAM__CLAIM_IDLE", "1m 30s")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(config["pipeline"]["linger"].as_str(), Some("5ms"));
+    assert_eq!(config["pipeline"]["prune_every"].as_str(), Some("never"));
+    assert_eq!(
+        config["pipeline"]["rollback"]["window"].as_str(),
+        Some("2m")
+    );
+    assert_eq!(config["stream"]["claim_idle"].as_str(), Some("1m 30s"));
+    assert_eq!(
+        config["sandbox"]["time_limit"].as_str(),
+        Some("300ms"),
+        "the flag wins over the file"
+    );
+}
+
+#[test]
+fn a_bad_duration_is_refused_naming_its_key() {
+    let out = print_config(&[], &[("INVALIDATOR_PIPELINE__LINGER", "5")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let lower = err.to_lowercase();
+    assert!(
+        lower.contains("pipeline.linger") && lower.contains("`5` has no unit"),
+        "{err}"
+    );
+
+    let dir = fresh_dir("config-bad-duration");
+    let file = dir.join("serve.toml");
+    std::fs::write(&file, "[sandbox]\ntime_limit = \"fast\"\n").unwrap();
+    let out = print_config(&["--config", file.to_str().unwrap()], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("sandbox.time_limit") && err.contains("fast"),
+        "{err}"
+    );
+
+    let out = print_config(&["--time-limit", "100"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--time-limit") && err.contains("100"), "{err}");
+}
+
+#[test]
+fn the_postgres_section_is_read_from_flags_and_the_environment_and_its_password_hidden() {
+    let out = print_config(
+        &[
+            "--postgres",
+            "postgres://app:s3cret@db:5432/shop",
+            "--postgres-slot",
+            "shop_cache",
+        ],
+        &[
+            ("INVALIDATOR_POSTGRES__PUBLICATION", "shop_pub"),
+            ("INVALIDATOR_POSTGRES__CONFIRM_EVERY", "250ms"),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "url = \"postgres://app:***@db:5432/shop\"",
+        "slot = \"shop_cache\"",
+        "publication = \"shop_pub\"",
+        "confirm_every = \"250ms\"",
+    ] {
+        assert!(text.contains(line), "`{line}` missing from:\n{text}");
+    }
+    assert!(!text.contains("s3cret"), "{text}");
+
+    let out = print_config(
+        &[
+            "--postgres",
+            "postgres://h/db",
+            "--postgres-slot",
+            "Bad-Slot",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("Bad-Slot"), "{err}");
+}
