@@ -703,12 +703,12 @@ fn a_batch_over_the_budget_is_rerun_commit_by_commit() {
 #[test]
 fn empty_targets_are_dropped_and_counted() {
     let set = rules(&[guests::HOSTILE]);
-    let before = set.rules()[0].metrics().empty_targets();
+    let before = set.rules()[0].counters().empty_targets();
     let o = eval(&set, &hostile_commit("empty"));
     assert!(o.failures.is_empty(), "{o:?}");
     assert_eq!(keys(&o), ["fine"]);
     assert!(patterns(&o).is_empty() && tags(&o).is_empty(), "{o:?}");
-    assert_eq!(set.rules()[0].metrics().empty_targets() - before, 3);
+    assert_eq!(set.rules()[0].counters().empty_targets() - before, 3);
 }
 
 /// What a rule writes in an error is shown escaped: a newline or an

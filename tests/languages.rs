@@ -122,7 +122,7 @@ fn python_and_js_components_import_only_the_host() {
             path.display()
         );
         // Within the default sandbox, with room to spare.
-        let peak = rule.metrics().peak_memory();
+        let peak = rule.counters().peak_memory();
         assert!(
             peak > 0 && peak < (SandboxConfig::default().memory_limit as u64) / 2,
             "{peak}"

@@ -774,7 +774,7 @@ async fn the_cache_counts_hits_and_misses_and_rejects_bad_input() {
         cache.get("k").await.unwrap().as_deref(),
         Some(&b"value"[..])
     );
-    let counts = cache.counts();
+    let counts = cache.stats();
     assert_eq!((counts.hits, counts.misses), (2, 1));
 
     let err = cache.set("inv:tag:x", b"v", None, &[]).await.unwrap_err();
@@ -1030,7 +1030,7 @@ async fn expensive_patterns_hold_nothing_up(
     // Once alone, or twice when the two commits were evaluated as one batch
     // and then again one by one.
     let over = rule
-        .metrics()
+        .counters()
         .failures_of(invalidator::rules::FailureKind::OverBudget);
     assert!((1..=2).contains(&over), "{over}");
     took

@@ -114,7 +114,7 @@ pub struct Cache {
 
 /// Hits and misses of [`Cache::get`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct CacheCounts {
+pub struct CacheStats {
     /// Reads that found a value.
     pub hits: u64,
     /// Reads that found none.
@@ -282,8 +282,8 @@ impl Cache {
     }
 
     /// Hits and misses so far.
-    pub fn counts(&self) -> CacheCounts {
-        CacheCounts {
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
             hits: self.hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
         }

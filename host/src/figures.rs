@@ -2,6 +2,13 @@
 //! description, counter or gauge) and derives from that one declaration
 //! the live atomics, the snapshot (`/v1/stats`, summaries) and what the
 //! metrics endpoint exposes ([`Figure`]). Adding a counter is one line.
+//!
+//! One vocabulary for counting, crate-wide: what an owner updates is its
+//! `…Counters` (`PipelineCounters`, `StreamCounters`, `PostgresCounters`,
+//! `RuleCounters`); their values at one moment are `…Stats`
+//! (`PipelineStats`, `StreamStats`, `PostgresStats`, `CacheStats`); what a
+//! run reports when it ends is its `…Summary` (`ApplySummary`,
+//! `ServeSummary`).
 
 /// Whether a figure only grows or also falls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

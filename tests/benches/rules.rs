@@ -249,7 +249,7 @@ fn other_languages(runtime: &Runtime) {
         let rust = LoadedRule::load(runtime, Path::new(case.wasm)).expect("rust rule loads");
         let other = LoadedRule::load(runtime, path).expect("rule loads");
         let row = |workload: &str, rust_ns: f64, other_ns: f64| {
-            let mib = other.metrics().peak_memory() as f64 / f64::from(1 << 20);
+            let mib = other.counters().peak_memory() as f64 / f64::from(1 << 20);
             println!(
                 "{:<7} {:<9} {:<25} {:>13.1}  {:>17.1}  {:>13.2}  {:>15.1} MiB",
                 case.name,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::pipeline::{Invalidator, PipelineConfig, StatsSnapshot};
+use crate::pipeline::{Invalidator, PipelineConfig, PipelineStats};
 use crate::redis::Redis;
 use crate::rules::RuleSet;
 use crate::source::{Intake, lines};
@@ -74,7 +74,7 @@ fn is_zero(n: &u64) -> bool {
 impl ApplySummary {
     /// The summary of a run with these pipeline `stats`, `malformed` input
     /// lines, and whether everything handed over was applied.
-    pub fn new(stats: &StatsSnapshot, malformed: u64, flushed: bool) -> Self {
+    pub fn new(stats: &PipelineStats, malformed: u64, flushed: bool) -> Self {
         Self {
             commits: stats.commits,
             keys: stats.keys,

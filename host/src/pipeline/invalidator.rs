@@ -13,7 +13,7 @@ use super::evaluator::{Evaluator, Published};
 use super::failures::ApplyFailure;
 use super::message::{Queued, ToEvaluator, Work};
 use super::progress::Progress;
-use super::{PipelineConfig, StatsSnapshot};
+use super::{PipelineConfig, PipelineStats};
 use crate::commit::Commit;
 use crate::rules::{Outcome, RuleSet};
 use crate::sink::Store;
@@ -240,7 +240,7 @@ impl Invalidator {
     }
 
     /// The pipeline's counters now.
-    pub fn stats(&self) -> StatsSnapshot {
+    pub fn stats(&self) -> PipelineStats {
         self.progress.stats.snapshot()
     }
 
@@ -273,7 +273,7 @@ impl Invalidator {
 
     /// Sets the shadow rules (or none): each runs beside the live rule of
     /// the same name on the same commits, its targets compared and never
-    /// applied; see [`StatsSnapshot::shadow_differences`]. They apply from
+    /// applied; see [`PipelineStats::shadow_differences`]. They apply from
     /// the next commit handed over.
     pub fn set_shadows(&self, shadows: Option<Arc<RuleSet>>) {
         if !self.control(ToEvaluator::Shadows(shadows)) {
@@ -298,7 +298,7 @@ impl Invalidator {
     }
 
     /// Applies everything handed over, then stops.
-    pub async fn shutdown(self) -> StatsSnapshot {
+    pub async fn shutdown(self) -> PipelineStats {
         self.flush().await;
         self.stats()
     }

@@ -12,11 +12,12 @@
 //!   applies it to the store, retrying with backoff until it
 //!   succeeds or Redis refuses a target for good ([`failures`]).
 //!
-//! What happened is reported in [`progress`]: the counters ([`Stats`]),
+//! What happened is reported in [`progress`]: the counters ([`PipelineCounters`]),
 //! the last commit applied, and the refusals; that is all they share.
 
 mod applier;
 mod config;
+mod counters;
 mod evaluator;
 mod failures;
 mod invalidator;
@@ -25,12 +26,11 @@ mod pending;
 mod probation;
 mod progress;
 mod shadow;
-mod stats;
 
 pub use config::{PipelineConfig, RollbackPolicy};
+pub use counters::{PipelineCounters, PipelineStats};
 pub use failures::ApplyFailure;
 pub use invalidator::{FlushError, Invalidator};
-pub use stats::{Stats, StatsSnapshot};
 
 /// What the rules decided for one commit: the answer of
 /// [`Invalidator::after_commit_answered`].

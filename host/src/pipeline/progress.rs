@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::Stats;
+use super::PipelineCounters;
 use super::failures::{ApplyFailure, Failures};
 
 /// The pipeline's reports.
 pub(crate) struct Progress {
-    pub(crate) stats: Stats,
+    pub(crate) stats: PipelineCounters,
     /// The sequence number of the last commit whose invalidations are
     /// applied; [`Invalidator::flush`](super::Invalidator::flush) waits on
     /// it.
@@ -24,7 +24,7 @@ pub(crate) struct Progress {
 impl Progress {
     pub(crate) fn new() -> Self {
         Self {
-            stats: Stats::default(),
+            stats: PipelineCounters::default(),
             applied: watch::channel(0).0,
             failures: Mutex::new(Failures::default()),
         }

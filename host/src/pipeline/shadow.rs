@@ -5,12 +5,17 @@
 use crate::commit::Commit;
 use crate::rules::RuleSet;
 
-use super::Stats;
+use super::PipelineCounters;
 
 /// Runs every shadow rule on `commits`, commit by commit, next to the live
 /// rule of the same name (or nothing, for a shadow of a new rule), and
 /// counts and logs the commits whose targets differ.
-pub(crate) fn compare(stats: &Stats, live: &RuleSet, shadows: &RuleSet, commits: &[Commit]) {
+pub(crate) fn compare(
+    stats: &PipelineCounters,
+    live: &RuleSet,
+    shadows: &RuleSet,
+    commits: &[Commit],
+) {
     for shadow in shadows.rules() {
         let shadow_set = RuleSet::new(vec![shadow.clone()]).expect("one rule, no clash");
         let live_set = live

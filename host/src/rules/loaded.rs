@@ -11,7 +11,7 @@ use wasmtime::{Store, Trap};
 use super::log_quota::LogQuota;
 use super::sandbox::Sandbox;
 use super::{
-    FailureKind, GuestError, LoadError, RuleFailure, RuleInfo, RuleMetrics, Runtime, SandboxConfig,
+    FailureKind, GuestError, LoadError, RuleCounters, RuleFailure, RuleInfo, Runtime, SandboxConfig,
 };
 use crate::bindings::types as wit;
 use crate::bindings::{Rule, RulePre};
@@ -30,7 +30,7 @@ pub struct LoadedRule {
     name: Arc<str>,
     hash: String,
     pre: RulePre<Sandbox>,
-    metrics: Arc<RuleMetrics>,
+    metrics: Arc<RuleCounters>,
     /// Its budget of log lines per minute, shared by its calls.
     logs: Arc<LogQuota>,
 }
@@ -107,7 +107,7 @@ impl LoadedRule {
             reason,
         };
         let label = path.display().to_string();
-        let metrics = Arc::<RuleMetrics>::default();
+        let metrics = Arc::<RuleCounters>::default();
         let logs = Arc::new(LogQuota::new(runtime.config().max_log_lines_per_minute));
         let mut info = sandboxed(
             runtime,
@@ -154,7 +154,7 @@ impl LoadedRule {
     }
 
     /// What this version has done since it was loaded.
-    pub fn metrics(&self) -> &RuleMetrics {
+    pub fn counters(&self) -> &RuleCounters {
         &self.metrics
     }
 
@@ -241,7 +241,7 @@ fn sandboxed<R>(
     runtime: &Runtime,
     pre: &RulePre<Sandbox>,
     rule_name: Arc<str>,
-    metrics: &RuleMetrics,
+    metrics: &RuleCounters,
     logs: &Arc<LogQuota>,
     f: impl FnOnce(&mut Store<Sandbox>, &Rule) -> wasmtime::Result<R>,
 ) -> Result<R, (FailureKind, String)> {

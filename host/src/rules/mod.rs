@@ -12,11 +12,11 @@
 
 mod compile_cache;
 mod config;
+mod counters;
 mod error;
 mod latency;
 mod loaded;
 mod log_quota;
-mod metrics;
 mod runtime;
 mod sandbox;
 mod set;
@@ -28,9 +28,9 @@ pub use compile_cache::{
     default_dir as default_compile_cache_dir,
 };
 pub use config::SandboxConfig;
+pub use counters::RuleCounters;
 pub use error::{FailureKind, LoadError, RuleFailure};
 pub use latency::RecentLatency;
 pub use loaded::{LoadedRule, content_hash};
-pub use metrics::RuleMetrics;
 pub use runtime::Runtime;
 pub use set::{Outcome, RuleSet};

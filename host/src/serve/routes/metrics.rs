@@ -200,7 +200,7 @@ pub(crate) async fn metrics(State(api): ApiState) -> Result<impl IntoResponse, A
         .rules()
         .iter()
         .map(|rule| {
-            let m = rule.metrics();
+            let m = rule.counters();
             RuleFigures {
                 name: rule.name().to_owned(),
                 version: rule.info().version.clone(),

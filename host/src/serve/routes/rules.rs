@@ -11,7 +11,7 @@ use axum::extract::State;
 
 /// One rule, as the API shows it.
 fn describe(rule: &LoadedRule) -> Value {
-    let m = rule.metrics();
+    let m = rule.counters();
     let ms = |q| m.latency().quantile(q).map(|d| d.as_secs_f64() * 1000.0);
     json!({
         "name": rule.name(),

@@ -1,4 +1,4 @@
-//! [`Stats`]: what the pipeline has done, as counters anyone can read,
+//! [`PipelineCounters`]: what the pipeline has done, as counters anyone can read,
 //! declared once with [`figures!`](crate::figures!).
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::sink::Applied;
 
 crate::figures! {
-    /// Live counters of one pipeline. Read them with [`Stats::snapshot`].
-    pub live Stats;
+    /// Live counters of one pipeline. Read them with [`PipelineCounters::snapshot`].
+    pub live PipelineCounters;
     /// The counters at one moment.
-    pub struct StatsSnapshot {
+    pub struct PipelineStats {
         /// Commits handed over.
         Counter commits,
         /// Commits run through the rules.
@@ -59,7 +59,7 @@ crate::figures! {
     }
 }
 
-impl Stats {
+impl PipelineCounters {
     pub(crate) fn handed_over(&self) {
         self.commits.fetch_add(1, Relaxed);
         self.queued.fetch_add(1, Relaxed);

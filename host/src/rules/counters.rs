@@ -1,4 +1,4 @@
-//! [`RuleMetrics`]: what one loaded rule version has done: calls, failures
+//! [`RuleCounters`]: what one loaded rule version has done: calls, failures
 //! by kind, and how long its recent calls took. Shared by every clone of the
 //! [`LoadedRule`](super::LoadedRule), so a version kept across reloads
 //! keeps its figures, and a new version starts from zero.
@@ -11,7 +11,7 @@ use super::latency::RecentLatency;
 
 /// Counters of one rule version.
 #[derive(Debug, Default)]
-pub struct RuleMetrics {
+pub struct RuleCounters {
     calls: AtomicU64,
     /// Failures by kind, in the order of [`FailureKind::ALL`].
     by_kind: [AtomicU64; FailureKind::ALL.len()],
@@ -20,7 +20,7 @@ pub struct RuleMetrics {
     latency: RecentLatency,
 }
 
-impl RuleMetrics {
+impl RuleCounters {
     pub(crate) fn record(&self, took: Duration, failed: Option<FailureKind>) {
         self.calls.fetch_add(1, Relaxed);
         if let Some(kind) = failed {
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn failures_are_counted_by_kind() {
-        let m = RuleMetrics::default();
+        let m = RuleCounters::default();
         m.record(Duration::from_millis(1), None);
         m.record(Duration::from_millis(1), Some(FailureKind::Trap));
         m.record(Duration::from_millis(1), Some(FailureKind::TimeLimit));
