@@ -21,6 +21,7 @@ mod runtime;
 mod sandbox;
 mod set;
 mod time_limit;
+mod validate;
 
 pub use crate::bindings::types::{Level, RuleError as GuestError, RuleInfo};
 pub use compile_cache::{
