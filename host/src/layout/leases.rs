@@ -110,11 +110,11 @@ pub async fn take(
     call.arg(LEASE_PREFIX).arg(token).arg(lease_ms);
     let reply: Vec<redis::Value> = redis.invoke(&call).await?;
     let state: u8 = match reply.first() {
-        Some(v) => redis::from_redis_value_ref(v).map_err(odd)?,
+        Some(v) => redis::from_redis_value_ref(v).map_err(|e| odd(redis, e))?,
         None => 0,
     };
     let value: Option<Vec<u8>> = match reply.get(1) {
-        Some(v) => Some(redis::from_redis_value_ref(v).map_err(odd)?),
+        Some(v) => Some(redis::from_redis_value_ref(v).map_err(|e| odd(redis, e))?),
         None => None,
     };
     match state {
@@ -132,8 +132,8 @@ pub async fn take(
 }
 
 /// An answer of the lease script that is not of its shape.
-fn odd(e: impl std::fmt::Display) -> RedisError {
-    RedisError::Invalid(format!("lease_take answered oddly: {e}"))
+fn odd(redis: &Redis, e: impl std::fmt::Display) -> RedisError {
+    redis.protocol_error(format!("lease_take answered oddly: {e}"))
 }
 
 /// Stores `value` under `lease` with `ttl_ms` (0: none), unless an

@@ -5,7 +5,7 @@ impl RedisError {
     /// is about the command or its key, not about the moment. `NOPERM`
     /// (the ACL forbids it), `WRONGTYPE`, `ERR` (a script error, an unknown
     /// command, a syntax error), `EXECABORT`, `NOSCRIPT` and `CROSSSLOT`
-    /// are permanent; so is a request this client cannot carry out.
+    /// are permanent.
     ///
     /// Everything else is transient and retried: the connection, timeouts,
     /// `LOADING`, `BUSY`, `OOM`, `READONLY`, `TRYAGAIN`, `CLUSTERDOWN`,
@@ -15,7 +15,6 @@ impl RedisError {
     /// up on a transient one would leave a stale key.
     pub fn is_permanent(&self) -> bool {
         match self {
-            RedisError::Invalid(_) => true,
             RedisError::Url { .. } | RedisError::Protocol { .. } => false,
             RedisError::Redis { source, .. } => {
                 let permanent = matches!(
@@ -58,9 +57,6 @@ pub enum RedisError {
         #[source]
         source: redis::RedisError,
     },
-    /// A request that cannot be carried out as given.
-    #[error("{0}")]
-    Invalid(String),
     /// Redis answered something this client did not expect.
     #[error("redis at `{endpoint}` answered unexpectedly: {reason}")]
     Protocol {
