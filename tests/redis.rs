@@ -1024,7 +1024,7 @@ async fn expensive_patterns_hold_nothing_up(
     flush(&invalidator).await;
     assert!(!present("hostile:fallback"), "the fallback applied");
     assert_eq!(count(), 22_000, "nothing else went");
-    let set = invalidator.rules();
+    let set = invalidator.rule_set();
     let rule = &set.rules()[0];
     assert_eq!(rule.name(), "hostile");
     // Once alone, or twice when the two commits were evaluated as one batch

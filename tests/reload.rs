@@ -184,7 +184,7 @@ async fn a_swap_applies_from_the_next_commit_handed_over() {
     let replaced = invalidator.swap_rules(v2.clone());
     assert_eq!(replaced.rules()[0].info().version, "1.0.0");
     assert!(
-        Arc::ptr_eq(&invalidator.rules(), &v2),
+        Arc::ptr_eq(&invalidator.rule_set(), &v2),
         "in service once it returns"
     );
     geld(2);
@@ -323,7 +323,7 @@ async fn a_new_version_failing_too_often_is_rolled_back_and_stays_refused() {
     };
     let invalidator =
         Invalidator::start(load(guests::TURNUS), Store::Memory(memory.clone()), config);
-    let version = |inv: &Invalidator| inv.rules().rules()[0].info().version.clone();
+    let version = |inv: &Invalidator| inv.rule_set().rules()[0].info().version.clone();
     let v2 = load(guests::TURNUS_V2);
     invalidator.swap_rules(v2.clone());
     assert_eq!(version(&invalidator), "2.0.0");

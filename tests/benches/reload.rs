@@ -154,7 +154,7 @@ fn swaps(label: &str, versions: [Vec<u8>; 2], table: &'static str) -> String {
         })
     };
 
-    let in_service = |inv: &Invalidator| inv.rules().rules()[0].hash().to_owned();
+    let in_service = |inv: &Invalidator| inv.rule_set().rules()[0].hash().to_owned();
     let mut latencies = Vec::with_capacity(SWAPS);
     let mut first = Vec::new();
     for swap in 1..=SWAPS {

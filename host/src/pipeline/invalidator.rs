@@ -245,7 +245,7 @@ impl Invalidator {
     }
 
     /// The rule set commits are evaluated against now.
-    pub fn rules(&self) -> Arc<RuleSet> {
+    pub fn rule_set(&self) -> Arc<RuleSet> {
         self.rules.borrow().clone()
     }
 
@@ -268,7 +268,7 @@ impl Invalidator {
             return previous;
         }
         tracing::error!("the pipeline has stopped; rules not swapped");
-        self.rules()
+        self.rule_set()
     }
 
     /// Sets the shadow rules (or none): each runs beside the live rule of

@@ -83,7 +83,7 @@ fn apply_change(invalidator: &Invalidator, postgres: Option<&PostgresHandle>, ch
     if let Some(postgres) = postgres
         && (change.set.is_some() || change.shadows.is_some())
     {
-        let rules = change.set.clone().unwrap_or_else(|| invalidator.rules());
+        let rules = change.set.clone().unwrap_or_else(|| invalidator.rule_set());
         let shadows = change.shadows.clone().or_else(|| invalidator.shadows());
         postgres.follow_rules(RuleTables::of(&rules, shadows.as_deref()));
     }
@@ -196,7 +196,7 @@ async fn start_rules(config: &ServeConfig) -> Result<Rules, ServeError> {
                 config: config.postgres.clone(),
                 retry: (config.pipeline.retry_min, config.pipeline.retry_max),
                 drain: config.shutdown_timeout,
-                tables: RuleTables::of(&invalidator.rules(), first.shadows.as_deref()),
+                tables: RuleTables::of(&invalidator.rule_set(), first.shadows.as_deref()),
             })
             .await?,
         ),

@@ -52,7 +52,7 @@ impl Service {
     /// Ready when rules are in service and the cache store answers; else
     /// what is missing.
     pub(crate) async fn ready(&self) -> Result<(), NotReady> {
-        if self.invalidator.rules().rules().is_empty() {
+        if self.invalidator.rule_set().rules().is_empty() {
             return Err(NotReady::NoRules);
         }
         if let Some(postgres) = &self.postgres {

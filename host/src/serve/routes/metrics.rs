@@ -196,7 +196,7 @@ pub(crate) async fn metrics(State(api): ApiState) -> Result<impl IntoResponse, A
     }
     let rules = service
         .invalidator
-        .rules()
+        .rule_set()
         .rules()
         .iter()
         .map(|rule| {

@@ -28,7 +28,12 @@ fn describe(rule: &LoadedRule) -> Value {
 /// `GET /v1/rules`: `{"rules": [...], "shadows": [...], "refused": N}`.
 pub(crate) async fn list(State(api): ApiState) -> Json<Value> {
     let invalidator = &api.service.invalidator;
-    let rules: Vec<Value> = invalidator.rules().rules().iter().map(describe).collect();
+    let rules: Vec<Value> = invalidator
+        .rule_set()
+        .rules()
+        .iter()
+        .map(describe)
+        .collect();
     let shadows: Vec<Value> = invalidator
         .shadows()
         .map(|s| s.rules().iter().map(describe).collect())
@@ -55,7 +60,7 @@ pub(crate) async fn reload(State(api): ApiState) -> Result<Json<Value>, ApiError
     let in_service: Vec<Value> = api
         .service
         .invalidator
-        .rules()
+        .rule_set()
         .rules()
         .iter()
         .map(describe)
