@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::pipeline::PipelineConfig;
 use crate::rules::SandboxConfig;
 use crate::source::http::HttpConfig;
-use crate::source::postgres::{PostgresConfig, redact};
+use crate::source::postgres::{PostgresConfig, PostgresProblem, redact};
 use crate::source::stream::StreamConfig;
 use crate::text_setting as text;
 
@@ -131,14 +131,75 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(Box<figment::Error>),
     /// Settings that cannot work (together).
-    #[error("{0}")]
-    Unusable(String),
+    #[error(transparent)]
+    Unusable(#[from] Unusable),
     /// An HTTP address reachable from other machines, with no token.
     #[error(transparent)]
     Exposed(#[from] crate::http::ListenError),
     /// The compile cache folder is unusable.
     #[error(transparent)]
     CompileCache(#[from] crate::rules::CacheError),
+}
+
+/// Settings that cannot work, alone or together; each message names them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unusable {
+    /// A stream with no Redis to read it from.
+    #[error("`stream.name` is set but no Redis is: set `redis` or `stream.redis` (flag `--redis`)")]
+    StreamWithoutRedis,
+    /// An empty consumer group.
+    #[error("`stream.group` is empty")]
+    EmptyGroup,
+    /// No delivery allowed.
+    #[error("`stream.max_attempts` is 0: give at least 1")]
+    NoAttempts,
+    /// Nothing could ever be read.
+    #[error("`stream.read_count` and `stream.max_in_flight` must be above 0")]
+    NoReads,
+    /// A token no request could carry.
+    #[error("`{key}` is blank: no request could ever carry it; give a real token, or none")]
+    BlankToken {
+        /// The setting.
+        key: &'static str,
+    },
+    /// A read token that would protect nothing.
+    #[error(
+        "`http.read_token` is set without `http.token`: with no token, everything is open and \
+         a read token protects nothing; set `http.token` too"
+    )]
+    ReadTokenAlone,
+    /// An HTTP bound of zero.
+    #[error(
+        "`http.max_connections`, `http.header_timeout` and `http.body_timeout` must be above 0"
+    )]
+    NoHttpBound,
+    /// The `[postgres]` section.
+    #[error(transparent)]
+    Postgres(PostgresProblem),
+    /// A call budget of zero.
+    #[error("`sandbox.{name}` is 0: every rule call would fail; give a budget above 0")]
+    NoBudget {
+        /// The budget's name in `[sandbox]`.
+        name: &'static str,
+    },
+    /// A failure rate that is no fraction.
+    #[error("`pipeline.rollback.max_failure_rate` is {rate}: give a fraction from 0 to 1")]
+    FailureRate {
+        /// The rate given.
+        rate: f64,
+    },
+    /// Retry delays that cannot work.
+    #[error(
+        "`pipeline.retry_min` ({}) must be above zero and at most `pipeline.retry_max` ({})",
+        humantime::format_duration(*.min),
+        humantime::format_duration(*.max)
+    )]
+    Retry {
+        /// `retry_min`.
+        min: Duration,
+        /// `retry_max`.
+        max: Duration,
+    },
 }
 
 impl ServeConfig {
@@ -177,63 +238,10 @@ impl ServeConfig {
 
     /// Rejects settings that cannot work together, naming them.
     fn check(&self) -> Result<(), ConfigError> {
-        let unusable = |m: String| Err(ConfigError::Unusable(m));
-        if self.stream.name.is_some() && self.stream_redis().is_none() {
-            return unusable(
-                "`stream.name` is set but no Redis is: set `redis` or `stream.redis` \
-                 (flag `--redis`)"
-                    .to_owned(),
-            );
-        }
-        if self.stream.group.is_empty() {
-            return unusable("`stream.group` is empty".to_owned());
-        }
-        if self.stream.max_attempts == 0 {
-            return unusable("`stream.max_attempts` is 0: give at least 1".to_owned());
-        }
-        if self.stream.read_count == 0 || self.stream.max_in_flight == 0 {
-            return unusable(
-                "`stream.read_count` and `stream.max_in_flight` must be above 0".to_owned(),
-            );
-        }
-        for (key, token) in [
-            ("http.token", &self.http.token),
-            ("http.read_token", &self.http.read_token),
-        ] {
-            if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-                return unusable(format!(
-                    "`{key}` is blank: no request could ever carry it; give a real token, or none"
-                ));
-            }
-        }
-        if self.http.read_token.is_some() && self.http.token.is_none() {
-            return unusable(
-                "`http.read_token` is set without `http.token`: with no token, everything is \
-                 open and a read token protects nothing; set `http.token` too"
-                    .to_owned(),
-            );
-        }
-        if self.http.max_connections == 0
-            || self.http.header_timeout.is_zero()
-            || self.http.body_timeout.is_zero()
-        {
-            return unusable(
-                "`http.max_connections`, `http.header_timeout` and `http.body_timeout` must be \
-                 above 0"
-                    .to_owned(),
-            );
-        }
-        if let Some(addr) = self.http.listen.as_deref().and_then(|l| l.parse().ok()) {
-            crate::http::check_exposure(addr, self.http.token.as_deref())?;
-            if let Some(read) = self.http.read_token.as_deref() {
-                crate::http::check_exposure(addr, Some(read))?;
-            }
-        }
+        self.check_stream()?;
+        self.check_http()?;
         if let Some(problem) = self.postgres.problem() {
-            return unusable(problem);
-        }
-        if self.http.token.as_deref() == Some("") {
-            return unusable("`http.token` is empty: give a token, or none".to_owned());
+            return Err(Unusable::Postgres(problem).into());
         }
         let sandbox = &self.sandbox;
         for (name, value) in [
@@ -242,26 +250,64 @@ impl ServeConfig {
             ("max_target_len", sandbox.max_target_len),
         ] {
             if value == 0 {
-                return unusable(format!(
-                    "`sandbox.{name}` is 0: every rule call would fail; give a budget above 0"
-                ));
+                return Err(Unusable::NoBudget { name }.into());
             }
         }
         if let Some(rollback) = &self.pipeline.rollback {
             let rate = rollback.max_failure_rate;
             if !(0.0..=1.0).contains(&rate) {
-                return unusable(format!(
-                    "`pipeline.rollback.max_failure_rate` is {rate}: give a fraction from 0 to 1"
-                ));
+                return Err(Unusable::FailureRate { rate }.into());
             }
         }
-        if self.pipeline.retry_min.is_zero() || self.pipeline.retry_min > self.pipeline.retry_max {
-            return unusable(format!(
-                "`pipeline.retry_min` ({}) must be above zero and at most `pipeline.retry_max` \
-                 ({})",
-                humantime::format_duration(self.pipeline.retry_min),
-                humantime::format_duration(self.pipeline.retry_max)
-            ));
+        let (min, max) = (self.pipeline.retry_min, self.pipeline.retry_max);
+        if min.is_zero() || min > max {
+            return Err(Unusable::Retry { min, max }.into());
+        }
+        Ok(())
+    }
+
+    /// The `[stream]` section's settings, with the Redis it needs.
+    fn check_stream(&self) -> Result<(), Unusable> {
+        let stream = &self.stream;
+        if stream.name.is_some() && self.stream_redis().is_none() {
+            return Err(Unusable::StreamWithoutRedis);
+        }
+        if stream.group.is_empty() {
+            return Err(Unusable::EmptyGroup);
+        }
+        if stream.max_attempts == 0 {
+            return Err(Unusable::NoAttempts);
+        }
+        if stream.read_count == 0 || stream.max_in_flight == 0 {
+            return Err(Unusable::NoReads);
+        }
+        Ok(())
+    }
+
+    /// The `[http]` section's settings: tokens fit to carry, bounds above
+    /// zero, and a token worth the name beyond this machine.
+    fn check_http(&self) -> Result<(), ConfigError> {
+        let http = &self.http;
+        for (key, token) in [
+            ("http.token", &http.token),
+            ("http.read_token", &http.read_token),
+        ] {
+            if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                return Err(Unusable::BlankToken { key }.into());
+            }
+        }
+        if http.read_token.is_some() && http.token.is_none() {
+            return Err(Unusable::ReadTokenAlone.into());
+        }
+        if http.max_connections == 0 || http.header_timeout.is_zero() || http.body_timeout.is_zero()
+        {
+            return Err(Unusable::NoHttpBound.into());
+        }
+        if let Some(addr) = http.listen.as_deref().and_then(|l| l.parse().ok()) {
+            crate::http::check_exposure(addr, http.token.as_deref())?;
+            if let Some(read) = http.read_token.as_deref() {
+                crate::http::check_exposure(addr, Some(read))?;
+            }
         }
         Ok(())
     }

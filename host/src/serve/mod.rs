@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 pub use crate::source::http::HttpConfig;
 pub use crate::source::postgres::{PostgresConfig, PostgresStats};
 pub use crate::source::stream::{StreamConfig, StreamStats};
-pub use config::{ConfigError, ENV_PREFIX, LogFormat, ServeConfig};
+pub use config::{ConfigError, ENV_PREFIX, LogFormat, ServeConfig, Unusable};
 pub use service::NotReady;
 
 use crate::batch::replay::ApplySummary;

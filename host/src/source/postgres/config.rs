@@ -64,14 +64,14 @@ impl Default for PostgresConfig {
 
 impl PostgresConfig {
     /// What cannot work, naming the setting; `None` when usable.
-    pub fn problem(&self) -> Option<String> {
+    pub fn problem(&self) -> Option<PostgresProblem> {
         let url = self.url.as_deref()?;
         if url.trim().is_empty() {
-            return Some("`postgres.url` is empty: give a database address, or none".into());
+            return Some(PostgresProblem::EmptyUrl);
         }
         for (name, value) in [("publication", &self.publication), ("slot", &self.slot)] {
             if value.is_empty() {
-                return Some(format!("`postgres.{name}` is empty"));
+                return Some(PostgresProblem::EmptyName { name });
             }
         }
         // Slot names are restricted by Postgres itself; saying so here beats
@@ -81,21 +81,44 @@ impl PostgresConfig {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         {
-            return Some(format!(
-                "`postgres.slot` `{}` is not a slot name: use lower-case letters, digits and `_`",
-                self.slot
-            ));
+            return Some(PostgresProblem::BadSlot {
+                slot: self.slot.clone(),
+            });
         }
         if self.max_in_flight == 0 {
-            return Some("`postgres.max_in_flight` is 0: give at least 1".into());
+            return Some(PostgresProblem::NoInFlight);
         }
         if self.confirm_every.is_zero() || self.stats_every.is_zero() {
-            return Some(
-                "`postgres.confirm_every` and `postgres.stats_every` must be above 0".into(),
-            );
+            return Some(PostgresProblem::NoInterval);
         }
         None
     }
+}
+
+/// Why a `[postgres]` section cannot work; each names its setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostgresProblem {
+    /// `url` is blank.
+    #[error("`postgres.url` is empty: give a database address, or none")]
+    EmptyUrl,
+    /// `publication` or `slot` is empty.
+    #[error("`postgres.{name}` is empty")]
+    EmptyName {
+        /// Which.
+        name: &'static str,
+    },
+    /// A slot name Postgres would refuse.
+    #[error("`postgres.slot` `{slot}` is not a slot name: use lower-case letters, digits and `_`")]
+    BadSlot {
+        /// The name given.
+        slot: String,
+    },
+    /// `max_in_flight` is 0.
+    #[error("`postgres.max_in_flight` is 0: give at least 1")]
+    NoInFlight,
+    /// An interval of zero.
+    #[error("`postgres.confirm_every` and `postgres.stats_every` must be above 0")]
+    NoInterval,
 }
 
 /// `url` with the parameter that makes libpq open a logical replication
@@ -179,7 +202,7 @@ mod tests {
                 ..PostgresConfig::default()
             };
             f(&mut c);
-            c.problem()
+            c.problem().map(|p| p.to_string())
         };
         assert_eq!(config(|_| {}), None);
         assert!(

@@ -48,7 +48,7 @@ use pg_walstream::{
 use tokio::sync::{Mutex, Notify, watch};
 
 pub use catalog::SlotInfo;
-pub use config::{PostgresConfig, redact};
+pub use config::{PostgresConfig, PostgresProblem, redact};
 pub use error::PostgresError;
 pub use tables::{RuleTables, TableName};
 
