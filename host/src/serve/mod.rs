@@ -190,18 +190,7 @@ async fn start_rules(config: &ServeConfig) -> Result<Rules, ServeError> {
     let rules = first_rules(&first, &dir);
     let cache = Cache::with_store(store.clone());
     let invalidator = Arc::new(Invalidator::start(rules, store, config.pipeline.clone()));
-    let postgres = match &config.postgres.url {
-        Some(_) => Some(
-            PostgresSource::prepare(PostgresSettings {
-                config: config.postgres.clone(),
-                retry: (config.pipeline.retry_min, config.pipeline.retry_max),
-                drain: config.shutdown_timeout,
-                tables: RuleTables::of(&invalidator.rule_set(), first.shadows.as_deref()),
-            })
-            .await?,
-        ),
-        None => None,
-    };
+    let postgres = prepare_postgres(config, &invalidator, &first).await?;
     invalidator.set_shadows(first.shadows.clone());
     let reloader = {
         let invalidator = invalidator.clone();
@@ -220,6 +209,26 @@ async fn start_rules(config: &ServeConfig) -> Result<Rules, ServeError> {
         postgres,
         refused_at_start: first.rejected.len() as u64,
     })
+}
+
+/// The Postgres source, when `config` names a database: its publication
+/// names the tables of the rules the first look found, shadows included.
+async fn prepare_postgres(
+    config: &ServeConfig,
+    invalidator: &Invalidator,
+    first: &Refresh,
+) -> Result<Option<PostgresSource>, ServeError> {
+    if config.postgres.url.is_none() {
+        return Ok(None);
+    }
+    let source = PostgresSource::prepare(PostgresSettings {
+        config: config.postgres.clone(),
+        retry: (config.pipeline.retry_min, config.pipeline.retry_max),
+        drain: config.shutdown_timeout,
+        tables: RuleTables::of(&invalidator.rule_set(), first.shadows.as_deref()),
+    })
+    .await?;
+    Ok(Some(source))
 }
 
 /// The rule set the first look at the folder found, logged file by file.
