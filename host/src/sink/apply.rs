@@ -80,34 +80,54 @@ pub async fn apply(
     targets: &mut TargetSet,
     applied: &mut Applied,
 ) -> Result<(), RedisError> {
-    if !targets.keys.is_empty() {
-        let keys: Vec<String> = targets.keys.iter().cloned().collect();
-        match redis.unlink(&keys).await {
-            Ok(deleted) => applied.deleted += deleted,
-            // One refused key fails the whole pipelined batch: find which,
-            // one key at a time (only ever on this path), so that the rest
-            // are still deleted.
-            Err(e) if e.is_permanent() => {
-                for key in &keys {
-                    match redis.unlink(std::slice::from_ref(key)).await {
-                        Ok(deleted) => applied.deleted += deleted,
-                        Err(e) if e.is_permanent() => {
-                            give_up(applied, Target::Key(key.clone()), &e);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    targets.keys.remove(key);
-                    applied.keys += 1;
-                }
-            }
-            Err(e) => return Err(e),
-        }
-        applied.keys += targets.keys.len() as u64;
-        targets.keys.clear();
+    apply_keys(redis, targets, applied).await?;
+    apply_tags(redis, targets, applied).await?;
+    apply_patterns(redis, targets, applied).await
+}
+
+/// Exact keys: one pipelined `UNLINK` for all of them.
+async fn apply_keys(
+    redis: &Redis,
+    targets: &mut TargetSet,
+    applied: &mut Applied,
+) -> Result<(), RedisError> {
+    if targets.keys.is_empty() {
+        return Ok(());
     }
-    // Tags go a group at a time, their scripts pipelined on the
-    // connection: one round trip per tag would make a commit that names a
-    // tag cost a round trip of its own.
+    let keys: Vec<String> = targets.keys.iter().cloned().collect();
+    match redis.unlink(&keys).await {
+        Ok(deleted) => applied.deleted += deleted,
+        // One refused key fails the whole pipelined batch: find which,
+        // one key at a time (only ever on this path), so that the rest
+        // are still deleted.
+        Err(e) if e.is_permanent() => {
+            for key in &keys {
+                match redis.unlink(std::slice::from_ref(key)).await {
+                    Ok(deleted) => applied.deleted += deleted,
+                    Err(e) if e.is_permanent() => {
+                        give_up(applied, Target::Key(key.clone()), &e);
+                    }
+                    Err(e) => return Err(e),
+                }
+                targets.keys.remove(key);
+                applied.keys += 1;
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    applied.keys += targets.keys.len() as u64;
+    targets.keys.clear();
+    Ok(())
+}
+
+/// Tags, a group at a time, their scripts pipelined on the connection:
+/// one round trip per tag would make a commit that names a tag cost a
+/// round trip of its own.
+async fn apply_tags(
+    redis: &Redis,
+    targets: &mut TargetSet,
+    applied: &mut Applied,
+) -> Result<(), RedisError> {
     let tags: Vec<String> = targets.tags.iter().cloned().collect();
     for group in tags.chunks(TAGS_IN_FLIGHT) {
         let results =
@@ -133,23 +153,33 @@ pub async fn apply(
             return Err(e);
         }
     }
-    if !targets.patterns.is_empty() {
-        let patterns = PatternSet::new(&targets.patterns);
-        match sweep::sweep(redis, &patterns).await {
-            Ok(swept) => applied.deleted += swept.deleted,
-            // The sweep is one pass for all the patterns: a refusal (say
-            // `SCAN` or `UNLINK` forbidden) refuses them all.
-            Err(e) if e.is_permanent() => {
-                for pattern in &targets.patterns {
-                    give_up(applied, Target::Pattern(pattern.clone()), &e);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-        applied.patterns += patterns.len() as u64;
-        applied.sweeps += 1;
-        drop(mem::take(&mut targets.patterns));
+    Ok(())
+}
+
+/// Patterns: one sweep of the keyspace for all of them.
+async fn apply_patterns(
+    redis: &Redis,
+    targets: &mut TargetSet,
+    applied: &mut Applied,
+) -> Result<(), RedisError> {
+    if targets.patterns.is_empty() {
+        return Ok(());
     }
+    let patterns = PatternSet::new(&targets.patterns);
+    match sweep::sweep(redis, &patterns).await {
+        Ok(swept) => applied.deleted += swept.deleted,
+        // The sweep is one pass for all the patterns: a refusal (say
+        // `SCAN` or `UNLINK` forbidden) refuses them all.
+        Err(e) if e.is_permanent() => {
+            for pattern in &targets.patterns {
+                give_up(applied, Target::Pattern(pattern.clone()), &e);
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    applied.patterns += patterns.len() as u64;
+    applied.sweeps += 1;
+    drop(mem::take(&mut targets.patterns));
     Ok(())
 }
 
