@@ -52,6 +52,15 @@ impl TargetSet {
         };
     }
 
+    /// Removes one target, if it is there.
+    pub fn remove(&mut self, target: &Target) {
+        match target {
+            Target::Key(k) => self.keys.remove(k),
+            Target::Pattern(p) => self.patterns.remove(p),
+            Target::Tag(t) => self.tags.remove(t),
+        };
+    }
+
     /// Adds every target of another set.
     pub fn merge(&mut self, other: TargetSet) {
         self.keys.extend(other.keys);

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use invalidator::redis::{Redis, RedisConfig};
+use invalidator::redis::{Redis, RedisConfig, TlsFiles};
 use invalidator::rules::{
     LoadError, Runtime, SandboxConfig, check_compile_cache_outside, default_compile_cache_dir,
 };
@@ -150,10 +150,21 @@ pub(crate) struct ServeArgs {
     /// The folder of rule `.wasm` files to watch [default: rules].
     #[arg(long, value_name = "DIR")]
     pub(crate) rules: Option<PathBuf>,
-    /// `redis://...` or `redis+cluster://...`; without it, an in-process
+    /// `redis://...`, `rediss://...`, `redis+cluster://...` or
+    /// `redis+sentinel://HOST:PORT[,...]/MASTER`; without it, an in-process
     /// store.
     #[arg(long, value_name = "URL")]
     pub(crate) redis: Option<String>,
+    #[command(flatten)]
+    pub(crate) redis_tls: RedisTlsArgs,
+    /// Replicas that must acknowledge each batch's deletes (`WAIT`) before
+    /// it counts as applied [default: 0].
+    #[arg(long, value_name = "N")]
+    pub(crate) redis_replicas: Option<u32>,
+    /// How far back applied invalidations are kept to apply again on a new
+    /// primary after a failover, e.g. `2m`; `0s` keeps none [default: 1m].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) redis_replay_window: Option<Duration>,
     /// Commits, one JSON object per line; `-` for standard input [default:
     /// `-` when there is no `--listen`, `--stream` or `--postgres`].
     #[arg(long, value_name = "FILE")]
@@ -205,6 +216,7 @@ impl ServeArgs {
         let mut stream = serde_json::Map::new();
         let mut sandbox = serde_json::Map::new();
         let mut postgres = serde_json::Map::new();
+        let mut redis = serde_json::Map::new();
         let set = |map: &mut serde_json::Map<String, serde_json::Value>,
                    key: &str,
                    value: Option<serde_json::Value>| {
@@ -215,7 +227,17 @@ impl ServeArgs {
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string().into());
         let text = |t: &Option<String>| t.clone().map(Into::into);
         set(&mut top, "rules", path(&self.rules));
-        set(&mut top, "redis", text(&self.redis));
+        set(&mut redis, "url", text(&self.redis));
+        set(&mut redis, "tls_ca", path(&self.redis_tls.redis_tls_ca));
+        set(&mut redis, "tls_cert", path(&self.redis_tls.redis_tls_cert));
+        set(&mut redis, "tls_key", path(&self.redis_tls.redis_tls_key));
+        set(&mut redis, "replicas", self.redis_replicas.map(Into::into));
+        set(
+            &mut redis,
+            "replay_window",
+            self.redis_replay_window
+                .map(|d| humantime::format_duration(d).to_string().into()),
+        );
         set(&mut top, "events", path(&self.events));
         set(&mut top, "compile_cache", path(&self.compile_cache));
         set(
@@ -247,6 +269,7 @@ impl ServeArgs {
             self.memory_limit_mib.map(Into::into),
         );
         for (name, section) in [
+            ("redis", redis),
             ("http", http),
             ("stream", stream),
             ("postgres", postgres),
@@ -328,18 +351,55 @@ pub(crate) enum CacheCommand {
     },
 }
 
-/// Where Redis is.
+/// Where Redis is, and how to reach it.
 #[derive(Args)]
 pub(crate) struct RedisArgs {
-    /// `redis://host:port[/db]` for one node, or
-    /// `redis+cluster://host:port[,host:port...]` for a cluster.
+    /// `redis://host:port[/db]` (`rediss://` over TLS) for one node,
+    /// `redis+cluster://host:port[,host:port...]` for a cluster,
+    /// `redis+sentinel://host:port[,host:port...]/MASTER` for the primary
+    /// sentinels name.
     #[arg(long, value_name = "URL")]
     pub(crate) redis: String,
+    #[command(flatten)]
+    pub(crate) tls: RedisTlsArgs,
+    /// Replicas that must acknowledge the deletes (`WAIT`) before they
+    /// count as applied.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) redis_replicas: u32,
 }
 
 impl RedisArgs {
     pub(crate) fn open(&self) -> anyhow::Result<Redis> {
-        Ok(Redis::open(&self.redis, RedisConfig::default())?)
+        let config = RedisConfig {
+            tls: self.tls.files(),
+            replicas: self.redis_replicas,
+            ..RedisConfig::default()
+        };
+        Ok(Redis::open(&self.redis, config)?)
+    }
+}
+
+/// The PEM files of a TLS connection to Redis.
+#[derive(Args)]
+pub(crate) struct RedisTlsArgs {
+    /// Trust these certificate authorities (PEM) instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) redis_tls_ca: Option<PathBuf>,
+    /// Present this client certificate (PEM), for mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "redis_tls_key")]
+    pub(crate) redis_tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "redis_tls_cert")]
+    pub(crate) redis_tls_key: Option<PathBuf>,
+}
+
+impl RedisTlsArgs {
+    fn files(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.redis_tls_ca.clone(),
+            cert: self.redis_tls_cert.clone(),
+            key: self.redis_tls_key.clone(),
+        }
     }
 }
 

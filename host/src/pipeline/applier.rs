@@ -7,9 +7,14 @@
 //! arrives are applied at once, so that a commit that needs no sweep is
 //! not held up by one that does; its commits are marked applied after the
 //! sweep, in order, and its patterns wait for the next sweep.
+//!
+//! After a failover, what was applied over the replay window is applied
+//! again on the new primary before anything else ([`ReplayLog`]). The
+//! applier looks for a new primary before each batch, at most once per
+//! [`LOOK_EVERY`], and as often while idle with something to replay.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -18,14 +23,25 @@ use super::failures::ApplyFailure;
 use super::message::Evaluated;
 use super::pending::Pending;
 use super::progress::Progress;
+use super::replay::ReplayLog;
+use crate::redis::{PrimaryChange, RedisError};
 use crate::retry::Backoff;
 use crate::rules::RuleSet;
 use crate::sink::{Applied, Store};
 use crate::targets::TargetSet;
 
+/// How often the applier asks who the primaries are, busy or idle.
+pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(1);
+
 /// The applier's state, all of it its own.
 pub(crate) struct Applier {
     pending: Pending,
+    /// What was applied over the replay window.
+    replay: ReplayLog,
+    /// When the primaries were last looked at.
+    looked: Instant,
+    /// Since when replicas have fallen short, while they do.
+    unreplicated_since: Option<Instant>,
     /// The rule set of the latest batch, whose fallback stands in for the
     /// pending work when it outgrows its bound.
     rules: Option<Arc<RuleSet>>,
@@ -42,8 +58,12 @@ impl Applier {
         progress: Arc<Progress>,
         inbox: mpsc::UnboundedReceiver<Evaluated>,
     ) -> Self {
+        let window = store.replay_window();
         Self {
             pending: Pending::default(),
+            replay: ReplayLog::new(window, config.max_pending),
+            looked: Instant::now(),
+            unreplicated_since: None,
             rules: None,
             store,
             config,
@@ -61,34 +81,157 @@ impl Applier {
             while let Ok(evaluated) = self.inbox.try_recv() {
                 self.merge(evaluated);
             }
+            self.follow_primary(&mut backoff).await;
             let Some((mut targets, seq)) = self.pending.take(self.progress.applied()) else {
-                match self.inbox.recv().await {
-                    Some(evaluated) => self.merge(evaluated),
-                    None => return,
+                if !self.idle().await {
+                    return;
                 }
                 continue;
             };
             self.progress.stats.set_pending(0);
+            let batch = self.replay.enabled().then(|| targets.clone());
             match self.apply(&mut targets, seq).await {
                 Ok(()) => {
                     backoff.reset();
+                    self.replicated();
+                    if let Some(batch) = batch {
+                        self.remember(batch);
+                    }
                     self.progress.applied.send_replace(seq);
                 }
                 Err(error) => {
                     self.progress.stats.failed_and_retrying();
                     let delay = backoff.next_delay();
-                    tracing::warn!(
-                        %error,
-                        remaining = targets.len(),
-                        retry_in_ms = delay.as_millis() as u64,
-                        "applying invalidations failed; they stay pending and will be retried"
-                    );
+                    if let RedisError::Unreplicated { .. } = error {
+                        self.unreplicated(&error);
+                    } else {
+                        tracing::warn!(
+                            %error,
+                            remaining = targets.len(),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "applying invalidations failed; they stay pending and will be retried"
+                        );
+                    }
                     // Back into the pending work, where they merge with what
                     // arrived meanwhile and count against the bound.
                     self.put(targets, seq, false);
                     self.wait(delay).await;
+                    // A failed batch is the likeliest sign of a failover.
+                    self.looked = Instant::now() - LOOK_EVERY;
                 }
             }
+        }
+    }
+
+    /// Waits for work while nothing is pending, looking for a new primary
+    /// every [`LOOK_EVERY`] while something could need replaying. False
+    /// once the evaluator is gone.
+    async fn idle(&mut self) -> bool {
+        loop {
+            let watch = !self.replay.is_empty();
+            tokio::select! {
+                evaluated = self.inbox.recv() => match evaluated {
+                    Some(evaluated) => {
+                        self.merge(evaluated);
+                        return true;
+                    }
+                    None => return false,
+                },
+                () = tokio::time::sleep(LOOK_EVERY), if watch => {
+                    let mut backoff = Backoff::new(self.config.retry_min, self.config.retry_max);
+                    self.follow_primary(&mut backoff).await;
+                }
+            }
+        }
+    }
+
+    /// Looks, at most once per [`LOOK_EVERY`] (or at once when the handle
+    /// noticed a new primary by itself), whether the primary changed; if
+    /// it did, applies the replay log on the new one first.
+    async fn follow_primary(&mut self, backoff: &mut Backoff) {
+        if !self.replay.enabled() {
+            return;
+        }
+        let mut change = self.store.take_primary_change();
+        if change.is_none() && self.looked.elapsed() >= LOOK_EVERY {
+            self.looked = Instant::now();
+            if let Err(error) = self.store.check_primaries().await {
+                // The batch that follows meets the same trouble, and
+                // retries it; nothing to add here.
+                tracing::debug!(%error, "could not look at the primaries");
+            }
+            change = self.store.take_primary_change();
+        }
+        if let Some(change) = change {
+            self.replay_on(change, backoff).await;
+        }
+    }
+
+    /// Applies everything in the replay window on the new primary,
+    /// retrying with backoff (and taking in work meanwhile) until it is.
+    async fn replay_on(&mut self, change: PrimaryChange, backoff: &mut Backoff) {
+        let mut targets = self.replay.targets();
+        let total = targets.len();
+        self.progress.stats.replayed(total);
+        tracing::warn!(
+            old = %change.old,
+            new = %change.new,
+            targets = total,
+            "the redis primary changed: applying again the invalidations of the replay window"
+        );
+        loop {
+            let mut applied = crate::sink::Applied::default();
+            match self.store.apply(&mut targets, &mut applied).await {
+                Ok(()) => {
+                    backoff.reset();
+                    tracing::info!(new = %change.new, targets = total, "replay applied");
+                    return;
+                }
+                Err(error) => {
+                    self.progress.stats.failed_and_retrying();
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, remaining = targets.len(),
+                        retry_in_ms = delay.as_millis() as u64,
+                        "replaying invalidations on the new primary failed; retrying");
+                    self.wait(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Keeps an applied batch for the replay window.
+    fn remember(&mut self, batch: TargetSet) {
+        let rules = &self.rules;
+        let fallback = || match rules {
+            Some(rules) => rules.fallback().prefixed(&self.config.key_prefix),
+            None => [crate::targets::Target::Pattern("*".to_owned())]
+                .into_iter()
+                .collect(),
+        };
+        self.replay.record(batch, fallback);
+    }
+
+    /// Replicas fell short: counted every time, logged once per outage,
+    /// and reported to readiness until they catch up.
+    fn unreplicated(&mut self, error: &RedisError) {
+        self.progress.stats.unreplicated();
+        self.progress.set_unreplicated(Some(error.to_string()));
+        if self.unreplicated_since.is_none() {
+            self.unreplicated_since = Some(Instant::now());
+            tracing::warn!(%error,
+                "replicas did not acknowledge the deletes: the batch stays unconfirmed and is \
+                 applied again until they do (logged once until they catch up)");
+        }
+    }
+
+    /// Replicas acknowledge (again).
+    fn replicated(&mut self) {
+        if let Some(since) = self.unreplicated_since.take() {
+            self.progress.set_unreplicated(None);
+            tracing::info!(
+                after_ms = since.elapsed().as_millis() as u64,
+                "replicas acknowledge the deletes again"
+            );
         }
     }
 
@@ -177,8 +320,12 @@ impl Applier {
             return;
         }
         let mut applied = Applied::default();
+        let batch = self.replay.enabled().then(|| now.clone());
         let result = self.store.apply(&mut now, &mut applied).await;
         self.record(applied, sweeping + 1, self.pending.seq());
+        if let (Ok(()), Some(batch)) = (&result, batch) {
+            self.remember(batch);
+        }
         if let Err(error) = result {
             tracing::warn!(%error, remaining = now.len(),
                 "applying invalidations beside a sweep failed; they stay pending");

@@ -40,6 +40,14 @@ crate::figures! {
         /// Commits of the batches that had such a target: reported to their
         /// source (an HTTP error, a dead-lettered stream entry).
         Counter failed_commits,
+        /// Batches whose deletes fewer replicas acknowledged than asked
+        /// (`--redis-replicas`): left unconfirmed and applied again.
+        Counter unreplicated,
+        /// Times the invalidations of the replay window were applied again
+        /// on a new primary after a failover.
+        Counter replays,
+        /// Targets applied again by those replays.
+        Counter replayed_targets,
         /// Times the pending work outgrew its bound and collapsed into the
         /// rules' fallback targets.
         Counter collapses,
@@ -90,6 +98,15 @@ impl PipelineCounters {
     pub(crate) fn failed_and_retrying(&self) {
         self.errors.fetch_add(1, Relaxed);
         self.retries.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn unreplicated(&self) {
+        self.unreplicated.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn replayed(&self, targets: usize) {
+        self.replays.fetch_add(1, Relaxed);
+        self.replayed_targets.fetch_add(targets as u64, Relaxed);
     }
 
     pub(crate) fn swapped(&self) {

@@ -244,6 +244,12 @@ impl Invalidator {
         self.progress.stats.snapshot()
     }
 
+    /// Why applied invalidations are not confirmed, while fewer replicas
+    /// acknowledge them than asked; `None` otherwise.
+    pub fn unreplicated(&self) -> Option<String> {
+        self.progress.unreplicated()
+    }
+
     /// The rule set commits are evaluated against now.
     pub fn rule_set(&self) -> Arc<RuleSet> {
         self.rules.borrow().clone()

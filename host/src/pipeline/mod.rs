@@ -10,7 +10,9 @@
 //!   their targets on;
 //! - one task, the [`applier`], owns the pending work ([`pending`]) and
 //!   applies it to the store, retrying with backoff until it
-//!   succeeds or Redis refuses a target for good ([`failures`]).
+//!   succeeds or Redis refuses a target for good ([`failures`]); it
+//!   keeps what it applied lately ([`replay`]) and applies it again on a
+//!   new primary after a failover.
 //!
 //! What happened is reported in [`progress`]: the counters ([`PipelineCounters`]),
 //! the last commit applied, and the refusals; that is all they share.
@@ -25,6 +27,7 @@ mod message;
 mod pending;
 mod probation;
 mod progress;
+mod replay;
 mod shadow;
 
 pub use config::{PipelineConfig, RollbackPolicy};

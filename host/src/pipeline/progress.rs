@@ -19,6 +19,8 @@ pub(crate) struct Progress {
     pub(crate) applied: watch::Sender<u64>,
     /// Batches Redis refused targets of for good.
     failures: Mutex<Failures>,
+    /// Why the last batch is unconfirmed, while replicas fall short.
+    unreplicated: Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -27,6 +29,7 @@ impl Progress {
             stats: PipelineCounters::default(),
             applied: watch::channel(0).0,
             failures: Mutex::new(Failures::default()),
+            unreplicated: Mutex::new(None),
         }
     }
 
@@ -38,6 +41,16 @@ impl Progress {
     /// The failure of the batch that applied commit `seq`, if it had one.
     pub(crate) fn failure(&self, seq: u64) -> Option<Arc<ApplyFailure>> {
         self.failures.lock().expect("failures lock").of(seq)
+    }
+
+    /// Notes that replicas fall short, and why (`None`: they caught up).
+    pub(crate) fn set_unreplicated(&self, why: Option<String>) {
+        *self.unreplicated.lock().expect("unreplicated lock") = why;
+    }
+
+    /// Why invalidations are not confirmed, while replicas fall short.
+    pub(crate) fn unreplicated(&self) -> Option<String> {
+        self.unreplicated.lock().expect("unreplicated lock").clone()
     }
 
     /// The last commit applied.

@@ -1,5 +1,6 @@
-//! [`Redis`]: one handle on a Redis deployment, single node or cluster,
-//! that reconnects by itself.
+//! [`Redis`]: one handle on a Redis deployment, single node, cluster or
+//! primary found through sentinels, that reconnects by itself, notices a
+//! new primary, and waits for replicas when asked to.
 //!
 //! The handle connects lazily and forgets a connection as soon as it fails
 //! at the connection level (refused, dropped, timed out), so the next call
@@ -16,26 +17,12 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, ScriptInvocation, ToRedisArgs};
 
-use super::{Endpoint, RedisError};
+use redis::TlsCertificates;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 
-/// Timeouts for talking to Redis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RedisConfig {
-    /// How long to wait for a connection. Default 1 s.
-    pub connect_timeout: Duration,
-    /// How long to wait for an answer: a slower Redis counts as failed and
-    /// the work is retried. Default 2 s.
-    pub response_timeout: Duration,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(2),
-        }
-    }
-}
+use super::primary::{self, Primaries};
+use super::replicas::{Marks, Written};
+use super::{Endpoint, PrimaryChange, RedisConfig, RedisError, SentinelEndpoint, tls};
 
 /// One Redis server of a deployment: a single node, or a cluster primary.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -70,34 +57,62 @@ enum Conn {
 }
 
 /// A Redis deployment, reached through one multiplexed connection (single
-/// node) or one cluster connection (which keeps one per node and routes
-/// each key to its slot).
+/// node, or the primary sentinels name) or one cluster connection (which
+/// keeps one per node and routes each key to its slot).
 pub struct Redis {
     endpoint: Endpoint,
     config: RedisConfig,
+    certificates: Option<TlsCertificates>,
+    /// Asks the sentinels for the primary; `None` unless the endpoint is
+    /// a sentinel one.
+    sentinel: Option<tokio::sync::Mutex<SentinelClient>>,
     conn: Mutex<Option<Conn>>,
     connecting: tokio::sync::Mutex<()>,
+    /// What was deleted since the replicas were last waited for.
+    written: Written,
+    /// The primaries as last seen, and a change not yet taken.
+    primaries: Mutex<Option<Primaries>>,
+    change: Mutex<Option<PrimaryChange>>,
 }
 
 impl Redis {
-    /// A handle on `endpoint`. Nothing is connected until the first command.
-    pub fn new(endpoint: Endpoint, config: RedisConfig) -> Self {
-        Self {
+    /// A handle on the deployment at `url` (see [`Endpoint::parse`]), with
+    /// its TLS files read. Nothing is connected until the first command.
+    pub fn open(url: &str, config: RedisConfig) -> Result<Self, RedisError> {
+        let endpoint = Endpoint::parse(url)?;
+        let certificates = tls::certificates(&config.tls)?;
+        let sentinel = match &endpoint {
+            Endpoint::Sentinel(s) => Some(tokio::sync::Mutex::new(
+                sentinel_client(s, certificates.as_ref()).map_err(|e| {
+                    RedisError::Url {
+                        url: endpoint.to_string(),
+                        reason: e.to_string(),
+                    }
+                })?,
+            )),
+            _ => None,
+        };
+        Ok(Self {
             endpoint,
             config,
+            certificates,
+            sentinel,
             conn: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// A handle on the deployment at `url` (see [`Endpoint::parse`]).
-    pub fn open(url: &str, config: RedisConfig) -> Result<Self, RedisError> {
-        Ok(Self::new(Endpoint::parse(url)?, config))
+            written: Written::default(),
+            primaries: Mutex::new(None),
+            change: Mutex::new(None),
+        })
     }
 
     /// Where this handle points.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// How it talks to Redis.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
     }
 
     /// Whether this is a cluster.
@@ -115,36 +130,261 @@ impl Redis {
         if let Some(c) = self.conn.lock().expect("connection lock").clone() {
             return Ok(c);
         }
-        let conn = self.connect().await.map_err(|e| self.error(e))?;
+        let conn = self.connect().await?;
         *self.conn.lock().expect("connection lock") = Some(conn.clone());
         Ok(conn)
     }
 
-    async fn connect(&self) -> Result<Conn, redis::RedisError> {
-        let RedisConfig {
-            connect_timeout,
-            response_timeout,
-        } = self.config;
-        match &self.endpoint {
+    /// A new connection, to a server that is a primary: the one it
+    /// reaches is remembered, and a change from the last one noted.
+    async fn connect(&self) -> Result<Conn, RedisError> {
+        let (conn, node) = match &self.endpoint {
             Endpoint::Single(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(connect_timeout))
-                    .set_response_timeout(Some(response_timeout));
-                let conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                Ok(Conn::Single(conn))
+                let client = self.client(url.as_str()).map_err(|e| self.error(e))?;
+                (self.single(&client).await?, node_of(&client))
             }
             Endpoint::Cluster(nodes) => {
-                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-                    .connection_timeout(connect_timeout)
-                    .response_timeout(response_timeout)
+                let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                    .connection_timeout(self.config.connect_timeout)
+                    .response_timeout(self.response_timeout())
                     // Our own retry loop, with backoff, sits above this one;
                     // the client's retries only ride out a slot moving.
-                    .retries(2)
-                    .build()?;
-                Ok(Conn::Cluster(client.get_async_connection().await?))
+                    .retries(2);
+                if let Some(certificates) = &self.certificates {
+                    builder = builder.certs(certificates.clone());
+                }
+                let client = builder.build().map_err(|e| self.error(e))?;
+                let conn = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| self.error(e))?;
+                let conn = Conn::Cluster(conn);
+                self.observe(&conn, None).await?;
+                return Ok(conn);
+            }
+            Endpoint::Sentinel(_) => {
+                let sentinel = self.sentinel.as_ref().expect("a sentinel endpoint has one");
+                let client = sentinel
+                    .lock()
+                    .await
+                    .async_get_client()
+                    .await
+                    .map_err(|e| self.error(e))?;
+                (self.single(&client).await?, node_of(&client))
+            }
+        };
+        self.observe(&conn, Some(node)).await?;
+        Ok(conn)
+    }
+
+    /// A client for one node's URL, with the TLS certificates.
+    fn client(&self, url: &str) -> Result<redis::Client, redis::RedisError> {
+        match &self.certificates {
+            Some(certificates) => redis::Client::build_with_tls(url, certificates.clone()),
+            None => redis::Client::open(url),
+        }
+    }
+
+    async fn single(&self, client: &redis::Client) -> Result<Conn, RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.config.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout()));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(Conn::Single(conn))
+    }
+
+    /// How long to wait for an answer: long enough for a `WAIT` to time
+    /// out by itself, so that a short count is told from a dead server.
+    fn response_timeout(&self) -> Duration {
+        let wait = self.config.replica_timeout + Duration::from_millis(500);
+        if self.config.replicas > 0 {
+            self.config.response_timeout.max(wait)
+        } else {
+            self.config.response_timeout
+        }
+    }
+
+    /// Reads who the primaries behind `conn` are (`node` is the single
+    /// node reached), refuses a server that is no primary, and notes a
+    /// change from the last ones seen.
+    async fn observe(&self, conn: &Conn, node: Option<Node>) -> Result<Primaries, RedisError> {
+        let primaries = match (conn, node) {
+            (Conn::Single(c), Some(node)) => {
+                let mut c = c.clone();
+                let (role, info): (Vec<redis::Value>, String) = redis::pipe()
+                    .cmd("ROLE")
+                    .cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                let role = role
+                    .first()
+                    .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+                    .unwrap_or_default();
+                if role != "master" {
+                    *self.conn.lock().expect("connection lock") = None;
+                    return Err(RedisError::NotPrimary {
+                        endpoint: self.endpoint.to_string(),
+                        node: node.to_string(),
+                        role,
+                    });
+                }
+                let run_id = primary::run_id(&info)
+                    .ok_or_else(|| self.protocol_error("`INFO server` has no `run_id`"))?;
+                Primaries::single(node, run_id)
+            }
+            (conn, _) => {
+                let text: String = match conn.clone() {
+                    Conn::Single(mut c) => redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await,
+                    Conn::Cluster(mut c) => {
+                        redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await
+                    }
+                }
+                .map_err(|e| self.error(e))?;
+                let owners = primary::parse_cluster_nodes(&text)
+                    .map_err(|reason| self.protocol_error(reason))?;
+                if owners.is_empty() {
+                    return Err(
+                        self.protocol_error("CLUSTER NODES lists no primary that owns slots")
+                    );
+                }
+                Primaries::cluster(owners)
+            }
+        };
+        let mut last = self.primaries.lock().expect("primaries lock");
+        if let Some(before) = last.as_ref()
+            && let Some(change) = primaries.change_from(before)
+        {
+            tracing::warn!(old = %change.old, new = %change.new, endpoint = %self.endpoint,
+                "redis primary changed");
+            let mut pending = self.change.lock().expect("change lock");
+            // Two changes before the first is taken: one replay serves
+            // both, from the oldest primary to the newest.
+            *pending = Some(match pending.take() {
+                Some(first) => PrimaryChange {
+                    old: first.old,
+                    new: change.new,
+                },
+                None => change,
+            });
+        }
+        *last = Some(primaries.clone());
+        Ok(primaries)
+    }
+
+    /// Looks at who the primaries are now (connecting if need be), so
+    /// that a failover is noticed even while nothing is written.
+    pub async fn check_primaries(&self) -> Result<(), RedisError> {
+        let conn = self.conn().await?;
+        let node = match &conn {
+            Conn::Single(_) => self
+                .primaries
+                .lock()
+                .expect("primaries lock")
+                .as_ref()
+                .and_then(|p| p.nodes().into_iter().next()),
+            Conn::Cluster(_) => None,
+        };
+        if matches!(conn, Conn::Single(_)) && node.is_none() {
+            return Ok(());
+        }
+        self.observe(&conn, node).await.map(drop)
+    }
+
+    /// The change of primary noticed since the last call, if any.
+    pub fn take_primary_change(&self) -> Option<PrimaryChange> {
+        self.change.lock().expect("change lock").take()
+    }
+
+    /// Waits for the replicas asked for ([`RedisConfig::replicas`]) to
+    /// acknowledge every delete sent since the last wait, on each primary
+    /// that received some: `WAIT n timeout`. A short count is
+    /// [`RedisError::Unreplicated`], and the deletes stay to be waited
+    /// for again.
+    pub async fn wait_for_replicas(&self) -> Result<(), RedisError> {
+        let wanted = self.config.replicas;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let marks = self.written.take();
+        if !marks.any {
+            return Ok(());
+        }
+        let result = self.wait_marks(&marks, wanted).await;
+        if result.is_err() {
+            self.written.restore(&marks);
+        }
+        result
+    }
+
+    async fn wait_marks(&self, marks: &Marks, wanted: u32) -> Result<(), RedisError> {
+        let timeout_ms = self.config.replica_timeout.as_millis() as u64;
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(wanted).arg(timeout_ms);
+        let short = |node: String, acked: u64| RedisError::Unreplicated {
+            endpoint: self.endpoint.to_string(),
+            node,
+            acked,
+            wanted,
+            timeout_ms,
+        };
+        match self.conn().await? {
+            Conn::Single(mut c) => {
+                let acked: u64 = wait.query_async(&mut c).await.map_err(|e| self.error(e))?;
+                if acked < u64::from(wanted) {
+                    let node = self.primaries.lock().expect("primaries lock").as_ref()
+                        .and_then(|p| p.nodes().into_iter().next())
+                        .map_or_else(|| self.endpoint.to_string(), |n| n.to_string());
+                    return Err(short(node, acked));
+                }
+                Ok(())
+            }
+            Conn::Cluster(c) => {
+                let known = self.primaries.lock().expect("primaries lock").clone();
+                let primaries = match known {
+                    Some(p) => p,
+                    None => {
+                        self.primaries().await?;
+                        self.primaries.lock().expect("primaries lock").clone().ok_or_else(
+                            || self.protocol_error("the cluster's primaries are unknown"),
+                        )?
+                    }
+                };
+                // One `WAIT` per primary written to, routed by a slot it
+                // owns among those written, on the connection that
+                // carried the deletes.
+                let mut by_node: Vec<(Node, u16)> = Vec::new();
+                for slot in marks.slots() {
+                    let node = primaries.owner(slot).map(|o| o.node.clone()).ok_or_else(
+                        || self.protocol_error(format!("no primary owns slot {slot}")),
+                    )?;
+                    if !by_node.iter().any(|(n, _)| *n == node) {
+                        by_node.push((node, slot));
+                    }
+                }
+                let waits = by_node.into_iter().map(|(node, slot)| {
+                    let mut c = c.clone();
+                    let wait = wait.clone();
+                    async move {
+                        let routing = RoutingInfo::SingleNode(
+                            SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
+                        );
+                        let value = c.route_command(wait, routing).await?;
+                        let acked: u64 = redis::from_redis_value(value)?;
+                        Ok::<_, redis::RedisError>((node, acked))
+                    }
+                });
+                for result in futures::future::join_all(waits).await {
+                    let (node, acked) = result.map_err(|e| self.error(e))?;
+                    if acked < u64::from(wanted) {
+                        return Err(short(node.to_string(), acked));
+                    }
+                }
+                Ok(())
             }
         }
     }
@@ -187,6 +427,23 @@ impl Redis {
         result.map_err(|e| self.error(e))
     }
 
+    /// Notes that `keys` are deleted, for [`wait_for_replicas`]
+    /// (only when replicas are waited for: the slots cost a hash each).
+    ///
+    /// [`wait_for_replicas`]: Self::wait_for_replicas
+    fn note_written<K: ToRedisArgs>(&self, conn: &Conn, keys: &[K]) {
+        if self.config.replicas == 0 || keys.is_empty() {
+            return;
+        }
+        match conn {
+            Conn::Single(_) => self.written.node(),
+            Conn::Cluster(_) => {
+                let args: Vec<Vec<u8>> = keys.iter().flat_map(ToRedisArgs::to_redis_args).collect();
+                self.written.keys(args.iter().map(Vec::as_slice));
+            }
+        }
+    }
+
     /// Runs a script; in a cluster, on the node owning its first key (so
     /// every key it names must share one slot).
     pub async fn invoke<T: FromRedisValue>(
@@ -194,7 +451,14 @@ impl Redis {
         script: &ScriptInvocation<'_>,
     ) -> Result<T, RedisError> {
         let result = match self.conn().await? {
-            Conn::Single(mut c) => script.invoke_async(&mut c).await,
+            Conn::Single(mut c) => {
+                // A script on a single node may delete (a tag's keys):
+                // its writes are waited for with the rest.
+                if self.config.replicas > 0 {
+                    self.written.node();
+                }
+                script.invoke_async(&mut c).await
+            }
             Conn::Cluster(mut c) => script.invoke_async(&mut c).await,
         };
         result.map_err(|e| self.error(e))
@@ -227,28 +491,17 @@ impl Redis {
         }
     }
 
-    /// The servers that hold data: the node itself, or every cluster
-    /// primary that owns slots.
+    /// The servers that hold data: the node itself (the primary, behind
+    /// sentinels), or every cluster primary that owns slots.
     pub async fn primaries(&self) -> Result<Vec<Node>, RedisError> {
-        let Endpoint::Cluster(_) = &self.endpoint else {
-            let info = redis::Client::open(self.endpoint.nodes()[0].as_str())
-                .map_err(|e| self.error(e))?
-                .get_connection_info()
-                .addr()
-                .to_string();
-            let (host, port) = info.rsplit_once(':').unwrap_or((info.as_str(), "6379"));
-            return Ok(vec![Node {
-                host: host.to_owned(),
-                port: port.parse().unwrap_or(6379),
-                slot: None,
-            }]);
-        };
-        let text: String = self.query(redis::cmd("CLUSTER").arg("NODES")).await?;
-        let nodes = parse_cluster_nodes(&text).map_err(|reason| self.protocol_error(reason))?;
-        if nodes.is_empty() {
-            return Err(self.protocol_error("CLUSTER NODES lists no primary that owns slots"));
+        let conn = self.conn().await?;
+        if let Conn::Cluster(_) = conn {
+            return Ok(self.observe(&conn, None).await?.nodes());
         }
-        Ok(nodes)
+        let known = self.primaries.lock().expect("primaries lock").clone();
+        Ok(known
+            .ok_or_else(|| self.protocol_error("the primary is unknown after connecting"))?
+            .nodes())
     }
 
     /// Deletes `keys` with `UNLINK` (the memory is freed off Redis's main
@@ -256,7 +509,9 @@ impl Redis {
     /// Returns how many keys existed.
     pub async fn unlink<K: ToRedisArgs + Sync>(&self, keys: &[K]) -> Result<u64, RedisError> {
         let mut deleted = 0;
-        match self.conn().await? {
+        let conn = self.conn().await?;
+        self.note_written(&conn, keys);
+        match conn {
             Conn::Single(mut c) => {
                 for group in keys.chunks(UNLINK_CHUNK * UNLINK_IN_FLIGHT) {
                     let mut pipe = redis::pipe();
@@ -292,77 +547,58 @@ impl Redis {
     }
 }
 
-/// The primaries that own slots, from the text of `CLUSTER NODES`:
-/// `<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch>
-/// <link> <slot>...`. A primary that owns slots but is failing (or
-/// suspected to be) is an error: sweeping without it would skip its keys,
-/// so the caller retries until the cluster has settled.
-fn parse_cluster_nodes(text: &str) -> Result<Vec<Node>, String> {
-    let mut nodes = Vec::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() < 9 {
-            continue; // no slots
-        }
-        let flags = fields[2];
-        if !flags.split(',').any(|f| f == "master") {
-            continue;
-        }
-        // The first slot it owns: `0-5460`, `5461`; skip `[slot->-id]`
-        // markers of slots being migrated.
-        let Some(slot) = fields[8..]
-            .iter()
-            .filter(|f| !f.starts_with('['))
-            .find_map(|f| f.split('-').next()?.parse::<u16>().ok())
-        else {
-            continue;
-        };
-        if flags.split(',').any(|f| f == "fail" || f == "fail?") {
-            return Err(format!(
-                "primary `{}` owns slots but is marked `{flags}`; retrying until the cluster settles",
-                fields[1]
-            ));
-        }
-        let addr = fields[1].split(['@', ',']).next().unwrap_or_default();
-        if let Some((host, port)) = addr.rsplit_once(':')
-            && let Ok(port) = port.parse()
-        {
-            nodes.push(Node {
-                host: host.to_owned(),
-                port,
-                slot: Some(slot),
-            });
-        }
+/// The node a single-node client reaches, as `host:port`.
+fn node_of(client: &redis::Client) -> Node {
+    let addr = client.get_connection_info().addr().to_string();
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "6379"));
+    Node {
+        host: host.to_owned(),
+        port: port.parse().unwrap_or(6379),
+        slot: None,
     }
-    Ok(nodes)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_nodes_yields_primaries_with_slots() {
-        let text = "\
-a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
-b2 127.0.0.1:7001@17001 master - 0 1 2 connected [5460->-a1] 5461-10922
-c3 127.0.0.1:7003@17003 slave b2 0 1 2 connected
-d4 127.0.0.1:7004@17004 master - 0 1 4 connected
-e5 127.0.0.1:7002@17002 master,fail - 0 1 3 connected
-";
-        let nodes = parse_cluster_nodes(text).unwrap();
-        let names: Vec<String> = nodes.iter().map(Node::to_string).collect();
-        assert_eq!(names, ["127.0.0.1:7000", "127.0.0.1:7001"]);
-        assert_eq!(nodes[1].slot, Some(5461));
+/// The client that asks `endpoint`'s sentinels for the primary.
+fn sentinel_client(
+    endpoint: &SentinelEndpoint,
+    certificates: Option<&TlsCertificates>,
+) -> Result<SentinelClient, redis::RedisError> {
+    let sentinels = endpoint.sentinels.iter().map(|(host, port)| {
+        if endpoint.tls {
+            redis::ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            redis::ConnectionAddr::Tcp(host.clone(), *port)
+        }
+    });
+    let mut builder =
+        SentinelClientBuilder::new(sentinels, &endpoint.master, SentinelServerType::Master)?
+            .set_client_to_redis_db(endpoint.db);
+    if let Some(user) = &endpoint.username {
+        builder = builder.set_client_to_redis_username(user);
     }
-
-    #[test]
-    fn a_failing_primary_that_owns_slots_is_an_error() {
-        let text = "\
-a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-8000
-e5 127.0.0.1:7002@17002 master,fail? - 0 1 3 connected 8001-16383
-";
-        let err = parse_cluster_nodes(text).unwrap_err();
-        assert!(err.contains("`127.0.0.1:7002@17002`"), "{err}");
+    if let Some(password) = &endpoint.password {
+        builder = builder.set_client_to_redis_password(password);
     }
+    if let Some(user) = &endpoint.sentinel_username {
+        builder = builder.set_client_to_sentinel_username(user);
+    }
+    if let Some(password) = &endpoint.sentinel_password {
+        builder = builder.set_client_to_sentinel_password(password);
+    }
+    if endpoint.tls {
+        builder = builder
+            .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+            .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+        if let Some(certificates) = certificates {
+            builder = builder
+                .set_client_to_redis_certificates(certificates.clone())
+                .set_client_to_sentinel_certificates(certificates.clone());
+        }
+    }
+    builder.build()
 }

@@ -15,7 +15,13 @@ impl RedisError {
     /// up on a transient one would leave a stale key.
     pub fn is_permanent(&self) -> bool {
         match self {
-            RedisError::Url { .. } | RedisError::Protocol { .. } => false,
+            RedisError::Url { .. }
+            | RedisError::Protocol { .. }
+            | RedisError::Unreplicated { .. }
+            | RedisError::NotPrimary { .. } => false,
+            // A file an operator can fix is still no reason to give up on
+            // an invalidation; `serve` refuses to start with one anyway.
+            RedisError::TlsFile { .. } => false,
             RedisError::Redis { source, .. } => {
                 let permanent = matches!(
                     source.code(),
@@ -25,6 +31,15 @@ impl RedisError {
                 // clients, and will not be for ever.
                 permanent && !source.to_string().contains("max number of clients")
             }
+        }
+    }
+
+    /// Why a TLS certificate did not verify (the server's, or ours as the
+    /// server saw it), if that is what went wrong: no retry fixes it.
+    pub fn certificate_problem(&self) -> Option<String> {
+        match self {
+            RedisError::Redis { source, .. } => super::tls::certificate_problem(source),
+            _ => None,
         }
     }
 
@@ -56,6 +71,42 @@ pub enum RedisError {
         /// What the client reported.
         #[source]
         source: redis::RedisError,
+    },
+    /// A TLS file could not be used.
+    #[error("redis TLS file `{}`: {reason}", file.display())]
+    TlsFile {
+        /// The file, as configured.
+        file: std::path::PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// Fewer replicas than asked acknowledged the deletes in time.
+    #[error(
+        "redis at `{endpoint}`: primary {node} had {acked} of {wanted} replicas acknowledge the \
+         deletes within {timeout_ms} ms"
+    )]
+    Unreplicated {
+        /// The endpoint, as configured, without any password.
+        endpoint: String,
+        /// The primary that waited.
+        node: String,
+        /// Replicas that acknowledged.
+        acked: u64,
+        /// Replicas asked for (`--redis-replicas`).
+        wanted: u32,
+        /// How long it waited.
+        timeout_ms: u64,
+    },
+    /// The server reached is no primary (yet): a failover behind a fixed
+    /// address, or sentinels that have not switched.
+    #[error("redis at `{endpoint}`: {node} is a {role}, not a primary; retrying")]
+    NotPrimary {
+        /// The endpoint, as configured, without any password.
+        endpoint: String,
+        /// The server reached.
+        node: String,
+        /// The role it reported.
+        role: String,
     },
     /// Redis answered something this client did not expect.
     #[error("redis at `{endpoint}` answered unexpectedly: {reason}")]

@@ -20,12 +20,12 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use super::RedisSettings;
 use crate::pipeline::PipelineConfig;
 use crate::rules::SandboxConfig;
 use crate::source::http::HttpConfig;
 use crate::source::postgres::{PostgresConfig, PostgresProblem, redact};
 use crate::source::stream::StreamConfig;
-use crate::text_setting as text;
 
 /// The prefix of environment overrides.
 pub const ENV_PREFIX: &str = "INVALIDATOR_";
@@ -58,13 +58,9 @@ fn ours(key: &str) -> bool {
 pub struct ServeConfig {
     /// The folder of rule `.wasm` files to watch. Default `rules`.
     pub rules: PathBuf,
-    /// `redis://...` or `redis+cluster://...`; absent: the in-process
-    /// store. Default absent.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "text::optional"
-    )]
-    pub redis: Option<String>,
+    /// Where Redis is and how to reach it; without a URL, the in-process
+    /// store.
+    pub redis: RedisSettings,
     /// A JSON Lines file of commits to read, or `-` for standard input.
     /// Default: standard input when there is neither an HTTP listener nor a
     /// stream, else none.
@@ -107,7 +103,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             rules: PathBuf::from("rules"),
-            redis: None,
+            redis: RedisSettings::default(),
             events: None,
             compile_cache: None,
             log_format: LogFormat::Text,
@@ -188,6 +184,18 @@ pub enum Unusable {
         /// The rate given.
         rate: f64,
     },
+    /// TLS files for a Redis reached without TLS.
+    #[error(
+        "`redis.tls_*` files are set but `{url}` is not reached over TLS: use a `rediss://`, \
+         `rediss+cluster://` or `rediss+sentinel://` URL, or remove the files"
+    )]
+    TlsWithoutTls {
+        /// The URL, without its password.
+        url: String,
+    },
+    /// A Redis URL that does not parse; the message names it.
+    #[error("{0}")]
+    RedisUrl(String),
     /// Retry delays that cannot work.
     #[error(
         "`pipeline.retry_min` ({}) must be above zero and at most `pipeline.retry_max` ({})",
@@ -223,10 +231,28 @@ impl ServeConfig {
                 return Err(ConfigError::NotFound(file.to_owned()));
             }
             figment = figment.merge(Toml::file_exact(file));
+            // `redis = "URL"`, the form from before `[redis]` was a
+            // section, is its `url`: made a table here, so that a later
+            // layer's `redis.*` keys merge into it instead of replacing it.
+            if let Some(url) = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|text| text.parse::<toml::Table>().ok())
+                .and_then(|table| table.get("redis")?.as_str().map(str::to_owned))
+            {
+                figment = figment.merge(Serialized::default("redis.url", url));
+            }
         }
         let env = Env::prefixed(ENV_PREFIX)
             .split("__")
-            .filter(|key| ours(key.as_str()));
+            .filter(|key| ours(key.as_str()))
+            // `INVALIDATOR_REDIS=URL` sets the URL, as it always has.
+            .map(|key| {
+                if key == "redis" {
+                    "redis.url".into()
+                } else {
+                    key.into()
+                }
+            });
         let config: Self = figment
             .merge(env)
             .merge(Serialized::defaults(flags))
@@ -259,9 +285,29 @@ impl ServeConfig {
                 return Err(Unusable::FailureRate { rate }.into());
             }
         }
+        self.check_redis()?;
         let (min, max) = (self.pipeline.retry_min, self.pipeline.retry_max);
         if min.is_zero() || min > max {
             return Err(Unusable::Retry { min, max }.into());
+        }
+        Ok(())
+    }
+
+    /// The `[redis]` section: URLs that parse, and TLS files only where
+    /// TLS is spoken. (The files are read when Redis is opened, naming
+    /// the one that cannot be used.)
+    fn check_redis(&self) -> Result<(), Unusable> {
+        for url in [self.redis.url.as_deref(), self.stream.redis.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            let endpoint = crate::redis::Endpoint::parse(url)
+                .map_err(|e| Unusable::RedisUrl(e.to_string()))?;
+            if self.redis.has_tls_files() && !endpoint.is_tls() {
+                return Err(Unusable::TlsWithoutTls {
+                    url: endpoint.to_string(),
+                });
+            }
         }
         Ok(())
     }
@@ -321,6 +367,8 @@ impl ServeConfig {
             }
         }
         shown.postgres.url = shown.postgres.url.as_deref().map(redact);
+        shown.redis.url = shown.redis.url.as_deref().map(crate::redis::redact_url);
+        shown.stream.redis = shown.stream.redis.as_deref().map(crate::redis::redact_url);
         toml::to_string_pretty(&shown).expect("the configuration serializes to TOML")
     }
 
@@ -337,7 +385,7 @@ impl ServeConfig {
 
     /// The Redis holding the stream: `stream.redis`, else `redis`.
     pub fn stream_redis(&self) -> Option<&str> {
-        self.stream.redis.as_deref().or(self.redis.as_deref())
+        self.stream.redis.as_deref().or(self.redis.url.as_deref())
     }
 
     /// Where compiled rules are kept: the setting, else the platform's
@@ -359,7 +407,6 @@ mod tests {
     #[test]
     fn every_top_level_key_is_known_to_the_environment_filter() {
         let value = serde_json::to_value(ServeConfig {
-            redis: Some(String::new()),
             events: Some(PathBuf::new()),
             compile_cache: Some(PathBuf::new()),
             ..ServeConfig::default()
@@ -398,7 +445,7 @@ mod tests {
         .unwrap();
         let flags = serde_json::json!({"http": {"listen": "127.0.0.1:2"}});
         let config = ServeConfig::load(Some(&file), flags).unwrap();
-        assert_eq!(config.redis.as_deref(), Some("redis://a:1"));
+        assert_eq!(config.redis.url.as_deref(), Some("redis://a:1"));
         assert_eq!(config.http.listen.as_deref(), Some("127.0.0.1:2"));
 
         std::fs::write(&file, "[http]\nlistn = \"x\"\n").unwrap();

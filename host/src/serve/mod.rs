@@ -14,6 +14,7 @@
 //! and returns a summary.
 
 mod config;
+mod redis_settings;
 mod routes;
 mod service;
 mod signals;
@@ -30,12 +31,13 @@ pub use crate::source::http::HttpConfig;
 pub use crate::source::postgres::{PostgresConfig, PostgresStats};
 pub use crate::source::stream::{StreamConfig, StreamStats};
 pub use config::{ConfigError, ENV_PREFIX, LogFormat, ServeConfig, Unusable};
+pub use redis_settings::RedisSettings;
 pub use service::NotReady;
 
 use crate::batch::replay::ApplySummary;
 use crate::cache::Cache;
 use crate::pipeline::Invalidator;
-use crate::redis::{Redis, RedisConfig, RedisError};
+use crate::redis::{Redis, RedisError};
 use crate::reload::{Refresh, Reloader, RuleFolder};
 use crate::rules::{RuleSet, Runtime};
 use crate::sink::{MemoryStore, Store};
@@ -116,6 +118,15 @@ pub enum ServeError {
     /// The Redis address is not one.
     #[error(transparent)]
     Store(#[from] RedisError),
+    /// Redis's TLS certificate does not verify (or ours was refused): no
+    /// retry can fix it, so `serve` does not start.
+    #[error("redis at `{endpoint}` refused over TLS: {reason}")]
+    Certificate {
+        /// The endpoint, without its password.
+        endpoint: String,
+        /// What did not verify.
+        reason: String,
+    },
     /// The rules folder cannot be watched.
     #[error(transparent)]
     Watch(#[from] crate::reload::WatchError),
@@ -185,6 +196,7 @@ async fn start_rules(config: &ServeConfig) -> Result<Rules, ServeError> {
     let runtime =
         Runtime::with_compile_cache(config.sandbox.clone(), &config.compile_cache_dir()?)?;
     let store = open_store(config)?;
+    check_certificates(&store).await?;
     let mut folder = RuleFolder::new(runtime, &dir);
     let first = folder.refresh();
     let rules = first_rules(&first, &dir);
@@ -328,10 +340,32 @@ fn summarise(service: &Service, malformed: u64, flushed: bool) -> ServeSummary {
 
 /// The store `config` names: Redis, or the in-process store.
 fn open_store(config: &ServeConfig) -> Result<Store, RedisError> {
-    Ok(match &config.redis {
-        Some(url) => Store::Redis(Arc::new(Redis::open(url, RedisConfig::default())?)),
+    Ok(match &config.redis.url {
+        Some(url) => Store::Redis(Arc::new(Redis::open(url, config.redis.config())?)),
         None => Store::Memory(Arc::new(MemoryStore::new())),
     })
+}
+
+/// Refuses a TLS Redis whose certificate does not verify, at once: every
+/// retry would fail the same way while invalidations pile up. Any other
+/// trouble (Redis not up yet) is the pipeline's to retry.
+async fn check_certificates(store: &Store) -> Result<(), ServeError> {
+    let Store::Redis(redis) = store else {
+        return Ok(());
+    };
+    if !redis.endpoint().is_tls() {
+        return Ok(());
+    }
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), store.ping()).await;
+    if let Ok(Err(error)) = first
+        && let Some(reason) = error.certificate_problem()
+    {
+        return Err(ServeError::Certificate {
+            endpoint: redis.endpoint().to_string(),
+            reason,
+        });
+    }
+    Ok(())
 }
 
 /// Runs `source` on its own task.
@@ -354,6 +388,7 @@ fn stream_source(config: &ServeConfig) -> Result<Option<StreamSource>, ServeErro
     Ok(Some(StreamSource::new(
         &config.stream,
         redis,
+        &config.redis.config(),
         config.shutdown_timeout,
     )?))
 }

@@ -32,6 +32,10 @@ pub enum NotReady {
     /// The Postgres source is not streaming, or stalled.
     #[error(transparent)]
     Postgres(#[from] postgres::NotReady),
+    /// Replicas do not acknowledge the deletes (`redis.replicas`): the
+    /// invalidations are applied on the primary but not confirmed.
+    #[error("invalidations are not confirmed: {0}")]
+    Unreplicated(String),
     /// The cache store answered with an error.
     #[error("the cache store does not answer: {0}")]
     Store(RedisError),
@@ -49,14 +53,17 @@ impl Service {
         self.refused_at_start + self.reloader.refused()
     }
 
-    /// Ready when rules are in service and the cache store answers; else
-    /// what is missing.
+    /// Ready when rules are in service, the cache store answers and its
+    /// replicas acknowledge (when asked to); else what is missing.
     pub(crate) async fn ready(&self) -> Result<(), NotReady> {
         if self.invalidator.rule_set().rules().is_empty() {
             return Err(NotReady::NoRules);
         }
         if let Some(postgres) = &self.postgres {
             postgres.ready()?;
+        }
+        if let Some(why) = self.invalidator.unreplicated() {
+            return Err(NotReady::Unreplicated(why));
         }
         let store = self.invalidator.store();
         match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {

@@ -75,7 +75,35 @@ const TAGS_IN_FLIGHT: usize = 64;
 /// behind it for ever. On any other error, what is left in `targets` is
 /// exactly what remains to do, and applying it again is safe because
 /// every step is idempotent.
+///
+/// When replicas must acknowledge the deletes
+/// ([`RedisConfig::replicas`](crate::redis::RedisConfig::replicas)), the
+/// targets count as applied only once they have: on any error, the whole
+/// of `targets` is left to apply again. `WAIT` only vouches for the
+/// writes of the connection it is sent on, and the error may have been
+/// the connection's, so the deletes are sent again rather than only waited
+/// for again.
 pub async fn apply(
+    redis: &Redis,
+    targets: &mut TargetSet,
+    applied: &mut Applied,
+) -> Result<(), RedisError> {
+    let all = (redis.config().replicas > 0).then(|| targets.clone());
+    let mut result = apply_each_kind(redis, targets, applied).await;
+    if result.is_ok() {
+        result = redis.wait_for_replicas().await;
+    }
+    if let (Err(_), Some(mut all)) = (&result, all) {
+        // What was given up on for good is not tried again.
+        for unapplied in &applied.unapplied {
+            all.remove(&unapplied.target);
+        }
+        *targets = all;
+    }
+    result
+}
+
+async fn apply_each_kind(
     redis: &Redis,
     targets: &mut TargetSet,
     applied: &mut Applied,

@@ -90,6 +90,33 @@ impl Store {
         Ok((hits, misses))
     }
 
+    /// How far back applied invalidations are kept for a failover replay:
+    /// Redis's [`replay_window`](crate::redis::RedisConfig::replay_window);
+    /// zero in process, where there is no failover.
+    pub fn replay_window(&self) -> std::time::Duration {
+        match self {
+            Store::Redis(redis) => redis.config().replay_window,
+            Store::Memory(_) => std::time::Duration::ZERO,
+        }
+    }
+
+    /// Looks at who the primaries are now, noting a change; see
+    /// [`Redis::check_primaries`].
+    pub async fn check_primaries(&self) -> Result<(), RedisError> {
+        match self {
+            Store::Redis(redis) => redis.check_primaries().await,
+            Store::Memory(_) => Ok(()),
+        }
+    }
+
+    /// A change of primary noticed and not yet taken.
+    pub fn take_primary_change(&self) -> Option<crate::redis::PrimaryChange> {
+        match self {
+            Store::Redis(redis) => redis.take_primary_change(),
+            Store::Memory(_) => None,
+        }
+    }
+
     /// Where it is, for logs.
     pub fn describe(&self) -> String {
         match self {

@@ -109,21 +109,30 @@ struct State {
 }
 
 impl StreamSource {
-    /// A consumer of the stream `config` names, in Redis at `redis`,
-    /// waiting up to `drain` on stop for its entries in flight. Connects
-    /// lazily.
-    pub fn new(config: &StreamConfig, redis: &str, drain: Duration) -> Result<Self, SourceError> {
+    /// A consumer of the stream `config` names, in Redis at `redis`
+    /// reached as `connection` says (its TLS files, say), waiting up to
+    /// `drain` on stop for its entries in flight. Connects lazily.
+    pub fn new(
+        config: &StreamConfig,
+        redis: &str,
+        connection: &RedisConfig,
+        drain: Duration,
+    ) -> Result<Self, SourceError> {
         let (Some(name), Some(dead_letter)) = (config.name.clone(), config.dead_letter_stream())
         else {
             return Err(SourceError::NoStream);
         };
         // A blocking read holds its connection: it gets one of its own, and
-        // a response timeout longer than the block.
+        // a response timeout longer than the block. Its writes (`XACK`)
+        // need no replica: one lost in a failover only delivers an entry
+        // again, which applies again.
         let redis = Redis::open(
             redis,
             RedisConfig {
-                response_timeout: config.block + RedisConfig::default().response_timeout,
-                ..RedisConfig::default()
+                response_timeout: config.block + connection.response_timeout,
+                replicas: 0,
+                replay_window: Duration::ZERO,
+                ..connection.clone()
             },
         )
         .map_err(SourceError::StreamRedis)?;
