@@ -44,15 +44,32 @@ def binary(name: str, env: str, hint: str) -> str:
 
 
 class RedisNode:
-    """One `redis-server` process in a folder of its own."""
+    """One `redis-server` process in a folder of its own.
 
-    def __init__(self, extra: list[str] | None = None) -> None:
-        self.port = free_port()
+    `port`: where it listens (a free port by default; `extra` may move it
+    to a TLS port, `--port 0 --tls-port PORT`). `config`: the text of a
+    configuration file, written to the folder (where the server may rewrite
+    it) and given first, with `--sentinel` when `sentinel`."""
+
+    def __init__(
+        self,
+        extra: list[str] | None = None,
+        port: int | None = None,
+        config: str | None = None,
+        sentinel: bool = False,
+    ) -> None:
+        self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=f"invalidator-py-redis-{self.port}-"))
         server = binary(
             "redis-server", "REDIS_SERVER", "install it (Debian: apt-get install redis-server)"
         )
-        args = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
+        args = [server]
+        if config is not None:
+            (self.dir / "redis.conf").write_text(config)
+            args.append(str(self.dir / "redis.conf"))
+            if sentinel:
+                args.append("--sentinel")
+        args += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
         args += ["--save", "", "--appendonly", "no", "--logfile", "redis.log", *(extra or [])]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 15

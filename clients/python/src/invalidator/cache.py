@@ -57,23 +57,24 @@ timeout). See `from_url` for the defaults.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import numbers
 import secrets
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, NoReturn, TypeVar
 
 import redis
 import redis.exceptions
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from . import _scripts
+from . import _scripts, _urls
 from .commit import I64_MAX, I64_MIN
 from .errors import InvalidatorError, InvalidInput, shown, utf8
 
@@ -220,7 +221,8 @@ def index_key(tag: str) -> str:
 
 
 class Cache:
-    """A cache client on one Redis, single node or cluster.
+    """A cache client on one Redis: a single node, a cluster, or the
+    primary of a Sentinel deployment (see `from_url`).
 
     `fail_open` (default true): reads that cannot reach Redis answer a miss
     (and `get_or_fill` its loader's value, not stored) instead of raising;
@@ -305,20 +307,67 @@ class Cache:
         retry_after: float = DEFAULT_RETRY_AFTER,
         **options: Any,
     ) -> Cache:
-        """A client for `redis://...`, `rediss://...`, `unix://...` or
-        `redis+cluster://...`, the URLs the host takes; `options` go to
-        redis-py (`socket_timeout=0.5`, say); `fail_open` and `retry_after`
-        are `Cache`'s.
+        """A client for one of the URLs the host takes; `options` go to
+        redis-py (`socket_timeout=0.5`, `ssl_ca_certs="ca.pem"`, say);
+        `fail_open` and `retry_after` are `Cache`'s.
+
+        - `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]`: one node;
+          `rediss://...` the same over TLS;
+        - `unix://PATH[?db=DB]`: one node on a Unix socket;
+        - `redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]`: a
+          cluster, found from any of the nodes named (no database: a
+          cluster has only 0); `rediss+cluster://...` the same, every node
+          over TLS;
+        - `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]`:
+          the primary that the sentinels at `HOST:PORT...` name
+          `MASTER_NAME`, asked again whenever a connection is made, so that
+          the client follows a failover to the new primary. The URL's
+          credentials are the primary's; the sentinels' own, if they need
+          some, are the query's `sentinel_username` and `sentinel_password`.
+          `rediss+sentinel://...` the same, over TLS to the sentinels and to
+          the primary, with the same `ssl_*` options for both (the option
+          `sentinel_kwargs`, a mapping, overrides what the sentinels get).
+
+        A port left out is 6379, 26379 for a sentinel; an IPv6 address is
+        written in brackets (`[::1]:6379`). Credentials, percent-encoded
+        where they hold `@`, `/`, `?`, `#` or `%`, are never shown: messages
+        name the URL without them, and without its query.
+        A URL that is none of these (an unknown scheme, no host, a port
+        that is not a number from 1 to 65535, a database that is not a
+        number, a Sentinel URL without a master name) is refused with
+        `InvalidInput` naming it, and so are `ssl_*` options given with a
+        scheme that is not TLS (they would go nowhere).
+
+        TLS (`rediss...`): redis-py's `ssl_*` options apply, among them
+        `ssl_ca_certs` (a PEM file of the authorities to trust, instead of
+        the system's), `ssl_certfile` and `ssl_keyfile` (this client's
+        certificate and key, for a server that requires one,
+        `tls-auth-clients yes`), and `ssl_cert_reqs` (`"required"` by
+        default; `"none"` turns verification off). A certificate that
+        cannot be verified fails like an unreachable Redis: reads fail open
+        (the warning logged says why) and writes raise.
+
+        Managed services (Amazon ElastiCache and MemoryDB, Google Cloud
+        Memorystore, Azure Cache for Redis, Redis Cloud) take
+        `rediss://:PASSWORD@HOST:PORT` (or `rediss://USER:PASSWORD@...`
+        with ACL users; `rediss+cluster://...` for a service in cluster
+        mode), the AUTH password or token percent-encoded. Most serve
+        certificates signed by public authorities, which the system
+        trusts; where the service has its own authority and gives you its
+        certificate to download (Memorystore's server CA, say), or yours is
+        a private one, give it as `ssl_ca_certs="/path/to/ca.pem"`.
 
         Unless `options` (or the URL's query) say otherwise, one command
         against an unreachable Redis costs about one timeout, not redis-py's
         default of waiting for ever and retrying 10 times:
 
         - `socket_connect_timeout` and `socket_timeout`:
-          `DEFAULT_SOCKET_TIMEOUT`, 1 s each;
-        - `retry`: on a single node, one immediate retry of a broken
-          connection (`redis.exceptions.ConnectionError`, say reset by a
-          restarting Redis mid-command) and none of a timeout, which would
+          `DEFAULT_SOCKET_TIMEOUT`, 1 s each, for the sentinels too;
+        - `retry`: on a single node (and a Sentinel's primary), one
+          immediate retry of a broken connection
+          (`redis.exceptions.ConnectionError`, say reset by a restarting
+          Redis mid-command, or by a primary that failed over, the retry
+          asking the sentinels again) and none of a timeout, which would
           only wait again (and could run an `incr` twice); in a cluster,
           one retry after redis-py has refreshed the cluster's layout (so
           that a command follows a failover), a timeout included: at most
@@ -326,37 +375,52 @@ class Cache:
 
         Connects on first use, never here, so that an application can start
         while Redis is away and serve, failing open, until it is back: a
-        cluster's nodes are first asked for its layout by the first command.
+        cluster's nodes are first asked for its layout by the first command,
+        and the sentinels for the primary by the first command too.
         """
         if not isinstance(url, str):
             raise InvalidInput(f"the Redis URL is {shown(url)}; give text, redis://HOST:PORT")
-        if url.startswith("redis+cluster://"):
-            nodes = "redis://" + url.removeprefix("redis+cluster://")
-            options = {**_defaults(cluster=True), **options}
-            name = _redact(url)
-
-            def connect() -> RedisCluster:
-                try:
-                    return RedisCluster.from_url(nodes, **options)
-                except redis.exceptions.RedisClusterException as e:
-                    # redis-py's type for "no node answers" is also its type
-                    # for a misconfiguration: only the first is an outage.
-                    if is_unreachable(e):
-                        raise redis.exceptions.ConnectionError(
-                            f"cannot reach the cluster at `{name}`: {e}"
-                        ) from e
-                    raise
-
+        parsed = _urls.parse(url)
+        options = _tls_options(parsed, options)
+        if parsed.kind == "cluster":
+            return cls._cluster_from(parsed, fail_open, retry_after, options)
+        if parsed.kind == "sentinel":
+            client = _sentinel_client(parsed, {**_defaults(cluster=False), **options})
             cache = cls.__new__(cls)
-            cache._setup(True, fail_open, retry_after, name)
-            cache._connect = connect
+            cache._setup(False, fail_open, retry_after, parsed.name)
+            cache._attach(client)
             return cache
-        if url.startswith(("redis://", "rediss://", "unix://")):
-            options = {**_defaults(cluster=False), **options}
-            return cls(redis.Redis.from_url(url, **options), fail_open, retry_after)
-        raise InvalidInput(
-            f"`{url}` is not a Redis URL: give redis://HOST:PORT or redis+cluster://HOST:PORT"
-        )
+        options = {**_defaults(cluster=False), **options}
+        return cls(redis.Redis.from_url(url, **options), fail_open, retry_after)
+
+    @classmethod
+    def _cluster_from(
+        cls, parsed: _urls.RedisUrl, fail_open: bool, retry_after: float, options: dict[str, Any]
+    ) -> Cache:
+        """`from_url` for a cluster: its client is made on first use."""
+        options = {**_defaults(cluster=True), **options}
+        name = parsed.name
+
+        def connect() -> RedisCluster:
+            # The first node is the URL's (with its credentials and query),
+            # the others are given as nodes; a fresh list each time, since
+            # redis-py adds the URL's node to it.
+            others = [ClusterNode(host, port) for host, port in parsed.nodes[1:]]
+            try:
+                return RedisCluster.from_url(parsed.node_url, startup_nodes=others, **options)
+            except redis.exceptions.RedisClusterException as e:
+                # redis-py's type for "no node answers" is also its type
+                # for a misconfiguration: only the first is an outage.
+                if is_unreachable(e):
+                    raise redis.exceptions.ConnectionError(
+                        f"cannot reach the cluster at `{name}`: {e}"
+                    ) from e
+                raise
+
+        cache = cls.__new__(cls)
+        cache._setup(True, fail_open, retry_after, name)
+        cache._connect = connect
+        return cache
 
     @property
     def client(self) -> redis.Redis | RedisCluster:
@@ -937,8 +1001,64 @@ def _defaults(cluster: bool) -> dict[str, Any]:
 
 def _redact(url: str) -> str:
     """`url` without its credentials or query, to name in logs and errors."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    return _urls.redact(url)
+
+
+def _tls_options(parsed: _urls.RedisUrl, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` less `ssl`, which the scheme says; `InvalidInput` for TLS
+    options given with a scheme that is not TLS (redis-py would fail on
+    them at the first connection, or ignore them), and for `ssl=False`
+    with one that is."""
+    options = dict(options)
+    ssl = options.pop("ssl", None)
+    given = sorted(k for k, v in options.items() if k.startswith("ssl_") and v is not None)
+    if not parsed.tls and (ssl or given):
+        scheme = parsed.name.partition("://")[0]
+        what = ", ".join(given) if given else "ssl=True"
+        instead = (
+            "a Unix socket has no TLS"
+            if parsed.kind == "unix"
+            else f"use {scheme.replace('redis', 'rediss', 1)}://... for TLS"
+        )
+        raise InvalidInput(f"{what} given for `{parsed.name}`, which is not TLS: {instead}")
+    if parsed.tls and ssl is not None and not ssl:
+        raise InvalidInput(
+            f"ssl={ssl!r} given for `{parsed.name}`, a TLS URL: use "
+            f"{parsed.name.partition('://')[0].replace('rediss', 'redis', 1)}://... without TLS"
+        )
+    return options
+
+
+#: What the sentinels' clients take of the primary's options, unless
+#: `sentinel_kwargs` is given: how long to wait, and TLS.
+_SENTINEL_SHARED = tuple(
+    name
+    for name in inspect.signature(redis.Redis.__init__).parameters
+    if name.startswith(("socket_", "ssl"))
+)
+
+
+def _sentinel_client(parsed: _urls.RedisUrl, options: dict[str, Any]) -> redis.Redis:
+    """A client of the primary that `parsed`'s sentinels name, made without
+    connecting: redis-py asks the sentinels for the primary's address at
+    each new connection, and drops the connections to a former primary."""
+    primary = {**options, **parsed.node_options}
+    given = primary.pop("sentinel_kwargs", None)
+    if given is not None and not isinstance(given, Mapping):
+        raise InvalidInput(
+            f"sentinel_kwargs is {shown(given)}; give a mapping of redis-py options for the "
+            "sentinels' clients"
+        )
+    if parsed.tls:
+        primary["ssl"] = True
+    shared = {k: v for k, v in primary.items() if k in _SENTINEL_SHARED}
+    if parsed.sentinel_username is not None:
+        shared["username"] = parsed.sentinel_username
+    if parsed.sentinel_password is not None:
+        shared["password"] = parsed.sentinel_password
+    sentinel = Sentinel(list(parsed.nodes), sentinel_kwargs={**shared, **(given or {})})
+    assert parsed.master is not None
+    return sentinel.master_for(parsed.master, **primary)
 
 
 def _name_of(client: redis.Redis | RedisCluster) -> str:
@@ -951,11 +1071,22 @@ def _name_of(client: redis.Redis | RedisCluster) -> str:
     db = kwargs.get("db") or 0
     if kwargs.get("path"):
         return f"unix://{kwargs['path']}" + (f"?db={db}" if db else "")
-    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
+    tls = issubclass(pool.connection_class, redis.SSLConnection)
+    if isinstance(pool, SentinelConnectionPool):
+        sentinels = ",".join(
+            _address(s.connection_pool.connection_kwargs) for s in pool.sentinel_manager.sentinels
+        )
+        scheme = "rediss+sentinel" if tls else "redis+sentinel"
+        return f"{scheme}://{sentinels}/{pool.service_name}/{db}"
+    return f"{'rediss' if tls else 'redis'}://{_address(kwargs)}/{db}"
+
+
+def _address(kwargs: Mapping[str, Any]) -> str:
+    """`HOST:PORT` of a connection's options (IPv6 in brackets)."""
     host = str(kwargs.get("host", "localhost"))
     if ":" in host:
         host = f"[{host}]"
-    return f"{scheme}://{host}:{kwargs.get('port', 6379)}/{db}"
+    return f"{host}:{kwargs.get('port', 6379)}"
 
 
 def _reraise(error: Exception) -> NoReturn:

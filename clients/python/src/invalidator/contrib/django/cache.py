@@ -6,7 +6,7 @@ leases, failing open when Redis cannot be reached.
 CACHES = {
     "default": {
         "BACKEND": "invalidator.contrib.django.cache.InvalidatorCache",
-        "LOCATION": "redis://127.0.0.1:6379/0",  # or rediss://, unix://, redis+cluster://
+        "LOCATION": "redis://127.0.0.1:6379/0",  # or any URL of Cache.from_url
         "TIMEOUT": 300,                          # Django's default
         "OPTIONS": {
             "fail_open": True,      # reads miss when Redis cannot be reached (the default)
@@ -137,7 +137,15 @@ from ...errors import InvalidInput, shown
 
 __all__ = ["InvalidatorCache", "invalidator_key"]
 
-_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
+_SCHEMES = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+cluster://",
+    "rediss+cluster://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+)
 
 # One `Cache` per process for each location and options (see the module
 # documentation); the process id keeps a forked child off its parent's.
@@ -171,7 +179,9 @@ class InvalidatorCache(BaseCache):
         if not isinstance(server, str) or not server.startswith(_SCHEMES):
             raise ImproperlyConfigured(
                 f"InvalidatorCache's LOCATION {server!r} is not a Redis URL: give "
-                "redis://HOST:PORT/DB, rediss://..., unix://PATH or redis+cluster://HOST:PORT"
+                "redis://HOST:PORT/DB, rediss://..., unix://PATH, redis+cluster://HOST:PORT, "
+                "rediss+cluster://..., redis+sentinel://HOST:PORT/MASTER_NAME or "
+                "rediss+sentinel://... (see invalidator.Cache.from_url)"
             )
         self._location = server
         options = dict(params.get("OPTIONS") or {})
