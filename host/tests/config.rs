@@ -35,7 +35,7 @@ fn print_config_merges_the_file_the_environment_and_the_flags() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     let config: toml::Value = toml::from_str(&text).unwrap();
-    assert_eq!(config["redis"].as_str(), Some("redis://file:1"));
+    assert_eq!(config["redis"]["url"].as_str(), Some("redis://file:1"));
     assert_eq!(
         config["http"]["listen"].as_str(),
         Some("127.0.0.1:3"),
@@ -44,6 +44,61 @@ fn print_config_merges_the_file_the_environment_and_the_flags() {
     assert_eq!(config["http"]["token"].as_str(), Some("(hidden)"));
     assert_eq!(config["stream"]["group"].as_str(), Some("env-group"));
     assert_eq!(config["stream"]["claim_idle"].as_str(), Some("30s"));
+}
+
+#[test]
+fn redis_settings_come_from_every_layer_and_a_url_alone_still_works() {
+    let dir = fresh_dir("config-redis");
+    let file = dir.join("serve.toml");
+    // The form from before `[redis]` was a section.
+    std::fs::write(&file, "redis = \"rediss://:secret@file:1\"\n").unwrap();
+    let out = print_config(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--redis-tls-ca",
+            "/etc/ca.pem",
+            "--redis-replay-window",
+            "2m",
+        ],
+        &[
+            ("INVALIDATOR_REDIS__REPLICAS", "2"),
+            ("INVALIDATOR_REDIS__TLS_CERT", "/etc/client.pem"),
+            ("INVALIDATOR_REDIS__TLS_KEY", "/etc/client.key"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("secret"), "{text}");
+    let config: toml::Value = toml::from_str(&text).unwrap();
+    let redis = &config["redis"];
+    assert_eq!(redis["url"].as_str(), Some("rediss://:***@file:1"));
+    assert_eq!(redis["replicas"].as_integer(), Some(2));
+    assert_eq!(redis["replay_window"].as_str(), Some("2m"));
+    assert_eq!(redis["replica_timeout"].as_str(), Some("1s"));
+    assert_eq!(redis["tls_ca"].as_str(), Some("/etc/ca.pem"));
+    assert_eq!(redis["tls_cert"].as_str(), Some("/etc/client.pem"));
+    assert_eq!(redis["tls_key"].as_str(), Some("/etc/client.key"));
+
+    // The variable alone is the URL, as it always was.
+    let out = print_config(&[], &[("INVALIDATOR_REDIS", "redis+sentinel://s:1/m")]);
+    let config: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(
+        config["redis"]["url"].as_str(),
+        Some("redis+sentinel://s:1/m")
+    );
+    assert_eq!(config["redis"]["replicas"].as_integer(), Some(0));
+
+    // A misspelt key in the section is named.
+    std::fs::write(&file, "[redis]\nreplica = 1\n").unwrap();
+    let out = print_config(&["--config", file.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("replica"), "{stderr}");
 }
 
 /// Runs `serve --print-config` with `args` and `envs`; its output.

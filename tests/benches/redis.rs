@@ -15,6 +15,12 @@
 //!    `one-write commits/s: N`. `cargo xtask bench-redis one-write` runs only
 //!    this part.
 //!
+//! 5. Replica acknowledgements (`cargo xtask bench-redis replicas` runs only
+//!    this part): the end-to-end figure on a primary with one replica,
+//!    with `replicas = 1` (a `WAIT` per batch) against `0`, alternately
+//!    in the same run. Last line: `replica-acked/unacked throughput ratio:
+//!    X`.
+//!
 //! Each figure is the median of several rounds; each ratio is taken within
 //! a round, where both sides met the same machine, and the median ratio is
 //! what the targets are set on, because this machine is shared and noisy.
@@ -56,6 +62,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if std::env::args().any(|a| a == "replicas") {
+        drop(server);
+        replicas(&runtime);
+        return;
+    }
     let only_one_write = std::env::args().any(|a| a == "one-write");
     let mut one_write_rates = Vec::new();
     for round in 1..=ROUNDS {
@@ -196,9 +207,48 @@ fn rules() -> Arc<RuleSet> {
     Arc::new(RuleSet::new(vec![rule]).unwrap())
 }
 
+/// The end-to-end figure with one replica acknowledging each batch,
+/// against none asked, alternately, on a primary with one replica.
+fn replicas(runtime: &tokio::runtime::Runtime) {
+    let mut args = vec!["--save", "", "--appendonly", "no"];
+    let primary = RedisServer::with_args(&args);
+    let port = primary.port().to_string();
+    args.extend(["--replicaof", "127.0.0.1", &port]);
+    let replica = RedisServer::with_args(&args);
+    invalidator_tests::wait_link_up(&replica);
+    let (mut acked, mut unacked, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        let none = runtime.block_on(end_to_end_with(&primary, 0));
+        let one = runtime.block_on(end_to_end_with(&primary, 1));
+        println!(
+            "round {round}: end to end with --redis-replicas 0: {none:.0} keys/s, with 1: \
+             {one:.0} keys/s, ratio {:.2}",
+            one / none
+        );
+        unacked.push(none);
+        acked.push(one);
+        ratios.push(one / none);
+    }
+    println!(
+        "end to end on a primary with one replica ({E2E_KEYS} keys, medians of {ROUNDS}): \
+         --redis-replicas 0: {:.0} keys/s, --redis-replicas 1: {:.0} keys/s",
+        median(unacked),
+        median(acked)
+    );
+    println!(
+        "replica-acked/unacked throughput ratio: {:.2}",
+        median(ratios)
+    );
+}
+
 /// Keys removed per second: from the first commit handed over until the
 /// last key is gone.
 async fn end_to_end(server: &RedisServer) -> f64 {
+    end_to_end_with(server, 0).await
+}
+
+/// [`end_to_end`], with `replicas` acknowledging each batch.
+async fn end_to_end_with(server: &RedisServer, replicas: u32) -> f64 {
     let mut conn = server.connection();
     for chunk in (0..E2E_KEYS).collect::<Vec<_>>().chunks(10_000) {
         let mut pipe = redis::pipe();
@@ -230,7 +280,14 @@ async fn end_to_end(server: &RedisServer) -> f64 {
                 .collect(),
         })
         .collect();
-    let redis = Redis::open(&server.url(), RedisConfig::default()).unwrap();
+    let redis = Redis::open(
+        &server.url(),
+        RedisConfig {
+            replicas,
+            ..RedisConfig::default()
+        },
+    )
+    .unwrap();
     let config = PipelineConfig {
         prune_every: None,
         ..PipelineConfig::default()

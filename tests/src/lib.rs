@@ -6,8 +6,10 @@ mod files;
 pub mod polyglot;
 mod postgres_server;
 mod redis_server;
+mod sentinel;
 mod serve_process;
 mod startup;
+mod tls_certs;
 
 pub use files::{deploy, fresh_dir};
 /// Signal numbers for [`ServeProcess::signal`].
@@ -15,8 +17,12 @@ pub use libc::{SIGCONT, SIGKILL, SIGSTOP, SIGTERM};
 /// The Postgres client the harness hands out.
 pub use postgres;
 pub use postgres_server::PostgresServer;
-pub use redis_server::{RedisCluster, RedisServer, all_keys};
+pub use redis_server::{
+    ClusterSpec, REPLICATION_ARGS, RedisCluster, RedisServer, all_keys, wait_link_up,
+};
+pub use sentinel::SentinelGroup;
 pub use serve_process::ServeProcess;
+pub use tls_certs::TlsCerts;
 
 /// Paths of the guest components built by this crate's build script, one
 /// constant per guest crate (example rules and hostile test rules).

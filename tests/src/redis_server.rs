@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::startup::wait_started;
+use crate::tls_certs::TlsCerts;
 
 /// The server binary: `$REDIS_SERVER`, else `redis-server` on the `PATH`.
 fn binary() -> String {
@@ -50,7 +51,14 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     args: Vec<String>,
+    /// The client's certificates, for a TLS-only server.
+    tls: Option<redis::TlsCertificates>,
 }
+
+/// Arguments that make a server's replication connect as user `repl`
+/// (password `pw`), which [`RedisServer::replication_user`] creates: so
+/// that a test can cut a replica off by turning the user off.
+pub const REPLICATION_ARGS: [&str; 4] = ["--masteruser", "repl", "--masterauth", "pw"];
 
 static SERIAL: AtomicU32 = AtomicU32::new(0);
 
@@ -76,6 +84,24 @@ impl RedisServer {
     /// A server with extra `redis-server` arguments.
     pub fn with_args(extra: &[&str]) -> Self {
         let port = free_port();
+        let ports = vec!["--port".to_owned(), port.to_string()];
+        Self::build(port, ports, extra, None)
+    }
+
+    /// A TLS-only server (no plain port) that requires a client
+    /// certificate signed by `certs`' authority, with extra arguments.
+    pub fn with_tls(certs: &TlsCerts, extra: &[&str]) -> Self {
+        install_tls_provider();
+        let port = free_port();
+        Self::build(port, certs.server_args(port), extra, Some(certs.client()))
+    }
+
+    fn build(
+        port: u16,
+        ports: Vec<String>,
+        extra: &[&str],
+        tls: Option<redis::TlsCertificates>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "invalidator-redis-{}-{}-{port}",
             std::process::id(),
@@ -83,22 +109,22 @@ impl RedisServer {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("creating the server's folder");
-        let mut args: Vec<String> = vec![
-            "--port".into(),
-            port.to_string(),
+        let mut args: Vec<String> = ports;
+        args.extend([
             "--bind".into(),
             "127.0.0.1".into(),
             "--dir".into(),
             dir.display().to_string(),
             "--logfile".into(),
             "redis.log".into(),
-        ];
+        ]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut server = Self {
             child: None,
             port,
             dir,
             args,
+            tls,
         };
         server.spawn();
         server
@@ -124,7 +150,7 @@ impl RedisServer {
 
     fn wait_ready(&mut self) {
         let what = format!("redis-server on port {}", self.port);
-        let (port, url) = (self.port, self.url());
+        let (port, url, tls) = (self.port, self.url(), self.tls.clone());
         let child = self.child.as_mut().expect("just started");
         wait_started(
             child,
@@ -133,7 +159,7 @@ impl RedisServer {
             Duration::from_secs(15),
             || {
                 TcpStream::connect(("127.0.0.1", port)).is_ok()
-                    && redis::Client::open(url.as_str())
+                    && open(&url, tls.as_ref())
                         .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
                         .is_ok_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
             },
@@ -150,9 +176,76 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates the user replicas of this server connect as
+    /// ([`REPLICATION_ARGS`]).
+    pub fn replication_user(&self) {
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("repl")
+            .arg("on")
+            .arg(">pw")
+            .arg("+psync")
+            .arg("+replconf")
+            .arg("+ping")
+            .query(&mut self.connection())
+            .expect("creating the replication user");
+    }
+
+    /// Cuts this primary's replicas off, as a clean network partition
+    /// would: their user is turned off and their links dropped, so they
+    /// cannot come back, and nothing written from now on reaches them.
+    pub fn cut_off_replicas(&self) {
+        let mut conn = self.connection();
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("repl")
+            .arg("off")
+            .query(&mut conn)
+            .expect("turning the replication user off");
+        let _: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("replica")
+            .query(&mut conn)
+            .expect("dropping the replicas' links");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut conn)
+                .unwrap();
+            if info.contains("connected_slaves:0") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replicas stay connected: {info}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `role` field of `INFO replication`: `master` or `slave`.
+    pub fn role(&self) -> String {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut self.connection())
+            .unwrap_or_default();
+        info.lines()
+            .find_map(|l| l.strip_prefix("role:"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     }
 
     /// Creates ACL user `name` (password `pw`) that may run every command
@@ -169,7 +262,7 @@ impl RedisServer {
     }
 
     fn try_connection(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
+        open(&self.url(), self.tls.as_ref())?.get_connection_with_timeout(Duration::from_secs(2))
     }
 
     /// A plain synchronous connection, for setting up and inspecting.
@@ -209,31 +302,81 @@ impl Drop for RedisServer {
     }
 }
 
-/// A local Redis Cluster: `n` primaries, no replicas, the 16384 slots
-/// split evenly.
+/// A client for `url`, with `tls` certificates for a `rediss://` one.
+fn open(url: &str, tls: Option<&redis::TlsCertificates>) -> redis::RedisResult<redis::Client> {
+    match tls {
+        Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
+        None => redis::Client::open(url),
+    }
+}
+
+/// rustls's provider for this process's TLS clients.
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A local Redis Cluster: `n` primaries, the 16384 slots split evenly,
+/// and optionally a replica for each.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    replicas: Vec<RedisServer>,
+    tls: bool,
+}
+
+/// How a [`RedisCluster`] is made.
+#[derive(Default)]
+pub struct ClusterSpec<'a> {
+    /// Primaries (3 at least for a failover: a majority must vote).
+    pub primaries: usize,
+    /// Whether each primary gets a replica.
+    pub replicas: bool,
+    /// TLS for clients and the cluster bus, with these certificates.
+    pub tls: Option<&'a TlsCerts>,
+    /// `cluster-node-timeout`, in ms; default 5000.
+    pub node_timeout_ms: Option<u64>,
 }
 
 impl RedisCluster {
     /// Starts `primaries` servers in cluster mode and joins them.
     pub fn start(primaries: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..primaries)
-            .map(|_| {
-                RedisServer::with_args(&[
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "5000",
-                ])
-            })
-            .collect();
+        Self::with(ClusterSpec {
+            primaries,
+            ..ClusterSpec::default()
+        })
+    }
+
+    /// Starts a cluster as `spec` says.
+    pub fn with(spec: ClusterSpec<'_>) -> Self {
+        let timeout = spec.node_timeout_ms.unwrap_or(5000).to_string();
+        let mut args = vec![
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            &timeout,
+        ];
+        args.extend(REPLICATION_ARGS);
+        if spec.tls.is_some() {
+            args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+        }
+        let start = || match spec.tls {
+            Some(certs) => RedisServer::with_tls(certs, &args),
+            None => RedisServer::with_args(&args),
+        };
+        let nodes: Vec<RedisServer> = (0..spec.primaries).map(|_| start()).collect();
+        let replicas: Vec<RedisServer> = if spec.replicas {
+            (0..spec.primaries).map(|_| start()).collect()
+        } else {
+            Vec::new()
+        };
+        for node in nodes.iter().chain(&replicas) {
+            node.replication_user();
+        }
         let n = nodes.len();
         for (i, node) in nodes.iter().enumerate() {
             let (first, last) = (i * 16384 / n, (i + 1) * 16384 / n - 1);
@@ -245,7 +388,7 @@ impl RedisCluster {
                 .expect("assigning slots");
         }
         let mut first = nodes[0].connection();
-        for node in &nodes[1..] {
+        for node in nodes[1..].iter().chain(&replicas) {
             let () = redis::cmd("CLUSTER")
                 .arg("MEET")
                 .arg("127.0.0.1")
@@ -253,21 +396,59 @@ impl RedisCluster {
                 .query(&mut first)
                 .expect("introducing the nodes");
         }
-        let cluster = Self { nodes };
+        let cluster = Self {
+            nodes,
+            replicas,
+            tls: spec.tls.is_some(),
+        };
         cluster.wait_ok();
+        for (primary, replica) in cluster.nodes.iter().zip(&cluster.replicas) {
+            let id: String = redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut primary.connection())
+                .expect("the primary's id");
+            // The replica must know the primary first: MEET spreads by
+            // gossip, so retry until it does.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let done: redis::RedisResult<()> = redis::cmd("CLUSTER")
+                    .arg("REPLICATE")
+                    .arg(&id)
+                    .query(&mut replica.connection());
+                match done {
+                    Ok(()) => break,
+                    Err(e) => assert!(Instant::now() < deadline, "CLUSTER REPLICATE: {e}"),
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        for replica in &cluster.replicas {
+            wait_link_up(replica);
+        }
         cluster
+    }
+
+    /// The replicas, the `i`th of the `i`th primary.
+    pub fn replicas(&self) -> &[RedisServer] {
+        &self.replicas
+    }
+
+    /// Kills primary `i` (`SIGKILL`).
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
     }
 
     fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ok = self.nodes.iter().all(|node| {
+            let total = self.nodes.len() + self.replicas.len();
+            let ok = self.nodes.iter().chain(&self.replicas).all(|node| {
                 let info: String = redis::cmd("CLUSTER")
                     .arg("INFO")
                     .query(&mut node.connection())
                     .unwrap_or_default();
                 info.contains("cluster_state:ok")
-                    && info.contains(&format!("cluster_known_nodes:{}", self.nodes.len()))
+                    && info.contains(&format!("cluster_known_nodes:{total}"))
             });
             if ok {
                 return;
@@ -279,14 +460,16 @@ impl RedisCluster {
         }
     }
 
-    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...`.
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...` (`rediss+cluster`
+    /// over TLS).
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
-        format!("redis+cluster://{}", hosts.join(","))
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}+cluster://{}", hosts.join(","))
     }
 
     /// The servers.
@@ -296,8 +479,18 @@ impl RedisCluster {
 
     /// A synchronous cluster connection, for setting up and inspecting.
     pub fn connection(&self) -> redis::cluster::ClusterConnection {
-        let urls: Vec<String> = self.nodes.iter().map(RedisServer::url).collect();
-        redis::cluster::ClusterClient::new(urls)
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(RedisServer::url)
+            .collect();
+        let mut builder = redis::cluster::ClusterClientBuilder::new(urls);
+        if let Some(tls) = self.nodes.first().and_then(|n| n.tls.clone()) {
+            builder = builder.certs(tls);
+        }
+        builder
+            .build()
             .and_then(|c| c.get_connection())
             .expect("connecting to the local cluster")
     }
@@ -307,10 +500,32 @@ impl RedisCluster {
         let mut keys: Vec<String> = self
             .nodes
             .iter()
+            .chain(&self.replicas)
+            .filter(|n| n.child.is_some() && n.role() == "master")
             .flat_map(|n| all_keys(&mut n.connection()))
             .collect();
         keys.sort();
         keys
+    }
+}
+
+/// Waits until `replica`'s link to its primary is up and in sync.
+pub fn wait_link_up(replica: &RedisServer) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut replica.connection())
+            .unwrap_or_default();
+        if info.contains("master_link_status:up") && !info.contains("master_sync_in_progress:1") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica on port {} never caught up: {info}",
+            replica.port()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -11,7 +11,8 @@
 //! - `bench-rules`: the rules benchmark (native vs Wasm, ns per write; the
 //!   Python and JS rules vs the Rust ones).
 //! - `bench-redis`: the Redis benchmark (end to end vs `redis-benchmark`,
-//!   and the one-pass pattern sweep).
+//!   and the one-pass pattern sweep); `bench-redis replicas`: the end to
+//!   end figure with one replica acknowledging against none.
 //! - `bench-reload`: rule swap latency under a stream of commits.
 //! - `bench-service`: `invalidator serve` over HTTP and a Redis stream
 //!   (commits per second, p99 latency), with the release binary.
@@ -25,6 +26,9 @@
 //! - `check-stale`: the read/invalidate race on Postgres, Redis and
 //!   `serve`, with leases and with plain get/set: how many cached values
 //!   end stale.
+//! - `check-failover`: Sentinel failovers after the replica was cut off,
+//!   with `serve` asking replica acknowledgements, with the replay alone,
+//!   and with neither: how many invalidated keys come back.
 //! - `test`: the whole test suite, Rust, Python and JavaScript, after making
 //!   sure the toolchain has what it needs (the `wasm32-wasip2` target, the
 //!   componentize-py and componentize-js toolchains, a virtual environment
@@ -66,9 +70,10 @@ fn main() -> ExitCode {
         Some("bench-cdc") => bench_with_binary("cdc", &args[1..]),
         Some("bench-django") => bench_django(&args[1..]),
         Some("check-stale") => bench_with_binary("check_stale", &args[1..]),
+        Some("check-failover") => bench_with_binary("check_failover", &args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules [--lang rust|python|js] | bench-rules | bench-redis | bench-reload | bench-service | bench-cdc | bench-django | check-stale | test [cargo test args]>"
+            "usage: cargo xtask <build-rules [--lang rust|python|js] | bench-rules | bench-redis | bench-reload | bench-service | bench-cdc | bench-django | check-stale | check-failover | test [cargo test args]>"
                 .to_owned(),
         ),
     };

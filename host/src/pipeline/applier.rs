@@ -9,7 +9,7 @@
 //! sweep, in order, and its patterns wait for the next sweep.
 //!
 //! After a failover, what was applied over the replay window is applied
-//! again on the new primary before anything else ([`ReplayLog`]). The
+//! again on the new primary, with the first batch there ([`ReplayLog`]). The
 //! applier looks for a new primary before each batch, at most once per
 //! [`LOOK_EVERY`], and as often while idle with something to replay.
 
@@ -81,7 +81,7 @@ impl Applier {
             while let Ok(evaluated) = self.inbox.try_recv() {
                 self.merge(evaluated);
             }
-            self.follow_primary(&mut backoff).await;
+            self.follow_primary().await;
             let Some((mut targets, seq)) = self.pending.take(self.progress.applied()) else {
                 if !self.idle().await {
                     return;
@@ -138,8 +138,10 @@ impl Applier {
                     None => return false,
                 },
                 () = tokio::time::sleep(LOOK_EVERY), if watch => {
-                    let mut backoff = Backoff::new(self.config.retry_min, self.config.retry_max);
-                    self.follow_primary(&mut backoff).await;
+                    self.follow_primary().await;
+                    if self.pending.len() > 0 {
+                        return true;
+                    }
                 }
             }
         }
@@ -147,8 +149,8 @@ impl Applier {
 
     /// Looks, at most once per [`LOOK_EVERY`] (or at once when the handle
     /// noticed a new primary by itself), whether the primary changed; if
-    /// it did, applies the replay log on the new one first.
-    async fn follow_primary(&mut self, backoff: &mut Backoff) {
+    /// it did, puts the replay log into the pending work.
+    async fn follow_primary(&mut self) {
         if !self.replay.enabled() {
             return;
         }
@@ -163,14 +165,19 @@ impl Applier {
             change = self.store.take_primary_change();
         }
         if let Some(change) = change {
-            self.replay_on(change, backoff).await;
+            self.replay_on(change);
         }
     }
 
-    /// Applies everything in the replay window on the new primary,
-    /// retrying with backoff (and taking in work meanwhile) until it is.
-    async fn replay_on(&mut self, change: PrimaryChange, backoff: &mut Backoff) {
-        let mut targets = self.replay.targets();
+    /// Puts everything in the replay window back into the pending work,
+    /// so that the next batch, the first on the new primary, applies it
+    /// with whatever else is pending: nothing is confirmed before it is.
+    /// (Applying it on its own first would hold up the pending work
+    /// behind it, and with replicas asked for, a new primary that has
+    /// none yet could never vouch for it; the pending work is what the
+    /// sources wait on.)
+    fn replay_on(&mut self, change: PrimaryChange) {
+        let targets = self.replay.targets();
         let total = targets.len();
         self.progress.stats.replayed(total);
         tracing::warn!(
@@ -179,24 +186,7 @@ impl Applier {
             targets = total,
             "the redis primary changed: applying again the invalidations of the replay window"
         );
-        loop {
-            let mut applied = crate::sink::Applied::default();
-            match self.store.apply(&mut targets, &mut applied).await {
-                Ok(()) => {
-                    backoff.reset();
-                    tracing::info!(new = %change.new, targets = total, "replay applied");
-                    return;
-                }
-                Err(error) => {
-                    self.progress.stats.failed_and_retrying();
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, remaining = targets.len(),
-                        retry_in_ms = delay.as_millis() as u64,
-                        "replaying invalidations on the new primary failed; retrying");
-                    self.wait(delay).await;
-                }
-            }
-        }
+        self.put(targets, 0, false);
     }
 
     /// Keeps an applied batch for the replay window.

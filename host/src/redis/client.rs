@@ -83,11 +83,9 @@ impl Redis {
         let certificates = tls::certificates(&config.tls)?;
         let sentinel = match &endpoint {
             Endpoint::Sentinel(s) => Some(tokio::sync::Mutex::new(
-                sentinel_client(s, certificates.as_ref()).map_err(|e| {
-                    RedisError::Url {
-                        url: endpoint.to_string(),
-                        reason: e.to_string(),
-                    }
+                sentinel_client(s, certificates.as_ref()).map_err(|e| RedisError::Url {
+                    url: endpoint.to_string(),
+                    reason: e.to_string(),
                 })?,
             )),
             _ => None,
@@ -164,11 +162,19 @@ impl Redis {
             }
             Endpoint::Sentinel(_) => {
                 let sentinel = self.sentinel.as_ref().expect("a sentinel endpoint has one");
-                let client = sentinel
-                    .lock()
+                // The sentinels, then the primary they name (to check its
+                // role), each within the connect timeout; bounded as a
+                // whole, since a frozen server would otherwise hold it.
+                let ask = async { sentinel.lock().await.async_get_client().await };
+                let bound = self.config.connect_timeout * 4;
+                let client = tokio::time::timeout(bound, ask)
                     .await
-                    .async_get_client()
-                    .await
+                    .unwrap_or_else(|_| {
+                        Err(redis::RedisError::from((
+                            redis::ErrorKind::Io,
+                            "the sentinels did not name a primary in time",
+                        )))
+                    })
                     .map_err(|e| self.error(e))?;
                 (self.single(&client).await?, node_of(&client))
             }
@@ -239,7 +245,9 @@ impl Redis {
             }
             (conn, _) => {
                 let text: String = match conn.clone() {
-                    Conn::Single(mut c) => redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await,
+                    Conn::Single(mut c) => {
+                        redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await
+                    }
                     Conn::Cluster(mut c) => {
                         redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await
                     }
@@ -336,7 +344,11 @@ impl Redis {
             Conn::Single(mut c) => {
                 let acked: u64 = wait.query_async(&mut c).await.map_err(|e| self.error(e))?;
                 if acked < u64::from(wanted) {
-                    let node = self.primaries.lock().expect("primaries lock").as_ref()
+                    let node = self
+                        .primaries
+                        .lock()
+                        .expect("primaries lock")
+                        .as_ref()
                         .and_then(|p| p.nodes().into_iter().next())
                         .map_or_else(|| self.endpoint.to_string(), |n| n.to_string());
                     return Err(short(node, acked));
@@ -349,9 +361,13 @@ impl Redis {
                     Some(p) => p,
                     None => {
                         self.primaries().await?;
-                        self.primaries.lock().expect("primaries lock").clone().ok_or_else(
-                            || self.protocol_error("the cluster's primaries are unknown"),
-                        )?
+                        self.primaries
+                            .lock()
+                            .expect("primaries lock")
+                            .clone()
+                            .ok_or_else(|| {
+                                self.protocol_error("the cluster's primaries are unknown")
+                            })?
                     }
                 };
                 // One `WAIT` per primary written to, routed by a slot it
@@ -359,9 +375,12 @@ impl Redis {
                 // carried the deletes.
                 let mut by_node: Vec<(Node, u16)> = Vec::new();
                 for slot in marks.slots() {
-                    let node = primaries.owner(slot).map(|o| o.node.clone()).ok_or_else(
-                        || self.protocol_error(format!("no primary owns slot {slot}")),
-                    )?;
+                    let node = primaries
+                        .owner(slot)
+                        .map(|o| o.node.clone())
+                        .ok_or_else(|| {
+                            self.protocol_error(format!("no primary owns slot {slot}"))
+                        })?;
                     if !by_node.iter().any(|(n, _)| *n == node) {
                         by_node.push((node, slot));
                     }
@@ -370,9 +389,9 @@ impl Redis {
                     let mut c = c.clone();
                     let wait = wait.clone();
                     async move {
-                        let routing = RoutingInfo::SingleNode(
-                            SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
-                        );
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                            Route::new(slot, SlotAddr::Master),
+                        ));
                         let value = c.route_command(wait, routing).await?;
                         let acked: u64 = redis::from_redis_value(value)?;
                         Ok::<_, redis::RedisError>((node, acked))

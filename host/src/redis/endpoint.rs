@@ -229,7 +229,11 @@ impl fmt::Display for Endpoint {
                     .iter()
                     .map(|n| {
                         let shown = redact(n);
-                        shown.split_once("://").map(|(_, h)| h).unwrap_or(&shown).to_owned()
+                        shown
+                            .split_once("://")
+                            .map(|(_, h)| h)
+                            .unwrap_or(&shown)
+                            .to_owned()
                     })
                     .collect();
                 let scheme = if tls { "rediss" } else { "redis" };
@@ -347,7 +351,10 @@ mod tests {
         assert_eq!(s.sentinel_username.as_deref(), Some("watch"));
         assert_eq!(s.sentinel_password.as_deref(), Some("s3cret"));
         let shown = e.to_string();
-        assert!(!shown.contains("p@ss") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            !shown.contains("p@ss") && !shown.contains("s3cret"),
+            "{shown}"
+        );
         assert!(shown.contains("mymaster"), "{shown}");
     }
 

@@ -72,9 +72,9 @@ impl Primaries {
 
     /// The primary owning `slot`.
     pub(crate) fn owner(&self, slot: u16) -> Option<&Owner> {
-        self.owners.iter().find(|o| {
-            o.slots.is_empty() || o.slots.iter().any(|&(a, b)| (a..=b).contains(&slot))
-        })
+        self.owners
+            .iter()
+            .find(|o| o.slots.is_empty() || o.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))
     }
 
     /// What changed from `before` to `self`, if any server that holds data
@@ -83,7 +83,12 @@ impl Primaries {
         let (mut old, mut new) = (Vec::new(), Vec::new());
         if self.owners.iter().all(|o| o.slots.is_empty()) {
             // A single node: its identity is all there is.
-            if self.owners.iter().map(|o| &o.id).ne(before.owners.iter().map(|o| &o.id)) {
+            if self
+                .owners
+                .iter()
+                .map(|o| &o.id)
+                .ne(before.owners.iter().map(|o| &o.id))
+            {
                 old.extend(before.owners.iter().map(|o| o.node.to_string()));
                 new.extend(self.owners.iter().map(|o| o.node.to_string()));
             }
@@ -243,7 +248,10 @@ b2 127.0.0.1:7001@17001 master,fail - 0 1 2 connected
         let a = Primaries::single(node.clone(), "r1".into());
         let b = Primaries::single(node, "r2".into());
         assert!(a.change_from(&a).is_none());
-        assert_eq!(b.change_from(&a).unwrap().to_string(), "primary changed from h:1 to h:1");
+        assert_eq!(
+            b.change_from(&a).unwrap().to_string(),
+            "primary changed from h:1 to h:1"
+        );
         assert_eq!(run_id("# Server\r\nrun_id:abc\r\n").as_deref(), Some("abc"));
     }
 }

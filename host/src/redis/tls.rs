@@ -73,15 +73,22 @@ fn alone(path: &Path, reason: &str) -> RedisError {
 /// server's did not verify, or ours was refused. `None` for every other
 /// error, such as a refused connection.
 pub(crate) fn certificate_problem(error: &redis::RedisError) -> Option<String> {
+    // The client keeps the I/O error behind an `Arc<dyn Error>`, which is
+    // what its `source()` hands out: look through that wrapper too.
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
+        let inner: &(dyn std::error::Error + 'static) = match e.downcast_ref::<Shared>() {
+            Some(shared) => shared.as_ref(),
+            None => e,
+        };
+        if let Some(io) = inner.downcast_ref::<std::io::Error>()
+            && let Some(wrapped) = io.get_ref()
+            && let Some(tls) = wrapped.downcast_ref::<rustls::Error>()
         {
             return certificate_error(tls);
         }
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
             return certificate_error(tls);
         }
         source = e.source();
@@ -117,8 +124,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("inv-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let cert = dir.join("c.pem");
-        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
-            .unwrap();
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         let files = TlsFiles {
             cert: Some(cert.clone()),
             ..TlsFiles::default()

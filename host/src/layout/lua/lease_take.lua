@@ -22,6 +22,22 @@
 -- only while the marker is still there. An invalidation that began before
 -- the lease was taken (and so may miss the marker) belongs to a commit that
 -- the loader, starting later, sees.
+--
+-- Across a failover. Replication is asynchronous: the primary may die
+-- after removing the marker and before its replica heard of it, and the
+-- promoted replica then holds the marker again, so a fill can succeed
+-- there with the value loaded before the commit. It cannot outlive the
+-- failover: the invalidation that removed the marker is either not yet
+-- confirmed (with replica acknowledgements asked, the batch is applied
+-- again until a replica has it) or in the host's replay window, which the
+-- host applies again on the new primary as soon as it sees the change.
+-- Applied again, it removes the marker, or the value filled under it
+-- (a pattern's sweep and a tag's index reach both, as above). After
+-- that, the marker is gone and every fill under it is refused. So a stale
+-- fill can only exist between the promotion and the replay, the window in
+-- which the promoted replica serves the values the old primary had
+-- deleted anyway, and none survives the replay. The lease's own lifetime
+-- (ARGV[3]) bounds it too: a marker expires like any key.
 local v = redis.call('GET', KEYS[1])
 if v then
   if string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then

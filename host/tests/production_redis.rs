@@ -1,0 +1,605 @@
+//! Production Redis, as operators run it: TLS with client certificates
+//! (a single node and a cluster), a primary found through sentinels, and
+//! failovers. The failover tests cut a replica off its primary (its
+//! replication user turned off and its link dropped: a clean partition),
+//! invalidate through `serve`, kill the primary, let the replica be
+//! promoted, and look for stale values on it. A control in each deletes
+//! keys straight on the primary, as any client would, and shows them come
+//! back: the hole the test would otherwise not see.
+
+use std::time::{Duration, Instant};
+
+use invalidator::layout::leases::{self, Taken};
+use invalidator::redis::{Redis, RedisConfig};
+use invalidator_tests::{
+    ClusterSpec, PostgresServer, RedisCluster, RedisServer, SentinelGroup, ServeProcess, TlsCerts,
+    all_keys, deploy, fresh_dir, guests, wait_link_up,
+};
+use redis::Commands;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_invalidator");
+
+/// Commits whose rule deletes `vehicle:V{i}` for each `i`.
+fn cars(range: std::ops::Range<usize>) -> Value {
+    let commits: Vec<Value> = range
+        .map(|i| {
+            let vin = format!("V{i}");
+            json!({"txn": format!("t{i}"), "writes": [{"table": "inventory", "op": "update",
+                "key": {"vin": vin}, "before": {"vin": vin, "price": 9},
+                "after": {"vin": vin, "price": 8}}]})
+        })
+        .collect();
+    Value::Array(commits)
+}
+
+fn vehicles(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("vehicle:V{i}")).collect()
+}
+
+/// `serve` with the dealership rule on `redis`, listening, with `args`.
+fn serve(name: &str, redis: &str, args: &[&str]) -> ServeProcess {
+    let dir = fresh_dir(&format!("prod-{name}"));
+    deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
+    let mut all = vec![
+        "--rules",
+        dir.to_str().unwrap(),
+        "--redis",
+        redis,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    all.extend_from_slice(args);
+    ServeProcess::start(
+        BIN,
+        &all,
+        &[
+            ("INVALIDATOR_PIPELINE__RETRY_MIN", "20ms"),
+            ("INVALIDATOR_PIPELINE__RETRY_MAX", "300ms"),
+        ],
+    )
+}
+
+async fn post(service: &ServeProcess, path: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(service.at(path))
+        .json(body)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("the request reaches serve")
+}
+
+async fn stats(service: &ServeProcess) -> Value {
+    reqwest::get(service.at("/v1/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// How many of `keys` exist on `conn`'s server.
+fn present(conn: &mut impl redis::ConnectionLike, keys: &[String]) -> usize {
+    keys.iter()
+        .filter(|k| redis::cmd("EXISTS").arg(k).query::<bool>(conn).unwrap())
+        .count()
+}
+
+fn set_all(conn: &mut impl redis::ConnectionLike, keys: &[String]) {
+    for key in keys {
+        let () = redis::cmd("SET").arg(key).arg("stale").query(conn).unwrap();
+    }
+}
+
+/// Waits up to `within` for `done`; on a timeout, serve's log.
+async fn wait_for(
+    service: &ServeProcess,
+    within: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    while !done() {
+        if Instant::now() > deadline {
+            return Err(service.log());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Waits up to `within` for `done`, failing with `what` and serve's log.
+async fn wait_until(
+    what: &str,
+    service: &ServeProcess,
+    within: Duration,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}; serve's log:\n{}",
+            service.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`wait_until`], for a test with no runtime (the Postgres client
+/// blocks).
+fn wait_until_blocking(
+    what: &str,
+    service: &ServeProcess,
+    within: Duration,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}; serve's log:\n{}",
+            service.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn invalidations_apply_over_tls_with_client_certificates() {
+    let certs = TlsCerts::make("single");
+    let redis = RedisServer::with_tls(&certs, &["--save", ""]);
+    let keys = vehicles(0..20);
+    set_all(&mut redis.connection(), &keys);
+    let flags = certs.flags();
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["--redis-replicas", "0"]);
+    let service = serve("tls", &redis.url(), &args);
+    let response = post(&service, "/v1/commits?wait=true", &cars(0..20)).await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", service.log());
+    assert_eq!(present(&mut redis.connection(), &keys), 0);
+
+    // The cache endpoints share the connection's settings.
+    let response = reqwest::Client::new()
+        .put(service.at("/v1/cache/greeting?tags=t"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+    let value: Option<String> = redis.connection().get("greeting").unwrap();
+    assert_eq!(value.as_deref(), Some("hello"));
+
+    // So do the one-shot commands.
+    let out = std::process::Command::new(BIN)
+        .args(["cache", "get", "--redis", &redis.url()])
+        .args(&flags)
+        .arg("greeting")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}
+
+#[tokio::test]
+async fn invalidations_apply_on_a_tls_cluster() {
+    let certs = TlsCerts::make("cluster");
+    let cluster = RedisCluster::with(ClusterSpec {
+        primaries: 3,
+        tls: Some(&certs),
+        ..ClusterSpec::default()
+    });
+    assert!(
+        cluster.url().starts_with("rediss+cluster://"),
+        "{}",
+        cluster.url()
+    );
+    let keys = vehicles(0..60);
+    set_all(&mut cluster.connection(), &keys);
+    let flags = certs.flags();
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let service = serve("tls-cluster", &cluster.url(), &args);
+    let response = post(&service, "/v1/commits?wait=true", &cars(0..60)).await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", service.log());
+    assert_eq!(present(&mut cluster.connection(), &keys), 0);
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}
+
+#[test]
+fn a_certificate_that_does_not_verify_is_refused_at_start_naming_the_url_and_the_reason() {
+    let certs = TlsCerts::make("bad-ca");
+    let redis = RedisServer::with_tls(&certs, &["--save", ""]);
+    let dir = fresh_dir("prod-bad-ca");
+    deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--redis",
+            &redis.url(),
+        ])
+        .args(["--listen", "127.0.0.1:0", "--redis-tls-ca"])
+        .arg(&certs.other_ca)
+        .arg("--redis-tls-cert")
+        .arg(&certs.client_cert)
+        .arg("--redis-tls-key")
+        .arg(&certs.client_key)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&redis.url()), "{stderr}");
+    assert!(
+        stderr.contains("certificate") && stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
+
+    // TLS files with a URL that is not TLS: refused before anything runs.
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--print-config", "--redis", "redis://127.0.0.1:1"])
+        .arg("--redis-tls-ca")
+        .arg(&certs.ca)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("redis://127.0.0.1:1") && stderr.contains("rediss://"),
+        "{stderr}"
+    );
+}
+
+/// What a Sentinel failover left: invalidated keys found again on the
+/// promoted replica, through `serve` and through the control.
+struct Left {
+    through_serve: usize,
+    control: usize,
+    stats: Value,
+    /// Whether a lease taken before the cut could fill the key after the
+    /// failover, before and after `serve` applied its deletes there.
+    lease_filled_early: bool,
+    lease_filled_late: bool,
+}
+
+/// Fills `lease` through `redis`, riding out the failover's connection
+/// errors for up to 20 s.
+async fn fill_retrying(redis: &Redis, lease: &leases::Lease) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match leases::fill(redis, lease, b"stale", 0).await {
+            Ok(stored) => return stored,
+            Err(e) => assert!(Instant::now() < deadline, "filling the lease: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The Sentinel scenario: 300 keys invalidated through `serve` (with
+/// `replicas` acknowledgements asked) and 300 deleted straight on the
+/// primary, after the replica was cut off; then the primary killed and
+/// the replica promoted.
+async fn sentinel_failover(name: &str, replicas: &str) -> Left {
+    let mut group = SentinelGroup::start(name);
+    let mut ours = vehicles(0..300);
+    // A reader that missed `vehicle:V900` holds a lease on it, taken (and
+    // replicated) before the cut; its loader read the row before the
+    // commit below.
+    let reader = Redis::open(&group.url(), RedisConfig::default()).unwrap();
+    let Taken::Granted(lease) = leases::take(&reader, "vehicle:V900", &[], 60_000)
+        .await
+        .unwrap()
+    else {
+        panic!("the lease is not granted")
+    };
+    let control: Vec<String> = (0..300).map(|i| format!("control:{i}")).collect();
+    {
+        let mut conn = group.primary.connection();
+        set_all(&mut conn, &ours);
+        set_all(&mut conn, &control);
+        let acked: u64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(acked, 1, "the replica holds the values before the cut");
+    }
+    let service = serve(name, &group.url(), &["--redis-replicas", replicas]);
+    // A first commit connects serve to the primary (and, with
+    // acknowledgements asked, shows the replica acknowledging).
+    let response = post(&service, "/v1/commits?wait=true", &cars(1000..1001)).await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", service.log());
+
+    group.assert_unchanged();
+    group.primary.cut_off_replicas();
+    let unlinked: u64 = redis::cmd("UNLINK")
+        .arg(&control)
+        .query(&mut group.primary.connection())
+        .unwrap();
+    assert_eq!(unlinked, 300);
+    let response = post(&service, "/v1/commits", &cars(0..300)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let response = post(&service, "/v1/commits", &cars(900..901)).await;
+    ours.push("vehicle:V900".to_owned());
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let primary = &group.primary;
+    wait_until(
+        "serve deleted its keys on the primary",
+        &service,
+        Duration::from_secs(30),
+        || present(&mut primary.connection(), &ours) == 0,
+    )
+    .await;
+    if replicas != "0" {
+        // Not confirmed: counted, and readiness says why.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stats = stats(&service).await;
+            let ready = reqwest::get(service.at("/readyz")).await.unwrap();
+            let status = ready.status();
+            let body = ready.text().await.unwrap();
+            if stats["pipeline"]["unreplicated"].as_u64() > Some(0)
+                && status == StatusCode::SERVICE_UNAVAILABLE
+            {
+                assert!(body.contains("replicas"), "{body}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never unreplicated: {stats} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    group.fail_over(Duration::from_secs(30));
+    // The promoted replica still holds the marker: a fill may land before
+    // serve has applied its deletes there, never after.
+    let lease_filled_early = fill_retrying(&reader, &lease).await;
+    let promoted = &group.replica;
+    wait_for(&service, Duration::from_secs(30), || {
+        present(&mut promoted.connection(), &ours) == 0
+    })
+    .await
+    .unwrap_or_else(|log| {
+        let left: Vec<&String> = ours
+            .iter()
+            .filter(|k| promoted.connection().exists(k).unwrap_or(false))
+            .collect();
+        panic!(
+            "left on the promoted replica: {left:?} (lease filled early: {lease_filled_early}); \
+             serve's log:\n{log}"
+        )
+    });
+    let lease_filled_late = fill_retrying(&reader, &lease).await;
+    let left = Left {
+        through_serve: present(&mut promoted.connection(), &ours),
+        control: present(&mut promoted.connection(), &control),
+        stats: stats(&service).await,
+        lease_filled_early,
+        lease_filled_late,
+    };
+    service.kill();
+    left
+}
+
+#[tokio::test]
+async fn a_sentinel_failover_resurrects_nothing_with_replica_acknowledgements() {
+    let left = sentinel_failover("acked", "1").await;
+    assert_eq!(left.through_serve, 0);
+    assert!(
+        !left.lease_filled_late,
+        "a lease stored a stale value after the deletes"
+    );
+    assert_eq!(
+        left.control, 300,
+        "the control shows the hole: {:?}",
+        left.stats
+    );
+}
+
+#[tokio::test]
+async fn a_sentinel_failover_within_the_replay_window_resurrects_nothing() {
+    let left = sentinel_failover("replay", "0").await;
+    assert_eq!(left.through_serve, 0);
+    // Whether or not the fill landed before the replay (it may: the
+    // marker is back on the promoted replica until then), the replay
+    // removed it, and no fill lands after.
+    eprintln!(
+        "lease filled before the replay: {}",
+        left.lease_filled_early
+    );
+    assert!(
+        !left.lease_filled_late,
+        "a lease stored a stale value after the replay"
+    );
+    assert_eq!(left.control, 300, "the control shows the hole");
+    assert!(
+        left.stats["pipeline"]["replays"].as_u64() >= Some(1),
+        "{}",
+        left.stats
+    );
+    assert!(
+        left.stats["pipeline"]["replayed_targets"].as_u64() >= Some(300),
+        "{}",
+        left.stats
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_failover_resurrects_nothing() {
+    let mut cluster = RedisCluster::with(ClusterSpec {
+        primaries: 3,
+        replicas: true,
+        node_timeout_ms: Some(2000),
+        ..ClusterSpec::default()
+    });
+    let ours = vehicles(0..300);
+    set_all(&mut cluster.connection(), &ours);
+    for replica in cluster.replicas() {
+        let offset_synced = || {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut replica.connection())
+                .unwrap();
+            info.contains("master_link_status:up")
+        };
+        assert!(offset_synced());
+        wait_link_up(replica);
+    }
+    // Give the replicas the values for sure.
+    for node in cluster.nodes() {
+        let _: u64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query(&mut node.connection())
+            .unwrap();
+    }
+    let service = serve("cluster-failover", &cluster.url(), &[]);
+    let response = post(&service, "/v1/commits?wait=true", &cars(1000..1001)).await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", service.log());
+
+    cluster.nodes()[0].cut_off_replicas();
+    let response = post(&service, "/v1/commits?wait=true", &cars(0..300)).await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", service.log());
+    assert_eq!(present(&mut cluster.connection(), &ours), 0);
+    // The keys of the first primary's slots, which its replica still holds.
+    let stale_on_replica = all_keys(&mut cluster.replicas()[0].connection())
+        .into_iter()
+        .filter(|k| k.starts_with("vehicle:"))
+        .count();
+    assert!(
+        stale_on_replica > 50,
+        "the replica was not cut off: {stale_on_replica}"
+    );
+
+    cluster.kill(0);
+    let replica = &cluster.replicas()[0];
+    wait_until(
+        "the replica is promoted",
+        &service,
+        Duration::from_secs(30),
+        || replica.role() == "master",
+    )
+    .await;
+    wait_until(
+        "no invalidated key is left on the promoted replica",
+        &service,
+        Duration::from_secs(30),
+        || {
+            all_keys(&mut replica.connection())
+                .iter()
+                .all(|k| !k.starts_with("vehicle:"))
+        },
+    )
+    .await;
+    let stats = stats(&service).await;
+    assert!(stats["pipeline"]["replays"].as_u64() >= Some(1), "{stats}");
+    service.kill();
+}
+
+#[test]
+fn the_postgres_position_waits_for_the_replicas_and_is_confirmed_after_the_failover() {
+    let pg = PostgresServer::start();
+    pg.client("postgres")
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    let mut sql = pg.client("app");
+    sql.batch_execute(
+        "CREATE TABLE inventory (vin text PRIMARY KEY, price numeric, status text);
+         INSERT INTO inventory SELECT 'V' || i, 9, 'new' FROM generate_series(0, 99) i;",
+    )
+    .unwrap();
+    let mut group = SentinelGroup::start("postgres");
+    let ours = vehicles(0..100);
+    set_all(&mut group.primary.connection(), &ours);
+    let dir = fresh_dir("prod-postgres");
+    deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
+    let service = ServeProcess::start(
+        BIN,
+        &[
+            "--rules",
+            dir.to_str().unwrap(),
+            "--redis",
+            &group.url(),
+            "--redis-replicas",
+            "1",
+            "--postgres",
+            &pg.url("app"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("INVALIDATOR_PIPELINE__RETRY_MIN", "20ms"),
+            ("INVALIDATOR_PIPELINE__RETRY_MAX", "300ms"),
+            ("INVALIDATOR_POSTGRES__CONFIRM_EVERY", "100ms"),
+        ],
+    );
+    let positions = |sql: &mut invalidator_tests::postgres::Client| -> (i64, i64) {
+        let row = sql
+            .query_one(
+                "SELECT (confirmed_flush_lsn - '0/0')::int8, (pg_current_wal_lsn() - '0/0')::int8 \
+                 FROM pg_replication_slots WHERE slot_name = 'invalidator'",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    wait_until_blocking(
+        "serve streams from the slot",
+        &service,
+        Duration::from_secs(30),
+        || {
+            sql.query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'invalidator' AND active",
+                &[],
+            )
+            .is_ok_and(|r| r.is_some())
+        },
+    );
+
+    group.assert_unchanged();
+    group.primary.cut_off_replicas();
+    sql.batch_execute("UPDATE inventory SET price = 8").unwrap();
+    let (_, written) = positions(&mut sql);
+    let primary = &group.primary;
+    wait_until_blocking(
+        "the deletes reach the primary",
+        &service,
+        Duration::from_secs(30),
+        || present(&mut primary.connection(), &ours) == 0,
+    );
+    // Applied on the primary, unacknowledged: the slot stays behind.
+    std::thread::sleep(Duration::from_secs(2));
+    let (confirmed, _) = positions(&mut sql);
+    assert!(
+        confirmed < written,
+        "confirmed {confirmed} before the replica acknowledged {written}"
+    );
+
+    group.fail_over(Duration::from_secs(30));
+    // The old primary comes back; the sentinels make it the new one's
+    // replica, which then acknowledges.
+    group.primary.restart();
+    let promoted = &group.replica;
+    wait_until_blocking(
+        "the invalidations are confirmed",
+        &service,
+        Duration::from_secs(60),
+        || positions(&mut sql).0 >= written,
+    );
+    assert_eq!(present(&mut promoted.connection(), &ours), 0);
+    service.kill();
+}
