@@ -354,6 +354,19 @@ async fn sentinel_failover(name: &str, replicas: &str) -> Left {
                 && status == StatusCode::SERVICE_UNAVAILABLE
             {
                 assert!(body.contains("replicas"), "{body}");
+                let metrics = reqwest::get(service.at("/metrics"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                assert!(
+                    metrics
+                        .lines()
+                        .any(|l| l.starts_with("invalidator_unreplicated_total ")
+                            && !l.ends_with(" 0")),
+                    "{metrics}"
+                );
                 break;
             }
             assert!(
@@ -439,7 +452,25 @@ async fn a_sentinel_failover_within_the_replay_window_resurrects_nothing() {
 }
 
 #[tokio::test]
-async fn a_cluster_failover_resurrects_nothing() {
+async fn a_cluster_failover_within_the_replay_window_resurrects_nothing() {
+    let stats = cluster_failover("cluster-replay", "0").await;
+    assert!(stats["pipeline"]["replays"].as_u64() >= Some(1), "{stats}");
+}
+
+#[tokio::test]
+async fn a_cluster_failover_resurrects_nothing_with_each_primary_waiting_for_its_replica() {
+    let stats = cluster_failover("cluster-acked", "1").await;
+    assert!(
+        stats["pipeline"]["unreplicated"].as_u64() >= Some(1),
+        "{stats}"
+    );
+}
+
+/// A cluster of three primaries with a replica each: the first primary's
+/// replica cut off, 300 keys over every slot invalidated through `serve`
+/// (asking `replicas` acknowledgements), that primary killed and its
+/// replica promoted. Fails if an invalidated key is on it; `serve`'s stats.
+async fn cluster_failover(name: &str, replicas: &str) -> Value {
     let mut cluster = RedisCluster::with(ClusterSpec {
         primaries: 3,
         replicas: true,
@@ -448,33 +479,30 @@ async fn a_cluster_failover_resurrects_nothing() {
     });
     let ours = vehicles(0..300);
     set_all(&mut cluster.connection(), &ours);
-    for replica in cluster.replicas() {
-        let offset_synced = || {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query(&mut replica.connection())
-                .unwrap();
-            info.contains("master_link_status:up")
-        };
-        assert!(offset_synced());
-        wait_link_up(replica);
-    }
     // Give the replicas the values for sure.
     for node in cluster.nodes() {
-        let _: u64 = redis::cmd("WAIT")
+        let acked: u64 = redis::cmd("WAIT")
             .arg(1)
             .arg(5000)
             .query(&mut node.connection())
             .unwrap();
+        assert_eq!(acked, 1);
     }
-    let service = serve("cluster-failover", &cluster.url(), &[]);
-    let response = post(&service, "/v1/commits?wait=true", &cars(1000..1001)).await;
+    let service = serve(name, &cluster.url(), &["--redis-replicas", replicas]);
+    // Every primary's replica acknowledges: confirmed.
+    let response = post(&service, "/v1/commits?wait=true", &cars(1000..1030)).await;
     assert_eq!(response.status(), StatusCode::OK, "{}", service.log());
 
     cluster.nodes()[0].cut_off_replicas();
-    let response = post(&service, "/v1/commits?wait=true", &cars(0..300)).await;
-    assert_eq!(response.status(), StatusCode::OK, "{}", service.log());
-    assert_eq!(present(&mut cluster.connection(), &ours), 0);
+    let response = post(&service, "/v1/commits", &cars(0..300)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    wait_until(
+        "serve deleted its keys on the primaries",
+        &service,
+        Duration::from_secs(30),
+        || present(&mut cluster.connection(), &ours) == 0,
+    )
+    .await;
     // The keys of the first primary's slots, which its replica still holds.
     let stale_on_replica = all_keys(&mut cluster.replicas()[0].connection())
         .into_iter()
@@ -484,6 +512,18 @@ async fn a_cluster_failover_resurrects_nothing() {
         stale_on_replica > 50,
         "the replica was not cut off: {stale_on_replica}"
     );
+    if replicas != "0" {
+        // The first primary's replica no longer acknowledges.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stats(&service).await["pipeline"]["unreplicated"].as_u64() == Some(0) {
+            assert!(
+                Instant::now() < deadline,
+                "never unreplicated: {}",
+                service.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 
     cluster.kill(0);
     let replica = &cluster.replicas()[0];
@@ -506,8 +546,8 @@ async fn a_cluster_failover_resurrects_nothing() {
     )
     .await;
     let stats = stats(&service).await;
-    assert!(stats["pipeline"]["replays"].as_u64() >= Some(1), "{stats}");
     service.kill();
+    stats
 }
 
 #[test]
@@ -602,4 +642,31 @@ fn the_postgres_position_waits_for_the_replicas_and_is_confirmed_after_the_failo
     );
     assert_eq!(present(&mut promoted.connection(), &ours), 0);
     service.kill();
+}
+
+/// An application's Redis user often lacks the `@dangerous` commands
+/// (`ROLE`, `INFO`) that tell the primary's identity: invalidations still
+/// apply, the server known by its address.
+#[tokio::test]
+async fn a_user_without_dangerous_commands_still_invalidates() {
+    let redis = RedisServer::start();
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("app")
+        .arg("on")
+        .arg(">pw")
+        .arg("~*")
+        .arg("+@all")
+        .arg("-@dangerous")
+        .query(&mut redis.connection())
+        .unwrap();
+    let keys = vehicles(0..10);
+    set_all(&mut redis.connection(), &keys);
+    let url = format!("redis://app:pw@127.0.0.1:{}", redis.port());
+    let service = serve("no-dangerous", &url, &[]);
+    let response = post(&service, "/v1/commits?wait=true", &cars(0..10)).await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", service.log());
+    assert_eq!(present(&mut redis.connection(), &keys), 0);
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
 }

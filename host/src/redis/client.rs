@@ -220,18 +220,20 @@ impl Redis {
         let primaries = match (conn, node) {
             (Conn::Single(c), Some(node)) => {
                 let mut c = c.clone();
-                let (role, info): (Vec<redis::Value>, String) = redis::pipe()
-                    .cmd("ROLE")
-                    .cmd("INFO")
-                    .arg("server")
-                    .query_async(&mut c)
-                    .await
-                    .map_err(|e| self.error(e))?;
-                let role = role
-                    .first()
-                    .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
-                    .unwrap_or_default();
-                if role != "master" {
+                // `ROLE` and `INFO` are in the `@dangerous` ACL category,
+                // which an application's user often lacks: refused, the
+                // role is left to `READONLY` errors to show, and the
+                // server is known by its address alone.
+                let role: Option<Vec<redis::Value>> =
+                    tolerated(redis::cmd("ROLE").query_async(&mut c).await)
+                        .map_err(|e| self.error(e))?;
+                let role = role.and_then(|r| {
+                    r.first()
+                        .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+                });
+                if let Some(role) = role
+                    && role != "master"
+                {
                     *self.conn.lock().expect("connection lock") = None;
                     return Err(RedisError::NotPrimary {
                         endpoint: self.endpoint.to_string(),
@@ -239,8 +241,16 @@ impl Redis {
                         role,
                     });
                 }
-                let run_id = primary::run_id(&info)
-                    .ok_or_else(|| self.protocol_error("`INFO server` has no `run_id`"))?;
+                let info: Option<String> =
+                    tolerated(redis::cmd("INFO").arg("server").query_async(&mut c).await)
+                        .map_err(|e| self.error(e))?;
+                let run_id = match info.as_deref().and_then(primary::run_id) {
+                    Some(id) => id,
+                    None => {
+                        tracing::debug!(node = %node, "no `run_id` (INFO refused): the primary is known by its address");
+                        node.to_string()
+                    }
+                };
                 Primaries::single(node, run_id)
             }
             (conn, _) => {
@@ -563,6 +573,17 @@ impl Redis {
             }
         }
         Ok(deleted)
+    }
+}
+
+/// A command's answer, or `None` when the server refused it with an error
+/// of its own (`NOPERM`, an unknown command): only a failure to talk to
+/// it is an error.
+fn tolerated<T>(answer: redis::RedisResult<T>) -> redis::RedisResult<Option<T>> {
+    match answer {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.code().is_some() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
