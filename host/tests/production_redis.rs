@@ -13,7 +13,7 @@ use invalidator::layout::leases::{self, Taken};
 use invalidator::redis::{Redis, RedisConfig};
 use invalidator_tests::{
     ClusterSpec, PostgresServer, RedisCluster, RedisServer, SentinelGroup, ServeProcess, TlsCerts,
-    all_keys, deploy, fresh_dir, guests, wait_link_up,
+    all_keys, deploy, fresh_dir, guests,
 };
 use redis::Commands;
 use reqwest::StatusCode;
