@@ -82,9 +82,16 @@ fn post(client: &reqwest::blocking::Client, service: &ServeProcess, body: &Value
     assert!(response.status().is_success(), "{:?}", response.text());
 }
 
+/// When, after the kill, the sentinels named the replica, and the
+/// replay-only process's keys were all gone from it.
+struct Times {
+    promoted: Option<Duration>,
+    replayed: Option<Duration>,
+}
+
 /// One round: how many keys each mode left on the promoted replica, and
-/// how long after the kill the replay-only mode's keys were all gone.
-fn round(bin: &str, n: usize) -> ([usize; 3], Option<Duration>) {
+/// its [`Times`].
+fn round(bin: &str, n: usize) -> ([usize; 3], Times) {
     let mut group = SentinelGroup::start(&format!("check-{n}"));
     let sets: Vec<Vec<String>> = (0..3).map(|m| keys(m * KEYS..(m + 1) * KEYS)).collect();
     {
@@ -160,11 +167,15 @@ fn round(bin: &str, n: usize) -> ([usize; 3], Option<Duration>) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    group.assert_unchanged();
+    group.primary.kill();
     let killed = Instant::now();
-    group.fail_over(Duration::from_secs(30));
-    let mut replayed = None;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut promoted, mut replayed) = (None, None);
+    let deadline = killed + Duration::from_secs(40);
     loop {
+        if promoted.is_none() && group.primary_port() == Some(group.replica.port()) {
+            promoted = Some(killed.elapsed());
+        }
         let mut conn = group.replica.connection();
         let acked_left = present(&mut conn, &sets[0]);
         let replay_left = present(&mut conn, &sets[1]);
@@ -183,42 +194,52 @@ fn round(bin: &str, n: usize) -> ([usize; 3], Option<Duration>) {
     for service in services {
         service.kill();
     }
-    (left, replayed)
+    (left, Times { promoted, replayed })
 }
 
 fn main() {
     let bin = std::env::var("INVALIDATOR_BIN")
         .expect("run through `cargo xtask check-failover`, which builds the release binary");
     let mut totals = [0; 3];
+    let mut lags = Vec::new();
     let mut replay_times = Vec::new();
+    let secs =
+        |d: Option<Duration>| d.map_or("never".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
     for n in 1..=ROUNDS {
-        let (left, replayed) = round(&bin, n);
+        let (left, times) = round(&bin, n);
         println!(
-            "round {n}: resurrected {} / {} / {} of {KEYS} each ({}, {}, {}); replay done {}",
+            "round {n}: resurrected {} / {} / {} of {KEYS} each ({}, {}, {}); after the kill, \
+             promoted at {}, replay done at {}",
             left[0],
             left[1],
             left[2],
             MODES[0].0,
             MODES[1].0,
             MODES[2].0,
-            replayed.map_or("never".to_owned(), |d| format!(
-                "{:.1} s after the kill",
-                d.as_secs_f64()
-            ))
+            secs(times.promoted),
+            secs(times.replayed)
         );
         for m in 0..3 {
             totals[m] += left[m];
         }
-        replay_times.extend(replayed);
+        if let Some(replayed) = times.replayed {
+            replay_times.push(replayed);
+            if let Some(promoted) = times.promoted {
+                lags.push(replayed.saturating_sub(promoted));
+            }
+        }
     }
     let n = ROUNDS * KEYS;
     replay_times.sort();
+    lags.sort();
     if let (Some(first), Some(last)) = (replay_times.first(), replay_times.last()) {
         println!(
-            "replay done after the kill: {:.1} s to {:.1} s (sentinel down-after 1 s); the default \
-             window is 60 s",
+            "replay done {:.1} s to {:.1} s after the kill (sentinel down-after 2 s), {:.1} s to \
+             {:.1} s after the sentinels named the new primary; the default window is 60 s",
             first.as_secs_f64(),
-            last.as_secs_f64()
+            last.as_secs_f64(),
+            lags.first().map_or(0.0, Duration::as_secs_f64),
+            lags.last().map_or(0.0, Duration::as_secs_f64)
         );
     }
     println!(
