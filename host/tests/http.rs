@@ -643,6 +643,12 @@ async fn the_rules_are_listed_with_their_hash_and_figures() {
         dealership["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
         "{dealership}"
     );
+    // Rounded for people: microseconds at most, never `0.35300000000000004`.
+    for quantile in ["p50", "p99"] {
+        let text = dealership["latency_ms"][quantile].to_string();
+        let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 3, "{quantile} is {text}");
+    }
     assert_eq!(list[1]["calls"], 0, "turnus saw no geld write");
 }
 

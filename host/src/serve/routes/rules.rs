@@ -12,7 +12,7 @@ use axum::extract::State;
 /// One rule, as the API shows it.
 fn describe(rule: &LoadedRule) -> Value {
     let m = rule.counters();
-    let ms = |q| m.latency().quantile(q).map(|d| d.as_secs_f64() * 1000.0);
+    let ms = |q| m.latency().quantile(q).map(millis);
     json!({
         "name": rule.name(),
         "version": rule.info().version,
@@ -23,6 +23,13 @@ fn describe(rule: &LoadedRule) -> Value {
         "errors": m.failures(),
         "latency_ms": {"p50": ms(0.5), "p99": ms(0.99)},
     })
+}
+
+/// `d` in milliseconds, rounded to the microsecond for people:
+/// `0.353`, where the float arithmetic alone would give
+/// `0.35300000000000004`.
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// `GET /v1/rules`: `{"rules": [...], "shadows": [...], "refused": N}`.
@@ -72,4 +79,29 @@ pub(crate) async fn reload(State(api): ApiState) -> Result<Json<Value>, ApiError
         "rejected": rejected,
         "rules": in_service,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn latencies_read_as_people_write_them() {
+        let d = Duration::from_micros(353);
+        // What the figure was before: the float noise shows.
+        assert_eq!(
+            (d.as_secs_f64() * 1000.0).to_string(),
+            "0.35300000000000004"
+        );
+        assert_eq!(json!(millis(d)).to_string(), "0.353");
+        assert_eq!(
+            json!(millis(Duration::from_micros(2_100))).to_string(),
+            "2.1"
+        );
+        assert_eq!(
+            json!(millis(Duration::from_nanos(1_499))).to_string(),
+            "0.001"
+        );
+    }
 }
