@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use invalidator::layout::leases::{self, Taken};
 use invalidator::redis::{Redis, RedisConfig};
 use invalidator_tests::{
-    ClusterSpec, PostgresServer, RedisCluster, RedisServer, SentinelGroup, ServeProcess, TlsCerts,
-    all_keys, deploy, fresh_dir, guests,
+    ClusterSpec, PostgresServer, RedisCluster, RedisServer, SentinelGroup, SentinelSpec,
+    ServeProcess, TlsCerts, all_keys, deploy, fresh_dir, guests,
 };
 use redis::Commands;
 use reqwest::StatusCode;
@@ -669,4 +669,47 @@ async fn a_user_without_dangerous_commands_still_invalidates() {
     assert_eq!(present(&mut redis.connection(), &keys), 0);
     let (status, summary) = service.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
+}
+
+/// `rediss+sentinel://` with the primary's password and the sentinels'
+/// own: TLS to the sentinels and to the primary, client certificates
+/// required everywhere; the process follows a failover, and neither
+/// password reaches its log.
+#[tokio::test]
+async fn a_primary_behind_sentinels_over_tls_with_passwords_is_followed_across_a_failover() {
+    let certs = TlsCerts::make("sentinel-tls");
+    let mut group = SentinelGroup::with(
+        "tls",
+        SentinelSpec {
+            tls: Some(&certs),
+            password: Some("primary-pw"),
+            sentinel_password: Some("sentinel-pw"),
+        },
+    );
+    assert!(
+        group.url().starts_with("rediss+sentinel://:primary-pw@"),
+        "{}",
+        group.url()
+    );
+    let before = vehicles(0..50);
+    set_all(&mut group.primary.connection(), &before);
+    let flags = certs.flags();
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let service = serve("sentinel-tls", &group.url(), &args);
+    let response = post(&service, "/v1/commits?wait=true", &cars(0..50)).await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", service.log());
+    assert_eq!(present(&mut group.primary.connection(), &before), 0);
+
+    group.fail_over(Duration::from_secs(30));
+    let after = vehicles(50..60);
+    set_all(&mut group.replica.connection(), &after);
+    let response = post(&service, "/v1/commits?wait=true", &cars(50..60)).await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", service.log());
+    assert_eq!(present(&mut group.replica.connection(), &after), 0);
+    let log = service.log();
+    assert!(
+        !log.contains("primary-pw") && !log.contains("sentinel-pw"),
+        "{log}"
+    );
+    service.kill();
 }

@@ -20,7 +20,7 @@ pub use postgres_server::PostgresServer;
 pub use redis_server::{
     ClusterSpec, REPLICATION_ARGS, RedisCluster, RedisServer, all_keys, wait_link_up,
 };
-pub use sentinel::SentinelGroup;
+pub use sentinel::{SentinelGroup, SentinelSpec};
 pub use serve_process::ServeProcess;
 pub use tls_certs::TlsCerts;
 

@@ -53,6 +53,8 @@ pub struct RedisServer {
     args: Vec<String>,
     /// The client's certificates, for a TLS-only server.
     tls: Option<redis::TlsCertificates>,
+    /// The default user's password, if it has one.
+    password: Option<String>,
 }
 
 /// Arguments that make a server's replication connect as user `repl`
@@ -85,15 +87,39 @@ impl RedisServer {
     pub fn with_args(extra: &[&str]) -> Self {
         let port = free_port();
         let ports = vec!["--port".to_owned(), port.to_string()];
-        Self::build(port, ports, extra, None)
+        Self::build(port, ports, extra, None, None)
     }
 
     /// A TLS-only server (no plain port) that requires a client
     /// certificate signed by `certs`' authority, with extra arguments.
     pub fn with_tls(certs: &TlsCerts, extra: &[&str]) -> Self {
-        install_tls_provider();
+        Self::with_options(Some(certs), None, extra)
+    }
+
+    /// A server over TLS (with `tls`, replication over TLS too) or not,
+    /// whose default user needs `password` (if given), with extra
+    /// arguments.
+    pub fn with_options(tls: Option<&TlsCerts>, password: Option<&str>, extra: &[&str]) -> Self {
         let port = free_port();
-        Self::build(port, certs.server_args(port), extra, Some(certs.client()))
+        let mut args: Vec<String> = match tls {
+            Some(certs) => {
+                install_tls_provider();
+                let mut args = certs.server_args(port);
+                args.extend(["--tls-replication".into(), "yes".into()]);
+                args
+            }
+            None => vec!["--port".to_owned(), port.to_string()],
+        };
+        if let Some(password) = password {
+            args.extend(["--requirepass".into(), password.into()]);
+        }
+        Self::build(
+            port,
+            args,
+            extra,
+            tls.map(TlsCerts::client),
+            password.map(str::to_owned),
+        )
     }
 
     fn build(
@@ -101,6 +127,7 @@ impl RedisServer {
         ports: Vec<String>,
         extra: &[&str],
         tls: Option<redis::TlsCertificates>,
+        password: Option<String>,
     ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "invalidator-redis-{}-{}-{port}",
@@ -125,6 +152,7 @@ impl RedisServer {
             dir,
             args,
             tls,
+            password,
         };
         server.spawn();
         server
@@ -183,7 +211,11 @@ impl RedisServer {
         } else {
             "redis"
         };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        let auth = self
+            .password
+            .as_ref()
+            .map_or(String::new(), |p| format!(":{p}@"));
+        format!("{scheme}://{auth}127.0.0.1:{}", self.port)
     }
 
     /// Creates the user replicas of this server connect as
