@@ -2,6 +2,7 @@
 //! guests the test build made, real Redis servers, throwaway Postgres
 //! clusters, and `invalidator serve` processes.
 
+mod browser;
 mod files;
 pub mod polyglot;
 mod postgres_server;
@@ -11,6 +12,7 @@ mod serve_process;
 mod startup;
 mod tls_certs;
 
+pub use browser::Browser;
 pub use files::{deploy, fresh_dir};
 /// Signal numbers for [`ServeProcess::signal`].
 pub use libc::{SIGCONT, SIGKILL, SIGSTOP, SIGTERM};

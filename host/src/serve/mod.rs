@@ -14,6 +14,7 @@
 //! and returns a summary.
 
 mod config;
+mod console;
 mod redis_settings;
 mod routes;
 mod service;

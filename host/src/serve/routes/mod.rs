@@ -4,6 +4,7 @@
 //!
 //! | Method and path | What it does |
 //! |---|---|
+//! | `GET /` | the operator's console ([`super::console`]) |
 //! | `POST /v1/invalidate` | invalidates keys, patterns and tags as given |
 //! | `GET /v1/rules` | the rules in service and their figures |
 //! | `POST /v1/rules/reload` | looks at the rules folder now |
@@ -61,6 +62,9 @@ pub(crate) fn router(api: Arc<Api>, token: Option<String>, read_token: Option<St
             require_token,
         ));
     Router::new()
+        .route("/", get(super::console::page))
+        .route("/console.js", get(super::console::script))
+        .route("/console.css", get(super::console::style))
         .route("/v1/rules", get(rules::list))
         .route("/v1/stats", get(status::stats))
         .merge(reading)
