@@ -29,9 +29,11 @@ function ruleRow(rule, state) {
     ["p50 num", number(rule.latency_ms && rule.latency_ms.p50)],
     ["p99 num", number(rule.latency_ms && rule.latency_ms.p99)],
     ["hash", (rule.hash || "").slice(0, 12)],
-    ["file", rule.file],
+    ["file", (rule.file || "").split("/").pop()],
   ];
   for (const [cls, text] of cells) row.appendChild(el("td", text, { class: cls }));
+  // The whole path on hover; the file's name is what tells rules apart.
+  row.lastChild.setAttribute("title", rule.file || "");
   return row;
 }
 
