@@ -115,3 +115,139 @@ async fn the_page_forbids_inline_script_and_framing() {
     let (status, summary) = service.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
 }
+
+#[tokio::test]
+async fn try_a_commit_shows_what_each_rule_would_invalidate() {
+    let dir = fresh_dir("console-try");
+    deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    deploy(guests::TURNUS_V2, &dir.join("turnus.shadow.wasm"));
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let () = redis::cmd("SET")
+        .arg("vehicle:V7")
+        .arg("cached")
+        .query(&mut conn)
+        .unwrap();
+    let service = ServeProcess::start(
+        BIN,
+        &[
+            "--rules",
+            dir.to_str().unwrap(),
+            "--redis",
+            &redis.url(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let browser = Browser::start("console-try").await;
+    browser.client.goto(&service.at("/")).await.unwrap();
+    let commit = r#"{"txn": "try-7", "writes": [{"table": "inventory", "op": "update", "key": {"vin": "V7"}, "before": {"vin": "V7", "price": 9}, "after": {"vin": "V7", "price": 8}}]}"#;
+    browser.type_into("#try-commit", commit).await;
+    browser.click("#try-run").await;
+    let within = Duration::from_secs(10);
+    browser
+        .wait_for("#try-status", Some("commit try-7"), within)
+        .await;
+    let keys = browser
+        .text("#try-results tr[data-rule='dealership'][data-state='serving'] td.keys")
+        .await;
+    assert!(keys.split(' ').any(|k| k == "vehicle:V7"), "{keys}");
+    let turnus = browser
+        .text("#try-results tr[data-rule='turnus'][data-state='shadow'] td.failure")
+        .await;
+    assert_eq!(turnus, "reads none of these tables");
+    // Nothing was applied.
+    let value: Option<String> = redis::cmd("GET")
+        .arg("vehicle:V7")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(value.as_deref(), Some("cached"));
+
+    // A commit that is not one is refused, naming the problem.
+    browser.type_into("#try-commit", r#"{"txn": "x"}"#).await;
+    browser.click("#try-run").await;
+    browser.wait_for("#try-status.bad", None, within).await;
+    let status = browser.text("#try-status").await;
+    assert!(status.contains("writes"), "{status}");
+    browser.close().await;
+    service.kill();
+}
+
+#[tokio::test]
+async fn an_invalidation_from_the_page_needs_the_token_and_other_sites_are_refused() {
+    let dir = fresh_dir("console-act");
+    deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let () = redis::cmd("SET")
+        .arg("report:a")
+        .arg("cached")
+        .query(&mut conn)
+        .unwrap();
+    let token = "console-token-of-24bytes";
+    let service = ServeProcess::start(
+        BIN,
+        &[
+            "--rules",
+            dir.to_str().unwrap(),
+            "--redis",
+            &redis.url(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[("INVALIDATOR_HTTP__TOKEN", token)],
+    );
+    let browser = Browser::start("console-act").await;
+    browser.client.goto(&service.at("/")).await.unwrap();
+    let within = Duration::from_secs(10);
+    browser.type_into("#inv-text", "report:a").await;
+    browser.click("#inv-run").await;
+    browser
+        .wait_for("#inv-result[data-outcome='refused']", None, within)
+        .await;
+    let exists: bool = redis::cmd("EXISTS")
+        .arg("report:a")
+        .query(&mut conn)
+        .unwrap();
+    assert!(exists, "refused, so still there");
+
+    browser.type_into("#token", token).await;
+    browser.click("#inv-run").await;
+    browser
+        .wait_for("#inv-result[data-outcome='applied']", None, within)
+        .await;
+    let exists: bool = redis::cmd("EXISTS")
+        .arg("report:a")
+        .query(&mut conn)
+        .unwrap();
+    assert!(!exists, "invalidated from the page");
+    browser.close().await;
+    assert!(
+        service.log().contains("manual invalidation"),
+        "the action is logged: {}",
+        service.log()
+    );
+
+    // A page on another site cannot make a browser do the same, token or
+    // not: the browser says where the request comes from.
+    let client = reqwest::Client::new();
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let response = client
+            .post(service.at("/v1/invalidate"))
+            .header(name, value)
+            .bearer_auth(token)
+            .json(&serde_json::json!({"keys": ["x"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN, "{name}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("another site"), "{body}");
+    }
+    service.kill();
+}

@@ -120,6 +120,38 @@ impl Browser {
         }
     }
 
+    /// The text of the first element matching `selector`.
+    pub async fn text(&self, selector: &str) -> String {
+        let element = self
+            .client
+            .find(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("no `{selector}`: {e}"));
+        element.text().await.unwrap_or_default()
+    }
+
+    /// Types `text` into the field matching `selector`, after clearing it.
+    pub async fn type_into(&self, selector: &str, text: &str) {
+        let field = self
+            .client
+            .find(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("no `{selector}`: {e}"));
+        field.clear().await.expect("clearing the field");
+        field.send_keys(text).await.expect("typing");
+    }
+
+    /// Clicks the element matching `selector`.
+    pub async fn click(&self, selector: &str) {
+        self.client
+            .find(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("no `{selector}`: {e}"))
+            .click()
+            .await
+            .expect("clicking");
+    }
+
     /// Saves a screenshot of the page at `path` (PNG).
     pub async fn screenshot(&self, path: &Path) {
         let png = self.client.screenshot().await.expect("a screenshot");

@@ -12,6 +12,7 @@
 mod applied;
 mod auth;
 mod error;
+mod origin;
 mod server;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ pub(crate) use applied::{Answer, Wait, answer, wait};
 pub use auth::MIN_PUBLIC_TOKEN_LEN;
 pub(crate) use auth::{check_exposure, require_read_token, require_token};
 pub(crate) use error::{ApiError, read_body};
+pub(crate) use origin::refuse_cross_site;
 pub use server::Limits;
 pub(crate) use server::{read_body_in_time, serve};
 

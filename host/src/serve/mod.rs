@@ -315,6 +315,7 @@ async fn bind_http(
         body_limit: http.body_limit_bytes,
         wait_timeout: http.wait_timeout,
         stopping: stopping.clone(),
+        has_token: http.token.is_some(),
     });
     let operations = routes::router(api, http.token.clone(), http.read_token.clone());
     Ok(HttpSource::bind(listen, http.clone(), operations).await?)

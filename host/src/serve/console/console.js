@@ -121,4 +121,74 @@ async function refresh() {
   }
 }
 
+function cell(row, text, cls) {
+  row.appendChild(el("td", text, cls ? { class: cls } : {}));
+}
+
+async function tryCommit() {
+  const status = document.getElementById("try-status");
+  const body = document.querySelector("#try-results tbody");
+  status.textContent = "running…";
+  status.className = "muted";
+  try {
+    const response = await fetch("/v1/try", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: document.getElementById("try-commit").value,
+    });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.error ? answer.error.message : response.status);
+    const rows = answer.rules.map((rule) => {
+      const row = el("tr", null, { "data-rule": rule.name, "data-state": rule.state });
+      cell(row, rule.name);
+      cell(row, rule.version, "version");
+      cell(row, rule.state, "state");
+      cell(row, rule.targets.keys.join(" "), "keys");
+      cell(row, rule.targets.patterns.join(" "), "patterns");
+      cell(row, rule.targets.tags.join(" "), "tags");
+      cell(row, rule.failure ? `${rule.failure.kind}: ${rule.failure.message}` : (rule.reads ? "" : "reads none of these tables"), "failure");
+      return row;
+    });
+    body.replaceChildren(...rows);
+    status.textContent = `commit ${answer.txn}`;
+  } catch (e) {
+    body.replaceChildren();
+    status.textContent = `refused: ${e.message || e}`;
+    status.className = "bad";
+  }
+}
+
+async function invalidate() {
+  const result = document.getElementById("inv-result");
+  const kind = document.getElementById("inv-kind").value;
+  const text = document.getElementById("inv-text").value;
+  const token = document.getElementById("token").value;
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  result.textContent = "…";
+  try {
+    const response = await fetch("/v1/invalidate?wait=true", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ [kind]: [text] }),
+    });
+    const answer = await response.json();
+    if (!response.ok) {
+      result.textContent = `refused (${response.status}): ${answer.error ? answer.error.message : ""}`;
+      result.className = "bad";
+      result.dataset.outcome = "refused";
+      return;
+    }
+    result.textContent = `invalidated ${kind.slice(0, -1)} ${text}`;
+    result.className = "muted";
+    result.dataset.outcome = "applied";
+  } catch (e) {
+    result.textContent = `failed: ${e}`;
+    result.className = "bad";
+    result.dataset.outcome = "failed";
+  }
+}
+
+document.getElementById("try-run").addEventListener("click", tryCommit);
+document.getElementById("inv-run").addEventListener("click", invalidate);
 refresh();

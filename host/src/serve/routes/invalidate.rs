@@ -64,6 +64,20 @@ pub(crate) async fn invalidate(
         return Err(ApiError::stopping());
     }
     let count = targets.len();
+    // Who asked is the token that let the request through (the route
+    // needs it when one is configured); what, the targets, escaped.
+    let show = |set: &std::collections::BTreeSet<String>| -> Vec<String> {
+        set.iter()
+            .map(|t| crate::escape::escape(t).into_owned())
+            .collect()
+    };
+    tracing::info!(
+        keys = ?show(&targets.keys),
+        patterns = ?show(&targets.patterns),
+        tags = ?show(&targets.tags),
+        by = if api.has_token { "the bearer token" } else { "anyone (no token configured)" },
+        "manual invalidation"
+    );
     let invalidator = &api.service.invalidator;
     let seq = invalidator.invalidate(targets);
     let body = json!({"accepted": count, "seq": seq});

@@ -9,19 +9,23 @@
 //! | `GET /v1/rules` | the rules in service and their figures |
 //! | `POST /v1/rules/reload` | looks at the rules folder now |
 //! | `GET /v1/stats` | the pipeline's and the cache's counters |
+//! | `POST /v1/try` | what each rule would invalidate for a commit; nothing applied |
 //! | `GET`/`PUT /v1/cache/{key}` | reads and writes the cache, tags included |
 //! | `GET /metrics` | the same figures, in Prometheus text format |
 //! | `GET /healthz`, `GET /readyz` | alive; ready to take work |
 //!
 //! The mutating ones need the bearer token when one is configured, like
 //! the intake's, and so does reading the cache (or the read token, which
-//! may only read); errors have the intake's one JSON shape.
+//! may only read); they, and `try`, refuse requests a browser marks as
+//! coming from another site ([`crate::http::refuse_cross_site`]). Errors
+//! have the intake's one JSON shape.
 
 mod cache;
 mod invalidate;
 mod metrics;
 mod rules;
 mod status;
+mod try_commit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +34,7 @@ use axum::Router;
 use axum::routing::{get, post, put};
 
 use super::Service;
-use crate::http::{require_read_token, require_token};
+use crate::http::{refuse_cross_site, require_read_token, require_token};
 
 /// What every handler sees.
 pub(crate) struct Api {
@@ -40,6 +44,9 @@ pub(crate) struct Api {
     pub(crate) wait_timeout: Duration,
     /// Turns true when the service stops taking work.
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
+    /// Whether a bearer token guards the mutating routes: who an action
+    /// was taken by, in its log line.
+    pub(crate) has_token: bool,
 }
 
 pub(crate) type ApiState = axum::extract::State<Arc<Api>>;
@@ -60,7 +67,11 @@ pub(crate) fn router(api: Arc<Api>, token: Option<String>, read_token: Option<St
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::new(token),
             require_token,
-        ));
+        ))
+        .route_layer(axum::middleware::from_fn(refuse_cross_site));
+    let trying = Router::new()
+        .route("/v1/try", post(try_commit::try_commit))
+        .route_layer(axum::middleware::from_fn(refuse_cross_site));
     Router::new()
         .route("/", get(super::console::page))
         .route("/console.js", get(super::console::script))
@@ -72,5 +83,6 @@ pub(crate) fn router(api: Arc<Api>, token: Option<String>, read_token: Option<St
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
         .merge(mutating)
+        .merge(trying)
         .with_state(api)
 }
