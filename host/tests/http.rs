@@ -886,6 +886,7 @@ fn arbitrary_request() -> impl proptest::strategy::Strategy<Value = Request> {
         Just((reqwest::Method::POST, "/v1/commits".to_owned())),
         Just((reqwest::Method::POST, "/v1/invalidate".to_owned())),
         Just((reqwest::Method::POST, "/v1/invalidate/entity".to_owned())),
+        Just((reqwest::Method::POST, "/v1/try".to_owned())),
         text().prop_map(|k| (reqwest::Method::PUT, format!("/v1/cache/{}", percent(&k)))),
         text().prop_map(|k| (reqwest::Method::GET, format!("/v1/cache/{}", percent(&k)))),
     ];
@@ -896,6 +897,8 @@ fn arbitrary_request() -> impl proptest::strategy::Strategy<Value = Request> {
             "accept",
             "content-encoding",
             "x-anything",
+            "origin",
+            "sec-fetch-site",
         ]),
         "[ -~]{0,40}",
     )
