@@ -251,3 +251,85 @@ async fn an_invalidation_from_the_page_needs_the_token_and_other_sites_are_refus
     }
     service.kill();
 }
+
+#[tokio::test]
+async fn a_posted_commit_appears_in_the_live_feed_and_the_filter_hides_others() {
+    let dir = fresh_dir("console-feed");
+    deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let service = ServeProcess::start(
+        BIN,
+        &["--rules", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    let browser = Browser::start("console-feed").await;
+    browser.client.goto(&service.at("/")).await.unwrap();
+    let within = Duration::from_secs(10);
+    browser
+        .wait_for("#feed-status", Some("following"), within)
+        .await;
+    let client = reqwest::Client::new();
+    let commits = serde_json::json!([
+        {"txn": "feed-car", "source": "dealer-app", "writes": [{"table": "inventory", "op": "update",
+            "key": {"vin": "V3"}, "before": {"vin": "V3", "price": 9}, "after": {"vin": "V3", "price": 8}}]},
+        {"txn": "feed-geld", "writes": [{"table": "geld", "op": "insert", "key": {"id": 4},
+            "after": {"id": 4, "turnus_id": 4}}]}
+    ]);
+    let response = client
+        .post(service.at("/v1/commits?wait=true"))
+        .json(&commits)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let car = "#feed tr[data-txn='feed-car'][data-rule='dealership'] td.targets";
+    browser.wait_for(car, None, within).await;
+    let targets = browser.text(car).await;
+    assert!(targets.contains("key vehicle:V3"), "{targets}");
+    let geld = "#feed tr[data-txn='feed-geld'][data-rule='turnus'] td.targets";
+    browser.wait_for(geld, None, within).await;
+    assert!(browser.text(geld).await.contains("turnus_data_4"));
+
+    // Filtering by a rule leaves only its rows shown.
+    browser.type_into("#feed-filter", "turnus").await;
+    assert!(!browser.is_shown("#feed tr[data-txn='feed-car']").await);
+    assert!(browser.is_shown("#feed tr[data-txn='feed-geld']").await);
+    browser.close().await;
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}
+
+/// The feed carries the application's keys: with a token configured, it
+/// asks for it (or the read token), like cache reads.
+#[tokio::test]
+async fn the_feed_needs_the_token_when_one_is_configured() {
+    let dir = fresh_dir("console-feed-token");
+    deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
+    let token = "feed-token-of-24-bytes!!";
+    let service = ServeProcess::start(
+        BIN,
+        &["--rules", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[("INVALIDATOR_HTTP__TOKEN", token)],
+    );
+    let client = reqwest::Client::new();
+    let refused = client.get(service.at("/v1/feed")).send().await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let allowed = client
+        .get(service.at("/v1/feed"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), reqwest::StatusCode::OK);
+    assert_eq!(allowed.headers()["content-type"], "text/event-stream");
+    // A watcher still connected does not hold up stopping.
+    let started = std::time::Instant::now();
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(allowed);
+}

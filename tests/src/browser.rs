@@ -141,6 +141,17 @@ impl Browser {
         field.send_keys(text).await.expect("typing");
     }
 
+    /// Whether the first element matching `selector` is shown.
+    pub async fn is_shown(&self, selector: &str) -> bool {
+        self.client
+            .find(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("no `{selector}`: {e}"))
+            .is_displayed()
+            .await
+            .expect("asking whether it is shown")
+    }
+
     /// Clicks the element matching `selector`.
     pub async fn click(&self, selector: &str) {
         self.client

@@ -159,19 +159,26 @@ impl Evaluator {
             }
             return;
         }
+        // What each rule decided is collected only while someone watches.
+        let watched = self.progress.feed.receiver_count() > 0;
+        let mut trace = Vec::new();
         let mut outcome = if commits.is_empty() {
             Outcome::default()
         } else {
-            rules.evaluate_batch(&commits)
+            rules.evaluate_batch_traced(&commits, watched.then_some(&mut trace))
         };
         // A commit whose own outcome is wanted is evaluated alone, so that
         // its answer is exactly its own targets.
         for (commit, reply) in answered {
-            let own = rules.evaluate(&commit);
+            let own = rules.evaluate_traced(&commit, watched.then_some(&mut trace));
             outcome.targets.merge(own.targets.clone());
             outcome.failures.extend(own.failures.iter().cloned());
             let _ = reply.send(own);
             commits.push(commit);
+        }
+        for activity in trace {
+            // No watcher left is no error: the next batch stops collecting.
+            let _ = self.progress.feed.send(Arc::new(activity));
         }
         if let Some(shadows) = &self.shadows {
             shadow::compare(&self.progress.stats, &rules, shadows, &commits);

@@ -244,6 +244,14 @@ impl Invalidator {
         self.progress.stats.snapshot()
     }
 
+    /// What the rules decide from now on, batch by batch: a receiver of
+    /// the feed the console shows. The evaluator collects it only while a
+    /// receiver exists; one that falls more than a thousand batches behind
+    /// skips ahead (`RecvError::Lagged`).
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::rules::Activity>> {
+        self.progress.feed.subscribe()
+    }
+
     /// Why applied invalidations are not confirmed, while fewer replicas
     /// acknowledge them than asked; `None` otherwise.
     pub fn unreplicated(&self) -> Option<String> {

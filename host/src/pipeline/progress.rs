@@ -1,14 +1,15 @@
 //! [`Progress`]: what the pipeline reports, the only state its parts
-//! share: the counters, the mark of the last applied commit, and the
-//! record of refused targets. Each is written by one part (the applier
+//! share: the counters, the mark of the last applied commit, the record of
+//! refused targets, and the feed of what the rules decided. Each is written by one part (the applier
 //! owns the mark and the record) and read by the handle.
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::PipelineCounters;
 use super::failures::{ApplyFailure, Failures};
+use crate::rules::Activity;
 
 /// The pipeline's reports.
 pub(crate) struct Progress {
@@ -21,7 +22,13 @@ pub(crate) struct Progress {
     failures: Mutex<Failures>,
     /// Why the last batch is unconfirmed, while replicas fall short.
     unreplicated: Mutex<Option<String>>,
+    /// What the rules decided, batch by batch, for whoever watches (the
+    /// console's feed); the evaluator collects it only while someone does.
+    pub(crate) feed: broadcast::Sender<Arc<Activity>>,
 }
+
+/// Activities kept for a watcher that falls behind, before it skips.
+const FEED_BACKLOG: usize = 1024;
 
 impl Progress {
     pub(crate) fn new() -> Self {
@@ -30,6 +37,7 @@ impl Progress {
             applied: watch::channel(0).0,
             failures: Mutex::new(Failures::default()),
             unreplicated: Mutex::new(None),
+            feed: broadcast::channel(FEED_BACKLOG).0,
         }
     }
 

@@ -7,9 +7,12 @@
 //! - `time_limit`: a call's limit, counted in the CPU time it uses.
 //! - [`LoadedRule`]: one compiled, pre-instantiated, validated rule.
 //! - [`RuleSet`]: the immutable set of rules a commit is evaluated against.
+//! - [`Activity`]: what the rules decided for a commit, rule by rule, for
+//!   the console's feed.
 //! - [`CompileCache`]: compiled components on disk, by content hash and
 //!   engine version, each checked with a MAC before it is trusted.
 
+mod activity;
 mod compile_cache;
 mod config;
 mod counters;
@@ -24,6 +27,7 @@ mod time_limit;
 mod validate;
 
 pub use crate::bindings::types::{Level, RuleError as GuestError, RuleInfo};
+pub use activity::{Activity, RuleActivity};
 pub use compile_cache::{
     CacheError, CompileCache, check_outside as check_compile_cache_outside,
     default_dir as default_compile_cache_dir,

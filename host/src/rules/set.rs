@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{LoadError, LoadedRule, RuleFailure, Runtime};
+use super::{Activity, LoadError, LoadedRule, RuleActivity, RuleFailure, Runtime};
 use crate::bindings::types as wit;
 use crate::commit::{Commit, flatten, flatten_writes};
 use crate::targets::TargetSet;
@@ -83,8 +83,17 @@ impl RuleSet {
     /// contributes its fallback targets and a [`RuleFailure`]; the others are
     /// unaffected.
     pub fn evaluate(&self, commit: &Commit) -> Outcome {
+        self.evaluate_traced(commit, None)
+    }
+
+    /// [`evaluate`](Self::evaluate), adding what each rule decided to
+    /// `trace` when given.
+    pub fn evaluate_traced(&self, commit: &Commit, trace: Option<&mut Vec<Activity>>) -> Outcome {
         let _span = tracing::debug_span!("commit", txn = %commit.txn).entered();
         let mut outcome = Outcome::default();
+        let mut activity = trace
+            .is_some()
+            .then(|| Activity::new(commit.txn.clone(), [commit]));
         // Laid out once for every rule that wants all of the commit (the
         // common case); rules that want part of it get their own layout.
         let mut whole: Option<wit::Commit> = None;
@@ -102,7 +111,13 @@ impl RuleSet {
             } else {
                 rule.call_flat(&flatten(commit, |w| rule.subscribes(&w.table)))
             };
+            if let Some(activity) = &mut activity {
+                activity.rules.push(rule_activity(rule, &result));
+            }
             record(rule, &commit.txn, result, &mut outcome);
+        }
+        if let (Some(trace), Some(activity)) = (trace, activity) {
+            trace.push(activity);
         }
         outcome
     }
@@ -118,10 +133,21 @@ impl RuleSet {
     /// each commit of the batch alone, so that its fallback stands in only
     /// for the commits it really fails on.
     pub fn evaluate_batch(&self, commits: &[Commit]) -> Outcome {
+        self.evaluate_batch_traced(commits, None)
+    }
+
+    /// [`evaluate_batch`](Self::evaluate_batch), adding what each rule
+    /// decided to `trace` when given: one [`Activity`] per commit
+    /// evaluated alone, or per batch laid out as one commit.
+    pub fn evaluate_batch_traced(
+        &self,
+        commits: &[Commit],
+        mut trace: Option<&mut Vec<Activity>>,
+    ) -> Outcome {
         let mut outcome = Outcome::default();
         for group in commits.chunk_by(|a, b| a.source == b.source) {
             let [first, .., last] = group else {
-                let one = self.evaluate(&group[0]);
+                let one = self.evaluate_traced(&group[0], trace.as_deref_mut());
                 outcome.targets.merge(one.targets);
                 outcome.failures.extend(one.failures);
                 continue;
@@ -130,6 +156,7 @@ impl RuleSet {
                 tracing::debug_span!("batch", first = %first.txn, last = %last.txn).entered();
             let total: usize = group.iter().map(|c| c.writes.len()).sum();
             let txn = format!("{}..{}", first.txn, last.txn);
+            let mut activity = trace.is_some().then(|| Activity::new(txn.clone(), group));
             let mut whole: Option<wit::Commit> = None;
             for rule in &self.rules {
                 let writes = || group.iter().flat_map(|c| &c.writes);
@@ -150,14 +177,38 @@ impl RuleSet {
                     ))
                 };
                 match result {
-                    Ok(targets) => outcome.targets.extend(targets),
+                    Ok(targets) => {
+                        if let Some(activity) = &mut activity {
+                            activity.rules.push(RuleActivity {
+                                rule: rule.name().to_owned(),
+                                version: rule.info().version.clone(),
+                                targets: targets.iter().cloned().collect(),
+                                failed: false,
+                            });
+                        }
+                        outcome.targets.extend(targets);
+                    }
                     Err(_) => {
                         // Find the commits it really fails on.
+                        let mut part = Outcome::default();
                         for commit in group {
-                            self.evaluate_rule(rule, commit, &mut outcome);
+                            self.evaluate_rule(rule, commit, &mut part);
                         }
+                        if let Some(activity) = &mut activity {
+                            activity.rules.push(RuleActivity {
+                                rule: rule.name().to_owned(),
+                                version: rule.info().version.clone(),
+                                targets: part.targets.clone(),
+                                failed: !part.failures.is_empty(),
+                            });
+                        }
+                        outcome.targets.merge(part.targets);
+                        outcome.failures.extend(part.failures);
                     }
                 }
+            }
+            if let (Some(trace), Some(activity)) = (trace.as_deref_mut(), activity) {
+                trace.push(activity);
             }
         }
         outcome
@@ -190,6 +241,24 @@ impl RuleSet {
 
 /// Adds a rule's result on commit `txn` to `outcome`: its targets, or its
 /// fallback and the failure.
+/// `rule`'s part of an activity, from its call's `result`: its targets,
+/// or its fallback where it failed.
+fn rule_activity(
+    rule: &LoadedRule,
+    result: &Result<Vec<wit::Target>, RuleFailure>,
+) -> RuleActivity {
+    let (targets, failed) = match result {
+        Ok(targets) => (targets.iter().cloned().collect(), false),
+        Err(_) => (rule.info().fallback.iter().cloned().collect(), true),
+    };
+    RuleActivity {
+        rule: rule.name().to_owned(),
+        version: rule.info().version.clone(),
+        targets,
+        failed,
+    }
+}
+
 fn record(
     rule: &LoadedRule,
     txn: &str,

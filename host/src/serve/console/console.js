@@ -189,6 +189,94 @@ async function invalidate() {
   }
 }
 
+const FEED_ROWS = 200;
+let feedAbort = null;
+
+function feedMatches(row) {
+  const filter = document.getElementById("feed-filter").value.trim();
+  return filter === "" || row.textContent.includes(filter);
+}
+
+function showActivity(activity) {
+  const body = document.querySelector("#feed tbody");
+  const time = new Date(activity.at_ms).toLocaleTimeString();
+  for (const rule of activity.rules) {
+    const t = rule.targets;
+    const targets = [
+      ...t.keys.map((k) => `key ${k}`),
+      ...t.patterns.map((p) => `pattern ${p}`),
+      ...t.tags.map((g) => `tag ${g}`),
+    ].join("  ");
+    const row = el("tr", null, { "data-txn": activity.txn, "data-rule": rule.rule });
+    cell(row, time);
+    cell(row, activity.txn, "txn");
+    cell(row, activity.source || "");
+    cell(row, activity.tables.join(", "));
+    cell(row, `${rule.rule} ${rule.version}${rule.failed ? " (failed: fallback)" : ""}`, "rule");
+    cell(row, targets, "targets");
+    row.hidden = !feedMatches(row);
+    body.prepend(row);
+  }
+  while (body.rows.length > FEED_ROWS) body.deleteRow(-1);
+}
+
+function feedEvent(block) {
+  let event = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) event = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+  }
+  if (event === "activity") showActivity(JSON.parse(data.join("\n")));
+  if (event === "lagged") document.getElementById("feed-status").textContent = `skipped ${data.join("")} while behind`;
+}
+
+// Read as a stream with fetch rather than EventSource, which cannot send
+// the token.
+async function follow() {
+  if (feedAbort) feedAbort.abort();
+  const abort = new AbortController();
+  feedAbort = abort;
+  const status = document.getElementById("feed-status");
+  const token = document.getElementById("token").value;
+  try {
+    const response = await fetch("/v1/feed", {
+      headers: token ? { Authorization: `Bearer ${token}` } : {},
+      signal: abort.signal,
+    });
+    if (!response.ok) {
+      status.textContent = response.status === 401 ? "the feed needs the token (or the read token)" : `feed: ${response.status}`;
+      status.className = "bad";
+      return;
+    }
+    status.textContent = "following";
+    status.className = "muted";
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        feedEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+      }
+    }
+  } catch (e) {
+    if (abort.signal.aborted) return;
+    status.textContent = `feed lost: ${e}`;
+    status.className = "bad";
+  }
+  if (feedAbort === abort) setTimeout(follow, 2000);
+}
+
+document.getElementById("feed-filter").addEventListener("input", () => {
+  for (const row of document.querySelector("#feed tbody").rows) row.hidden = !feedMatches(row);
+});
+document.getElementById("token").addEventListener("change", follow);
 document.getElementById("try-run").addEventListener("click", tryCommit);
 document.getElementById("inv-run").addEventListener("click", invalidate);
 refresh();
+follow();

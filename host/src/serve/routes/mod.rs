@@ -9,6 +9,7 @@
 //! | `GET /v1/rules` | the rules in service and their figures |
 //! | `POST /v1/rules/reload` | looks at the rules folder now |
 //! | `GET /v1/stats` | the pipeline's and the cache's counters |
+//! | `GET /v1/feed` | what the rules decide, live (server-sent events) |
 //! | `POST /v1/try` | what each rule would invalidate for a commit; nothing applied |
 //! | `GET`/`PUT /v1/cache/{key}` | reads and writes the cache, tags included |
 //! | `GET /metrics` | the same figures, in Prometheus text format |
@@ -21,6 +22,7 @@
 //! have the intake's one JSON shape.
 
 mod cache;
+mod feed;
 mod invalidate;
 mod metrics;
 mod rules;
@@ -56,6 +58,7 @@ pub(crate) type ApiState = axum::extract::State<Arc<Api>>;
 pub(crate) fn router(api: Arc<Api>, token: Option<String>, read_token: Option<String>) -> Router {
     let reading = Router::new()
         .route("/v1/cache/{key}", get(cache::get))
+        .route("/v1/feed", get(feed::feed))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::new((token.clone(), read_token)),
             require_read_token,
