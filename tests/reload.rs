@@ -327,6 +327,22 @@ async fn a_new_version_failing_too_often_is_rolled_back_and_stays_refused() {
     let v2 = load(guests::TURNUS_V2);
     invalidator.swap_rules(v2.clone());
     assert_eq!(version(&invalidator), "2.0.0");
+    // On probation for the window, since the swap.
+    let states = invalidator.rule_states();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let (name, hash, until) = &states.probation[0];
+    assert_eq!(
+        (name.as_str(), hash.as_str()),
+        ("turnus", v2.rules()[0].hash())
+    );
+    assert!(
+        *until > now_ms + 50_000 && *until <= now_ms + 60_000,
+        "{until} vs {now_ms}"
+    );
+    assert!(states.swapped_at["turnus"] <= now_ms);
     let commit = |t: i64| {
         let mut tx = invalidator.begin(format!("t-{t}"));
         tx.insert("geld", [("id", t)], [("id", t), ("turnus_id", t)]);
@@ -340,6 +356,17 @@ async fn a_new_version_failing_too_often_is_rolled_back_and_stays_refused() {
     let stats = invalidator.stats();
     assert_eq!(stats.rollbacks, 1, "{stats:?}");
     assert_eq!(version(&invalidator), "1.0.0", "version 1 restored");
+    let states = invalidator.rule_states();
+    let back = &states.rolled_back[0];
+    assert_eq!(
+        (
+            back.name.as_str(),
+            back.version.as_str(),
+            back.restored.as_deref()
+        ),
+        ("turnus", "2.0.0", Some("1.0.0"))
+    );
+    assert!(states.probation.is_empty(), "{states:?}");
 
     // Version 1 handles what version 2 could not.
     let failures = stats.failed_rule_calls;

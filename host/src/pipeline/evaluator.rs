@@ -228,6 +228,8 @@ impl Evaluator {
     /// replace.
     fn put_in_service(&mut self, rules: Arc<RuleSet>) -> Arc<RuleSet> {
         self.published.rules.send_replace(rules.clone());
+        let window = self.config.rollback.as_ref().map(|p| p.window);
+        self.progress.set_rule_states(self.probation.states(window));
         std::mem::replace(&mut self.rules, rules)
     }
 

@@ -244,6 +244,12 @@ impl Invalidator {
         self.progress.stats.snapshot()
     }
 
+    /// Which versions are on probation (and until when), when each rule's
+    /// version came into service, and the rollbacks.
+    pub fn rule_states(&self) -> super::RuleStates {
+        self.progress.rule_states()
+    }
+
     /// What the rules decide from now on, batch by batch: a receiver of
     /// the feed the console shows. The evaluator collects it only while a
     /// receiver exists; one that falls more than a thousand batches behind

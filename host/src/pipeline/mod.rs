@@ -34,6 +34,7 @@ pub use config::{PipelineConfig, RollbackPolicy};
 pub use counters::{PipelineCounters, PipelineStats};
 pub use failures::ApplyFailure;
 pub use invalidator::{FlushError, Invalidator};
+pub use probation::{KEPT_ROLLBACKS, RolledBack, RuleStates};
 
 /// What the rules decided for one commit: the answer of
 /// [`Invalidator::after_commit_answered`].

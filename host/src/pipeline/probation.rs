@@ -1,9 +1,9 @@
 //! Probation: newly promoted rule versions, watched for failures, and put
 //! back to their previous version when they fail too often.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::commit::Commit;
 use crate::rules::{LoadedRule, RuleFailure, RuleSet};
@@ -26,6 +26,45 @@ pub(crate) struct Probation {
     watched: Vec<Watched>,
     /// Hashes of versions rolled back: refused until their file changes.
     vetoed: HashSet<String>,
+    /// What operators are shown: when each rule's version came into
+    /// service, and the rollbacks.
+    states: RuleStates,
+}
+
+/// The rules' states as operators see them: `/v1/rules` and the console.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RuleStates {
+    /// Versions on probation: rule name, content hash, and when their
+    /// watch ends (milliseconds since the Unix epoch).
+    pub probation: Vec<(String, String, u64)>,
+    /// When each rule's version in service came into service (ms).
+    pub swapped_at: HashMap<String, u64>,
+    /// The versions rolled back, newest last (at most [`KEPT_ROLLBACKS`]).
+    pub rolled_back: Vec<RolledBack>,
+}
+
+/// A version put back to its previous one for failing too often.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RolledBack {
+    /// The rule.
+    pub name: String,
+    /// The failing version.
+    pub version: String,
+    /// Its content hash: refused until the file changes.
+    pub hash: String,
+    /// The version restored, if there was one.
+    pub restored: Option<String>,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// Rollbacks kept for operators to see.
+pub const KEPT_ROLLBACKS: usize = 20;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Probation {
@@ -66,6 +105,9 @@ impl Probation {
             if previous.as_ref().is_some_and(|p| p.hash() == rule.hash()) {
                 continue;
             }
+            self.states
+                .swapped_at
+                .insert(rule.name().to_owned(), now_ms());
             self.watched.push(Watched {
                 name: rule.name().to_owned(),
                 hash: rule.hash().to_owned(),
@@ -76,6 +118,27 @@ impl Probation {
             });
         }
         next
+    }
+
+    /// The states to show, with probation watches lasting `window`.
+    pub(crate) fn states(&self, window: Option<std::time::Duration>) -> RuleStates {
+        let mut states = self.states.clone();
+        if let Some(window) = window {
+            let now = now_ms();
+            states.probation = self
+                .watched
+                .iter()
+                .filter_map(|w| {
+                    let left = window.checked_sub(w.since.elapsed())?;
+                    Some((
+                        w.name.clone(),
+                        w.hash.clone(),
+                        now + left.as_millis() as u64,
+                    ))
+                })
+                .collect();
+        }
+        states
     }
 
     /// Counts a batch evaluated by `rules`. Returns the rule set to roll
@@ -120,6 +183,25 @@ impl Probation {
                 }
             })
             .collect();
+        let failing = rules
+            .rules()
+            .iter()
+            .find(|r| r.hash() == w.hash)
+            .map(|r| r.info().version.clone())
+            .unwrap_or_default();
+        self.states.rolled_back.push(RolledBack {
+            name: w.name.clone(),
+            version: failing,
+            hash: w.hash.clone(),
+            restored: w.previous.as_ref().map(|p| p.info().version.clone()),
+            at_ms: now_ms(),
+        });
+        if self.states.rolled_back.len() > KEPT_ROLLBACKS {
+            self.states.rolled_back.remove(0);
+        }
+        if w.previous.is_some() {
+            self.states.swapped_at.insert(w.name.clone(), now_ms());
+        }
         tracing::error!(
             rule = w.name,
             hash = w.hash,

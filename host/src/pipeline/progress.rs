@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::PipelineCounters;
 use super::failures::{ApplyFailure, Failures};
+use super::probation::RuleStates;
 use crate::rules::Activity;
 
 /// The pipeline's reports.
@@ -25,6 +26,9 @@ pub(crate) struct Progress {
     /// What the rules decided, batch by batch, for whoever watches (the
     /// console's feed); the evaluator collects it only while someone does.
     pub(crate) feed: broadcast::Sender<Arc<Activity>>,
+    /// Probation, swap times and rollbacks, as the evaluator last
+    /// published them.
+    rule_states: Mutex<RuleStates>,
 }
 
 /// Activities kept for a watcher that falls behind, before it skips.
@@ -38,6 +42,7 @@ impl Progress {
             failures: Mutex::new(Failures::default()),
             unreplicated: Mutex::new(None),
             feed: broadcast::channel(FEED_BACKLOG).0,
+            rule_states: Mutex::new(RuleStates::default()),
         }
     }
 
@@ -59,6 +64,16 @@ impl Progress {
     /// Why invalidations are not confirmed, while replicas fall short.
     pub(crate) fn unreplicated(&self) -> Option<String> {
         self.unreplicated.lock().expect("unreplicated lock").clone()
+    }
+
+    /// Publishes the rules' states.
+    pub(crate) fn set_rule_states(&self, states: RuleStates) {
+        *self.rule_states.lock().expect("rule states lock") = states;
+    }
+
+    /// The rules' states as last published.
+    pub(crate) fn rule_states(&self) -> RuleStates {
+        self.rule_states.lock().expect("rule states lock").clone()
     }
 
     /// The last commit applied.

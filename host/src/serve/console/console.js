@@ -17,12 +17,20 @@ function number(value) {
   return value === null || value === undefined ? "–" : String(value);
 }
 
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString();
+}
+
 function ruleRow(rule, state) {
+  const probation = state === "serving" && rule.on_probation_until_ms > Date.now();
   const row = el("tr", null, { "data-rule": rule.name, "data-state": state });
+  if (probation) row.setAttribute("data-probation", "yes");
+  const shown = probation ? `on probation until ${clock(rule.on_probation_until_ms)}` : state;
   const cells = [
     ["name", rule.name],
     ["version", rule.version],
-    ["state", state],
+    ["state", shown],
+    ["since", rule.swapped_at_ms ? clock(rule.swapped_at_ms) : ""],
     ["tables", (rule.tables || []).join(", ")],
     ["calls num", rule.calls],
     ["failures num", rule.errors],
@@ -43,6 +51,12 @@ function showRules(rules) {
   for (const rule of rules.rules) rows.push(ruleRow(rule, "serving"));
   for (const rule of rules.shadows) rows.push(ruleRow(rule, "shadow"));
   body.replaceChildren(...rows);
+  const back = (rules.rolled_back || []).map((r) => {
+    const item = el("li", `${clock(r.at_ms)}: ${r.name} ${r.version} rolled back to ${r.restored || "nothing"} (refused until its file changes)`);
+    item.setAttribute("data-rule", r.name);
+    return item;
+  });
+  document.getElementById("rolled-back").replaceChildren(...back);
   document.getElementById("refused").textContent =
     rules.refused > 0 ? `${rules.refused} rule file(s) refused since the start: see the log` : "";
 }

@@ -6,12 +6,19 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use crate::http::ApiError;
+use crate::pipeline::RuleStates;
 use crate::rules::LoadedRule;
 use axum::extract::State;
 
-/// One rule, as the API shows it.
-fn describe(rule: &LoadedRule) -> Value {
+/// One rule, as the API shows it; `states` say whether it is on
+/// probation, and since when it serves.
+fn describe(rule: &LoadedRule, states: &RuleStates) -> Value {
     let m = rule.counters();
+    let probation_until = states
+        .probation
+        .iter()
+        .find(|(_, hash, _)| hash == rule.hash())
+        .map(|(_, _, until)| *until);
     let ms = |q| m.latency().quantile(q).map(millis);
     json!({
         "name": rule.name(),
@@ -22,6 +29,8 @@ fn describe(rule: &LoadedRule) -> Value {
         "calls": m.calls(),
         "errors": m.failures(),
         "latency_ms": {"p50": ms(0.5), "p99": ms(0.99)},
+        "on_probation_until_ms": probation_until,
+        "swapped_at_ms": states.swapped_at.get(rule.name()),
     })
 }
 
@@ -32,20 +41,28 @@ fn millis(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-/// `GET /v1/rules`: `{"rules": [...], "shadows": [...], "refused": N}`.
+/// `GET /v1/rules`: `{"rules": [...], "shadows": [...], "rolled_back":
+/// [...], "refused": N}`.
 pub(crate) async fn list(State(api): ApiState) -> Json<Value> {
     let invalidator = &api.service.invalidator;
+    let states = invalidator.rule_states();
     let rules: Vec<Value> = invalidator
         .rule_set()
         .rules()
         .iter()
-        .map(describe)
+        .map(|r| describe(r, &states))
         .collect();
+    let none = RuleStates::default();
     let shadows: Vec<Value> = invalidator
         .shadows()
-        .map(|s| s.rules().iter().map(describe).collect())
+        .map(|s| s.rules().iter().map(|r| describe(r, &none)).collect())
         .unwrap_or_default();
-    Json(json!({"rules": rules, "shadows": shadows, "refused": api.service.refused()}))
+    Json(json!({
+        "rules": rules,
+        "shadows": shadows,
+        "rolled_back": states.rolled_back,
+        "refused": api.service.refused(),
+    }))
 }
 
 /// `POST /v1/rules/reload`: refreshes from the folder at once, as the
@@ -70,7 +87,7 @@ pub(crate) async fn reload(State(api): ApiState) -> Result<Json<Value>, ApiError
         .rule_set()
         .rules()
         .iter()
-        .map(describe)
+        .map(|r| describe(r, &api.service.invalidator.rule_states()))
         .collect();
     Ok(Json(json!({
         "changed": refresh.set.is_some() || refresh.shadows.is_some(),
