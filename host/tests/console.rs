@@ -71,6 +71,61 @@ async fn the_console_lists_the_rules_and_follows_a_swap_and_a_shadow_without_rel
     browser
         .wait_for(&row("turnus", "serving"), Some("2.0.0"), within)
         .await;
+    // Some traffic, for the figures, the feed and the charts to show (the
+    // screenshot in the README is this page).
+    let client = reqwest::Client::new();
+    for i in 0..40 {
+        let commit = serde_json::json!({"txn": format!("shot-{i}"), "source": "dealer-app",
+            "writes": [{"table": "inventory", "op": "update", "key": {"vin": format!("V{i}")},
+            "before": {"vin": format!("V{i}"), "price": 9}, "after": {"vin": format!("V{i}"), "price": 8}}]});
+        let response = client
+            .post(service.at("/v1/commits?wait=true"))
+            .json(&commit)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+    // The charts of the last 15 minutes, from the history ring.
+    browser
+        .wait_for(
+            "#chart-applied polyline[data-series='applied']",
+            None,
+            within,
+        )
+        .await;
+    let history: serde_json::Value = reqwest::get(service.at("/v1/history"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["every_secs"], 5, "{history}");
+    let first = &history["samples"][0];
+    assert!(first["at_ms"].as_u64().unwrap() > 0, "{history}");
+    let names: Vec<&str> = first["p99_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dealership", "turnus"], "{history}");
+    // A second sample, five seconds on, draws a line.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let history: serde_json::Value = reqwest::get(service.at("/v1/history"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if history["samples"].as_array().unwrap().len() >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no second sample: {history}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     browser.screenshot(&screenshot("console")).await;
     browser.close().await;
     let (status, summary) = service.stop(Duration::from_secs(30));

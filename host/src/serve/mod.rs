@@ -15,6 +15,7 @@
 
 mod config;
 mod console;
+mod history;
 mod redis_settings;
 mod routes;
 mod service;
@@ -32,6 +33,7 @@ pub use crate::source::http::HttpConfig;
 pub use crate::source::postgres::{PostgresConfig, PostgresStats};
 pub use crate::source::stream::{StreamConfig, StreamStats};
 pub use config::{ConfigError, ENV_PREFIX, LogFormat, ServeConfig, Unusable};
+pub use history::{History, Sample};
 pub use redis_settings::RedisSettings;
 pub use service::NotReady;
 
@@ -280,7 +282,13 @@ async fn start_sources(
         postgres: rules.postgres.as_ref().map(PostgresSource::handle),
         started: Instant::now(),
         refused_at_start: rules.refused_at_start,
+        history: Arc::new(history::History::default()),
     });
+    // Ends with the runtime, when `serve` returns.
+    tokio::spawn(history::sample(
+        service.invalidator.clone(),
+        service.history.clone(),
+    ));
     let intake = Intake::new(service.invalidator.clone());
     let mut tasks = Vec::new();
     if let Some(listen) = &config.http.listen {

@@ -1,6 +1,7 @@
 //! [`Service`]: the running service as the operations API sees it: the
 //! pipeline, the rules folder's watcher, the cache, and handles on the
-//! sources that have figures of their own; and whether it is ready.
+//! sources that have figures of their own, the recent figures' history;
+//! and whether it is ready.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ pub(crate) struct Service {
     pub(crate) postgres: Option<PostgresHandle>,
     pub(crate) started: Instant,
     pub(crate) refused_at_start: u64,
+    /// The recent figures the console charts.
+    pub(crate) history: Arc<super::History>,
 }
 
 /// Why the service is not ready to take work.

@@ -115,6 +115,57 @@ function showSources(stats) {
   box.replaceChildren(...parts);
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+const COLOURS = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2"];
+const SPAN_MS = 15 * 60 * 1000;
+let ticks = 0;
+
+// One polyline per series over the last 15 minutes, scaled to the
+// largest value; returns that value.
+function chart(id, series) {
+  const svg = document.getElementById(id);
+  const now = Date.now();
+  let max = 0;
+  for (const s of series) for (const [, v] of s.points) if (v !== null) max = Math.max(max, v);
+  const scale = max > 0 ? max : 1;
+  const lines = series.map((s, i) => {
+    const line = document.createElementNS(SVG, "polyline");
+    const points = s.points
+      .filter(([, v]) => v !== null)
+      .map(([at, v]) => `${(600 * (1 - (now - at) / SPAN_MS)).toFixed(1)},${(118 - 116 * (v / scale)).toFixed(1)}`);
+    line.setAttribute("points", points.join(" "));
+    line.setAttribute("stroke", COLOURS[i % COLOURS.length]);
+    line.setAttribute("data-series", s.name);
+    return line;
+  });
+  svg.replaceChildren(...lines);
+  return max;
+}
+
+async function refreshCharts() {
+  const history = await fetch("/v1/history", { cache: "no-store" }).then((r) => r.json());
+  const samples = history.samples;
+  const applied = chart("chart-applied", [
+    { name: "applied", points: samples.map((s) => [s.at_ms, s.applied_per_sec]) },
+  ]);
+  document.getElementById("chart-applied-max").textContent = `(peak ${applied})`;
+  const names = [...new Set(samples.flatMap((s) => s.p99_ms.map(([n]) => n)))];
+  const latency = chart(
+    "chart-latency",
+    names.map((name) => ({
+      name,
+      points: samples.map((s) => {
+        const found = s.p99_ms.find(([n]) => n === name);
+        return [s.at_ms, found ? found[1] : null];
+      }),
+    })),
+  );
+  document.getElementById("chart-latency-max").textContent = `(peak ${latency} ms)`;
+  document.getElementById("chart-latency-legend").replaceChildren(
+    ...names.map((name, i) => el("span", `■ ${name}  `, { class: `c${i % COLOURS.length}` })),
+  );
+}
+
 async function refresh() {
   const status = document.getElementById("status");
   try {
@@ -125,6 +176,7 @@ async function refresh() {
     showRules(rules);
     showSink(stats);
     showSources(stats);
+    if (ticks++ % 5 === 0) await refreshCharts();
     status.textContent = `updated ${new Date().toLocaleTimeString()}`;
     status.className = "muted";
   } catch (e) {

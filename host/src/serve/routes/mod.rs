@@ -9,6 +9,7 @@
 //! | `GET /v1/rules` | the rules in service and their figures |
 //! | `POST /v1/rules/reload` | looks at the rules folder now |
 //! | `GET /v1/stats` | the pipeline's and the cache's counters |
+//! | `GET /v1/history` | the last 15 minutes' figures, every 5 s |
 //! | `GET /v1/feed` | what the rules decide, live (server-sent events) |
 //! | `POST /v1/try` | what each rule would invalidate for a commit; nothing applied |
 //! | `GET`/`PUT /v1/cache/{key}` | reads and writes the cache, tags included |
@@ -81,6 +82,7 @@ pub(crate) fn router(api: Arc<Api>, token: Option<String>, read_token: Option<St
         .route("/console.css", get(super::console::style))
         .route("/v1/rules", get(rules::list))
         .route("/v1/stats", get(status::stats))
+        .route("/v1/history", get(status::history))
         .merge(reading)
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(status::healthz))

@@ -1,4 +1,4 @@
-//! `GET /v1/stats`, `GET /healthz` and `GET /readyz`.
+//! `GET /v1/stats`, `GET /v1/history`, `GET /healthz` and `GET /readyz`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -26,6 +26,15 @@ pub(crate) async fn stats(State(api): ApiState) -> Json<Value> {
         "postgres": service.postgres.as_ref().map(|s| s.stats()),
         "rules_in_service": service.invalidator.rule_set().rules().len(),
         "rules_refused": service.refused(),
+    }))
+}
+
+/// `GET /v1/history`: the samples of the last 15 minutes, oldest first,
+/// one every 5 seconds.
+pub(crate) async fn history(State(api): ApiState) -> Json<Value> {
+    Json(json!({
+        "every_secs": crate::serve::history::EVERY.as_secs(),
+        "samples": api.service.history.samples(),
     }))
 }
 
