@@ -388,3 +388,77 @@ async fn the_feed_needs_the_token_when_one_is_configured() {
     );
     drop(allowed);
 }
+
+#[tokio::test]
+async fn a_rule_is_rolled_back_and_a_shadow_dropped_from_the_page() {
+    let dir = fresh_dir("console-actions");
+    deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
+    deploy(guests::TURNUS, &dir.join("turnus.wasm"));
+    let service = ServeProcess::start(
+        BIN,
+        &["--rules", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    let browser = Browser::start("console-actions").await;
+    browser.client.goto(&service.at("/")).await.unwrap();
+    let within = Duration::from_secs(10);
+    browser
+        .wait_for(&row("turnus", "serving"), Some("1.0.0"), within)
+        .await;
+    deploy(guests::TURNUS_V2, &dir.join("turnus.wasm"));
+    deploy(guests::TURNUS, &dir.join("turnus.shadow.wasm"));
+    browser
+        .wait_for(&row("turnus", "serving"), Some("2.0.0"), within)
+        .await;
+    browser
+        .wait_for(&row("turnus", "shadow"), Some("1.0.0"), within)
+        .await;
+
+    // A rule with no earlier version cannot go back, and the page says so.
+    browser
+        .click("button.act[data-action='rollback'][data-rule='dealership']")
+        .await;
+    browser
+        .wait_for("#act-result[data-outcome='refused']", None, within)
+        .await;
+    assert!(
+        browser
+            .text("#act-result")
+            .await
+            .contains("no earlier version"),
+        "{}",
+        browser.text("#act-result").await
+    );
+
+    // Version 2 goes back to 1, and is listed as rolled back.
+    browser
+        .click("button.act[data-action='rollback'][data-rule='turnus']")
+        .await;
+    browser
+        .wait_for(&row("turnus", "serving"), Some("1.0.0"), within)
+        .await;
+    browser
+        .wait_for("#rolled-back li[data-rule='turnus']", None, within)
+        .await;
+    let listed = browser.text("#rolled-back li[data-rule='turnus']").await;
+    assert!(
+        listed.contains("turnus 2.0.0 rolled back to 1.0.0"),
+        "{listed}"
+    );
+
+    // The shadow stops running.
+    browser
+        .click("button.act[data-action='drop-shadow'][data-rule='turnus']")
+        .await;
+    browser
+        .wait_gone("tr[data-rule='turnus'][data-state='shadow']", within)
+        .await;
+    browser.close().await;
+    let log = service.log();
+    assert!(
+        log.contains("rule rolled back by hand") && log.contains("shadow dropped by hand"),
+        "{log}"
+    );
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}

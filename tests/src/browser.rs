@@ -141,6 +141,24 @@ impl Browser {
         field.send_keys(text).await.expect("typing");
     }
 
+    /// Waits up to `within` until no element matches `selector`.
+    pub async fn wait_gone(&self, selector: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self
+            .client
+            .find_all(Locator::Css(selector))
+            .await
+            .map(|found| found.is_empty())
+            .unwrap_or(false)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "`{selector}` still there after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Whether the first element matching `selector` is shown.
     pub async fn is_shown(&self, selector: &str) -> bool {
         self.client

@@ -221,6 +221,17 @@ impl Evaluator {
                 self.shadows = shadows.filter(|s| !s.rules().is_empty());
                 self.published.shadows.send_replace(self.shadows.clone());
             }
+            ToEvaluator::RollBack { name, reply } => {
+                let answer = match self.probation.roll_back(&self.rules, &name) {
+                    Ok((set, restored)) => {
+                        self.progress.stats.rolled_back();
+                        self.put_in_service(set);
+                        Ok(restored)
+                    }
+                    Err(why) => Err(why),
+                };
+                let _ = reply.send(answer);
+            }
         }
     }
 

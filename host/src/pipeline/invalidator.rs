@@ -291,6 +291,42 @@ impl Invalidator {
         self.rule_set()
     }
 
+    /// Puts back the version rule `name`'s version in service replaced, as
+    /// an operator asks: the current version is refused until its file
+    /// changes, as after an automatic rollback. Returns the version
+    /// restored, or why it cannot be done. Blocks until the evaluator has
+    /// taken it (after the commits queued before).
+    pub fn roll_back(&self, name: &str) -> Result<String, String> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let name = name.to_owned();
+        if !self.control(ToEvaluator::RollBack { name, reply }) {
+            return Err("the pipeline has stopped".to_owned());
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err("the pipeline has stopped".to_owned()))
+    }
+
+    /// Stops running shadow `name` (until the shadows are set again, as
+    /// the rules folder does when it changes). Whether it was running.
+    pub fn drop_shadow(&self, name: &str) -> bool {
+        let Some(shadows) = self.shadows() else {
+            return false;
+        };
+        let kept: Vec<_> = shadows
+            .rules()
+            .iter()
+            .filter(|r| r.name() != name)
+            .cloned()
+            .collect();
+        if kept.len() == shadows.rules().len() {
+            return false;
+        }
+        let kept = RuleSet::new(kept).ok().map(Arc::new);
+        self.set_shadows(kept);
+        true
+    }
+
     /// Sets the shadow rules (or none): each runs beside the live rule of
     /// the same name on the same commits, its targets compared and never
     /// applied; see [`PipelineStats::shadow_differences`]. They apply from

@@ -23,6 +23,12 @@ pub(crate) enum ToEvaluator {
     },
     /// Set the shadow rules (or none).
     Shadows(Option<Arc<RuleSet>>),
+    /// Put the version a rule replaced back in service, by an operator's
+    /// hand; the reply is the version restored, or why not.
+    RollBack {
+        name: String,
+        reply: SyncSender<Result<String, String>>,
+    },
 }
 
 /// Work waiting for the evaluator, with its place in the order.

@@ -29,6 +29,9 @@ pub(crate) struct Probation {
     /// What operators are shown: when each rule's version came into
     /// service, and the rollbacks.
     states: RuleStates,
+    /// The version each rule's version in service replaced, for a
+    /// rollback by hand.
+    replaced: HashMap<String, LoadedRule>,
 }
 
 /// The rules' states as operators see them: `/v1/rules` and the console.
@@ -108,6 +111,10 @@ impl Probation {
             self.states
                 .swapped_at
                 .insert(rule.name().to_owned(), now_ms());
+            if let Some(previous) = &previous {
+                self.replaced
+                    .insert(rule.name().to_owned(), previous.clone());
+            }
             self.watched.push(Watched {
                 name: rule.name().to_owned(),
                 hash: rule.hash().to_owned(),
@@ -139,6 +146,61 @@ impl Probation {
                 .collect();
         }
         states
+    }
+
+    /// An operator rolls rule `name` back: the version it replaced goes
+    /// back in service, and the version in service is refused until its
+    /// file changes, as after an automatic rollback. Returns the set to
+    /// use and the version restored, or why it cannot be done.
+    pub(crate) fn roll_back(
+        &mut self,
+        rules: &RuleSet,
+        name: &str,
+    ) -> Result<(Arc<RuleSet>, String), String> {
+        let current = rules
+            .rules()
+            .iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| format!("no rule named `{name}` is in service"))?;
+        let previous = self.replaced.remove(name).ok_or_else(|| {
+            format!(
+                "rule `{name}` has no earlier version to go back to: none was replaced since \
+                 the service started"
+            )
+        })?;
+        let restored = previous.info().version.clone();
+        self.vetoed.insert(current.hash().to_owned());
+        self.watched.retain(|w| w.name != name);
+        self.states.rolled_back.push(RolledBack {
+            name: name.to_owned(),
+            version: current.info().version.clone(),
+            hash: current.hash().to_owned(),
+            restored: Some(restored.clone()),
+            at_ms: now_ms(),
+        });
+        if self.states.rolled_back.len() > KEPT_ROLLBACKS {
+            self.states.rolled_back.remove(0);
+        }
+        self.states.swapped_at.insert(name.to_owned(), now_ms());
+        let set: Vec<LoadedRule> = rules
+            .rules()
+            .iter()
+            .map(|r| {
+                if r.name() == name {
+                    previous.clone()
+                } else {
+                    r.clone()
+                }
+            })
+            .collect();
+        tracing::warn!(
+            rule = name,
+            hash = current.hash(),
+            restored,
+            "rolled back by hand"
+        );
+        let set = RuleSet::new(set).map_err(|e| e.to_string())?;
+        Ok((Arc::new(set), restored))
     }
 
     /// Counts a batch evaluated by `rules`. Returns the rule set to roll

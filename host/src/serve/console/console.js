@@ -42,6 +42,11 @@ function ruleRow(rule, state) {
   for (const [cls, text] of cells) row.appendChild(el("td", text, { class: cls }));
   // The whole path on hover; the file's name is what tells rules apart.
   row.lastChild.setAttribute("title", rule.file || "");
+  const action = state === "shadow" ? ["drop-shadow", "drop"] : ["rollback", "roll back"];
+  const button = el("button", action[1], { type: "button", class: "act", "data-action": action[0], "data-rule": rule.name });
+  const last = el("td");
+  last.appendChild(button);
+  row.appendChild(last);
   return row;
 }
 
@@ -342,6 +347,35 @@ document.getElementById("feed-filter").addEventListener("input", () => {
   for (const row of document.querySelector("#feed tbody").rows) row.hidden = !feedMatches(row);
 });
 document.getElementById("token").addEventListener("change", follow);
+// An action on one rule (roll back, drop a shadow), with the token.
+async function act(action, rule) {
+  const result = document.getElementById("act-result");
+  const token = document.getElementById("token").value;
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  result.textContent = "…";
+  try {
+    const response = await fetch(`/v1/rules/${encodeURIComponent(rule)}/${action}`, { method: "POST", headers });
+    const answer = await response.json();
+    if (!response.ok) {
+      result.textContent = `${action} ${rule} refused (${response.status}): ${answer.error ? answer.error.message : ""}`;
+      result.className = "bad";
+      result.dataset.outcome = "refused";
+      return;
+    }
+    result.textContent = action === "rollback" ? `${rule} rolled back to ${answer.restored}` : `shadow ${rule} dropped`;
+    result.className = "muted";
+    result.dataset.outcome = "done";
+  } catch (e) {
+    result.textContent = `failed: ${e}`;
+    result.className = "bad";
+    result.dataset.outcome = "failed";
+  }
+}
+
+document.querySelector("#rules tbody").addEventListener("click", (event) => {
+  const button = event.target.closest("button.act");
+  if (button) act(button.dataset.action, button.dataset.rule);
+});
 document.getElementById("try-run").addEventListener("click", tryCommit);
 document.getElementById("inv-run").addEventListener("click", invalidate);
 refresh();

@@ -8,6 +8,8 @@
 //! | `POST /v1/invalidate` | invalidates keys, patterns and tags as given |
 //! | `GET /v1/rules` | the rules in service and their figures |
 //! | `POST /v1/rules/reload` | looks at the rules folder now |
+//! | `POST /v1/rules/{name}/rollback` | puts back the version it replaced |
+//! | `POST /v1/rules/{name}/drop-shadow` | stops running a shadow |
 //! | `GET /v1/stats` | the pipeline's and the cache's counters |
 //! | `GET /v1/history` | the last 15 minutes' figures, every 5 s |
 //! | `GET /v1/feed` | what the rules decide, live (server-sent events) |
@@ -66,6 +68,8 @@ pub(crate) fn router(api: Arc<Api>, token: Option<String>, read_token: Option<St
         ));
     let mutating = Router::new()
         .route("/v1/rules/reload", post(rules::reload))
+        .route("/v1/rules/{name}/rollback", post(rules::rollback))
+        .route("/v1/rules/{name}/drop-shadow", post(rules::drop_shadow))
         .route("/v1/invalidate", post(invalidate::invalidate))
         .route("/v1/cache/{key}", put(cache::put))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -1,5 +1,7 @@
-//! `GET /v1/rules` (what is in service, with each version's figures) and
-//! `POST /v1/rules/reload` (look at the folder now).
+//! `GET /v1/rules` (what is in service, with each version's figures),
+//! `POST /v1/rules/reload` (look at the folder now), and an operator's
+//! actions on one rule: `POST /v1/rules/{name}/rollback` and
+//! `POST /v1/rules/{name}/drop-shadow`.
 
 use axum::Json;
 use serde_json::{Value, json};
@@ -8,7 +10,7 @@ use super::ApiState;
 use crate::http::ApiError;
 use crate::pipeline::RuleStates;
 use crate::rules::LoadedRule;
-use axum::extract::State;
+use axum::extract::{Path, State};
 
 /// One rule, as the API shows it; `states` say whether it is on
 /// probation, and since when it serves.
@@ -63,6 +65,53 @@ pub(crate) async fn list(State(api): ApiState) -> Json<Value> {
         "rolled_back": states.rolled_back,
         "refused": api.service.refused(),
     }))
+}
+
+/// Who acted, for the log line of an action.
+fn by(api: &super::Api) -> &'static str {
+    if api.has_token {
+        "the bearer token"
+    } else {
+        "anyone (no token configured)"
+    }
+}
+
+/// `POST /v1/rules/{name}/rollback`: puts back the version the rule's
+/// version in service replaced; the current one is refused until its file
+/// changes. 200 `{"rule", "restored"}`, or 409 `conflict` saying why not.
+pub(crate) async fn rollback(
+    State(api): ApiState,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let invalidator = api.service.invalidator.clone();
+    let asked = name.clone();
+    // Waits for the evaluator: off the async threads.
+    let answer = tokio::task::spawn_blocking(move || invalidator.roll_back(&asked))
+        .await
+        .map_err(|e| ApiError::internal(format!("rolling back failed: {e}")))?;
+    let shown = crate::escape::escape(&name);
+    match answer {
+        Ok(restored) => {
+            tracing::warn!(rule = %shown, restored, by = by(&api), "rule rolled back by hand");
+            Ok(Json(json!({"rule": name, "restored": restored})))
+        }
+        Err(why) => Err(ApiError::conflict(why)),
+    }
+}
+
+/// `POST /v1/rules/{name}/drop-shadow`: stops running the shadow `name`
+/// until the rules folder changes (delete its file to drop it for good).
+/// 200 `{"rule", "dropped": true}`, or 404 when no such shadow runs.
+pub(crate) async fn drop_shadow(
+    State(api): ApiState,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let shown = crate::escape::escape(&name);
+    if !api.service.invalidator.drop_shadow(&name) {
+        return Err(ApiError::not_found(format!("no shadow `{shown}` runs")));
+    }
+    tracing::warn!(rule = %shown, by = by(&api), "shadow dropped by hand");
+    Ok(Json(json!({"rule": name, "dropped": true})))
 }
 
 /// `POST /v1/rules/reload`: refreshes from the folder at once, as the
