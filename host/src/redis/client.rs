@@ -380,10 +380,16 @@ impl Redis {
                             })?
                     }
                 };
-                // One `WAIT` per primary written to, routed by a slot it
-                // owns among those written, on the connection that
-                // carried the deletes.
-                let mut by_node: Vec<(Node, u16)> = Vec::new();
+                // One `WAIT` per primary written to, sent to the address
+                // that our own view of the cluster (`CLUSTER NODES`) names
+                // as the owner of the slots written, not routed by slot
+                // through the client's map: while the client repairs its
+                // map after a failover, a command routed by slot can land
+                // on another node (seen with redis-rs 1.8), whose replicas
+                // say nothing of the owner's. Sent by address, it asks the
+                // owner itself; an owner our view still names but that is
+                // gone fails the batch, which is applied again.
+                let mut by_node: Vec<Node> = Vec::new();
                 for slot in marks.slots() {
                     let node = primaries
                         .owner(slot)
@@ -391,17 +397,18 @@ impl Redis {
                         .ok_or_else(|| {
                             self.protocol_error(format!("no primary owns slot {slot}"))
                         })?;
-                    if !by_node.iter().any(|(n, _)| *n == node) {
-                        by_node.push((node, slot));
+                    if !by_node.contains(&node) {
+                        by_node.push(node);
                     }
                 }
-                let waits = by_node.into_iter().map(|(node, slot)| {
+                let waits = by_node.into_iter().map(|node| {
                     let mut c = c.clone();
                     let wait = wait.clone();
                     async move {
-                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                            Route::new(slot, SlotAddr::Master),
-                        ));
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: node.host.clone(),
+                            port: node.port,
+                        });
                         let value = c.route_command(wait, routing).await?;
                         let acked: u64 = redis::from_redis_value(value)?;
                         Ok::<_, redis::RedisError>((node, acked))
