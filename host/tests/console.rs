@@ -16,6 +16,21 @@ fn screenshot(name: &str) -> PathBuf {
         .join(format!("{name}.png"))
 }
 
+/// `serve` on the rules folder `dir`, listening on a free port, on
+/// `redis` if given (else the in-process store), with `envs`.
+fn serve(
+    dir: &std::path::Path,
+    redis: Option<&RedisServer>,
+    envs: &[(&str, &str)],
+) -> ServeProcess {
+    let url = redis.map(RedisServer::url);
+    let mut args = vec!["--rules", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    if let Some(url) = &url {
+        args.extend(["--redis", url.as_str()]);
+    }
+    ServeProcess::start(BIN, &args, envs)
+}
+
 fn row(rule: &str, state: &str) -> String {
     format!("tr[data-rule='{rule}'][data-state='{state}'] td.version")
 }
@@ -26,18 +41,7 @@ async fn the_console_lists_the_rules_and_follows_a_swap_and_a_shadow_without_rel
     let dir = fresh_dir("console");
     deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
     deploy(guests::TURNUS, &dir.join("turnus.wasm"));
-    let service = ServeProcess::start(
-        BIN,
-        &[
-            "--rules",
-            dir.to_str().unwrap(),
-            "--redis",
-            &redis.url(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let service = serve(&dir, Some(&redis), &[]);
     let browser = Browser::start("console").await;
     browser.client.goto(&service.at("/")).await.unwrap();
     assert_eq!(browser.client.title().await.unwrap(), "Invalidator");
@@ -138,11 +142,7 @@ async fn the_console_lists_the_rules_and_follows_a_swap_and_a_shadow_without_rel
 async fn the_page_forbids_inline_script_and_framing() {
     let dir = fresh_dir("console-headers");
     deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
-    let service = ServeProcess::start(
-        BIN,
-        &["--rules", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
-        &[],
-    );
+    let service = serve(&dir, None, &[]);
     for path in ["/", "/console.js", "/console.css"] {
         let response = reqwest::get(service.at(path)).await.unwrap();
         assert!(response.status().is_success(), "{path}");
@@ -184,18 +184,7 @@ async fn try_a_commit_shows_what_each_rule_would_invalidate() {
         .arg("cached")
         .query(&mut conn)
         .unwrap();
-    let service = ServeProcess::start(
-        BIN,
-        &[
-            "--rules",
-            dir.to_str().unwrap(),
-            "--redis",
-            &redis.url(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let service = serve(&dir, Some(&redis), &[]);
     let browser = Browser::start("console-try").await;
     browser.client.goto(&service.at("/")).await.unwrap();
     let commit = r#"{"txn": "try-7", "writes": [{"table": "inventory", "op": "update", "key": {"vin": "V7"}, "before": {"vin": "V7", "price": 9}, "after": {"vin": "V7", "price": 8}}]}"#;
@@ -242,18 +231,7 @@ async fn an_invalidation_from_the_page_needs_the_token_and_other_sites_are_refus
         .query(&mut conn)
         .unwrap();
     let token = "console-token-of-24bytes";
-    let service = ServeProcess::start(
-        BIN,
-        &[
-            "--rules",
-            dir.to_str().unwrap(),
-            "--redis",
-            &redis.url(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[("INVALIDATOR_HTTP__TOKEN", token)],
-    );
+    let service = serve(&dir, Some(&redis), &[("INVALIDATOR_HTTP__TOKEN", token)]);
     let browser = Browser::start("console-act").await;
     browser.client.goto(&service.at("/")).await.unwrap();
     let within = Duration::from_secs(10);
@@ -312,11 +290,7 @@ async fn a_posted_commit_appears_in_the_live_feed_and_the_filter_hides_others() 
     let dir = fresh_dir("console-feed");
     deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
     deploy(guests::TURNUS, &dir.join("turnus.wasm"));
-    let service = ServeProcess::start(
-        BIN,
-        &["--rules", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
-        &[],
-    );
+    let service = serve(&dir, None, &[]);
     let browser = Browser::start("console-feed").await;
     browser.client.goto(&service.at("/")).await.unwrap();
     let within = Duration::from_secs(10);
@@ -361,11 +335,7 @@ async fn the_feed_needs_the_token_when_one_is_configured() {
     let dir = fresh_dir("console-feed-token");
     deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
     let token = "feed-token-of-24-bytes!!";
-    let service = ServeProcess::start(
-        BIN,
-        &["--rules", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
-        &[("INVALIDATOR_HTTP__TOKEN", token)],
-    );
+    let service = serve(&dir, None, &[("INVALIDATOR_HTTP__TOKEN", token)]);
     let client = reqwest::Client::new();
     let refused = client.get(service.at("/v1/feed")).send().await.unwrap();
     assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
@@ -394,11 +364,7 @@ async fn a_rule_is_rolled_back_and_a_shadow_dropped_from_the_page() {
     let dir = fresh_dir("console-actions");
     deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
     deploy(guests::TURNUS, &dir.join("turnus.wasm"));
-    let service = ServeProcess::start(
-        BIN,
-        &["--rules", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
-        &[],
-    );
+    let service = serve(&dir, None, &[]);
     let browser = Browser::start("console-actions").await;
     browser.client.goto(&service.at("/")).await.unwrap();
     let within = Duration::from_secs(10);

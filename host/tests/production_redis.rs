@@ -114,16 +114,10 @@ async fn wait_until(
     what: &str,
     service: &ServeProcess,
     within: Duration,
-    mut done: impl FnMut() -> bool,
+    done: impl FnMut() -> bool,
 ) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting until {what}; serve's log:\n{}",
-            service.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if let Err(log) = wait_for(service, within, done).await {
+        panic!("timed out waiting until {what}; serve's log:\n{log}");
     }
 }
 
