@@ -150,8 +150,30 @@ async fn each_target_kind_removes_exactly_its_keys(d: Deployment) {
     ]
     .into_iter()
     .collect();
-    let applied = apply(&redis, &mut targets).await;
+    // Listing what it applied, as explain has it do.
+    let mut applied = Applied::listing();
+    sink::apply(&redis, &mut targets, &mut applied).await.unwrap();
     assert!(targets.is_empty(), "everything applied: {targets:?}");
+    let mut done = applied.done.take().expect("listed");
+    done.sort_by(|a, b| a.target.text().cmp(b.target.text()));
+    let listed: Vec<(&str, &str, Vec<String>)> = done
+        .iter()
+        .map(|d| {
+            let mut members = d.members.clone();
+            members.sort();
+            (d.target.kind(), d.target.text(), members)
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("key", "a:1", vec![]),
+            ("pattern", "b:*", vec![]),
+            ("key", "missing", vec![]),
+            ("tag", "never-used", vec![]),
+            ("tag", "t1", strings(&["x:1", "x:2", "x:3"])),
+        ]
+    );
     assert_eq!(
         d.keys(),
         set_of(&["a:2", "bb:1", "c:1", "inv:tag:t2", "y:1"]),
@@ -166,6 +188,7 @@ async fn each_target_kind_removes_exactly_its_keys(d: Deployment) {
             deleted: 1 + 2 + 3,
             sweeps: 1,
             unapplied: Vec::new(),
+            done: None,
         }
     );
 }
@@ -242,9 +265,13 @@ async fn a_huge_tag_is_deleted_chunk_by_chunk(d: Deployment) {
             .unwrap();
     }
     cache.set("bystander", b"v", None, &[]).await.unwrap();
-    let deleted = tags::invalidate(&redis, "huge").await.unwrap();
+    let (deleted, listed) = tags::invalidate(&redis, "huge", true).await.unwrap();
     assert_eq!(deleted, n as u64);
     assert_eq!(d.keys(), set_of(&["bystander"]), "members and index gone");
+    // Asked to, it lists every member it took, once (what explain keeps).
+    let listed: BTreeSet<String> = listed.into_iter().collect();
+    let members: BTreeSet<String> = (0..n).map(|i| format!("member:{i}")).collect();
+    assert_eq!(listed, members);
 }
 on_single_node_and_cluster!(a_huge_tag_is_deleted_chunk_by_chunk);
 
@@ -809,7 +836,7 @@ async fn the_documented_script_tags_keys_for_any_client() {
         .map(|n| assert_eq!(n, 2))
         .unwrap();
     let redis = Redis::open(&server.url(), RedisConfig::default()).unwrap();
-    assert_eq!(tags::invalidate(&redis, "home").await.unwrap(), 1);
+    assert_eq!(tags::invalidate(&redis, "home", false).await.unwrap().0, 1);
     let left: Vec<String> = all_keys(&mut conn);
     assert_eq!(
         left,
@@ -973,7 +1000,7 @@ async fn a_lease_is_defeated_by_an_invalidation_of_its_key_pattern_or_tag(d: Dep
         .await
         .unwrap();
     assert_eq!(got, b"fresh");
-    assert_eq!(tags::invalidate(&redis, "t:lease").await.unwrap(), 1);
+    assert_eq!(tags::invalidate(&redis, "t:lease", false).await.unwrap().0, 1);
     // A failing loader gives the lease back.
     let failing = || async { Err::<Vec<u8>, _>("database down") };
     let err = cache.get_or_fill("lease:1", ttl, &tags, failing).await;

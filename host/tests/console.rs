@@ -428,3 +428,90 @@ async fn a_rule_is_rolled_back_and_a_shadow_dropped_from_the_page() {
     let (status, summary) = service.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
 }
+
+/// Posts a commit to `service` and waits until it is applied.
+async fn commit(service: &ServeProcess, commit: serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(service.at("/v1/commits?wait=true"))
+        .json(&commit)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{:?}", response.text().await);
+}
+
+/// Asks the page to explain `key`, and waits for the row naming `txn`,
+/// `rule` and the target.
+async fn explained(browser: &Browser, key: &str, txn: &str, rule: &str, kind: &str, target: &str) {
+    browser.type_into("#explain-key", key).await;
+    browser.click("#explain-run").await;
+    let row = format!(
+        "#explain-results tr[data-txn='{txn}'][data-rule='{rule}'][data-kind='{kind}'] td.target"
+    );
+    browser
+        .wait_for(&row, Some(&format!("{kind} {target}")), Duration::from_secs(10))
+        .await;
+}
+
+#[tokio::test]
+async fn explain_on_the_page_names_the_commit_rule_and_target_by_key_pattern_and_tag() {
+    let redis = RedisServer::start();
+    let dir = fresh_dir("console-explain");
+    deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
+    deploy(guests::HEDGE, &dir.join("hedge.wasm"));
+    let service = serve(&dir, Some(&redis), &[]);
+    // A cached offer under its car's tag.
+    let put = reqwest::Client::new()
+        .put(service.at("/v1/cache/offer:77?tags=offers:vehicle:V2"))
+        .body("cached")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    let car = |txn: &str, vin: &str| {
+        serde_json::json!({"txn": txn, "source": "dealer-app", "writes": [{"table": "inventory",
+            "op": "update", "key": {"vin": vin}, "before": {"vin": vin, "price": 9},
+            "after": {"vin": vin, "price": 8}}]})
+    };
+    commit(&service, car("k-1", "V1")).await;
+    commit(&service, car("t-1", "V2")).await;
+    commit(
+        &service,
+        serde_json::json!({"txn": "p-1", "source": "ledger", "writes": [{"table": "gl_entries",
+            "op": "insert", "key": {"id": 1}, "after": {"id": 1}}]}),
+    )
+    .await;
+
+    let browser = Browser::start("console-explain").await;
+    browser.client.goto(&service.at("/")).await.unwrap();
+    explained(&browser, "vehicle:V1", "k-1", "dealership", "key", "vehicle:V1").await;
+    explained(&browser, "offer:77", "t-1", "dealership", "tag", "offers:vehicle:V2").await;
+    explained(&browser, "report:gl_entries:2026", "p-1", "hedge", "pattern", "*gl_entries*").await;
+    // Only what removed the key: the pattern's row is the only one.
+    assert_eq!(
+        browser.text("#explain-status").await,
+        "1 invalidation(s) removed report:gl_entries:2026, newest first"
+    );
+    // A key nothing removed says so.
+    browser.type_into("#explain-key", "customer:C1").await;
+    browser.click("#explain-run").await;
+    browser.wait_gone("#explain-results tbody tr", Duration::from_secs(10)).await;
+    assert!(
+        browser
+            .text("#explain-status")
+            .await
+            .contains("no recent invalidation removed customer:C1")
+    );
+
+    // The Redis node, and the HTTP figures, are on the page too.
+    browser
+        .wait_for("#nodes tr[data-role='primary'][data-state='up']", None, Duration::from_secs(10))
+        .await;
+    browser
+        .wait_for("dl[data-source='http'] dd[data-figure='requests']", None, Duration::from_secs(10))
+        .await;
+    browser.screenshot(&screenshot("console-explain")).await;
+    browser.close().await;
+    let (status, summary) = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}

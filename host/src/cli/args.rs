@@ -115,6 +115,26 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PostgresCommand,
     },
+    /// Ask a running `serve` why a key is gone: the recent invalidations
+    /// that removed it, newest first, with the target that matched (the
+    /// key, a pattern, a tag), the commit, the rule and when. Reads the
+    /// token from `--token` or `INVALIDATOR_TOKEN`.
+    Explain {
+        /// The server's HTTP address, e.g. `http://127.0.0.1:8080`.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The key, as stored in Redis (with any key prefix).
+        key: String,
+        /// The API token (or the read token).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        /// Show at most this many, newest first.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+        /// Print the server's JSON answer as it is.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate rule components and print what they say about themselves,
     /// what they import and their size.
     Check {
@@ -206,6 +226,10 @@ pub(crate) struct ServeArgs {
     /// Memory one rule instance may use, in MiB [default: 64].
     #[arg(long, value_name = "MIB")]
     pub(crate) memory_limit_mib: Option<usize>,
+    /// Applied targets (and keys their tags listed) kept for `explain`;
+    /// 0 turns explain off [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub(crate) explain_capacity: Option<usize>,
 }
 
 impl ServeArgs {
@@ -217,6 +241,7 @@ impl ServeArgs {
         let mut sandbox = serde_json::Map::new();
         let mut postgres = serde_json::Map::new();
         let mut redis = serde_json::Map::new();
+        let mut explain = serde_json::Map::new();
         let set = |map: &mut serde_json::Map<String, serde_json::Value>,
                    key: &str,
                    value: Option<serde_json::Value>| {
@@ -268,12 +293,14 @@ impl ServeArgs {
             "memory_limit_mib",
             self.memory_limit_mib.map(Into::into),
         );
+        set(&mut explain, "capacity", self.explain_capacity.map(Into::into));
         for (name, section) in [
             ("redis", redis),
             ("http", http),
             ("stream", stream),
             ("postgres", postgres),
             ("sandbox", sandbox),
+            ("explain", explain),
         ] {
             if !section.is_empty() {
                 top.insert(name.to_owned(), section.into());

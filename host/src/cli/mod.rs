@@ -8,6 +8,7 @@ mod cache;
 mod check;
 mod diff;
 mod dry_run;
+mod explain;
 mod log_fields;
 mod new;
 mod postgres;
@@ -50,6 +51,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sandbox,
         } => Ok(diff::run(&old, &new, &events, &sandbox)),
         Command::Check { path, sandbox } => check::run(&path, &sandbox),
+        Command::Explain {
+            server,
+            key,
+            token,
+            limit,
+            json,
+        } => tokio_runtime()?.block_on(explain::run(&server, &key, token, limit, json)),
         Command::Postgres { command } => postgres::run(command),
         Command::Test {
             rule,

@@ -2,8 +2,8 @@
 //! listener and its bounds ([`server`]), who may do what ([`auth`]: the
 //! bearer tokens, and the refusal to listen beyond this machine without
 //! one), the one JSON shape of every error ([`ApiError`]), reading a body
-//! in time and within its size, and answering once work is applied
-//! ([`applied`]).
+//! in time and within its size, answering once work is applied
+//! ([`applied`]), and counting what was answered ([`HttpCounters`]).
 //!
 //! The routes live with what they serve: the commit intake is a source
 //! ([`crate::source::http`]); the operations API is `serve`'s
@@ -11,6 +11,7 @@
 
 mod applied;
 mod auth;
+mod counters;
 mod error;
 mod origin;
 mod server;
@@ -20,6 +21,8 @@ use std::net::SocketAddr;
 pub(crate) use applied::{Answer, Wait, answer, wait};
 pub use auth::MIN_PUBLIC_TOKEN_LEN;
 pub(crate) use auth::{check_exposure, require_read_token, require_token};
+pub(crate) use counters::count_requests;
+pub use counters::{HttpCounters, HttpStats};
 pub(crate) use error::{ApiError, read_body};
 pub(crate) use origin::refuse_cross_site;
 pub use server::Limits;

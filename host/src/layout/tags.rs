@@ -116,18 +116,34 @@ pub(crate) async fn index(
 }
 
 /// Deletes every key carrying `tag`, and the tag's index, chunk by chunk.
-/// Returns how many keys existed.
-pub async fn invalidate(redis: &Redis, tag: &str) -> Result<u64, RedisError> {
+/// Returns how many keys existed, and, when `list` is set, the keys the
+/// index listed (what explain records: which keys a tag removed).
+pub async fn invalidate(
+    redis: &Redis,
+    tag: &str,
+    list: bool,
+) -> Result<(u64, Vec<String>), RedisError> {
     let index = index_key(tag);
     let mut deleted = 0;
+    let mut listed = Vec::new();
     if !redis.is_cluster() {
         loop {
             let mut call = TAG_CHUNK_SCRIPT.key(&index);
             call.arg(TAG_CHUNK);
-            let (gone, left): (u64, u64) = redis.invoke(&call).await?;
-            deleted += gone;
+            let left = if list {
+                call.arg("members");
+                let (gone, left, members): (u64, u64, Vec<Vec<u8>>) =
+                    redis.invoke(&call).await?;
+                deleted += gone;
+                listed.extend(members.into_iter().map(lossy));
+                left
+            } else {
+                let (gone, left): (u64, u64) = redis.invoke(&call).await?;
+                deleted += gone;
+                left
+            };
             if left == 0 {
-                return Ok(deleted);
+                return Ok((deleted, listed));
             }
         }
     }
@@ -138,14 +154,23 @@ pub async fn invalidate(redis: &Redis, tag: &str) -> Result<u64, RedisError> {
             .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(TAG_CHUNK - 1))
             .await?;
         if members.is_empty() {
-            return Ok(deleted);
+            return Ok((deleted, listed));
         }
         // Unindex before unlinking: see the module documentation.
         let _: u64 = redis
             .query(redis::cmd("ZREM").arg(&index).arg(&members))
             .await?;
         deleted += redis.unlink(&members).await?;
+        if list {
+            listed.extend(members.into_iter().map(lossy));
+        }
     }
+}
+
+/// A key as text for people: explain shows keys, and one that is not
+/// UTF-8 is shown with replacement characters.
+fn lossy(key: Vec<u8>) -> String {
+    String::from_utf8(key).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Prunes expired members from every tag index on every primary, by the

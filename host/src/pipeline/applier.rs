@@ -14,12 +14,14 @@
 //! [`LOOK_EVERY`], and as often while idle with something to replay.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
 use super::PipelineConfig;
+use super::explain::{Cause, Entry, Origin};
 use super::failures::ApplyFailure;
+use super::origins::Origins;
 use super::message::Evaluated;
 use super::pending::Pending;
 use super::progress::Progress;
@@ -27,7 +29,7 @@ use super::replay::ReplayLog;
 use crate::redis::{PrimaryChange, RedisError};
 use crate::retry::Backoff;
 use crate::rules::RuleSet;
-use crate::sink::{Applied, Store};
+use crate::sink::{Applied, Done, Store};
 use crate::targets::TargetSet;
 
 /// How often the applier asks who the primaries are, busy or idle.
@@ -38,6 +40,8 @@ pub(crate) struct Applier {
     pending: Pending,
     /// What was applied over the replay window.
     replay: ReplayLog,
+    /// Where the pending targets came from, for the explain log.
+    origins: Origins,
     /// When the primaries were last looked at.
     looked: Instant,
     /// Since when replicas have fallen short, while they do.
@@ -62,6 +66,7 @@ impl Applier {
         Self {
             pending: Pending::default(),
             replay: ReplayLog::new(window, config.max_pending),
+            origins: Origins::default(),
             looked: Instant::now(),
             unreplicated_since: None,
             rules: None,
@@ -180,6 +185,10 @@ impl Applier {
         let targets = self.replay.targets();
         let total = targets.len();
         self.progress.stats.replayed(total);
+        if self.progress.explain.enabled() {
+            let replay = Arc::new(Origin::of(Cause::Replay));
+            self.origins.add_missing(&replay, &targets);
+        }
         tracing::warn!(
             old = %change.old,
             new = %change.new,
@@ -235,7 +244,7 @@ impl Applier {
         // Commits are applied in order: this batch starts after the last
         // one applied.
         let first = self.progress.applied() + 1;
-        let mut applied = Applied::default();
+        let mut applied = self.new_applied();
         let patterns = std::mem::take(&mut targets.patterns);
         let mut result = self.store.apply(targets, &mut applied).await;
         targets.patterns = patterns;
@@ -246,10 +255,27 @@ impl Applier {
         result
     }
 
-    /// Counts what was applied, and records what Redis refused for good
+    /// A record of what applying does; it lists each target applied when
+    /// the explain log keeps them.
+    fn new_applied(&self) -> Applied {
+        if self.progress.explain.enabled() {
+            Applied::listing()
+        } else {
+            Applied::default()
+        }
+    }
+
+    /// Counts what was applied, puts each applied target into the explain
+    /// log with its origins, and records what Redis refused for good
     /// against the commits `first` to `last`.
-    fn record(&self, applied: Applied, first: u64, last: u64) {
+    fn record(&mut self, mut applied: Applied, first: u64, last: u64) {
         self.progress.stats.applied(&applied);
+        if let Some(done) = applied.done.take() {
+            self.explain(done);
+        }
+        for unapplied in &applied.unapplied {
+            self.origins.take(&unapplied.target);
+        }
         if !applied.unapplied.is_empty() {
             // Recorded before the commits are marked applied, so that a
             // source that sees them applied also sees the failure.
@@ -264,6 +290,36 @@ impl Applier {
         }
     }
 
+    /// Puts applied targets into the explain log, each with the origins
+    /// noted when it joined the pending work (the fallback's, if none).
+    fn explain(&mut self, done: Vec<Done>) {
+        let at = SystemTime::now();
+        let mut entries = Vec::with_capacity(done.len());
+        for Done { target, members } in done {
+            let mut origins = self.origins.take(&target);
+            if origins.is_empty() {
+                // No commit named it: the fallback did.
+                origins.push(Arc::new(Origin::of(Cause::Fallback)));
+            }
+            let last = origins.pop().expect("one at least");
+            for origin in origins {
+                entries.push(Entry {
+                    origin,
+                    target: target.clone(),
+                    members: members.clone(),
+                    at,
+                });
+            }
+            entries.push(Entry {
+                origin: last,
+                target,
+                members,
+                at,
+            });
+        }
+        self.progress.explain.record(entries);
+    }
+
     /// Sweeps `targets`' patterns (the commits up to `seq`), applying
     /// meanwhile the keys and tags of the work that arrives. What the
     /// sweep leaves undone stays in `targets`.
@@ -275,8 +331,8 @@ impl Applier {
     ) -> Result<(), crate::redis::RedisError> {
         let store = self.store.clone();
         let mut patterns = std::mem::take(targets);
+        let mut swept = self.new_applied();
         let sweep = async move {
-            let mut swept = Applied::default();
             let result = store.apply(&mut patterns, &mut swept).await;
             (patterns, swept, result)
         };
@@ -309,7 +365,7 @@ impl Applier {
         if now.is_empty() {
             return;
         }
-        let mut applied = Applied::default();
+        let mut applied = self.new_applied();
         let batch = self.replay.enabled().then(|| now.clone());
         let result = self.store.apply(&mut now, &mut applied).await;
         self.record(applied, sweeping + 1, self.pending.seq());
@@ -347,8 +403,13 @@ impl Applier {
             seq,
             collapse,
             rules,
+            origins,
         } = evaluated;
         self.rules = Some(rules);
+        for (origin, named) in origins {
+            self.origins
+                .add(&origin, &named.prefixed(&self.config.key_prefix));
+        }
         self.add(targets, seq, collapse);
     }
 
@@ -376,6 +437,9 @@ impl Applier {
         };
         if self.pending.add(targets, seq, max, fallback) {
             self.progress.stats.collapsed();
+            // The targets they were noted for are gone: what replaced them
+            // is the fallback, which no commit named.
+            self.origins.clear();
         }
         self.progress.stats.set_pending(self.pending.len());
     }

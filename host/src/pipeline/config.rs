@@ -48,7 +48,17 @@ pub struct PipelineConfig {
     /// the configuration). Last, because it is a table of its own in TOML.
     #[serde(with = "rollback_setting")]
     pub rollback: Option<RollbackPolicy>,
+    /// How many applied targets (and keys their tags listed) the explain
+    /// log keeps ([`Invalidator::explain`](super::Invalidator::explain));
+    /// 0 keeps none and collects nothing for it. Default 100 000. Set by
+    /// `serve` from its own `[explain]` section, not from `[pipeline]`.
+    #[serde(skip)]
+    pub explain_capacity: usize,
 }
+
+/// The explain log's default capacity: applied targets, and the keys their
+/// tags listed.
+pub const DEFAULT_EXPLAIN_CAPACITY: usize = 100_000;
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -61,6 +71,7 @@ impl Default for PipelineConfig {
             prune_every: Some(Duration::from_secs(600)),
             key_prefix: String::new(),
             rollback: Some(RollbackPolicy::default()),
+            explain_capacity: DEFAULT_EXPLAIN_CAPACITY,
         }
     }
 }

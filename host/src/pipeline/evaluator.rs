@@ -12,13 +12,31 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::explain::{Cause, Origin};
 use super::message::{Evaluated, Queued, ToEvaluator, Work};
 use super::probation::Probation;
 use super::progress::Progress;
 use super::{PipelineConfig, shadow};
 use crate::commit::Commit;
-use crate::rules::{Outcome, RuleSet};
+use crate::rules::{Activity, Outcome, RuleSet};
 use crate::targets::TargetSet;
+
+/// Each rule's part of an activity, as the origin of its targets.
+fn origins_of(activity: Activity) -> impl Iterator<Item = (Arc<Origin>, TargetSet)> {
+    let Activity {
+        txn, source, rules, ..
+    } = activity;
+    rules.into_iter().map(move |part| {
+        let origin = Origin {
+            txn: Some(txn.clone()),
+            source: source.clone(),
+            rule: Some(part.rule),
+            version: Some(part.version),
+            cause: Cause::Rule,
+        };
+        (Arc::new(origin), part.targets)
+    })
+}
 
 /// The rules in service, published for readers: written only here.
 pub(crate) struct Published {
@@ -151,32 +169,44 @@ impl Evaluator {
                 });
             }
             self.progress.stats.evaluated(handed, 0);
-            self.send(rules.fallback(), seq, true);
+            self.send(rules.fallback(), seq, true, Vec::new());
             // The fallback covers what the rules could ask for, not what
             // an operator asked for by hand: that is added as it is.
             if !manual.is_empty() {
-                self.send(manual, seq, false);
+                let origins = self.manual_origin(&manual);
+                self.send(manual, seq, false, origins);
             }
             return;
         }
-        // What each rule decided is collected only while someone watches.
+        // What each rule decided is collected only while someone watches,
+        // or while the explain log keeps where targets came from.
         let watched = self.progress.feed.receiver_count() > 0;
+        let explained = self.progress.explain.enabled();
+        let traced = watched || explained;
         let mut trace = Vec::new();
         let mut outcome = if commits.is_empty() {
             Outcome::default()
         } else {
-            rules.evaluate_batch_traced(&commits, watched.then_some(&mut trace))
+            rules.evaluate_batch_traced(&commits, traced.then_some(&mut trace))
         };
         // A commit whose own outcome is wanted is evaluated alone, so that
         // its answer is exactly its own targets.
         for (commit, reply) in answered {
-            let own = rules.evaluate_traced(&commit, watched.then_some(&mut trace));
+            let own = rules.evaluate_traced(&commit, traced.then_some(&mut trace));
             outcome.targets.merge(own.targets.clone());
             outcome.failures.extend(own.failures.iter().cloned());
             let _ = reply.send(own);
             commits.push(commit);
         }
+        let mut origins = self.manual_origin(&manual);
         for activity in trace {
+            if !watched {
+                origins.extend(origins_of(activity));
+                continue;
+            }
+            if explained {
+                origins.extend(origins_of(activity.clone()));
+            }
             // No watcher left is no error: the next batch stops collecting.
             let _ = self.progress.feed.send(Arc::new(activity));
         }
@@ -189,7 +219,16 @@ impl Evaluator {
             .evaluated(handed, outcome.failures.len());
         let mut targets = outcome.targets;
         targets.merge(manual);
-        self.send(targets, seq, false);
+        self.send(targets, seq, false, origins);
+    }
+
+    /// The origin of targets asked for by hand, when the explain log keeps
+    /// origins and there are any.
+    fn manual_origin(&self, manual: &TargetSet) -> Vec<(Arc<Origin>, TargetSet)> {
+        if manual.is_empty() || !self.progress.explain.enabled() {
+            return Vec::new();
+        }
+        vec![(Arc::new(Origin::of(Cause::Manual)), manual.clone())]
     }
 
     /// Counts the batch against the versions on probation, and rolls back
@@ -244,12 +283,19 @@ impl Evaluator {
         std::mem::replace(&mut self.rules, rules)
     }
 
-    fn send(&self, targets: TargetSet, seq: u64, collapse: bool) {
+    fn send(
+        &self,
+        targets: TargetSet,
+        seq: u64,
+        collapse: bool,
+        origins: Vec<(Arc<Origin>, TargetSet)>,
+    ) {
         let evaluated = Evaluated {
             targets,
             seq,
             collapse,
             rules: self.rules.clone(),
+            origins,
         };
         // The applier is gone only once the handle is dropped, when there
         // is nobody left to apply for.

@@ -95,7 +95,7 @@ impl Invalidator {
             Store::Redis(_) => config.prune_every,
             Store::Memory(_) => None,
         };
-        let progress = Arc::new(Progress::new());
+        let progress = Arc::new(Progress::new(config.explain_capacity));
         let (published_rules, rules_rx) = watch::channel(rules.clone());
         let (published_shadows, shadows_rx) = watch::channel(None);
         let (to_applier, inbox) = tokio::sync::mpsc::unbounded_channel();
@@ -256,6 +256,21 @@ impl Invalidator {
     /// skips ahead (`RecvError::Lagged`).
     pub fn watch(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::rules::Activity>> {
         self.progress.feed.subscribe()
+    }
+
+    /// The recent applied invalidations that removed `key` (as stored,
+    /// with the key prefix), newest first, at most `limit`: by the key
+    /// itself, by a pattern that matches it, or by a tag whose index
+    /// listed it. `None` when explain is off
+    /// ([`PipelineConfig::explain_capacity`] 0).
+    pub fn explain(&self, key: &str, limit: usize) -> Option<Vec<super::Invalidation>> {
+        let log = &self.progress.explain;
+        log.enabled().then(|| log.explain(key, limit))
+    }
+
+    /// The explain log itself: its capacity and what it holds.
+    pub fn explain_log(&self) -> &super::ExplainLog {
+        &self.progress.explain
     }
 
     /// Why applied invalidations are not confirmed, while fewer replicas

@@ -8,6 +8,7 @@ use std::sync::mpsc::SyncSender;
 
 use tokio::sync::oneshot;
 
+use super::explain::Origin;
 use crate::commit::Commit;
 use crate::rules::{Outcome, RuleSet};
 use crate::targets::TargetSet;
@@ -61,4 +62,7 @@ pub(crate) struct Evaluated {
     /// The rule set that evaluated the batch, whose fallback stands in for
     /// pending work that outgrows its bound.
     pub(crate) rules: Arc<RuleSet>,
+    /// Where the targets came from, as named (not prefixed), when the
+    /// explain log keeps them; empty otherwise.
+    pub(crate) origins: Vec<(Arc<Origin>, TargetSet)>,
 }

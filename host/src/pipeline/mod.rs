@@ -15,22 +15,27 @@
 //!   new primary after a failover.
 //!
 //! What happened is reported in [`progress`]: the counters ([`PipelineCounters`]),
-//! the last commit applied, and the refusals; that is all they share.
+//! the last commit applied, the refusals, and the [`explain`] log of
+//! applied targets with where each came from ([`origins`]); that is all
+//! they share.
 
 mod applier;
 mod config;
 mod counters;
 mod evaluator;
+mod explain;
 mod failures;
 mod invalidator;
 mod message;
+mod origins;
 mod pending;
 mod probation;
 mod progress;
 mod replay;
 mod shadow;
 
-pub use config::{PipelineConfig, RollbackPolicy};
+pub use config::{DEFAULT_EXPLAIN_CAPACITY, PipelineConfig, RollbackPolicy};
+pub use explain::{Cause, ExplainLog, ExplainedTarget, Invalidation, Origin};
 pub use counters::{PipelineCounters, PipelineStats};
 pub use failures::ApplyFailure;
 pub use invalidator::{FlushError, Invalidator};

@@ -1,13 +1,15 @@
 //! [`Progress`]: what the pipeline reports, the only state its parts
 //! share: the counters, the mark of the last applied commit, the record of
-//! refused targets, and the feed of what the rules decided. Each is written by one part (the applier
-//! owns the mark and the record) and read by the handle.
+//! refused targets, the feed of what the rules decided, and the explain
+//! log. Each is written by one part (the applier owns the mark, the record
+//! and the explain log) and read by the handle.
 
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
 
 use super::PipelineCounters;
+use super::explain::ExplainLog;
 use super::failures::{ApplyFailure, Failures};
 use super::probation::RuleStates;
 use crate::rules::Activity;
@@ -29,13 +31,17 @@ pub(crate) struct Progress {
     /// Probation, swap times and rollbacks, as the evaluator last
     /// published them.
     rule_states: Mutex<RuleStates>,
+    /// The applied targets and where they came from, for explain; the
+    /// applier writes it.
+    pub(crate) explain: ExplainLog,
 }
 
 /// Activities kept for a watcher that falls behind, before it skips.
 const FEED_BACKLOG: usize = 1024;
 
 impl Progress {
-    pub(crate) fn new() -> Self {
+    /// Reports with an explain log of `explain_capacity` (0: none).
+    pub(crate) fn new(explain_capacity: usize) -> Self {
         Self {
             stats: PipelineCounters::default(),
             applied: watch::channel(0).0,
@@ -43,6 +49,7 @@ impl Progress {
             unreplicated: Mutex::new(None),
             feed: broadcast::channel(FEED_BACKLOG).0,
             rule_states: Mutex::new(RuleStates::default()),
+            explain: ExplainLog::new(explain_capacity),
         }
     }
 

@@ -4,7 +4,8 @@
 //! sentinels, over TLS or not, reconnecting by itself), the address forms
 //! ([`Endpoint`]), what it demands before deletes count as done (replica
 //! acknowledgements, [`replicas`]), how it notices that the primary
-//! changed ([`PrimaryChange`]), and what can go wrong ([`RedisError`],
+//! changed ([`PrimaryChange`]), each node's state for people
+//! ([`NodeState`]), and what can go wrong ([`RedisError`],
 //! with which errors no retry can fix). Retrying is [`crate::retry`]'s,
 //! which every source and the sink share.
 
@@ -12,6 +13,7 @@ mod client;
 mod config;
 mod endpoint;
 mod error;
+mod nodes;
 mod primary;
 mod replicas;
 mod tls;
@@ -20,4 +22,5 @@ pub use client::{Node, Redis};
 pub use config::{RedisConfig, TlsFiles};
 pub use endpoint::{Endpoint, SentinelEndpoint, redact as redact_url};
 pub use error::RedisError;
+pub use nodes::NodeState;
 pub use primary::PrimaryChange;

@@ -43,6 +43,7 @@ const KEYS: &[&str] = &[
     "postgres",
     "sandbox",
     "pipeline",
+    "explain",
 ];
 
 /// Whether a variable's key (after the prefix; sections split by `__` or
@@ -87,6 +88,27 @@ pub struct ServeConfig {
     pub sandbox: SandboxConfig,
     /// Batching, bounds and retries.
     pub pipeline: PipelineConfig,
+    /// What the explain log keeps.
+    pub explain: ExplainConfig,
+}
+
+/// The `[explain]` section: what `GET /v1/explain` and `invalidator
+/// explain` can answer from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExplainConfig {
+    /// How many applied targets, and keys their tags listed, are kept;
+    /// 0 turns explain off (and the tag scripts then list nothing).
+    /// Default 100 000.
+    pub capacity: usize,
+}
+
+impl Default for ExplainConfig {
+    fn default() -> Self {
+        Self {
+            capacity: crate::pipeline::DEFAULT_EXPLAIN_CAPACITY,
+        }
+    }
 }
 
 /// How logs are written (to standard error).
@@ -113,6 +135,7 @@ impl Default for ServeConfig {
             postgres: PostgresConfig::default(),
             sandbox: SandboxConfig::default(),
             pipeline: PipelineConfig::default(),
+            explain: ExplainConfig::default(),
         }
     }
 }

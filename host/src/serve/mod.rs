@@ -32,14 +32,14 @@ use tokio::task::JoinHandle;
 pub use crate::source::http::HttpConfig;
 pub use crate::source::postgres::{PostgresConfig, PostgresStats};
 pub use crate::source::stream::{StreamConfig, StreamStats};
-pub use config::{ConfigError, ENV_PREFIX, LogFormat, ServeConfig, Unusable};
+pub use config::{ConfigError, ENV_PREFIX, ExplainConfig, LogFormat, ServeConfig, Unusable};
 pub use history::{History, Sample};
 pub use redis_settings::RedisSettings;
 pub use service::NotReady;
 
 use crate::batch::replay::ApplySummary;
 use crate::cache::Cache;
-use crate::pipeline::Invalidator;
+use crate::pipeline::{Invalidator, PipelineConfig};
 use crate::redis::{Redis, RedisError};
 use crate::reload::{Refresh, Reloader, RuleFolder};
 use crate::rules::{RuleSet, Runtime};
@@ -204,7 +204,11 @@ async fn start_rules(config: &ServeConfig) -> Result<Rules, ServeError> {
     let first = folder.refresh();
     let rules = first_rules(&first, &dir);
     let cache = Cache::with_store(store.clone());
-    let invalidator = Arc::new(Invalidator::start(rules, store, config.pipeline.clone()));
+    let pipeline = PipelineConfig {
+        explain_capacity: config.explain.capacity,
+        ..config.pipeline.clone()
+    };
+    let invalidator = Arc::new(Invalidator::start(rules, store, pipeline));
     let postgres = prepare_postgres(config, &invalidator, &first).await?;
     invalidator.set_shadows(first.shadows.clone());
     let reloader = {
@@ -283,6 +287,7 @@ async fn start_sources(
         started: Instant::now(),
         refused_at_start: rules.refused_at_start,
         history: Arc::new(history::History::default()),
+        http: Arc::default(),
     });
     // Ends with the runtime, when `serve` returns.
     tokio::spawn(history::sample(
@@ -326,7 +331,7 @@ async fn bind_http(
         has_token: http.token.is_some(),
     });
     let operations = routes::router(api, http.token.clone(), http.read_token.clone());
-    Ok(HttpSource::bind(listen, http.clone(), operations).await?)
+    Ok(HttpSource::bind(listen, http.clone(), operations, service.http.clone()).await?)
 }
 
 /// What the run did, from the pipeline's figures and the sources'.

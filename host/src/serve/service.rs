@@ -24,6 +24,8 @@ pub(crate) struct Service {
     pub(crate) refused_at_start: u64,
     /// The recent figures the console charts.
     pub(crate) history: Arc<super::History>,
+    /// What the HTTP listener answered.
+    pub(crate) http: Arc<crate::http::HttpCounters>,
 }
 
 /// Why the service is not ready to take work.

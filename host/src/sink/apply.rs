@@ -26,9 +26,41 @@ pub struct Applied {
     /// Targets Redis refused with an error no retry can fix
     /// ([`RedisError::is_permanent`]): given up on, each with its error.
     pub unapplied: Vec<Unapplied>,
+    /// Each target applied, with the keys a tag listed, when asked for
+    /// ([`Applied::listing`]); `None` otherwise, so that applying costs
+    /// nothing more when nobody keeps the list (explain does).
+    pub done: Option<Vec<Done>>,
+}
+
+/// A target applied, as [`Applied::done`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    /// The target, as stored (prefixed).
+    pub target: Target,
+    /// For a tag, the keys its index listed when it was applied; empty for
+    /// keys and patterns.
+    pub members: Vec<String>,
 }
 
 impl Applied {
+    /// An empty record that also lists each target applied ([`Applied::done`]).
+    pub fn listing() -> Self {
+        Self {
+            done: Some(Vec::new()),
+            ..Self::default()
+        }
+    }
+
+    /// Notes `target` as applied, when targets are listed.
+    fn done(&mut self, target: impl FnOnce() -> Target, members: Vec<String>) {
+        if let Some(done) = &mut self.done {
+            done.push(Done {
+                target: target(),
+                members,
+            });
+        }
+    }
+
     /// Adds what another application did to this one.
     pub fn absorb(&mut self, other: Applied) {
         self.keys += other.keys;
@@ -37,6 +69,9 @@ impl Applied {
         self.deleted += other.deleted;
         self.sweeps += other.sweeps;
         self.unapplied.extend(other.unapplied);
+        if let (Some(done), Some(other)) = (&mut self.done, other.done) {
+            done.extend(other);
+        }
     }
 }
 
@@ -131,7 +166,10 @@ async fn apply_keys(
         Err(e) if e.is_permanent() => {
             for key in &keys {
                 match redis.unlink(std::slice::from_ref(key)).await {
-                    Ok(deleted) => applied.deleted += deleted,
+                    Ok(deleted) => {
+                        applied.deleted += deleted;
+                        applied.done(|| Target::Key(key.clone()), Vec::new());
+                    }
                     Err(e) if e.is_permanent() => {
                         give_up(applied, Target::Key(key.clone()), &e);
                     }
@@ -144,6 +182,11 @@ async fn apply_keys(
         Err(e) => return Err(e),
     }
     applied.keys += targets.keys.len() as u64;
+    if applied.done.is_some() {
+        for key in mem::take(&mut targets.keys) {
+            applied.done(|| Target::Key(key), Vec::new());
+        }
+    }
     targets.keys.clear();
     Ok(())
 }
@@ -157,13 +200,19 @@ async fn apply_tags(
     applied: &mut Applied,
 ) -> Result<(), RedisError> {
     let tags: Vec<String> = targets.tags.iter().cloned().collect();
+    let list = applied.done.is_some();
     for group in tags.chunks(TAGS_IN_FLIGHT) {
-        let results =
-            futures::future::join_all(group.iter().map(|tag| tags::invalidate(redis, tag))).await;
+        let results = futures::future::join_all(
+            group.iter().map(|tag| tags::invalidate(redis, tag, list)),
+        )
+        .await;
         let mut transient = None;
         for (tag, result) in group.iter().zip(results) {
             match result {
-                Ok(deleted) => applied.deleted += deleted,
+                Ok((deleted, members)) => {
+                    applied.deleted += deleted;
+                    applied.done(|| Target::Tag(tag.clone()), members);
+                }
                 // For example another client wrote something other than a
                 // sorted set at the tag's index (`WRONGTYPE`): the tag's keys
                 // cannot be found, now or ever.
@@ -207,7 +256,11 @@ async fn apply_patterns(
     }
     applied.patterns += patterns.len() as u64;
     applied.sweeps += 1;
-    drop(mem::take(&mut targets.patterns));
+    for pattern in mem::take(&mut targets.patterns) {
+        if !applied.unapplied.iter().any(|u| u.target.text() == pattern) {
+            applied.done(|| Target::Pattern(pattern), Vec::new());
+        }
+    }
     Ok(())
 }
 

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use super::Applied;
+use super::apply::Done;
 use super::glob::PatternSet;
 use crate::layout::leases::{Lease, is_lease};
-use crate::targets::TargetSet;
+use crate::targets::{Target, TargetSet};
 
 /// What [`MemoryStore::lease_take`] found.
 #[derive(Debug)]
@@ -202,18 +203,34 @@ impl MemoryStore {
                 applied.deleted += 1;
             }
         };
+        let mut done = Vec::new();
         for key in std::mem::take(&mut targets.keys) {
             remove(&mut state, &key);
             applied.keys += 1;
+            done.push(Done {
+                target: Target::Key(key),
+                members: Vec::new(),
+            });
         }
         for tag in std::mem::take(&mut targets.tags) {
-            for key in state.tags.remove(&tag).unwrap_or_default() {
-                remove(&mut state, &key);
+            let members: Vec<String> = state
+                .tags
+                .remove(&tag)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            for key in &members {
+                remove(&mut state, key);
             }
             applied.tags += 1;
+            done.push(Done {
+                target: Target::Tag(tag),
+                members,
+            });
         }
         if !targets.patterns.is_empty() {
-            let patterns = PatternSet::new(std::mem::take(&mut targets.patterns));
+            let named = std::mem::take(&mut targets.patterns);
+            let patterns = PatternSet::new(&named);
             let matched: Vec<String> = state
                 .values
                 .keys()
@@ -225,6 +242,13 @@ impl MemoryStore {
             }
             applied.patterns += patterns.len() as u64;
             applied.sweeps += 1;
+            done.extend(named.into_iter().map(|p| Done {
+                target: Target::Pattern(p),
+                members: Vec::new(),
+            }));
+        }
+        if let Some(list) = &mut applied.done {
+            list.extend(done);
         }
     }
 }
@@ -232,7 +256,6 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::targets::Target;
 
     #[test]
     fn keys_tags_and_patterns_remove_exactly_their_keys() {

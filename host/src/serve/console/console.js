@@ -5,6 +5,7 @@
 
 const EVERY_MS = 1000;
 let previous = null; // the last stats, for per-second rates
+let previousHttp = null; // the last HTTP counts, for the request rate
 
 function el(tag, text, attrs) {
   const node = document.createElement(tag);
@@ -102,9 +103,42 @@ function showSink(stats) {
   previous = { stats, at };
 }
 
+function showNodes(stats) {
+  const body = document.querySelector("#nodes tbody");
+  if (!stats.redis_nodes) {
+    body.replaceChildren(el("tr", null, {}));
+    body.firstChild.appendChild(el("td", "in-process store: no Redis", { class: "muted", colspan: "4" }));
+    return;
+  }
+  body.replaceChildren(...stats.redis_nodes.map((n) => {
+    const row = el("tr", null, { "data-node": n.node, "data-role": n.role, "data-state": n.state });
+    const bad = n.state === "down" || (n.role === "replica" && n.state !== "online");
+    cell(row, n.node);
+    cell(row, n.role);
+    cell(row, n.state, bad ? "bad" : "");
+    cell(row, n.detail || "");
+    return row;
+  }));
+}
+
 function showSources(stats) {
   const box = document.getElementById("sources");
   const parts = [];
+  const http = stats.http;
+  if (http) {
+    const seconds = previousHttp ? (Date.now() - previousHttp.at) / 1000 : 0;
+    const perSecond = previousHttp && seconds > 0
+      ? ((http.requests - previousHttp.http.requests) / seconds).toFixed(1) : "–";
+    parts.push(el("h3", "http"));
+    const list = el("dl", null, { "data-source": "http" });
+    for (const [k, v] of [["requests /s", perSecond], ["requests", http.requests],
+      ["client errors (4xx)", http.client_errors], ["server errors (5xx)", http.server_errors]]) {
+      list.appendChild(el("dt", k));
+      list.appendChild(el("dd", v, { "data-figure": k, class: k.startsWith("server") && v > 0 ? "bad" : "" }));
+    }
+    parts.push(list);
+    previousHttp = { http, at: Date.now() };
+  }
   for (const name of ["stream", "postgres"]) {
     const figures = stats[name];
     if (!figures) continue;
@@ -116,7 +150,6 @@ function showSources(stats) {
     }
     parts.push(list);
   }
-  if (parts.length === 0) parts.push(el("p", "HTTP intake only", { class: "muted" }));
   box.replaceChildren(...parts);
 }
 
@@ -180,6 +213,7 @@ async function refresh() {
     ]);
     showRules(rules);
     showSink(stats);
+    showNodes(stats);
     showSources(stats);
     if (ticks++ % 5 === 0) await refreshCharts();
     status.textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -222,6 +256,41 @@ async function tryCommit() {
     });
     body.replaceChildren(...rows);
     status.textContent = `commit ${answer.txn}`;
+  } catch (e) {
+    body.replaceChildren();
+    status.textContent = `refused: ${e.message || e}`;
+    status.className = "bad";
+  }
+}
+
+async function explain() {
+  const status = document.getElementById("explain-status");
+  const body = document.querySelector("#explain-results tbody");
+  const key = document.getElementById("explain-key").value;
+  const token = document.getElementById("token").value;
+  status.textContent = "…";
+  status.className = "muted";
+  try {
+    const response = await fetch(`/v1/explain?key=${encodeURIComponent(key)}`, {
+      headers: token ? { Authorization: `Bearer ${token}` } : {},
+      cache: "no-store",
+    });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.error ? answer.error.message : response.status);
+    const rows = answer.invalidations.map((i) => {
+      const row = el("tr", null, { "data-txn": i.txn || "", "data-rule": i.rule || "", "data-kind": i.target.kind });
+      cell(row, new Date(i.applied_at).toLocaleTimeString(), "applied");
+      cell(row, `${i.target.kind} ${i.target.text}`, "target");
+      cell(row, i.txn || "", "txn");
+      cell(row, i.source || "", "source");
+      cell(row, i.rule || { manual: "by hand", replay: "failover replay", fallback: "fallback" }[i.cause] || i.cause, "rule");
+      cell(row, i.version || "", "version");
+      return row;
+    });
+    body.replaceChildren(...rows);
+    status.textContent = rows.length === 0
+      ? `no recent invalidation removed ${answer.key} (the log holds ${answer.held} of ${answer.capacity})`
+      : `${rows.length} invalidation(s) removed ${answer.key}, newest first`;
   } catch (e) {
     body.replaceChildren();
     status.textContent = `refused: ${e.message || e}`;
@@ -377,6 +446,10 @@ document.querySelector("#rules tbody").addEventListener("click", (event) => {
   if (button) act(button.dataset.action, button.dataset.rule);
 });
 document.getElementById("try-run").addEventListener("click", tryCommit);
+document.getElementById("explain-run").addEventListener("click", explain);
+document.getElementById("explain-key").addEventListener("keydown", (event) => {
+  if (event.key === "Enter") explain();
+});
 document.getElementById("inv-run").addEventListener("click", invalidate);
 refresh();
 follow();

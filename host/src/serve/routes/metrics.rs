@@ -164,6 +164,27 @@ pub(crate) async fn metrics(State(api): ApiState) -> Result<impl IntoResponse, A
             service.started.elapsed().as_secs(),
         ),
     ];
+    let http = service.http.snapshot();
+    own.extend([
+        figure(
+            "http_requests",
+            "HTTP requests answered, of every status.",
+            FigureKind::Counter,
+            http.requests,
+        ),
+        figure(
+            "http_client_errors",
+            "HTTP requests answered 4xx.",
+            FigureKind::Counter,
+            http.client_errors,
+        ),
+        figure(
+            "http_server_errors",
+            "HTTP requests answered 5xx.",
+            FigureKind::Counter,
+            http.server_errors,
+        ),
+    ]);
     if let Ok((hits, misses)) = service.cache_counts().await {
         own.push(figure(
             "cache_hits",

@@ -13,6 +13,7 @@
 //! | `GET /v1/stats` | the pipeline's and the cache's counters |
 //! | `GET /v1/history` | the last 15 minutes' figures, every 5 s |
 //! | `GET /v1/feed` | what the rules decide, live (server-sent events) |
+//! | `GET /v1/explain?key=K` | the recent invalidations that removed a key |
 //! | `POST /v1/try` | what each rule would invalidate for a commit; nothing applied |
 //! | `GET`/`PUT /v1/cache/{key}` | reads and writes the cache, tags included |
 //! | `GET /metrics` | the same figures, in Prometheus text format |
@@ -25,6 +26,7 @@
 //! have the intake's one JSON shape.
 
 mod cache;
+mod explain;
 mod feed;
 mod invalidate;
 mod metrics;
@@ -62,6 +64,7 @@ pub(crate) fn router(api: Arc<Api>, token: Option<String>, read_token: Option<St
     let reading = Router::new()
         .route("/v1/cache/{key}", get(cache::get))
         .route("/v1/feed", get(feed::feed))
+        .route("/v1/explain", get(explain::explain))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::new((token.clone(), read_token)),
             require_read_token,

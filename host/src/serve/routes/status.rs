@@ -10,15 +10,21 @@ use axum::extract::State;
 
 /// `GET /v1/stats`: the pipeline's counters, the cache's hits and misses,
 /// the stream's and the Postgres source's counters (if reading them),
-/// uptime.
+/// what the HTTP listener answered, each Redis node's state, uptime.
 pub(crate) async fn stats(State(api): ApiState) -> Json<Value> {
     let service = &api.service;
     let cache = match service.cache_counts().await {
         Ok((hits, misses)) => json!({"hits": hits, "misses": misses}),
         Err(e) => json!({"error": e.to_string()}),
     };
+    let nodes = match service.invalidator.store() {
+        crate::sink::Store::Redis(redis) => Some(redis.node_states().await),
+        crate::sink::Store::Memory(_) => None,
+    };
     Json(json!({
         "uptime_secs": service.started.elapsed().as_secs(),
+        "redis_nodes": nodes,
+        "http": service.http.snapshot(),
         "store": service.invalidator.store().describe(),
         "pipeline": service.invalidator.stats(),
         "cache": cache,

@@ -35,6 +35,7 @@ pub struct HttpSource {
     addr: SocketAddr,
     config: HttpConfig,
     operations: Router,
+    counters: Arc<http::HttpCounters>,
 }
 
 /// What the intake handlers see.
@@ -58,10 +59,12 @@ impl HttpSource {
     /// Binds `listen`, refusing a non-loopback address without a token.
     /// `operations` is served beside the intake, on the same listener;
     /// its mutating routes should carry [`require_token`] themselves.
+    /// Every answer is counted in `counters`.
     pub async fn bind(
         listen: &str,
         config: HttpConfig,
         operations: Router,
+        counters: Arc<http::HttpCounters>,
     ) -> Result<Self, ListenError> {
         let fail = |e: std::io::Error| ListenError::Bind {
             listen: listen.to_owned(),
@@ -85,6 +88,7 @@ impl HttpSource {
             addr,
             config,
             operations,
+            counters,
         })
     }
 
@@ -112,6 +116,11 @@ impl HttpSource {
                 http::read_body_in_time,
             ))
             .layer(DefaultBodyLimit::max(self.config.body_limit_bytes))
+            // Outermost, so that every answer counts, refusals included.
+            .layer(axum::middleware::from_fn_with_state(
+                self.counters.clone(),
+                http::count_requests,
+            ))
     }
 }
 
