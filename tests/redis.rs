@@ -152,7 +152,9 @@ async fn each_target_kind_removes_exactly_its_keys(d: Deployment) {
     .collect();
     // Listing what it applied, as explain has it do.
     let mut applied = Applied::listing();
-    sink::apply(&redis, &mut targets, &mut applied).await.unwrap();
+    sink::apply(&redis, &mut targets, &mut applied)
+        .await
+        .unwrap();
     assert!(targets.is_empty(), "everything applied: {targets:?}");
     let mut done = applied.done.take().expect("listed");
     done.sort_by(|a, b| a.target.text().cmp(b.target.text()));
@@ -1000,7 +1002,10 @@ async fn a_lease_is_defeated_by_an_invalidation_of_its_key_pattern_or_tag(d: Dep
         .await
         .unwrap();
     assert_eq!(got, b"fresh");
-    assert_eq!(tags::invalidate(&redis, "t:lease", false).await.unwrap().0, 1);
+    assert_eq!(
+        tags::invalidate(&redis, "t:lease", false).await.unwrap().0,
+        1
+    );
     // A failing loader gives the lease back.
     let failing = || async { Err::<Vec<u8>, _>("database down") };
     let err = cache.get_or_fill("lease:1", ttl, &tags, failing).await;

@@ -437,7 +437,11 @@ async fn commit(service: &ServeProcess, commit: serde_json::Value) {
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{:?}", response.text().await);
+    assert!(
+        response.status().is_success(),
+        "{:?}",
+        response.text().await
+    );
 }
 
 /// Asks the page to explain `key`, and waits for the row naming `txn`,
@@ -449,7 +453,11 @@ async fn explained(browser: &Browser, key: &str, txn: &str, rule: &str, kind: &s
         "#explain-results tr[data-txn='{txn}'][data-rule='{rule}'][data-kind='{kind}'] td.target"
     );
     browser
-        .wait_for(&row, Some(&format!("{kind} {target}")), Duration::from_secs(10))
+        .wait_for(
+            &row,
+            Some(&format!("{kind} {target}")),
+            Duration::from_secs(10),
+        )
         .await;
 }
 
@@ -484,9 +492,52 @@ async fn explain_on_the_page_names_the_commit_rule_and_target_by_key_pattern_and
 
     let browser = Browser::start("console-explain").await;
     browser.client.goto(&service.at("/")).await.unwrap();
-    explained(&browser, "vehicle:V1", "k-1", "dealership", "key", "vehicle:V1").await;
-    explained(&browser, "offer:77", "t-1", "dealership", "tag", "offers:vehicle:V2").await;
-    explained(&browser, "report:gl_entries:2026", "p-1", "hedge", "pattern", "*gl_entries*").await;
+    explained(
+        &browser,
+        "vehicle:V1",
+        "k-1",
+        "dealership",
+        "key",
+        "vehicle:V1",
+    )
+    .await;
+    explained(
+        &browser,
+        "offer:77",
+        "t-1",
+        "dealership",
+        "tag",
+        "offers:vehicle:V2",
+    )
+    .await;
+    explained(
+        &browser,
+        "report:gl_entries:2026",
+        "p-1",
+        "hedge",
+        "pattern",
+        "*gl_entries*",
+    )
+    .await;
+    explained(
+        &browser,
+        "offer:77",
+        "t-1",
+        "dealership",
+        "tag",
+        "offers:vehicle:V2",
+    )
+    .await;
+    browser.screenshot(&screenshot("console-explain")).await;
+    explained(
+        &browser,
+        "report:gl_entries:2026",
+        "p-1",
+        "hedge",
+        "pattern",
+        "*gl_entries*",
+    )
+    .await;
     // Only what removed the key: the pattern's row is the only one.
     assert_eq!(
         browser.text("#explain-status").await,
@@ -495,7 +546,9 @@ async fn explain_on_the_page_names_the_commit_rule_and_target_by_key_pattern_and
     // A key nothing removed says so.
     browser.type_into("#explain-key", "customer:C1").await;
     browser.click("#explain-run").await;
-    browser.wait_gone("#explain-results tbody tr", Duration::from_secs(10)).await;
+    browser
+        .wait_gone("#explain-results tbody tr", Duration::from_secs(10))
+        .await;
     assert!(
         browser
             .text("#explain-status")
@@ -505,12 +558,19 @@ async fn explain_on_the_page_names_the_commit_rule_and_target_by_key_pattern_and
 
     // The Redis node, and the HTTP figures, are on the page too.
     browser
-        .wait_for("#nodes tr[data-role='primary'][data-state='up']", None, Duration::from_secs(10))
+        .wait_for(
+            "#nodes tr[data-role='primary'][data-state='up']",
+            None,
+            Duration::from_secs(10),
+        )
         .await;
     browser
-        .wait_for("dl[data-source='http'] dd[data-figure='requests']", None, Duration::from_secs(10))
+        .wait_for(
+            "dl[data-source='http'] dd[data-figure='requests']",
+            None,
+            Duration::from_secs(10),
+        )
         .await;
-    browser.screenshot(&screenshot("console-explain")).await;
     browser.close().await;
     let (status, summary) = service.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");

@@ -20,7 +20,11 @@ async fn commit(service: &ServeProcess, token: &str, commit: Value) {
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{:?}", response.text().await);
+    assert!(
+        response.status().is_success(),
+        "{:?}",
+        response.text().await
+    );
 }
 
 async fn explain(service: &ServeProcess, token: &str, key: &str) -> Value {
@@ -179,21 +183,34 @@ async fn explain_names_the_commit_rule_and_target_that_removed_a_key_by_key_patt
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains("tag `offers:vehicle:V2`  rule dealership 1.0.0, txn t-1 from dealer-app"),
         "{stdout}"
     );
     // Nothing removed it: exit status 1, and it says so.
     let out = Command::new(BIN)
-        .args(["explain", "--server", &server, "--token", token, "customer:C1"])
+        .args([
+            "explain",
+            "--server",
+            &server,
+            "--token",
+            token,
+            "customer:C1",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no recent invalidation removed"));
     // A wrong token: the server's refusal, named.
     let out = Command::new(BIN)
-        .args(["explain", "--server", &server, "--token", "wrong", "offer:77"])
+        .args([
+            "explain", "--server", &server, "--token", "wrong", "offer:77",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -21,6 +21,12 @@
 //!    in the same run. Last line: `replica-acked/unacked throughput ratio:
 //!    X`.
 //!
+//! 6. The explain log (`cargo xtask bench-redis explain` runs only this
+//!    part): the end-to-end and one-write figures with the log on (its
+//!    default, 100,000 targets) against off (`explain.capacity = 0`),
+//!    alternately in the same run. Last line: `explain on/off ratio: end
+//!    to end X, one-write Y`.
+//!
 //! Each figure is the median of several rounds; each ratio is taken within
 //! a round, where both sides met the same machine, and the median ratio is
 //! what the targets are set on, because this machine is shared and noisy.
@@ -67,10 +73,14 @@ fn main() {
         replicas(&runtime);
         return;
     }
+    if std::env::args().any(|a| a == "explain") {
+        explain(&server, &runtime);
+        return;
+    }
     let only_one_write = std::env::args().any(|a| a == "one-write");
     let mut one_write_rates = Vec::new();
     for round in 1..=ROUNDS {
-        let rate = runtime.block_on(one_write(&server));
+        let rate = runtime.block_on(one_write(&server, PipelineConfig::default()));
         println!("round {round}: one-write commits {rate:.0}/s");
         one_write_rates.push(rate);
     }
@@ -126,7 +136,7 @@ fn main() {
 /// read until the last key is gone, for `ONE_WRITE_COMMITS` commits of one
 /// customer update each (the dealership rule: key `customer:{id}`, no tag,
 /// since no offer-relevant column changes).
-async fn one_write(server: &RedisServer) -> f64 {
+async fn one_write(server: &RedisServer, config: PipelineConfig) -> f64 {
     let mut conn = server.connection();
     let mut pipe = redis::pipe();
     for i in 0..ONE_WRITE_COMMITS {
@@ -147,7 +157,12 @@ async fn one_write(server: &RedisServer) -> f64 {
     .unwrap();
     let redis = Redis::open(&server.url(), RedisConfig::default()).unwrap();
     let start = Instant::now();
-    let summary = invalidator::batch::replay::apply_events(
+    let config = PipelineConfig {
+        prune_every: None,
+        ..config
+    };
+    let summary = invalidator::batch::replay::apply_events_with(
+        config,
         rules,
         redis,
         std::io::Cursor::new(input),
@@ -241,6 +256,34 @@ fn replicas(runtime: &tokio::runtime::Runtime) {
     );
 }
 
+/// The end-to-end and one-write figures with the explain log on (the
+/// default) and off, alternately.
+fn explain(server: &RedisServer, runtime: &tokio::runtime::Runtime) {
+    let off = || PipelineConfig {
+        explain_capacity: 0,
+        ..PipelineConfig::default()
+    };
+    let (mut e2e, mut one) = (Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        let e_off = runtime.block_on(end_to_end_configured(server, 0, off()));
+        let e_on = runtime.block_on(end_to_end_configured(server, 0, PipelineConfig::default()));
+        let o_off = runtime.block_on(one_write(server, off()));
+        let o_on = runtime.block_on(one_write(server, PipelineConfig::default()));
+        println!(
+            "round {round}: end to end explain off {e_off:.0} keys/s, on {e_on:.0} keys/s              (ratio {:.3}); one-write off {o_off:.0}/s, on {o_on:.0}/s (ratio {:.3})",
+            e_on / e_off,
+            o_on / o_off
+        );
+        e2e.push(e_on / e_off);
+        one.push(o_on / o_off);
+    }
+    println!(
+        "explain on/off ratio: end to end {:.3}, one-write {:.3}",
+        median(e2e),
+        median(one)
+    );
+}
+
 /// Keys removed per second: from the first commit handed over until the
 /// last key is gone.
 async fn end_to_end(server: &RedisServer) -> f64 {
@@ -249,6 +292,11 @@ async fn end_to_end(server: &RedisServer) -> f64 {
 
 /// [`end_to_end`], with `replicas` acknowledging each batch.
 async fn end_to_end_with(server: &RedisServer, replicas: u32) -> f64 {
+    end_to_end_configured(server, replicas, PipelineConfig::default()).await
+}
+
+/// [`end_to_end_with`], with the pipeline configured as given.
+async fn end_to_end_configured(server: &RedisServer, replicas: u32, config: PipelineConfig) -> f64 {
     let mut conn = server.connection();
     for chunk in (0..E2E_KEYS).collect::<Vec<_>>().chunks(10_000) {
         let mut pipe = redis::pipe();
@@ -290,7 +338,7 @@ async fn end_to_end_with(server: &RedisServer, replicas: u32) -> f64 {
     .unwrap();
     let config = PipelineConfig {
         prune_every: None,
-        ..PipelineConfig::default()
+        ..config
     };
     let invalidator = Invalidator::start(rules(), redis, config);
     let start = Instant::now();

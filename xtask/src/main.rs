@@ -12,7 +12,9 @@
 //!   Python and JS rules vs the Rust ones).
 //! - `bench-redis`: the Redis benchmark (end to end vs `redis-benchmark`,
 //!   and the one-pass pattern sweep); `bench-redis replicas`: the end to
-//!   end figure with one replica acknowledging against none.
+//!   end figure with one replica acknowledging against none; `bench-redis
+//!   explain`: the end-to-end and one-write figures with the explain log
+//!   on against off.
 //! - `bench-reload`: rule swap latency under a stream of commits.
 //! - `bench-service`: `invalidator serve` over HTTP and a Redis stream
 //!   (commits per second, p99 latency), with the release binary.

@@ -43,17 +43,34 @@ pub struct ApplySummary {
 /// pipeline on `redis`, then waits up to `give_up` for all of them to be
 /// applied. A malformed line is reported on `diagnostics` with its number,
 /// and the run goes on.
+///
+/// No tag pruning and no explain log: the run ends with the process, and
+/// nobody could ask the log anything.
 pub async fn apply_events(
+    rules: RuleSet,
+    redis: Redis,
+    input: impl BufRead,
+    give_up: Duration,
+    diagnostics: impl Write,
+) -> io::Result<ApplySummary> {
+    let config = PipelineConfig {
+        prune_every: None,
+        explain_capacity: 0,
+        ..PipelineConfig::default()
+    };
+    apply_events_with(config, rules, redis, input, give_up, diagnostics).await
+}
+
+/// [`apply_events`] with a pipeline configured as given (the benchmarks
+/// measure what the explain log costs this way).
+pub async fn apply_events_with(
+    config: PipelineConfig,
     rules: RuleSet,
     redis: Redis,
     input: impl BufRead,
     give_up: Duration,
     mut diagnostics: impl Write,
 ) -> io::Result<ApplySummary> {
-    let config = PipelineConfig {
-        prune_every: None,
-        ..PipelineConfig::default()
-    };
     let invalidator = Arc::new(Invalidator::start(Arc::new(rules), redis, config));
     let malformed = lines::read_into(input, &mut diagnostics, &Intake::new(invalidator.clone()));
     let flushed = invalidator.flush_timeout(give_up).await;

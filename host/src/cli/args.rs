@@ -293,7 +293,11 @@ impl ServeArgs {
             "memory_limit_mib",
             self.memory_limit_mib.map(Into::into),
         );
-        set(&mut explain, "capacity", self.explain_capacity.map(Into::into));
+        set(
+            &mut explain,
+            "capacity",
+            self.explain_capacity.map(Into::into),
+        );
         for (name, section) in [
             ("redis", redis),
             ("http", http),

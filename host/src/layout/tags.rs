@@ -132,8 +132,7 @@ pub async fn invalidate(
             call.arg(TAG_CHUNK);
             let left = if list {
                 call.arg("members");
-                let (gone, left, members): (u64, u64, Vec<Vec<u8>>) =
-                    redis.invoke(&call).await?;
+                let (gone, left, members): (u64, u64, Vec<Vec<u8>>) = redis.invoke(&call).await?;
                 deleted += gone;
                 listed.extend(members.into_iter().map(lossy));
                 left

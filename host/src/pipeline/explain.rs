@@ -248,7 +248,11 @@ mod tests {
             }
         );
         assert_eq!(rules_of(&log.explain("car:1", 2)), ["by-tag", "by-pattern"]);
-        assert!(log.explain("car:3", 10).iter().all(|i| i.target.kind == "pattern"));
+        assert!(
+            log.explain("car:3", 10)
+                .iter()
+                .all(|i| i.target.kind == "pattern")
+        );
     }
 
     #[test]
@@ -261,7 +265,11 @@ mod tests {
         log.record([entry("c", Target::Key("k".into()), &[])]);
         assert_eq!(rules_of(&log.explain("k", 10)), ["c", "b"]);
         // A tag bigger than the log keeps what fits, and says so.
-        log.record([entry("d", Target::Tag("big".into()), &["1", "2", "3", "4", "5", "6"])]);
+        log.record([entry(
+            "d",
+            Target::Tag("big".into()),
+            &["1", "2", "3", "4", "5", "6"],
+        )]);
         assert_eq!(log.held(), (5, 1));
         assert_eq!(rules_of(&log.explain("4", 10)), ["d"]);
         assert!(log.explain("5", 10).is_empty(), "cut from the entry");

@@ -35,8 +35,8 @@ mod replay;
 mod shadow;
 
 pub use config::{DEFAULT_EXPLAIN_CAPACITY, PipelineConfig, RollbackPolicy};
-pub use explain::{Cause, ExplainLog, ExplainedTarget, Invalidation, Origin};
 pub use counters::{PipelineCounters, PipelineStats};
+pub use explain::{Cause, ExplainLog, ExplainedTarget, Invalidation, Origin};
 pub use failures::ApplyFailure;
 pub use invalidator::{FlushError, Invalidator};
 pub use probation::{KEPT_ROLLBACKS, RolledBack, RuleStates};

@@ -48,7 +48,10 @@ impl Origins {
     pub(crate) fn add_missing(&mut self, origin: &Arc<Origin>, targets: &TargetSet) {
         let mut missing = TargetSet::new();
         for target in iter(targets) {
-            if !self.by_target.contains_key(&(target.kind(), target.text().to_owned())) {
+            if !self
+                .by_target
+                .contains_key(&(target.kind(), target.text().to_owned()))
+            {
                 missing.insert(target);
             }
         }

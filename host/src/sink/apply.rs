@@ -202,10 +202,9 @@ async fn apply_tags(
     let tags: Vec<String> = targets.tags.iter().cloned().collect();
     let list = applied.done.is_some();
     for group in tags.chunks(TAGS_IN_FLIGHT) {
-        let results = futures::future::join_all(
-            group.iter().map(|tag| tags::invalidate(redis, tag, list)),
-        )
-        .await;
+        let results =
+            futures::future::join_all(group.iter().map(|tag| tags::invalidate(redis, tag, list)))
+                .await;
         let mut transient = None;
         for (tag, result) in group.iter().zip(results) {
             match result {

@@ -46,9 +46,7 @@ pub(crate) async fn explain(
     query: Result<Query<ExplainQuery>, QueryRejection>,
 ) -> Result<Json<Explained>, ApiError> {
     let Query(query) = query.map_err(|e| {
-        ApiError::invalid(format!(
-            "bad query: {e}; parameters are `key` and `limit`"
-        ))
+        ApiError::invalid(format!("bad query: {e}; parameters are `key` and `limit`"))
     })?;
     let key = query
         .key
