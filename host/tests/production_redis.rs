@@ -80,6 +80,19 @@ async fn stats(service: &ServeProcess) -> Value {
         .unwrap()
 }
 
+/// `GET /v1/explain?key=KEY`.
+async fn explain(service: &ServeProcess, key: &str) -> Value {
+    reqwest::Client::new()
+        .get(service.at("/v1/explain"))
+        .query(&[("key", key)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// How many of `keys` exist on `conn`'s server.
 fn present(conn: &mut impl redis::ConnectionLike, keys: &[String]) -> usize {
     keys.iter()
@@ -348,6 +361,9 @@ async fn sentinel_failover(name: &str, replicas: &str) -> Left {
                 && status == StatusCode::SERVICE_UNAVAILABLE
             {
                 assert!(body.contains("replicas"), "{body}");
+                // Not confirmed is not applied: explain has nothing yet.
+                let explained = explain(&service, "vehicle:V0").await;
+                assert_eq!(explained["invalidations"], json!([]), "{explained}");
                 let metrics = reqwest::get(service.at("/metrics"))
                     .await
                     .unwrap()
@@ -391,6 +407,29 @@ async fn sentinel_failover(name: &str, replicas: &str) -> Left {
         )
     });
     let lease_filled_late = fill_retrying(&reader, &lease).await;
+    // Explain names the commit's rule, as its batch was applied, acked
+    // or not: however many attempts it took, never as the fallback.
+    let explained = explain(&service, "vehicle:V0").await;
+    let causes: Vec<&Value> = explained["invalidations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["cause"])
+        .collect();
+    assert!(!causes.is_empty(), "{explained}");
+    assert!(
+        causes.iter().all(|c| *c == "rule" || *c == "replay"),
+        "{explained}"
+    );
+    assert_eq!(
+        explained["invalidations"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["rule"],
+        "dealership",
+        "{explained}"
+    );
     let left = Left {
         through_serve: present(&mut promoted.connection(), &ours),
         control: present(&mut promoted.connection(), &control),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use super::PipelineConfig;
-use super::explain::{Cause, Entry, Origin};
+use super::explain::{Cause, Origin};
 use super::failures::ApplyFailure;
 use super::message::Evaluated;
 use super::origins::Origins;
@@ -29,7 +29,7 @@ use super::replay::ReplayLog;
 use crate::redis::{PrimaryChange, RedisError};
 use crate::retry::Backoff;
 use crate::rules::RuleSet;
-use crate::sink::{Applied, Done, Store};
+use crate::sink::{Applied, Store};
 use crate::targets::TargetSet;
 
 /// How often the applier asks who the primaries are, busy or idle.
@@ -102,6 +102,9 @@ impl Applier {
                     if let Some(batch) = batch {
                         self.remember(batch);
                     }
+                    // Before the mark: whoever sees the commit applied can
+                    // ask explain about it.
+                    self.explain(seq);
                     self.progress.applied.send_replace(seq);
                 }
                 Err(error) => {
@@ -187,7 +190,7 @@ impl Applier {
         self.progress.stats.replayed(total);
         if self.progress.explain.enabled() {
             let replay = Arc::new(Origin::of(Cause::Replay));
-            self.origins.add_missing(&replay, &targets);
+            self.origins.add(0, replay, targets.clone());
         }
         tracing::warn!(
             old = %change.old,
@@ -270,11 +273,11 @@ impl Applier {
     /// against the commits `first` to `last`.
     fn record(&mut self, mut applied: Applied, first: u64, last: u64) {
         self.progress.stats.applied(&applied);
-        if let Some(done) = applied.done.take() {
-            self.explain(done);
+        if let Some(listed) = applied.tag_members.take() {
+            self.origins.listed(listed);
         }
         for unapplied in &applied.unapplied {
-            self.origins.take(&unapplied.target);
+            self.origins.given_up(&unapplied.target);
         }
         if !applied.unapplied.is_empty() {
             // Recorded before the commits are marked applied, so that a
@@ -290,34 +293,15 @@ impl Applier {
         }
     }
 
-    /// Puts applied targets into the explain log, each with the origins
-    /// noted when it joined the pending work (the fallback's, if none).
-    fn explain(&mut self, done: Vec<Done>) {
-        let at = SystemTime::now();
-        let mut entries = Vec::with_capacity(done.len());
-        for Done { target, members } in done {
-            let mut origins = self.origins.take(&target);
-            if origins.is_empty() {
-                // No commit named it: the fallback did.
-                origins.push(Arc::new(Origin::of(Cause::Fallback)));
-            }
-            let last = origins.pop().expect("one at least");
-            for origin in origins {
-                entries.push(Entry {
-                    origin,
-                    target: target.clone(),
-                    members: members.clone(),
-                    at,
-                });
-            }
-            entries.push(Entry {
-                origin: last,
-                target,
-                members,
-                at,
-            });
+    /// Puts what the commits up to `seq` named into the explain log, now
+    /// that they are applied.
+    fn explain(&mut self, seq: u64) {
+        if self.progress.explain.enabled() {
+            let (named, members) = self.origins.applied(seq);
+            self.progress
+                .explain
+                .record(named, members, SystemTime::now());
         }
-        self.progress.explain.record(entries);
     }
 
     /// Sweeps `targets`' patterns (the commits up to `seq`), applying
@@ -407,8 +391,8 @@ impl Applier {
         } = evaluated;
         self.rules = Some(rules);
         for (origin, named) in origins {
-            self.origins
-                .add(&origin, &named.prefixed(&self.config.key_prefix));
+            let stored = named.prefixed(&self.config.key_prefix);
+            self.origins.add(seq, origin, stored);
         }
         self.add(targets, seq, collapse);
     }
@@ -435,11 +419,15 @@ impl Applier {
                 .into_iter()
                 .collect(),
         };
-        if self.pending.add(targets, seq, max, fallback) {
+        if self.pending.add(targets, seq, max, &fallback) {
             self.progress.stats.collapsed();
-            // The targets they were noted for are gone: what replaced them
-            // is the fallback, which no commit named.
-            self.origins.clear();
+            // What the origins named is gone from the pending work: what
+            // replaced it is the fallback, which no commit named.
+            if self.progress.explain.enabled() {
+                self.origins.clear();
+                let origin = Arc::new(Origin::of(Cause::Fallback));
+                self.origins.add(seq, origin, fallback());
+            }
         }
         self.progress.stats.set_pending(self.pending.len());
     }

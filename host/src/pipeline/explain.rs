@@ -3,22 +3,24 @@
 //! operator can ask why a key is gone ([`Invalidator::explain`]).
 //!
 //! A bounded ring, newest last, written by the applier once per applied
-//! batch (one lock) and read by the API. Its capacity counts targets and
-//! the keys tags listed alike, so that tags with huge indexes cannot make
-//! it grow past its bound. A query is a scan of the ring: a key matches a
-//! key target equal to it, a pattern target that matches it (Redis's glob
-//! rules), and a tag target whose index listed it.
+//! batch (one lock) and read by the API. An entry is what one rule named
+//! for one commit (or batch), moved there as it is, so that keeping it
+//! costs no copy per target. Its capacity counts targets and the keys tags
+//! listed alike, so that tags with huge indexes cannot make it grow past
+//! its bound. A query is a scan of the ring: a key matches a key target
+//! equal to it, a pattern target that matches it (Redis's glob rules), and
+//! a tag target whose index listed it.
 //!
 //! [`Invalidator::explain`]: super::Invalidator::explain
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::sink::glob::glob_match;
-use crate::targets::Target;
+use crate::targets::{Target, TargetSet};
 
 /// Why a target was applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,28 +89,59 @@ pub struct Invalidation {
     pub applied_at: String,
 }
 
-/// An applied target, as the applier records it.
+/// Targets one origin named, as applied: what the ring holds.
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) origin: Arc<Origin>,
-    pub(crate) target: Target,
-    /// For a tag, the keys its index listed.
-    pub(crate) members: Vec<String>,
+    /// What it named, as stored (prefixed).
+    pub(crate) targets: TargetSet,
+    /// The keys each tag applied with it listed (shared by the entries
+    /// recorded together).
+    pub(crate) members: Arc<Members>,
     pub(crate) at: SystemTime,
 }
 
+/// The keys each tag's index listed when it was applied, by tag.
+pub(crate) type Members = HashMap<String, Vec<String>>;
+
 impl Entry {
-    /// What it counts for against the capacity.
+    /// What it counts for against the capacity: its targets, and the keys
+    /// its tags listed.
     fn weight(&self) -> usize {
-        1 + self.members.len()
+        let listed: usize = self
+            .targets
+            .tags
+            .iter()
+            .filter_map(|t| self.members.get(t))
+            .map(Vec::len)
+            .sum();
+        self.targets.len() + listed
     }
 
-    fn removed(&self, key: &str) -> bool {
-        match &self.target {
-            Target::Key(k) => k == key,
-            Target::Pattern(p) => glob_match(p.as_bytes(), key.as_bytes()),
-            Target::Tag(_) => self.members.iter().any(|m| m == key),
-        }
+    /// The targets of this entry that removed `key`.
+    fn removed<'a>(&'a self, key: &'a str) -> impl Iterator<Item = Target> + 'a {
+        let by_key = self
+            .targets
+            .keys
+            .contains(key)
+            .then(|| Target::Key(key.to_owned()));
+        let by_pattern = self
+            .targets
+            .patterns
+            .iter()
+            .filter(move |p| glob_match(p.as_bytes(), key.as_bytes()))
+            .map(|p| Target::Pattern(p.clone()));
+        let by_tag = self
+            .targets
+            .tags
+            .iter()
+            .filter(move |t| {
+                self.members
+                    .get(*t)
+                    .is_some_and(|m| m.iter().any(|k| k == key))
+            })
+            .map(|t| Target::Tag(t.clone()));
+        by_key.into_iter().chain(by_pattern).chain(by_tag)
     }
 }
 
@@ -122,10 +155,11 @@ pub struct ExplainLog {
 
 #[derive(Debug, Default)]
 struct Ring {
-    entries: VecDeque<Entry>,
+    /// Oldest first, each with its weight.
+    entries: VecDeque<(Entry, usize)>,
     /// The sum of the entries' weights.
     weight: usize,
-    /// Tag entries whose members were cut to fit.
+    /// Tags whose listed keys were cut to fit.
     cut: u64,
 }
 
@@ -148,28 +182,45 @@ impl ExplainLog {
         self.capacity
     }
 
-    /// Adds applied targets, oldest first, dropping the oldest entries
-    /// beyond the capacity.
-    pub(crate) fn record(&self, entries: impl IntoIterator<Item = Entry>) {
-        if !self.enabled() {
+    /// Adds what `named` (each origin with its targets) had applied at
+    /// `at`, with the keys the tags applied with them listed, dropping the
+    /// oldest entries beyond the capacity (the newest is always kept).
+    pub(crate) fn record(
+        &self,
+        named: Vec<(Arc<Origin>, TargetSet)>,
+        mut members: Members,
+        at: SystemTime,
+    ) {
+        if !self.enabled() || named.is_empty() {
             return;
         }
+        let mut cut = 0;
+        // A tag listing more keys than the whole log holds keeps what fits.
+        for listed in members.values_mut() {
+            if listed.len() > self.capacity {
+                listed.truncate(self.capacity);
+                cut += 1;
+            }
+        }
+        let members = Arc::new(members);
         let mut ring = self.ring.lock().expect("explain lock");
-        for mut entry in entries {
-            // A tag listing more keys than the whole log holds keeps what
-            // fits, and is counted as cut.
-            if entry.weight() > self.capacity {
-                entry.members.truncate(self.capacity - 1);
-                ring.cut += 1;
-            }
-            ring.weight += entry.weight();
-            ring.entries.push_back(entry);
-            while ring.weight > self.capacity {
-                let Some(old) = ring.entries.pop_front() else {
-                    break;
-                };
-                ring.weight -= old.weight();
-            }
+        ring.cut += cut;
+        for (origin, targets) in named {
+            let entry = Entry {
+                origin,
+                targets,
+                members: members.clone(),
+                at,
+            };
+            let weight = entry.weight();
+            ring.weight += weight;
+            ring.entries.push_back((entry, weight));
+        }
+        while ring.weight > self.capacity && ring.entries.len() > 1 {
+            let Some((_, weight)) = ring.entries.pop_front() else {
+                break;
+            };
+            ring.weight -= weight;
         }
     }
 
@@ -180,21 +231,21 @@ impl ExplainLog {
         ring.entries
             .iter()
             .rev()
-            .filter(|e| e.removed(key))
+            .flat_map(|(e, _)| e.removed(key).map(move |target| (e, target)))
             .take(limit)
-            .map(|e| Invalidation {
+            .map(|(e, target)| Invalidation {
                 origin: (*e.origin).clone(),
                 target: ExplainedTarget {
-                    kind: e.target.kind(),
-                    text: e.target.text().to_owned(),
+                    kind: target.kind(),
+                    text: target.text().to_owned(),
                 },
                 applied_at: humantime::format_rfc3339_millis(e.at).to_string(),
             })
             .collect()
     }
 
-    /// How many targets and listed keys it holds, and how many tag
-    /// entries were cut to fit.
+    /// How many targets and listed keys it holds, and how many tags had
+    /// their listed keys cut to fit.
     pub fn held(&self) -> (usize, u64) {
         let ring = self.ring.lock().expect("explain lock");
         (ring.weight, ring.cut)
@@ -205,19 +256,21 @@ impl ExplainLog {
 mod tests {
     use super::*;
 
-    fn entry(rule: &str, target: Target, members: &[&str]) -> Entry {
-        Entry {
-            origin: Arc::new(Origin {
-                txn: Some(format!("t-{rule}")),
-                source: None,
-                rule: Some(rule.to_owned()),
-                version: Some("1".to_owned()),
-                cause: Cause::Rule,
-            }),
-            target,
-            members: members.iter().map(|m| m.to_string()).collect(),
-            at: SystemTime::now(),
-        }
+    fn named(rule: &str, targets: &[Target]) -> (Arc<Origin>, TargetSet) {
+        let origin = Arc::new(Origin {
+            txn: Some(format!("t-{rule}")),
+            source: None,
+            rule: Some(rule.to_owned()),
+            version: Some("1".to_owned()),
+            cause: Cause::Rule,
+        });
+        (origin, targets.iter().cloned().collect())
+    }
+
+    fn members(tags: &[(&str, &[&str])]) -> Members {
+        tags.iter()
+            .map(|(t, m)| (t.to_string(), m.iter().map(|k| k.to_string()).collect()))
+            .collect()
     }
 
     fn rules_of(found: &[Invalidation]) -> Vec<&str> {
@@ -230,14 +283,27 @@ mod tests {
     #[test]
     fn a_key_is_explained_by_its_key_a_matching_pattern_and_a_tag_that_listed_it() {
         let log = ExplainLog::new(100);
-        log.record([
-            entry("by-key", Target::Key("car:1".into()), &[]),
-            entry("other-key", Target::Key("car:10".into()), &[]),
-            entry("by-pattern", Target::Pattern("car:[0-9]".into()), &[]),
-            entry("other-pattern", Target::Pattern("shop:*".into()), &[]),
-            entry("by-tag", Target::Tag("cars".into()), &["car:2", "car:1"]),
-            entry("other-tag", Target::Tag("shops".into()), &["shop:1"]),
-        ]);
+        let now = SystemTime::now();
+        log.record(
+            vec![
+                named(
+                    "by-key",
+                    &[Target::Key("car:1".into()), Target::Key("car:10".into())],
+                ),
+                named("by-pattern", &[Target::Pattern("car:[0-9]".into())]),
+                named("other-pattern", &[Target::Pattern("shop:*".into())]),
+            ],
+            Members::new(),
+            now,
+        );
+        log.record(
+            vec![
+                named("by-tag", &[Target::Tag("cars".into())]),
+                named("other-tag", &[Target::Tag("shops".into())]),
+            ],
+            members(&[("cars", &["car:2", "car:1"]), ("shops", &["shop:1"])]),
+            now,
+        );
         let found = log.explain("car:1", 10);
         assert_eq!(rules_of(&found), ["by-tag", "by-pattern", "by-key"]);
         assert_eq!(
@@ -247,38 +313,54 @@ mod tests {
                 text: "cars".into()
             }
         );
+        assert_eq!(found[2].target.kind, "key");
         assert_eq!(rules_of(&log.explain("car:1", 2)), ["by-tag", "by-pattern"]);
-        assert!(
-            log.explain("car:3", 10)
-                .iter()
-                .all(|i| i.target.kind == "pattern")
-        );
+        let other = log.explain("car:3", 10);
+        assert_eq!(rules_of(&other), ["by-pattern"]);
     }
 
     #[test]
     fn the_oldest_go_first_and_listed_keys_count_against_the_capacity() {
         let log = ExplainLog::new(5);
-        log.record([entry("a", Target::Key("k".into()), &[])]);
-        log.record([entry("b", Target::Tag("t".into()), &["k", "x", "y"])]);
+        let now = SystemTime::now();
+        log.record(
+            vec![named("a", &[Target::Key("k".into())])],
+            Members::new(),
+            now,
+        );
+        log.record(
+            vec![named("b", &[Target::Tag("t".into())])],
+            members(&[("t", &["k", "x", "y"])]),
+            now,
+        );
         assert_eq!(log.held(), (5, 0));
         // One more key pushes out the oldest entry, and only it.
-        log.record([entry("c", Target::Key("k".into()), &[])]);
+        log.record(
+            vec![named("c", &[Target::Key("k".into())])],
+            Members::new(),
+            now,
+        );
         assert_eq!(rules_of(&log.explain("k", 10)), ["c", "b"]);
         // A tag bigger than the log keeps what fits, and says so.
-        log.record([entry(
-            "d",
-            Target::Tag("big".into()),
-            &["1", "2", "3", "4", "5", "6"],
-        )]);
-        assert_eq!(log.held(), (5, 1));
-        assert_eq!(rules_of(&log.explain("4", 10)), ["d"]);
-        assert!(log.explain("5", 10).is_empty(), "cut from the entry");
+        log.record(
+            vec![named("d", &[Target::Tag("big".into())])],
+            members(&[("big", &["1", "2", "3", "4", "5", "6"])]),
+            now,
+        );
+        assert_eq!(log.held().1, 1);
+        assert_eq!(rules_of(&log.explain("5", 10)), ["d"]);
+        assert!(log.explain("6", 10).is_empty(), "cut from the entry");
     }
 
     #[test]
     fn capacity_zero_keeps_nothing() {
         let log = ExplainLog::new(0);
-        log.record([entry("a", Target::Key("k".into()), &[])]);
+        let now = SystemTime::now();
+        log.record(
+            vec![named("a", &[Target::Key("k".into())])],
+            Members::new(),
+            now,
+        );
         assert!(log.explain("k", 10).is_empty());
         assert!(!log.enabled());
     }

@@ -1,88 +1,85 @@
-//! [`Origins`]: where each pending target came from, kept by the applier
-//! from the moment a target joins the pending work until it is applied,
-//! when it goes into the [`ExplainLog`](super::explain::ExplainLog) with
-//! its origins.
+//! [`Origins`]: what each origin (a rule for a commit, a hand, a replay,
+//! the fallback) named that is not applied yet, kept by the applier until
+//! the commits it belongs to are applied, when it goes into the
+//! [`ExplainLog`](super::explain::ExplainLog) with the keys its tags
+//! listed.
 //!
-//! Pending work merges targets (a hot key named by fifty commits is
-//! deleted once), so a target can have several origins; the newest
-//! [`PER_TARGET`] are kept. The map follows the pending work's own bound:
-//! a target leaves it when applied or given up on, and everything leaves
-//! when the pending work collapses into the fallback.
+//! Each origin's targets wait as the rule named them, with the sequence
+//! number of the last commit of their batch; once a batch up to that
+//! number is applied, so are they (pending work is applied in order). That
+//! costs nothing per target, where looking each applied target up would
+//! cost a hash and a copy. What Redis refused for good is taken out, and
+//! when the pending work collapses into the fallback, the fallback's
+//! targets replace everything waiting.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::explain::Origin;
+use super::explain::{Members, Origin};
+use crate::sink::TagMembers;
 use crate::targets::{Target, TargetSet};
 
-/// Origins kept per pending target, newest last.
-pub(crate) const PER_TARGET: usize = 8;
-
-/// Pending targets' origins, by kind and text (as stored, prefixed).
+/// Origins whose targets are not applied yet, and the keys of the tags
+/// applied meanwhile.
 #[derive(Debug, Default)]
 pub(crate) struct Origins {
-    by_target: HashMap<(&'static str, String), Vec<Arc<Origin>>>,
+    waiting: Vec<(u64, Arc<Origin>, TargetSet)>,
+    members: Members,
 }
 
 impl Origins {
-    /// Notes that `origin` named each of `targets`.
-    pub(crate) fn add(&mut self, origin: &Arc<Origin>, targets: &TargetSet) {
-        let each = [
-            ("key", &targets.keys),
-            ("pattern", &targets.patterns),
-            ("tag", &targets.tags),
-        ];
-        for (kind, texts) in each {
-            for text in texts {
-                let list = self.by_target.entry((kind, text.clone())).or_default();
-                if list.len() == PER_TARGET {
-                    list.remove(0);
-                }
-                list.push(origin.clone());
-            }
+    /// Notes that `origin` named `targets` (as stored), in the commits up
+    /// to `seq`.
+    pub(crate) fn add(&mut self, seq: u64, origin: Arc<Origin>, targets: TargetSet) {
+        if !targets.is_empty() {
+            self.waiting.push((seq, origin, targets));
         }
     }
 
-    /// Notes `origin` for the targets that have none yet: a replay does
-    /// not hide the commit that first named a target still pending.
-    pub(crate) fn add_missing(&mut self, origin: &Arc<Origin>, targets: &TargetSet) {
-        let mut missing = TargetSet::new();
-        for target in iter(targets) {
-            if !self
-                .by_target
-                .contains_key(&(target.kind(), target.text().to_owned()))
-            {
-                missing.insert(target);
-            }
+    /// Keeps the keys each applied tag listed, until its origin is
+    /// recorded.
+    pub(crate) fn listed(&mut self, tags: Vec<TagMembers>) {
+        for TagMembers { tag, members } in tags {
+            self.members.entry(tag).or_default().extend(members);
         }
-        self.add(origin, &missing);
     }
 
-    /// Takes the origins of an applied target (none if it had none).
-    pub(crate) fn take(&mut self, target: &Target) -> Vec<Arc<Origin>> {
-        self.by_target
-            .remove(&(target.kind(), target.text().to_owned()))
-            .unwrap_or_default()
+    /// Takes a target Redis refused for good out of every origin: it was
+    /// not applied.
+    pub(crate) fn given_up(&mut self, target: &Target) {
+        for (_, _, targets) in &mut self.waiting {
+            targets.remove(target);
+        }
     }
 
-    /// Forgets every origin: the pending work was replaced.
+    /// Forgets everything waiting: the pending work was replaced.
     pub(crate) fn clear(&mut self) {
-        self.by_target.clear();
+        self.waiting.clear();
     }
 
-    /// How many targets have origins.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.by_target.len()
+    /// Takes out what is applied once the commits up to `seq` are, with
+    /// the keys the tags among it listed.
+    pub(crate) fn applied(&mut self, seq: u64) -> (Vec<(Arc<Origin>, TargetSet)>, Members) {
+        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(s, _, _)| *s <= seq);
+        self.waiting = rest;
+        let members = if self.waiting.is_empty() {
+            std::mem::take(&mut self.members)
+        } else {
+            let mut mine = HashMap::new();
+            for (_, _, targets) in &done {
+                for tag in &targets.tags {
+                    if let Some(listed) = self.members.remove(tag) {
+                        mine.insert(tag.clone(), listed);
+                    }
+                }
+            }
+            mine
+        };
+        let done = done.into_iter().map(|(_, o, t)| (o, t)).collect();
+        (done, members)
     }
-}
-
-/// Each target of a set.
-fn iter(targets: &TargetSet) -> impl Iterator<Item = Target> + '_ {
-    let keys = targets.keys.iter().cloned().map(Target::Key);
-    let patterns = targets.patterns.iter().cloned().map(Target::Pattern);
-    let tags = targets.tags.iter().cloned().map(Target::Tag);
-    keys.chain(patterns).chain(tags)
 }
 
 #[cfg(test)]
@@ -97,22 +94,39 @@ mod tests {
         })
     }
 
+    fn set(targets: &[Target]) -> TargetSet {
+        targets.iter().cloned().collect()
+    }
+
     #[test]
-    fn a_target_keeps_its_newest_origins_until_it_is_taken() {
+    fn origins_leave_once_their_commits_are_applied_with_their_tags_members() {
         let mut origins = Origins::default();
-        let key: TargetSet = [Target::Key("k".into())].into_iter().collect();
-        for i in 0..PER_TARGET + 2 {
-            origins.add(&rule(&i.to_string()), &key);
-        }
-        origins.add_missing(&Arc::new(Origin::of(Cause::Replay)), &key);
-        let taken = origins.take(&Target::Key("k".into()));
-        let names: Vec<_> = taken.iter().map(|o| o.rule.clone().unwrap()).collect();
-        let newest: Vec<_> = (2..PER_TARGET + 2).map(|i| i.to_string()).collect();
-        assert_eq!(names, newest, "the oldest two dropped, no replay added");
-        assert!(origins.take(&Target::Key("k".into())).is_empty());
-        // The same text under another kind is another target.
-        origins.add(&rule("t"), &[Target::Tag("k".into())].into_iter().collect());
-        assert!(origins.take(&Target::Key("k".into())).is_empty());
-        assert_eq!(origins.len(), 1);
+        origins.add(1, rule("a"), set(&[Target::Tag("t".into())]));
+        origins.add(
+            2,
+            rule("b"),
+            set(&[Target::Key("k".into()), Target::Tag("u".into())]),
+        );
+        origins.add(3, rule("empty"), TargetSet::new());
+        origins.listed(vec![
+            TagMembers {
+                tag: "t".into(),
+                members: vec!["x".into()],
+            },
+            TagMembers {
+                tag: "u".into(),
+                members: vec!["y".into()],
+            },
+        ]);
+        let (done, members) = origins.applied(1);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].0.rule.as_deref(), Some("a"));
+        assert_eq!(members.keys().collect::<Vec<_>>(), ["t"], "u waits for b");
+        // A refused target is not applied.
+        origins.given_up(&Target::Key("k".into()));
+        let (done, members) = origins.applied(2);
+        assert_eq!(done[0].1, set(&[Target::Tag("u".into())]));
+        assert_eq!(members["u"], ["y"]);
+        assert!(origins.applied(9).0.is_empty());
     }
 }

@@ -26,38 +26,29 @@ pub struct Applied {
     /// Targets Redis refused with an error no retry can fix
     /// ([`RedisError::is_permanent`]): given up on, each with its error.
     pub unapplied: Vec<Unapplied>,
-    /// Each target applied, with the keys a tag listed, when asked for
+    /// Each tag applied, with the keys its index listed, when asked for
     /// ([`Applied::listing`]); `None` otherwise, so that applying costs
-    /// nothing more when nobody keeps the list (explain does).
-    pub done: Option<Vec<Done>>,
+    /// nothing more when nobody keeps the list (explain does: it is how
+    /// it knows which tag removed a key).
+    pub tag_members: Option<Vec<TagMembers>>,
 }
 
-/// A target applied, as [`Applied::done`] lists it.
+/// A tag applied, and the keys its index listed then.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Done {
-    /// The target, as stored (prefixed).
-    pub target: Target,
-    /// For a tag, the keys its index listed when it was applied; empty for
-    /// keys and patterns.
+pub struct TagMembers {
+    /// The tag.
+    pub tag: String,
+    /// The keys its index listed.
     pub members: Vec<String>,
 }
 
 impl Applied {
-    /// An empty record that also lists each target applied ([`Applied::done`]).
+    /// An empty record that also lists the members of each tag applied
+    /// ([`Applied::tag_members`]).
     pub fn listing() -> Self {
         Self {
-            done: Some(Vec::new()),
+            tag_members: Some(Vec::new()),
             ..Self::default()
-        }
-    }
-
-    /// Notes `target` as applied, when targets are listed.
-    fn done(&mut self, target: impl FnOnce() -> Target, members: Vec<String>) {
-        if let Some(done) = &mut self.done {
-            done.push(Done {
-                target: target(),
-                members,
-            });
         }
     }
 
@@ -69,8 +60,8 @@ impl Applied {
         self.deleted += other.deleted;
         self.sweeps += other.sweeps;
         self.unapplied.extend(other.unapplied);
-        if let (Some(done), Some(other)) = (&mut self.done, other.done) {
-            done.extend(other);
+        if let (Some(listed), Some(other)) = (&mut self.tag_members, other.tag_members) {
+            listed.extend(other);
         }
     }
 }
@@ -134,6 +125,11 @@ pub async fn apply(
             all.remove(&unapplied.target);
         }
         *targets = all;
+        // Nothing counts as applied until replicas vouch for it: the
+        // tags are listed when they are applied again.
+        if let Some(listed) = &mut applied.tag_members {
+            listed.clear();
+        }
     }
     result
 }
@@ -166,10 +162,7 @@ async fn apply_keys(
         Err(e) if e.is_permanent() => {
             for key in &keys {
                 match redis.unlink(std::slice::from_ref(key)).await {
-                    Ok(deleted) => {
-                        applied.deleted += deleted;
-                        applied.done(|| Target::Key(key.clone()), Vec::new());
-                    }
+                    Ok(deleted) => applied.deleted += deleted,
                     Err(e) if e.is_permanent() => {
                         give_up(applied, Target::Key(key.clone()), &e);
                     }
@@ -182,11 +175,6 @@ async fn apply_keys(
         Err(e) => return Err(e),
     }
     applied.keys += targets.keys.len() as u64;
-    if applied.done.is_some() {
-        for key in mem::take(&mut targets.keys) {
-            applied.done(|| Target::Key(key), Vec::new());
-        }
-    }
     targets.keys.clear();
     Ok(())
 }
@@ -200,7 +188,7 @@ async fn apply_tags(
     applied: &mut Applied,
 ) -> Result<(), RedisError> {
     let tags: Vec<String> = targets.tags.iter().cloned().collect();
-    let list = applied.done.is_some();
+    let list = applied.tag_members.is_some();
     for group in tags.chunks(TAGS_IN_FLIGHT) {
         let results =
             futures::future::join_all(group.iter().map(|tag| tags::invalidate(redis, tag, list)))
@@ -210,7 +198,12 @@ async fn apply_tags(
             match result {
                 Ok((deleted, members)) => {
                     applied.deleted += deleted;
-                    applied.done(|| Target::Tag(tag.clone()), members);
+                    if let Some(listed) = &mut applied.tag_members {
+                        listed.push(TagMembers {
+                            tag: tag.clone(),
+                            members,
+                        });
+                    }
                 }
                 // For example another client wrote something other than a
                 // sorted set at the tag's index (`WRONGTYPE`): the tag's keys
@@ -255,11 +248,7 @@ async fn apply_patterns(
     }
     applied.patterns += patterns.len() as u64;
     applied.sweeps += 1;
-    for pattern in mem::take(&mut targets.patterns) {
-        if !applied.unapplied.iter().any(|u| u.target.text() == pattern) {
-            applied.done(|| Target::Pattern(pattern), Vec::new());
-        }
-    }
+    drop(mem::take(&mut targets.patterns));
     Ok(())
 }
 

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use super::Applied;
-use super::apply::Done;
+use super::apply::TagMembers;
 use super::glob::PatternSet;
 use crate::layout::leases::{Lease, is_lease};
-use crate::targets::{Target, TargetSet};
+use crate::targets::TargetSet;
 
 /// What [`MemoryStore::lease_take`] found.
 #[derive(Debug)]
@@ -203,14 +203,10 @@ impl MemoryStore {
                 applied.deleted += 1;
             }
         };
-        let mut done = Vec::new();
+        let mut listed = Vec::new();
         for key in std::mem::take(&mut targets.keys) {
             remove(&mut state, &key);
             applied.keys += 1;
-            done.push(Done {
-                target: Target::Key(key),
-                members: Vec::new(),
-            });
         }
         for tag in std::mem::take(&mut targets.tags) {
             let members: Vec<String> = state
@@ -223,14 +219,10 @@ impl MemoryStore {
                 remove(&mut state, key);
             }
             applied.tags += 1;
-            done.push(Done {
-                target: Target::Tag(tag),
-                members,
-            });
+            listed.push(TagMembers { tag, members });
         }
         if !targets.patterns.is_empty() {
-            let named = std::mem::take(&mut targets.patterns);
-            let patterns = PatternSet::new(&named);
+            let patterns = PatternSet::new(std::mem::take(&mut targets.patterns));
             let matched: Vec<String> = state
                 .values
                 .keys()
@@ -242,13 +234,9 @@ impl MemoryStore {
             }
             applied.patterns += patterns.len() as u64;
             applied.sweeps += 1;
-            done.extend(named.into_iter().map(|p| Done {
-                target: Target::Pattern(p),
-                members: Vec::new(),
-            }));
         }
-        if let Some(list) = &mut applied.done {
-            list.extend(done);
+        if let Some(all) = &mut applied.tag_members {
+            all.extend(listed);
         }
     }
 }
@@ -256,6 +244,7 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::targets::Target;
 
     #[test]
     fn keys_tags_and_patterns_remove_exactly_their_keys() {

@@ -19,6 +19,6 @@ mod memory;
 mod store;
 pub mod sweep;
 
-pub use apply::{Applied, Done, Unapplied, apply};
+pub use apply::{Applied, TagMembers, Unapplied, apply};
 pub use memory::{LeaseAnswer, MemoryStore};
 pub use store::Store;
