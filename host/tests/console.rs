@@ -24,7 +24,14 @@ fn serve(
     envs: &[(&str, &str)],
 ) -> ServeProcess {
     let url = redis.map(RedisServer::url);
-    let mut args = vec!["--rules", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    // Explain on, as an operator who wants the page's Explain would run it.
+    let mut args = vec![
+        "--rules",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--explain",
+    ];
     if let Some(url) = &url {
         args.extend(["--redis", url.as_str()]);
     }
@@ -53,6 +60,14 @@ async fn the_console_lists_the_rules_and_follows_a_swap_and_a_shadow_without_rel
         .await;
     browser
         .wait_for(&row("turnus", "serving"), Some("1.0.0"), within)
+        .await;
+    // Written in Rust, as its producers section says.
+    browser
+        .wait_for(
+            "tr[data-rule='turnus'][data-state='serving'] td.language",
+            Some("rust"),
+            within,
+        )
         .await;
 
     // A new version swapped on disk shows without reloading, within 2 s.

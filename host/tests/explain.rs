@@ -78,6 +78,7 @@ async fn explain_names_the_commit_rule_and_target_that_removed_a_key_by_key_patt
             "127.0.0.1:0",
             "--redis",
             &url,
+            "--explain",
         ],
         &[("INVALIDATOR_HTTP__TOKEN", token)],
     );
@@ -225,19 +226,12 @@ async fn explain_names_the_commit_rule_and_target_that_removed_a_key_by_key_patt
 }
 
 #[tokio::test]
-async fn with_capacity_zero_explain_is_off_and_says_how_to_turn_it_on() {
+async fn without_the_flag_explain_is_off_and_says_how_to_turn_it_on() {
     let dir = fresh_dir("explain-off");
     deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
     let service = ServeProcess::start(
         BIN,
-        &[
-            "--rules",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--explain-capacity",
-            "0",
-        ],
+        &["--rules", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
         &[],
     );
     let response = reqwest::get(service.at("/v1/explain?key=vehicle:V1"))
@@ -245,7 +239,7 @@ async fn with_capacity_zero_explain_is_off_and_says_how_to_turn_it_on() {
         .unwrap();
     assert_eq!(response.status(), 404);
     let body = response.text().await.unwrap();
-    assert!(body.contains("explain.capacity"), "{body}");
+    assert!(body.contains("--explain"), "{body}");
     let (status, summary) = service.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
 }

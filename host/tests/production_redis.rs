@@ -323,7 +323,11 @@ async fn sentinel_failover(name: &str, replicas: &str) -> Left {
             .unwrap();
         assert_eq!(acked, 1, "the replica holds the values before the cut");
     }
-    let service = serve(name, &group.url(), &["--redis-replicas", replicas]);
+    let service = serve(
+        name,
+        &group.url(),
+        &["--redis-replicas", replicas, "--explain"],
+    );
     // A first commit connects serve to the primary (and, with
     // acknowledgements asked, shows the replica acknowledging).
     let response = post(&service, "/v1/commits?wait=true", &cars(1000..1001)).await;

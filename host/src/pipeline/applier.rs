@@ -419,7 +419,7 @@ impl Applier {
                 .into_iter()
                 .collect(),
         };
-        if self.pending.add(targets, seq, max, &fallback) {
+        if self.pending.add(targets, seq, max, fallback) {
             self.progress.stats.collapsed();
             // What the origins named is gone from the pending work: what
             // replaced it is the fallback, which no commit named.

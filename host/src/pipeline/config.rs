@@ -50,14 +50,17 @@ pub struct PipelineConfig {
     pub rollback: Option<RollbackPolicy>,
     /// How many applied targets (and keys their tags listed) the explain
     /// log keeps ([`Invalidator::explain`](super::Invalidator::explain));
-    /// 0 keeps none and collects nothing for it. Default 100 000. Set by
-    /// `serve` from its own `[explain]` section, not from `[pipeline]`.
+    /// 0 keeps none and collects nothing for it. Default 0 (off): keeping
+    /// it costs about a tenth of the end-to-end throughput (see the
+    /// README's "Explain"); [`DEFAULT_EXPLAIN_CAPACITY`] is the capacity
+    /// `serve --explain` gives it. Set by `serve` from its own `[explain]`
+    /// section, not from `[pipeline]`.
     #[serde(skip)]
     pub explain_capacity: usize,
 }
 
-/// The explain log's default capacity: applied targets, and the keys their
-/// tags listed.
+/// The explain log's capacity when it is on and none is given: applied
+/// targets, and the keys their tags listed.
 pub const DEFAULT_EXPLAIN_CAPACITY: usize = 100_000;
 
 impl Default for PipelineConfig {
@@ -71,7 +74,7 @@ impl Default for PipelineConfig {
             prune_every: Some(Duration::from_secs(600)),
             key_prefix: String::new(),
             rollback: Some(RollbackPolicy::default()),
-            explain_capacity: DEFAULT_EXPLAIN_CAPACITY,
+            explain_capacity: 0,
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct LoadedRule {
     /// The name again, shared with every call's sandbox for its log lines.
     name: Arc<str>,
     hash: String,
+    /// The language it was written in, for people.
+    language: String,
     pre: RulePre<Sandbox>,
     metrics: Arc<RuleCounters>,
     /// Its budget of log lines per minute, shared by its calls.
@@ -121,6 +123,7 @@ impl LoadedRule {
         tracing::info!(rule = %info.name, version = %info.version, path = %label, %hash, "rule loaded");
         Ok(Self {
             hash,
+            language: super::language::language(bytes),
             runtime: runtime.clone(),
             path: path.to_owned(),
             name: Arc::from(info.name.as_str()),
@@ -129,6 +132,12 @@ impl LoadedRule {
             metrics,
             logs,
         })
+    }
+
+    /// The language it was written in (`rust`, `python`, `javascript`,
+    /// ...), from its producers sections; `unknown` without them.
+    pub fn language(&self) -> &str {
+        &self.language
     }
 
     /// Log lines this version wrote over its budget per minute, dropped.

@@ -5,7 +5,8 @@
 //! - [`Runtime`]: the shared Wasm engine that compiles components and
 //!   ticks the clock that time limits are checked on.
 //! - `time_limit`: a call's limit, counted in the CPU time it uses.
-//! - [`LoadedRule`]: one compiled, pre-instantiated, validated rule.
+//! - [`LoadedRule`]: one compiled, pre-instantiated, validated rule, with
+//!   the language its producers sections name (`language`).
 //! - [`RuleSet`]: the immutable set of rules a commit is evaluated against.
 //! - [`Activity`]: what the rules decided for a commit, rule by rule, for
 //!   the console's feed.
@@ -17,6 +18,7 @@ mod compile_cache;
 mod config;
 mod counters;
 mod error;
+mod language;
 mod latency;
 mod loaded;
 mod log_quota;

@@ -205,7 +205,7 @@ async fn start_rules(config: &ServeConfig) -> Result<Rules, ServeError> {
     let rules = first_rules(&first, &dir);
     let cache = Cache::with_store(store.clone());
     let pipeline = PipelineConfig {
-        explain_capacity: config.explain.capacity,
+        explain_capacity: config.explain.pipeline_capacity(),
         ..config.pipeline.clone()
     };
     let invalidator = Arc::new(Invalidator::start(rules, store, pipeline));

@@ -22,6 +22,12 @@ function clock(ms) {
   return new Date(ms).toLocaleTimeString();
 }
 
+// The failures, with their kinds when there are any: "3 (time_limit 2, trap 1)".
+function failures(rule) {
+  const kinds = Object.entries(rule.failures || {}).map(([kind, n]) => `${kind} ${n}`);
+  return kinds.length ? `${rule.errors} (${kinds.join(", ")})` : rule.errors;
+}
+
 function ruleRow(rule, state) {
   const probation = state === "serving" && rule.on_probation_until_ms > Date.now();
   const row = el("tr", null, { "data-rule": rule.name, "data-state": state });
@@ -30,13 +36,15 @@ function ruleRow(rule, state) {
   const cells = [
     ["name", rule.name],
     ["version", rule.version],
+    ["language", rule.language || ""],
     ["state", shown],
     ["since", rule.swapped_at_ms ? clock(rule.swapped_at_ms) : ""],
     ["tables", (rule.tables || []).join(", ")],
     ["calls num", rule.calls],
-    ["failures num", rule.errors],
+    ["failures num", failures(rule)],
     ["p50 num", number(rule.latency_ms && rule.latency_ms.p50)],
     ["p99 num", number(rule.latency_ms && rule.latency_ms.p99)],
+    ["memory num", rule.peak_memory_bytes ? `${(rule.peak_memory_bytes / 1048576).toFixed(1)} MiB` : "–"],
     ["hash", (rule.hash || "").slice(0, 12)],
     ["file", (rule.file || "").split("/").pop()],
   ];

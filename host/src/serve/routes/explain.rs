@@ -56,8 +56,8 @@ pub(crate) async fn explain(
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     let invalidations = invalidator.explain(&key, limit).ok_or_else(|| {
         ApiError::not_found(
-            "explain is off: `explain.capacity` is 0 (flag `--explain-capacity`); \
-             give it a capacity to keep applied invalidations",
+            "explain is off: start `serve` with `--explain` (or `explain.enabled = true`, \
+             with a capacity above 0) to keep applied invalidations",
         )
     })?;
     let log = invalidator.explain_log();

@@ -26,6 +26,13 @@ fn describe(rule: &LoadedRule, states: &RuleStates) -> Value {
         "name": rule.name(),
         "version": rule.info().version,
         "hash": rule.hash(),
+        "language": rule.language(),
+        "peak_memory_bytes": m.peak_memory(),
+        "failures": crate::rules::FailureKind::ALL
+            .iter()
+            .map(|k| (k.as_str(), m.failures_of(*k)))
+            .filter(|(_, n)| *n > 0)
+            .collect::<std::collections::BTreeMap<_, _>>(),
         "file": rule.path().display().to_string(),
         "tables": rule.info().tables,
         "calls": m.calls(),
