@@ -24,8 +24,10 @@
 //! 6. The explain log (`cargo xtask bench-redis explain` runs only this
 //!    part): the end-to-end and one-write figures with the log on (100,000
 //!    targets, as `serve --explain` keeps) against off (the default),
-//!    alternately in the same run. Last line: `explain on/off ratio: end
-//!    to end X, one-write Y`.
+//!    alternately in the same run; and what the tag script's listing of
+//!    the members it took costs: 2,000 tags of 50 keys each invalidated
+//!    through the sink, listing against not. Last line: `explain on/off
+//!    ratio: end to end X, one-write Y, tags listed/unlisted Z`.
 //!
 //! Each figure is the median of several rounds; each ratio is taken within
 //! a round, where both sides met the same machine, and the median ratio is
@@ -39,8 +41,10 @@ use invalidator::commit::{Commit, Op, Value, Write};
 use invalidator::pipeline::{Invalidator, PipelineConfig};
 use invalidator::redis::{Redis, RedisConfig};
 use invalidator::rules::{LoadedRule, RuleSet, Runtime, SandboxConfig};
+use invalidator::sink::Applied;
 use invalidator::sink::glob::PatternSet;
 use invalidator::sink::sweep::sweep;
+use invalidator::targets::{Target, TargetSet};
 use invalidator_tests::{RedisServer, guests};
 
 const ROUNDS: usize = 5;
@@ -261,7 +265,7 @@ fn replicas(runtime: &tokio::runtime::Runtime) {
 /// default) and off, alternately.
 fn explain(server: &RedisServer, runtime: &tokio::runtime::Runtime) {
     let off = PipelineConfig::default;
-    let (mut e2e, mut one) = (Vec::new(), Vec::new());
+    let (mut e2e, mut one, mut tags) = (Vec::new(), Vec::new(), Vec::new());
     let on = || PipelineConfig {
         explain_capacity: invalidator::pipeline::DEFAULT_EXPLAIN_CAPACITY,
         ..PipelineConfig::default()
@@ -289,12 +293,74 @@ fn explain(server: &RedisServer, runtime: &tokio::runtime::Runtime) {
         );
         e2e.push(e_on / e_off);
         one.push(o_on / o_off);
+        let (listed, unlisted) = if round % 2 == 1 {
+            let l = runtime.block_on(tag_rate(server, true));
+            (l, runtime.block_on(tag_rate(server, false)))
+        } else {
+            let u = runtime.block_on(tag_rate(server, false));
+            (runtime.block_on(tag_rate(server, true)), u)
+        };
+        println!(
+            "round {round}: tags of {TAG_MEMBERS} keys, listing members {listed:.0} tags/s, \
+             not {unlisted:.0} tags/s (ratio {:.3})",
+            listed / unlisted
+        );
+        tags.push(listed / unlisted);
     }
     println!(
-        "explain on/off ratio: end to end {:.3}, one-write {:.3}",
+        "explain on/off ratio: end to end {:.3}, one-write {:.3}, tags listed/unlisted {:.3}",
         median(e2e),
-        median(one)
+        median(one),
+        median(tags)
     );
+}
+
+const TAGS: usize = 2_000;
+const TAG_MEMBERS: usize = 50;
+
+/// Tags invalidated per second through the sink, `TAGS` tags of
+/// `TAG_MEMBERS` keys each, with the script listing the members it took
+/// (`listing`, as explain has it) or not.
+async fn tag_rate(server: &RedisServer, listing: bool) -> f64 {
+    let mut conn = server.connection();
+    for tag in 0..TAGS {
+        let mut pipe = redis::pipe();
+        for member in 0..TAG_MEMBERS {
+            let key = format!("tagged:{tag}:{member}");
+            pipe.set(&key, "v").ignore();
+            pipe.cmd("ZADD")
+                .arg(format!("inv:tag:t{tag}"))
+                .arg("+inf")
+                .arg(&key)
+                .ignore();
+        }
+        pipe.exec(&mut conn).unwrap();
+    }
+    let redis = Redis::open(&server.url(), RedisConfig::default()).unwrap();
+    let mut targets: TargetSet = (0..TAGS).map(|t| Target::Tag(format!("t{t}"))).collect();
+    let mut applied = if listing {
+        Applied::listing()
+    } else {
+        Applied::default()
+    };
+    let start = Instant::now();
+    invalidator::sink::apply(&redis, &mut targets, &mut applied)
+        .await
+        .unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(applied.deleted as usize, TAGS * TAG_MEMBERS);
+    if listing {
+        let listed: usize = applied
+            .tag_members
+            .iter()
+            .flatten()
+            .map(|t| t.members.len())
+            .sum();
+        assert_eq!(listed, TAGS * TAG_MEMBERS);
+    }
+    let left: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(left, 0, "every key and index gone");
+    TAGS as f64 / elapsed
 }
 
 /// Keys removed per second: from the first commit handed over until the

@@ -66,7 +66,7 @@ impl Applier {
         Self {
             pending: Pending::default(),
             replay: ReplayLog::new(window, config.max_pending),
-            origins: Origins::default(),
+            origins: Origins::new(progress.explain.capacity()),
             looked: Instant::now(),
             unreplicated_since: None,
             rules: None,

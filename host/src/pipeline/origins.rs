@@ -11,8 +11,13 @@
 //! cost a hash and a copy. What Redis refused for good is taken out, and
 //! when the pending work collapses into the fallback, the fallback's
 //! targets replace everything waiting.
+//!
+//! While Redis is down, pending work stays small (a key named by a
+//! thousand commits is one target), but what named it does not: the oldest
+//! origins go once more targets wait than the explain log holds, since
+//! they would leave the log as soon as they entered it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::explain::{Members, Origin};
@@ -23,16 +28,35 @@ use crate::targets::{Target, TargetSet};
 /// applied meanwhile.
 #[derive(Debug, Default)]
 pub(crate) struct Origins {
-    waiting: Vec<(u64, Arc<Origin>, TargetSet)>,
+    waiting: VecDeque<(u64, Arc<Origin>, TargetSet)>,
+    /// The targets waiting, summed over the origins.
+    weight: usize,
+    /// The most targets kept waiting: the explain log's capacity.
+    capacity: usize,
     members: Members,
 }
 
 impl Origins {
+    /// Origins for an explain log of `capacity`.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
     /// Notes that `origin` named `targets` (as stored), in the commits up
-    /// to `seq`.
+    /// to `seq`; forgets the oldest origins beyond the capacity.
     pub(crate) fn add(&mut self, seq: u64, origin: Arc<Origin>, targets: TargetSet) {
-        if !targets.is_empty() {
-            self.waiting.push((seq, origin, targets));
+        if targets.is_empty() {
+            return;
+        }
+        self.weight += targets.len();
+        self.waiting.push_back((seq, origin, targets));
+        while self.weight > self.capacity && self.waiting.len() > 1 {
+            if let Some((_, _, old)) = self.waiting.pop_front() {
+                self.weight -= old.len();
+            }
         }
     }
 
@@ -48,22 +72,26 @@ impl Origins {
     /// not applied.
     pub(crate) fn given_up(&mut self, target: &Target) {
         for (_, _, targets) in &mut self.waiting {
+            let before = targets.len();
             targets.remove(target);
+            self.weight -= before - targets.len();
         }
     }
 
     /// Forgets everything waiting: the pending work was replaced.
     pub(crate) fn clear(&mut self) {
         self.waiting.clear();
+        self.weight = 0;
     }
 
     /// Takes out what is applied once the commits up to `seq` are, with
     /// the keys the tags among it listed.
     pub(crate) fn applied(&mut self, seq: u64) -> (Vec<(Arc<Origin>, TargetSet)>, Members) {
-        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+        let (done, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.waiting)
             .into_iter()
             .partition(|(s, _, _)| *s <= seq);
         self.waiting = rest;
+        self.weight = self.waiting.iter().map(|(_, _, t)| t.len()).sum();
         let members = if self.waiting.is_empty() {
             std::mem::take(&mut self.members)
         } else {
@@ -100,7 +128,7 @@ mod tests {
 
     #[test]
     fn origins_leave_once_their_commits_are_applied_with_their_tags_members() {
-        let mut origins = Origins::default();
+        let mut origins = Origins::new(100);
         origins.add(1, rule("a"), set(&[Target::Tag("t".into())]));
         origins.add(
             2,
@@ -128,5 +156,17 @@ mod tests {
         assert_eq!(done[0].1, set(&[Target::Tag("u".into())]));
         assert_eq!(members["u"], ["y"]);
         assert!(origins.applied(9).0.is_empty());
+    }
+
+    #[test]
+    fn past_the_capacity_the_oldest_origins_go() {
+        let mut origins = Origins::new(3);
+        let key = |k: &str| set(&[Target::Key(k.into())]);
+        for (seq, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            origins.add(seq as u64, rule(name), key(name));
+        }
+        let (done, _) = origins.applied(9);
+        let names: Vec<_> = done.iter().map(|(o, _)| o.rule.clone().unwrap()).collect();
+        assert_eq!(names, ["b", "c", "d"]);
     }
 }
