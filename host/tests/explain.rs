@@ -67,6 +67,8 @@ async fn explain_names_the_commit_rule_and_target_that_removed_a_key_by_key_patt
     let dir = fresh_dir("explain");
     deploy(guests::DEALERSHIP, &dir.join("dealership.wasm"));
     deploy(guests::HEDGE, &dir.join("hedge.wasm"));
+    // Reads every table, and fails on `fail`: its fallback is applied.
+    deploy(guests::HOSTILE, &dir.join("hostile.wasm"));
     let token = "explain-token";
     let url = redis.url();
     let service = ServeProcess::start(
@@ -156,6 +158,21 @@ async fn explain_names_the_commit_rule_and_target_that_removed_a_key_by_key_patt
     let by_hand = explain(&service, token, "session:9").await;
     assert_eq!(by_hand["invalidations"][0]["cause"], "manual", "{by_hand}");
     assert!(by_hand["invalidations"][0]["rule"].is_null());
+    // A rule that failed named its fallback, and explain says so.
+    commit(
+        &service,
+        token,
+        json!({"txn": "f-1", "writes": [{"table": "fail", "op": "insert",
+            "key": {"id": 1}, "after": {"id": 1}}]}),
+    )
+    .await;
+    let failed = explain(&service, token, "hostile:fallback").await;
+    assert_eq!(
+        named(&failed),
+        [tuple("f-1", "hostile", "key", "hostile:fallback")]
+    );
+    assert_eq!(failed["invalidations"][0]["failed"], true, "{failed}");
+    assert_eq!(by_key["invalidations"][0]["failed"], false, "{by_key}");
     // A key nothing removed.
     assert!(named(&explain(&service, token, "customer:C1").await).is_empty());
 

@@ -24,6 +24,8 @@ struct Invalidation {
     rule: Option<String>,
     version: Option<String>,
     cause: String,
+    #[serde(default)]
+    failed: bool,
     target: Target,
     applied_at: String,
 }
@@ -114,6 +116,9 @@ fn render(explained: &Explained) -> String {
                 }
                 if let Some(source) = &i.source {
                     text.push_str(&format!(" from {}", escape(source)));
+                }
+                if i.failed {
+                    text.push_str(" (the rule failed: its fallback)");
                 }
                 text
             }

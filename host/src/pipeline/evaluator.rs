@@ -33,6 +33,7 @@ fn origins_of(activity: Activity) -> impl Iterator<Item = (Arc<Origin>, TargetSe
             rule: Some(part.rule),
             version: Some(part.version),
             cause: Cause::Rule,
+            failed: part.failed,
         };
         (Arc::new(origin), part.targets)
     })

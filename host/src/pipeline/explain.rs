@@ -53,6 +53,9 @@ pub struct Origin {
     pub version: Option<String>,
     /// Why it was applied.
     pub cause: Cause,
+    /// Whether the rule failed on the commit, so that what it named is its
+    /// fallback.
+    pub failed: bool,
 }
 
 impl Origin {
@@ -64,6 +67,7 @@ impl Origin {
             rule: None,
             version: None,
             cause,
+            failed: false,
         }
     }
 }
@@ -263,6 +267,7 @@ mod tests {
             rule: Some(rule.to_owned()),
             version: Some("1".to_owned()),
             cause: Cause::Rule,
+            failed: false,
         });
         (origin, targets.iter().cloned().collect())
     }

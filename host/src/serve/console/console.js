@@ -291,7 +291,8 @@ async function explain() {
       cell(row, `${i.target.kind} ${i.target.text}`, "target");
       cell(row, i.txn || "", "txn");
       cell(row, i.source || "", "source");
-      cell(row, i.rule || { manual: "by hand", replay: "failover replay", fallback: "fallback" }[i.cause] || i.cause, "rule");
+      const rule = i.rule ? `${i.rule}${i.failed ? " (failed: its fallback)" : ""}` : null;
+      cell(row, rule || { manual: "by hand", replay: "failover replay", fallback: "fallback" }[i.cause] || i.cause, "rule");
       cell(row, i.version || "", "version");
       return row;
     });
