@@ -98,6 +98,9 @@ fn python_turnus_gives_exactly_the_rust_turnus_targets() {
     let rust = set(&runtime, Path::new(guests::TURNUS));
     let python = set(&runtime, &polyglot::python_rule("turnus"));
     assert_eq!(python.rules()[0].info(), rust.rules()[0].info());
+    // As the console shows it, from the components' producers sections.
+    assert_eq!(python.rules()[0].language(), "python");
+    assert_eq!(rust.rules()[0].language(), "rust");
     assert_same(&rust, &python, "Python");
 }
 
@@ -107,6 +110,7 @@ fn js_pos_gives_exactly_the_rust_pos_targets() {
     let rust = set(&runtime, Path::new(guests::POS));
     let js = set(&runtime, &polyglot::js_rule("pos"));
     assert_eq!(js.rules()[0].info(), rust.rules()[0].info());
+    assert_eq!(js.rules()[0].language(), "javascript");
     assert_same(&rust, &js, "JavaScript");
 }
 

@@ -40,7 +40,12 @@ pub fn language(bytes: &[u8]) -> String {
     }
     // The tool that made the component says more than the languages of
     // the interpreter it embeds (CPython is C; SpiderMonkey is C++).
-    if tools.iter().any(|t| t.contains("componentize-py")) {
+    // componentize-py names no language at all: its components carry only
+    // its pre-initializer (`component-init-transform`) and `wit-component`.
+    if tools
+        .iter()
+        .any(|t| t.contains("componentize-py") || t.contains("component-init-transform"))
+    {
         return "python".to_owned();
     }
     if tools.iter().any(|t| {
@@ -97,8 +102,19 @@ mod tests {
             ])),
             "python"
         );
+        // What componentize-py 0.25 leaves, and what ComponentizeJS 0.23 does.
         assert_eq!(
-            language(&module(&[("processed-by", &["ComponentizeJS"])])),
+            language(&module(&[(
+                "processed-by",
+                &["component-init-transform", "wit-component"]
+            )])),
+            "python"
+        );
+        assert_eq!(
+            language(&module(&[
+                ("language", &["C11", "JavaScript", "Rust"]),
+                ("processed-by", &["ComponentizeJS", "clang", "rustc"])
+            ])),
             "javascript"
         );
         assert_eq!(language(&module(&[("language", &["Go"])])), "go");
