@@ -11,22 +11,6 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_invalidator");
 
-/// Posts a commit and waits until its invalidations are applied.
-async fn commit(service: &ServeProcess, token: &str, commit: Value) {
-    let response = reqwest::Client::new()
-        .post(service.at("/v1/commits?wait=true"))
-        .bearer_auth(token)
-        .json(&commit)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{:?}",
-        response.text().await
-    );
-}
-
 async fn explain(service: &ServeProcess, token: &str, key: &str) -> Value {
     let response = reqwest::Client::new()
         .get(service.at("/v1/explain"))
@@ -101,17 +85,17 @@ async fn explain_names_the_commit_rule_and_target_that_removed_a_key_by_key_patt
             "op": "update", "key": {"vin": vin}, "before": {"vin": vin, "price": 9},
             "after": {"vin": vin, "price": 8}}]})
     };
-    commit(&service, token, car("k-1", "V1")).await;
+    service.commit(Some(token), &car("k-1", "V1")).await;
     // By tag: the offer goes with its car's tag.
-    commit(&service, token, car("t-1", "V2")).await;
+    service.commit(Some(token), &car("t-1", "V2")).await;
     // By pattern: a ledger entry sweeps every view of the ledger.
-    commit(
-        &service,
-        token,
-        json!({"txn": "p-1", "source": "ledger", "writes": [{"table": "gl_entries",
+    service
+        .commit(
+            Some(token),
+            &json!({"txn": "p-1", "source": "ledger", "writes": [{"table": "gl_entries",
             "op": "insert", "key": {"id": 1}, "after": {"id": 1}}]}),
-    )
-    .await;
+        )
+        .await;
 
     let by_key = explain(&service, token, "vehicle:V1").await;
     assert_eq!(by_key["key"], "vehicle:V1");
@@ -138,7 +122,7 @@ async fn explain_names_the_commit_rule_and_target_that_removed_a_key_by_key_patt
     );
     // Newest first; the offer is also matched by the dealership's key of
     // its own, had one been named: only what matched is listed.
-    commit(&service, token, car("k-2", "V1")).await;
+    service.commit(Some(token), &car("k-2", "V1")).await;
     assert_eq!(
         named(&explain(&service, token, "vehicle:V1").await),
         [
@@ -159,13 +143,13 @@ async fn explain_names_the_commit_rule_and_target_that_removed_a_key_by_key_patt
     assert_eq!(by_hand["invalidations"][0]["cause"], "manual", "{by_hand}");
     assert!(by_hand["invalidations"][0]["rule"].is_null());
     // A rule that failed named its fallback, and explain says so.
-    commit(
-        &service,
-        token,
-        json!({"txn": "f-1", "writes": [{"table": "fail", "op": "insert",
+    service
+        .commit(
+            Some(token),
+            &json!({"txn": "f-1", "writes": [{"table": "fail", "op": "insert",
             "key": {"id": 1}, "after": {"id": 1}}]}),
-    )
-    .await;
+        )
+        .await;
     let failed = explain(&service, token, "hostile:fallback").await;
     assert_eq!(
         named(&failed),

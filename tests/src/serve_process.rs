@@ -70,6 +70,20 @@ impl ServeProcess {
         format!("{}{path}", self.url.as_deref().expect("serve listens"))
     }
 
+    /// Posts `commit` to `/v1/commits?wait=true`, with `token` if given,
+    /// and panics unless it is applied.
+    pub async fn commit(&self, token: Option<&str>, commit: &serde_json::Value) {
+        let mut request = reqwest::Client::new()
+            .post(self.at("/v1/commits?wait=true"))
+            .json(commit);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the request reaches serve");
+        let status = response.status();
+        assert!(status.is_success(), "{status}: {:?}", response.text().await);
+    }
+
     /// What it wrote to standard error so far.
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
