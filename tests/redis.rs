@@ -150,8 +150,8 @@ async fn each_target_kind_removes_exactly_its_keys(d: Deployment) {
     ]
     .into_iter()
     .collect();
-    // Listing what it applied, as explain has it do.
-    let mut applied = Applied::listing();
+    // Listing what it applied, as explain and the feed have it do.
+    let mut applied = Applied::listing().removing(100);
     sink::apply(&redis, &mut targets, &mut applied)
         .await
         .unwrap();
@@ -172,6 +172,17 @@ async fn each_target_kind_removes_exactly_its_keys(d: Deployment) {
             ("t1", &strings(&["x:1", "x:2", "x:3"])[..]),
         ]
     );
+    // The keys actually removed: the named key that existed (not the one
+    // missing), the tag's and the pattern's.
+    let removed = applied.removed.take().expect("removed listed");
+    assert_eq!(removed.keys, ["a:1"]);
+    let mut found = removed.found.clone();
+    found.sort();
+    assert_eq!(found, ["b:1", "b:22", "x:1", "x:2", "x:3"]);
+    assert!(!removed.cut);
+    let mut by_tag = std::mem::take(&mut applied.by_tag);
+    by_tag.sort();
+    assert_eq!(by_tag, [("t1".to_owned(), 3)]);
     assert_eq!(
         d.keys(),
         set_of(&["a:2", "bb:1", "c:1", "inv:tag:t2", "y:1"]),
@@ -187,6 +198,8 @@ async fn each_target_kind_removes_exactly_its_keys(d: Deployment) {
             sweeps: 1,
             unapplied: Vec::new(),
             tag_members: None,
+            removed: None,
+            by_tag: Vec::new(),
         }
     );
 }

@@ -101,6 +101,53 @@ fn redis_settings_come_from_every_layer_and_a_url_alone_still_works() {
     assert!(stderr.contains("replica"), "{stderr}");
 }
 
+#[test]
+fn the_feed_is_set_by_flags_and_the_environment_with_documented_defaults() {
+    let out = print_config(&[], &[]);
+    let config: toml::Value = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(config["feed"]["stream"].as_str(), Some(""));
+    assert_eq!(config["feed"]["maxlen"].as_integer(), Some(10_000));
+    assert_eq!(config["feed"]["max_keys"].as_integer(), Some(1_000));
+    let out = print_config(
+        &[
+            "--redis",
+            "redis://r:1",
+            "--feed",
+            "invalidations",
+            "--feed-maxlen",
+            "500",
+        ],
+        &[("INVALIDATOR_FEED__MAX_KEYS", "20")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: toml::Value = toml::from_str(&stdout).unwrap();
+    assert_eq!(config["feed"]["stream"].as_str(), Some("invalidations"));
+    assert_eq!(config["feed"]["maxlen"].as_integer(), Some(500));
+    assert_eq!(config["feed"]["max_keys"].as_integer(), Some(20));
+    let out = print_config(
+        &[
+            "--redis",
+            "redis://r:1",
+            "--feed",
+            "f",
+            "--feed-maxlen",
+            "0",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("`feed.maxlen` (flag `--feed-maxlen`) is 0"),
+        "{stderr}"
+    );
+}
+
 /// Runs `serve --print-config` with `args` and `envs`; its output.
 fn print_config(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     std::process::Command::new(BIN)

@@ -14,7 +14,8 @@
 //!   and the one-pass pattern sweep); `bench-redis replicas`: the end to
 //!   end figure with one replica acknowledging against none; `bench-redis
 //!   explain`: the end-to-end and one-write figures with the explain log
-//!   on against off.
+//!   on against off; `bench-redis near`: a near-cache hit of the Python
+//!   client against a Redis `GET` (`clients/python/benches/bench_near.py`).
 //! - `bench-reload`: rule swap latency under a stream of commits.
 //! - `bench-service`: `invalidator serve` over HTTP and a Redis stream
 //!   (commits per second, p99 latency), with the release binary.
@@ -27,7 +28,12 @@
 //!   binary.
 //! - `check-stale`: the read/invalidate race on Postgres, Redis and
 //!   `serve`, with leases and with plain get/set: how many cached values
-//!   end stale.
+//!   end stale; `check-stale near`: the same race read through the Python
+//!   client's near cache (`clients/python/benches/check_stale_near.py`).
+//! - `check-warm`: hot keys invalidated under load, read through the
+//!   Python client with a `Warmer` and without
+//!   (`clients/python/benches/check_warm.py`): the misses after each
+//!   invalidation, how long keys stay cold, and stale reads.
 //! - `check-failover`: Sentinel failovers after the replica was cut off,
 //!   with `serve` asking replica acknowledgements, with the replay alone,
 //!   and with neither: how many invalidated keys come back.
@@ -64,6 +70,9 @@ fn main() -> ExitCode {
         Some("bench-rules") => toolchains::build_python_examples()
             .and_then(|_| toolchains::build_js_examples())
             .and_then(|_| bench("rules", &args[1..])),
+        Some("bench-redis") if args.get(1).map(String::as_str) == Some("near") => {
+            python_script("bench_near.py", &args[2..])
+        }
         Some("bench-redis") => bench("redis", &args[1..]),
         Some("bench-reload") => toolchains::build_python_examples()
             .and_then(|_| toolchains::build_js_examples())
@@ -71,11 +80,12 @@ fn main() -> ExitCode {
         Some("bench-service") => bench_with_binary("service", &args[1..]),
         Some("bench-cdc") => bench_with_binary("cdc", &args[1..]),
         Some("bench-django") => bench_django(&args[1..]),
-        Some("check-stale") => bench_with_binary("check_stale", &args[1..]),
+        Some("check-stale") => check_stale(&args[1..]),
+        Some("check-warm") => check_warm(&args[1..]),
         Some("check-failover") => bench_with_binary("check_failover", &args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules [--lang rust|python|js] | bench-rules | bench-redis | bench-reload | bench-service | bench-cdc | bench-django | check-stale | check-failover | test [cargo test args]>"
+            "usage: cargo xtask <build-rules [--lang rust|python|js] | bench-rules | bench-redis [near|explain|replicas] | bench-reload | bench-service | bench-cdc | bench-django | check-stale [near] | check-warm | check-failover | test [cargo test args]>"
                 .to_owned(),
         ),
     };
@@ -194,12 +204,22 @@ fn bench(name: &str, args: &[String]) -> Result<(), String> {
 /// A benchmark that runs the release build of the `invalidator` binary as
 /// separate processes (`service`, `cdc`).
 fn bench_with_binary(name: &str, args: &[String]) -> Result<(), String> {
+    bench_with_binary_env(name, args, &[])
+}
+
+/// [`bench_with_binary`], with more environment variables.
+fn bench_with_binary_env(
+    name: &str,
+    args: &[String],
+    envs: &[(&str, PathBuf)],
+) -> Result<(), String> {
     ensure_wasm_target()?;
     let root = root();
     let bin = release_binary()?;
     run(cargo()
         .current_dir(&root)
         .env("INVALIDATOR_BIN", &bin)
+        .envs(envs.iter().map(|(k, v)| (*k, v)))
         .args([
             "bench",
             "--package",
@@ -322,6 +342,41 @@ fn bench_django(args: &[String]) -> Result<(), String> {
         .arg(root.join("target/rules"))
         .args(args)
         .env("XDG_CACHE_HOME", test_cache()))
+}
+
+/// A script of `clients/python/benches/`, in the Python packages'
+/// environment (it starts the servers it needs itself).
+fn python_script(script: &str, args: &[String]) -> Result<(), String> {
+    let root = root();
+    let bin = python_venv()?;
+    run(Command::new(bin.join("python"))
+        .current_dir(&root)
+        .arg(root.join("clients/python/benches").join(script))
+        .args(args)
+        .env("XDG_CACHE_HOME", test_cache()))
+}
+
+/// `check-stale [near]`: the race benchmark; its near mode runs the Python
+/// client's readers, in the Python packages' environment.
+fn check_stale(args: &[String]) -> Result<(), String> {
+    let python = python_venv()?.join("python");
+    bench_with_binary_env("check_stale", args, &[("INVALIDATOR_PYTHON", python)])
+}
+
+/// `check-warm`: the warming script, with the release binary and the
+/// example rules.
+fn check_warm(args: &[String]) -> Result<(), String> {
+    let root = root();
+    build_rules()?;
+    let invalidator = release_binary()?;
+    let mut all = vec![
+        "--invalidator".to_owned(),
+        invalidator.display().to_string(),
+        "--rules".to_owned(),
+        root.join("target/rules").display().to_string(),
+    ];
+    all.extend_from_slice(args);
+    python_script("check_warm.py", &all)
 }
 
 /// The cache folder the tests' processes use (`XDG_CACHE_HOME`).

@@ -235,6 +235,18 @@ pub(crate) struct ServeArgs {
     /// [default: 100000].
     #[arg(long, value_name = "N")]
     pub(crate) explain_capacity: Option<usize>,
+    /// Add an entry per applied batch to this Redis stream, the
+    /// invalidation feed: its commits, rules, targets and the keys
+    /// actually removed (what warmers and near caches build on).
+    #[arg(long, value_name = "STREAM")]
+    pub(crate) feed: Option<String>,
+    /// About how many entries the feed keeps (`MAXLEN ~`) [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub(crate) feed_maxlen: Option<u64>,
+    /// Most keys removed by patterns and tags listed per feed entry
+    /// [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub(crate) feed_keys: Option<usize>,
 }
 
 impl ServeArgs {
@@ -247,6 +259,7 @@ impl ServeArgs {
         let mut postgres = serde_json::Map::new();
         let mut redis = serde_json::Map::new();
         let mut explain = serde_json::Map::new();
+        let mut feed = serde_json::Map::new();
         let set = |map: &mut serde_json::Map<String, serde_json::Value>,
                    key: &str,
                    value: Option<serde_json::Value>| {
@@ -304,6 +317,9 @@ impl ServeArgs {
             self.explain_capacity.map(Into::into),
         );
         set(&mut explain, "enabled", self.explain.then_some(true.into()));
+        set(&mut feed, "stream", text(&self.feed));
+        set(&mut feed, "maxlen", self.feed_maxlen.map(Into::into));
+        set(&mut feed, "max_keys", self.feed_keys.map(Into::into));
         for (name, section) in [
             ("redis", redis),
             ("http", http),
@@ -311,6 +327,7 @@ impl ServeArgs {
             ("postgres", postgres),
             ("sandbox", sandbox),
             ("explain", explain),
+            ("feed", feed),
         ] {
             if !section.is_empty() {
                 top.insert(name.to_owned(), section.into());

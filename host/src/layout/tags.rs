@@ -31,6 +31,7 @@ use redis::Script;
 use std::sync::LazyLock;
 
 use crate::redis::{Node, Redis, RedisError};
+use crate::sink::removed::lossy;
 
 /// Where every tag index lives: `inv:tag:` then the tag.
 pub const TAG_PREFIX: &str = "inv:tag:";
@@ -117,7 +118,8 @@ pub(crate) async fn index(
 
 /// Deletes every key carrying `tag`, and the tag's index, chunk by chunk.
 /// Returns how many keys existed, and, when `list` is set, the keys the
-/// index listed (what explain records: which keys a tag removed).
+/// index listed that existed and were removed (what explain and the feed
+/// record: which keys a tag removed).
 pub async fn invalidate(
     redis: &Redis,
     tag: &str,
@@ -159,17 +161,18 @@ pub async fn invalidate(
         let _: u64 = redis
             .query(redis::cmd("ZREM").arg(&index).arg(&members))
             .await?;
-        deleted += redis.unlink(&members).await?;
         if list {
-            listed.extend(members.into_iter().map(lossy));
+            let existed = redis.unlink_each(&members).await?;
+            for (member, existed) in members.into_iter().zip(existed) {
+                if existed {
+                    deleted += 1;
+                    listed.push(lossy(member));
+                }
+            }
+        } else {
+            deleted += redis.unlink(&members).await?;
         }
     }
-}
-
-/// A key as text for people: explain shows keys, and one that is not
-/// UTF-8 is shown with replacement characters.
-fn lossy(key: Vec<u8>) -> String {
-    String::from_utf8(key).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Prunes expired members from every tag index on every primary, by the

@@ -13,6 +13,7 @@
 //! applier looks for a new primary before each batch, at most once per
 //! [`LOOK_EVERY`], and as often while idle with something to replay.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +22,7 @@ use tokio::sync::mpsc;
 use super::PipelineConfig;
 use super::explain::{Cause, Origin};
 use super::failures::ApplyFailure;
+use super::feed::{DEFAULT_FEED_KEYS, FeedEntry, FeedSender};
 use super::message::Evaluated;
 use super::origins::Origins;
 use super::pending::Pending;
@@ -29,19 +31,34 @@ use super::replay::ReplayLog;
 use crate::redis::{PrimaryChange, RedisError};
 use crate::retry::Backoff;
 use crate::rules::RuleSet;
-use crate::sink::{Applied, Store};
+use crate::sink::{Applied, Removed, Store};
 use crate::targets::TargetSet;
 
 /// How often the applier asks who the primaries are, busy or idle.
 pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// What applying removed since the last mark: the keys, how many in all,
+/// and how many each tag removed.
+#[derive(Debug, Default)]
+struct RemovedSince {
+    removed: Removed,
+    count: u64,
+    by_tag: HashMap<String, u64>,
+}
 
 /// The applier's state, all of it its own.
 pub(crate) struct Applier {
     pending: Pending,
     /// What was applied over the replay window.
     replay: ReplayLog,
-    /// Where the pending targets came from, for the explain log.
+    /// Where the pending targets came from, for the explain log and the
+    /// feed.
     origins: Origins,
+    /// What applying removed since the last commits were marked applied,
+    /// while origins are traced.
+    removed: RemovedSince,
+    /// The invalidation feed, when there is one.
+    feed: Option<FeedSender>,
     /// When the primaries were last looked at.
     looked: Instant,
     /// Since when replicas have fallen short, while they do.
@@ -61,12 +78,29 @@ impl Applier {
         config: PipelineConfig,
         progress: Arc<Progress>,
         inbox: mpsc::UnboundedReceiver<Evaluated>,
+        feed: Option<FeedSender>,
     ) -> Self {
         let window = store.replay_window();
+        // Origins wait for their commits up to the explain log's capacity;
+        // the feed alone keeps as many as the log would by default.
+        let capacity = match progress.explain.capacity() {
+            0 => crate::pipeline::DEFAULT_EXPLAIN_CAPACITY,
+            n => n,
+        };
+        let limit = if feed.is_some() {
+            config.feed.max_keys
+        } else {
+            DEFAULT_FEED_KEYS
+        };
         Self {
             pending: Pending::default(),
             replay: ReplayLog::new(window, config.max_pending),
-            origins: Origins::new(progress.explain.capacity()),
+            origins: Origins::new(capacity),
+            removed: RemovedSince {
+                removed: Removed::new(limit),
+                ..RemovedSince::default()
+            },
+            feed,
             looked: Instant::now(),
             unreplicated_since: None,
             rules: None,
@@ -104,7 +138,7 @@ impl Applier {
                     }
                     // Before the mark: whoever sees the commit applied can
                     // ask explain about it.
-                    self.explain(seq);
+                    self.trace(seq);
                     self.progress.applied.send_replace(seq);
                 }
                 Err(error) => {
@@ -188,7 +222,7 @@ impl Applier {
         let targets = self.replay.targets();
         let total = targets.len();
         self.progress.stats.replayed(total);
-        if self.progress.explain.enabled() {
+        if self.progress.traced() {
             let replay = Arc::new(Origin::of(Cause::Replay));
             self.origins.add(0, replay, targets.clone());
         }
@@ -258,11 +292,12 @@ impl Applier {
         result
     }
 
-    /// A record of what applying does; it lists each target applied when
-    /// the explain log keeps them.
+    /// A record of what applying does; it lists the keys each tag and
+    /// pattern removed when origins are traced (for explain, the counts
+    /// per rule and the feed).
     fn new_applied(&self) -> Applied {
-        if self.progress.explain.enabled() {
-            Applied::listing()
+        if self.progress.traced() {
+            Applied::listing().removing(self.removed.removed.limit)
         } else {
             Applied::default()
         }
@@ -273,6 +308,15 @@ impl Applier {
     /// against the commits `first` to `last`.
     fn record(&mut self, mut applied: Applied, first: u64, last: u64) {
         self.progress.stats.applied(&applied);
+        self.progress.removals.tags(&applied.by_tag);
+        if let Some(removed) = applied.removed.take() {
+            let since = &mut self.removed;
+            since.removed.absorb(removed);
+            since.count += applied.deleted;
+            for (tag, n) in applied.by_tag.drain(..) {
+                *since.by_tag.entry(tag).or_default() += n;
+            }
+        }
         if let Some(listed) = applied.tag_members.take() {
             self.origins.listed(listed);
         }
@@ -293,14 +337,43 @@ impl Applier {
         }
     }
 
-    /// Puts what the commits up to `seq` named into the explain log, now
-    /// that they are applied.
-    fn explain(&mut self, seq: u64) {
+    /// Now that the commits up to `seq` are applied: credits the rules
+    /// with what they removed, tells the feed, and puts what they named
+    /// into the explain log.
+    fn trace(&mut self, seq: u64) {
+        if !self.progress.traced() {
+            return;
+        }
+        let (named, members) = self.origins.applied(seq);
+        let limit = self.removed.removed.limit;
+        let since = std::mem::replace(
+            &mut self.removed,
+            RemovedSince {
+                removed: Removed::new(limit),
+                ..RemovedSince::default()
+            },
+        );
+        self.progress
+            .removals
+            .rules(&named, &since.removed, &since.by_tag);
+        let now = SystemTime::now();
+        if let Some(feed) = &self.feed
+            && (!named.is_empty() || since.count > 0)
+        {
+            let mut targets = TargetSet::new();
+            for (_, t) in &named {
+                targets.merge(t.clone());
+            }
+            feed.send(FeedEntry {
+                at: now,
+                origins: named.iter().map(|(o, _)| o.clone()).collect(),
+                targets,
+                removed: since.removed,
+                removed_count: since.count,
+            });
+        }
         if self.progress.explain.enabled() {
-            let (named, members) = self.origins.applied(seq);
-            self.progress
-                .explain
-                .record(named, members, SystemTime::now());
+            self.progress.explain.record(named, members, now);
         }
     }
 
@@ -423,7 +496,7 @@ impl Applier {
             self.progress.stats.collapsed();
             // What the origins named is gone from the pending work: what
             // replaced it is the fallback, which no commit named.
-            if self.progress.explain.enabled() {
+            if self.progress.traced() {
                 self.origins.clear();
                 let origin = Arc::new(Origin::of(Cause::Fallback));
                 self.origins.add(seq, origin, fallback());

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::feed::FeedConfig;
+
 /// How the pipeline batches, bounds and retries its work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -57,6 +59,11 @@ pub struct PipelineConfig {
     /// section, not from `[pipeline]`.
     #[serde(skip)]
     pub explain_capacity: usize,
+    /// The invalidation feed: a Redis stream with an entry per applied
+    /// batch ([`FeedConfig`]). Default none. Set by `serve` from its own
+    /// `[feed]` section, not from `[pipeline]`; only a Redis store feeds.
+    #[serde(skip)]
+    pub feed: FeedConfig,
 }
 
 /// The explain log's capacity when it is on and none is given: applied
@@ -75,6 +82,7 @@ impl Default for PipelineConfig {
             key_prefix: String::new(),
             rollback: Some(RollbackPolicy::default()),
             explain_capacity: 0,
+            feed: FeedConfig::default(),
         }
     }
 }

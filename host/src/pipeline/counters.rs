@@ -60,6 +60,13 @@ crate::figures! {
         /// Of those, the commits where the shadow's targets differed from
         /// the live rule's.
         Counter shadow_differences,
+        /// Entries added to the invalidation feed (`serve --feed`).
+        Counter feed_entries,
+        /// Entries the feed could not add (Redis refused or was away);
+        /// their keys stay invalidated.
+        Counter feed_failures,
+        /// Entries dropped because the feed's queue was full.
+        Counter feed_dropped,
         /// Commits handed over and not yet evaluated.
         Gauge queued,
         /// Targets evaluated and not yet applied.
@@ -122,6 +129,18 @@ impl PipelineCounters {
         if differs {
             self.shadow_differences.fetch_add(1, Relaxed);
         }
+    }
+
+    pub(crate) fn fed(&self) {
+        self.feed_entries.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn feed_failed(&self) {
+        self.feed_failures.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn feed_dropped(&self) {
+        self.feed_dropped.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn collapsed(&self) {

@@ -180,9 +180,10 @@ impl Evaluator {
             return;
         }
         // What each rule decided is collected only while someone watches,
-        // or while the explain log keeps where targets came from.
+        // or while the explain log or the feed keeps where targets came
+        // from.
         let watched = self.progress.feed.receiver_count() > 0;
-        let explained = self.progress.explain.enabled();
+        let explained = self.progress.traced();
         let traced = watched || explained;
         let mut trace = Vec::new();
         let mut outcome = if commits.is_empty() {
@@ -226,7 +227,7 @@ impl Evaluator {
     /// The origin of targets asked for by hand, when the explain log keeps
     /// origins and there are any.
     fn manual_origin(&self, manual: &TargetSet) -> Vec<(Arc<Origin>, TargetSet)> {
-        if manual.is_empty() || !self.progress.explain.enabled() {
+        if manual.is_empty() || !self.progress.traced() {
             return Vec::new();
         }
         vec![(Arc::new(Origin::of(Cause::Manual)), manual.clone())]

@@ -11,6 +11,7 @@ use tokio::task::AbortHandle;
 use super::applier::{self, Applier};
 use super::evaluator::{Evaluator, Published};
 use super::failures::ApplyFailure;
+use super::feed;
 use super::message::{Queued, ToEvaluator, Work};
 use super::progress::Progress;
 use super::{PipelineConfig, PipelineStats};
@@ -95,7 +96,12 @@ impl Invalidator {
             Store::Redis(_) => config.prune_every,
             Store::Memory(_) => None,
         };
-        let progress = Arc::new(Progress::new(config.explain_capacity));
+        let feeding = config.feed.enabled() && matches!(store, Store::Redis(_));
+        if config.feed.enabled() && !feeding {
+            tracing::warn!(stream = %config.feed.stream,
+                "the invalidation feed needs Redis; with the in-process store it is off");
+        }
+        let progress = Arc::new(Progress::new(config.explain_capacity, feeding));
         let (published_rules, rules_rx) = watch::channel(rules.clone());
         let (published_shadows, shadows_rx) = watch::channel(None);
         let (to_applier, inbox) = tokio::sync::mpsc::unbounded_channel();
@@ -116,8 +122,18 @@ impl Invalidator {
             .name("invalidator-rules".into())
             .spawn(move || evaluator.run(rx))
             .expect("spawning the rules thread");
-        let applier = Applier::new(store.clone(), config, progress.clone(), inbox);
-        let mut tasks = vec![tokio::spawn(applier.run()).abort_handle()];
+        let mut tasks = Vec::new();
+        let feed = match &store {
+            Store::Redis(redis) if feeding => {
+                let (sender, task) =
+                    feed::start(redis.clone(), config.feed.clone(), progress.clone());
+                tasks.push(task);
+                Some(sender)
+            }
+            _ => None,
+        };
+        let applier = Applier::new(store.clone(), config, progress.clone(), inbox, feed);
+        tasks.push(tokio::spawn(applier.run()).abort_handle());
         if let Some(every) = prune_every {
             tasks.push(tokio::spawn(applier::janitor(store.clone(), every)).abort_handle());
         }
@@ -242,6 +258,12 @@ impl Invalidator {
     /// The pipeline's counters now.
     pub fn stats(&self) -> PipelineStats {
         self.progress.stats.snapshot()
+    }
+
+    /// How many keys each tag removed, and each rule (counted while
+    /// explain or the feed is on: see [`Removals`](super::Removals)).
+    pub fn removals(&self) -> super::RemovalCounts {
+        self.progress.removals.snapshot()
     }
 
     /// Which versions are on probation (and until when), when each rule's

@@ -16,8 +16,10 @@
 //!
 //! What happened is reported in [`progress`]: the counters ([`PipelineCounters`]),
 //! the last commit applied, the refusals, and the [`explain`] log of
-//! applied targets with where each came from ([`origins`]); that is all
-//! they share.
+//! applied targets with where each came from ([`origins`]), and the keys
+//! removed by rule and by tag ([`removals`]); that is all they share. The
+//! [`feed`] tells whoever listens, through a Redis stream, what each
+//! applied batch removed.
 
 mod applier;
 mod config;
@@ -25,12 +27,14 @@ mod counters;
 mod evaluator;
 mod explain;
 mod failures;
+mod feed;
 mod invalidator;
 mod message;
 mod origins;
 mod pending;
 mod probation;
 mod progress;
+mod removals;
 mod replay;
 mod shadow;
 
@@ -38,8 +42,10 @@ pub use config::{DEFAULT_EXPLAIN_CAPACITY, PipelineConfig, RollbackPolicy};
 pub use counters::{PipelineCounters, PipelineStats};
 pub use explain::{Cause, ExplainLog, ExplainedTarget, Invalidation, Origin};
 pub use failures::ApplyFailure;
+pub use feed::{DEFAULT_FEED_KEYS, DEFAULT_FEED_MAXLEN, FeedConfig};
 pub use invalidator::{FlushError, Invalidator};
 pub use probation::{KEPT_ROLLBACKS, RolledBack, RuleStates};
+pub use removals::{MAX_NAMES, OTHERS, RemovalCounts, Removals};
 
 /// What the rules decided for one commit: the answer of
 /// [`Invalidator::after_commit_answered`].

@@ -12,6 +12,7 @@ use super::PipelineCounters;
 use super::explain::ExplainLog;
 use super::failures::{ApplyFailure, Failures};
 use super::probation::RuleStates;
+use super::removals::Removals;
 use crate::rules::Activity;
 
 /// The pipeline's reports.
@@ -34,14 +35,20 @@ pub(crate) struct Progress {
     /// The applied targets and where they came from, for explain; the
     /// applier writes it.
     pub(crate) explain: ExplainLog,
+    /// Keys removed by rule and by tag; the applier counts them.
+    pub(crate) removals: Removals,
+    /// Whether the origins of targets are traced: for the explain log, or
+    /// for the invalidation feed.
+    traced: bool,
 }
 
 /// Activities kept for a watcher that falls behind, before it skips.
 const FEED_BACKLOG: usize = 1024;
 
 impl Progress {
-    /// Reports with an explain log of `explain_capacity` (0: none).
-    pub(crate) fn new(explain_capacity: usize) -> Self {
+    /// Reports with an explain log of `explain_capacity` (0: none); with
+    /// `feed`, origins are traced for the invalidation feed too.
+    pub(crate) fn new(explain_capacity: usize, feed: bool) -> Self {
         Self {
             stats: PipelineCounters::default(),
             applied: watch::channel(0).0,
@@ -50,7 +57,15 @@ impl Progress {
             feed: broadcast::channel(FEED_BACKLOG).0,
             rule_states: Mutex::new(RuleStates::default()),
             explain: ExplainLog::new(explain_capacity),
+            removals: Removals::default(),
+            traced: explain_capacity > 0 || feed,
         }
+    }
+
+    /// Whether the evaluator and the applier keep where targets came from
+    /// (for explain or the feed).
+    pub(crate) fn traced(&self) -> bool {
+        self.traced
     }
 
     /// Records a batch Redis refused targets of.

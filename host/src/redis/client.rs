@@ -581,6 +581,50 @@ impl Redis {
         }
         Ok(deleted)
     }
+
+    /// Unlinks `keys`, one `UNLINK` each, and says which existed: what
+    /// the invalidation feed lists as removed. A reply per key costs more
+    /// than [`unlink`](Self::unlink)'s one per chunk, so only a caller
+    /// that keeps the list asks.
+    pub async fn unlink_each<K: ToRedisArgs + Sync>(
+        &self,
+        keys: &[K],
+    ) -> Result<Vec<bool>, RedisError> {
+        let mut existed = Vec::with_capacity(keys.len());
+        let conn = self.conn().await?;
+        self.note_written(&conn, keys);
+        for group in keys.chunks(UNLINK_CHUNK * UNLINK_IN_FLIGHT) {
+            match &conn {
+                Conn::Single(c) => {
+                    let mut c = c.clone();
+                    let mut pipe = redis::pipe();
+                    for key in group {
+                        pipe.cmd("UNLINK").arg(key);
+                    }
+                    let counts: Vec<u64> =
+                        pipe.query_async(&mut c).await.map_err(|e| self.error(e))?;
+                    existed.extend(counts.into_iter().map(|n| n > 0));
+                }
+                Conn::Cluster(c) => {
+                    // Each key to its own slot's node; the cluster client
+                    // pipelines those sent together on each connection.
+                    let calls = group.iter().map(|key| {
+                        let mut c = c.clone();
+                        async move {
+                            redis::cmd("UNLINK")
+                                .arg(key)
+                                .query_async::<u64>(&mut c)
+                                .await
+                        }
+                    });
+                    for count in futures::future::join_all(calls).await {
+                        existed.push(count.map_err(|e| self.error(e))? > 0);
+                    }
+                }
+            }
+        }
+        Ok(existed)
+    }
 }
 
 /// A command's answer, or `None` when the server refused it with an error

@@ -44,6 +44,7 @@ const KEYS: &[&str] = &[
     "sandbox",
     "pipeline",
     "explain",
+    "feed",
 ];
 
 /// Whether a variable's key (after the prefix; sections split by `__` or
@@ -90,6 +91,9 @@ pub struct ServeConfig {
     pub pipeline: PipelineConfig,
     /// What the explain log keeps.
     pub explain: ExplainConfig,
+    /// The invalidation feed: a Redis stream with an entry per applied
+    /// batch. Default none.
+    pub feed: crate::pipeline::FeedConfig,
 }
 
 /// The `[explain]` section: what `GET /v1/explain` and `invalidator
@@ -147,6 +151,7 @@ impl Default for ServeConfig {
             sandbox: SandboxConfig::default(),
             pipeline: PipelineConfig::default(),
             explain: ExplainConfig::default(),
+            feed: crate::pipeline::FeedConfig::default(),
         }
     }
 }
@@ -174,6 +179,21 @@ pub enum ConfigError {
 /// Settings that cannot work, alone or together; each message names them.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Unusable {
+    /// A feed with no Redis to write it to.
+    #[error(
+        "`feed.stream` (flag `--feed`) is `{0}` but no Redis is set: set `redis.url` (flag `--redis`)"
+    )]
+    FeedWithoutRedis(String),
+    /// The feed written where commits are read: each entry would be read
+    /// back as a commit.
+    #[error(
+        "`feed.stream` (flag `--feed`) is `{0}`, the stream commits are read from \
+         (`stream.name`): give the feed a stream of its own"
+    )]
+    FeedIsSource(String),
+    /// A feed that keeps nothing.
+    #[error("`feed.maxlen` (flag `--feed-maxlen`) is 0: give the entries to keep, at least 1")]
+    FeedKeepsNothing,
     /// A stream with no Redis to read it from.
     #[error("`stream.name` is set but no Redis is: set `redis` or `stream.redis` (flag `--redis`)")]
     StreamWithoutRedis,
@@ -299,6 +319,7 @@ impl ServeConfig {
     /// Rejects settings that cannot work together, naming them.
     fn check(&self) -> Result<(), ConfigError> {
         self.check_stream()?;
+        self.check_feed()?;
         self.check_http()?;
         if let Some(problem) = self.postgres.problem() {
             return Err(Unusable::Postgres(problem).into());
@@ -342,6 +363,25 @@ impl ServeConfig {
                     url: endpoint.to_string(),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// The `[feed]` section: a Redis to write to, a stream of its own.
+    fn check_feed(&self) -> Result<(), Unusable> {
+        let feed = &self.feed;
+        if !feed.enabled() {
+            return Ok(());
+        }
+        if self.redis.url.is_none() {
+            return Err(Unusable::FeedWithoutRedis(feed.stream.clone()));
+        }
+        let same_redis = self.stream.redis.is_none() || self.stream.redis == self.redis.url;
+        if same_redis && self.stream.name.as_deref() == Some(feed.stream.as_str()) {
+            return Err(Unusable::FeedIsSource(feed.stream.clone()));
+        }
+        if feed.maxlen == 0 {
+            return Err(Unusable::FeedKeepsNothing);
         }
         Ok(())
     }

@@ -206,6 +206,7 @@ async fn start_rules(config: &ServeConfig) -> Result<Rules, ServeError> {
     let cache = Cache::with_store(store.clone());
     let pipeline = PipelineConfig {
         explain_capacity: config.explain.pipeline_capacity(),
+        feed: config.feed.clone(),
         ..config.pipeline.clone()
     };
     let invalidator = Arc::new(Invalidator::start(rules, store, pipeline));

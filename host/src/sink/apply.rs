@@ -4,6 +4,7 @@
 use std::mem;
 
 use super::glob::PatternSet;
+use super::removed::Removed;
 use super::sweep;
 use crate::escape::escape;
 use crate::layout::tags;
@@ -31,6 +32,13 @@ pub struct Applied {
     /// nothing more when nobody keeps the list (explain does: it is how
     /// it knows which tag removed a key).
     pub tag_members: Option<Vec<TagMembers>>,
+    /// The keys actually removed, when asked for ([`Applied::removing`]);
+    /// `None` otherwise: listing them costs a reply per key (the feed
+    /// asks, see [`FeedConfig`](crate::pipeline::FeedConfig)).
+    pub removed: Option<Removed>,
+    /// How many keys each tag removed (tags that removed none are left
+    /// out): the counts per tag of `/v1/stats` and `/metrics`.
+    pub by_tag: Vec<(String, u64)>,
 }
 
 /// A tag applied, and the keys its index listed then.
@@ -52,6 +60,13 @@ impl Applied {
         }
     }
 
+    /// Also lists the keys actually removed, those found by patterns and
+    /// tags up to `limit` ([`Applied::removed`]).
+    pub fn removing(mut self, limit: usize) -> Self {
+        self.removed = Some(Removed::new(limit));
+        self
+    }
+
     /// Adds what another application did to this one.
     pub fn absorb(&mut self, other: Applied) {
         self.keys += other.keys;
@@ -63,6 +78,10 @@ impl Applied {
         if let (Some(listed), Some(other)) = (&mut self.tag_members, other.tag_members) {
             listed.extend(other);
         }
+        if let (Some(removed), Some(other)) = (&mut self.removed, other.removed) {
+            removed.absorb(other);
+        }
+        self.by_tag.extend(other.by_tag);
     }
 }
 
@@ -130,6 +149,9 @@ pub async fn apply(
         if let Some(listed) = &mut applied.tag_members {
             listed.clear();
         }
+        if let Some(removed) = &mut applied.removed {
+            *removed = Removed::new(removed.limit);
+        }
     }
     result
 }
@@ -154,6 +176,25 @@ async fn apply_keys(
         return Ok(());
     }
     let keys: Vec<String> = targets.keys.iter().cloned().collect();
+    if let Some(removed) = &mut applied.removed {
+        // Which existed: one reply per key.
+        match redis.unlink_each(&keys).await {
+            Ok(existed) => {
+                for (key, existed) in keys.into_iter().zip(existed) {
+                    if existed {
+                        applied.deleted += 1;
+                        removed.keys.push(key);
+                    }
+                }
+                applied.keys += targets.keys.len() as u64;
+                targets.keys.clear();
+                return Ok(());
+            }
+            // Found key by key below, as without the list.
+            Err(e) if e.is_permanent() => {}
+            Err(e) => return Err(e),
+        }
+    }
     match redis.unlink(&keys).await {
         Ok(deleted) => applied.deleted += deleted,
         // One refused key fails the whole pipelined batch: find which,
@@ -162,7 +203,12 @@ async fn apply_keys(
         Err(e) if e.is_permanent() => {
             for key in &keys {
                 match redis.unlink(std::slice::from_ref(key)).await {
-                    Ok(deleted) => applied.deleted += deleted,
+                    Ok(deleted) => {
+                        applied.deleted += deleted;
+                        if let (1, Some(removed)) = (deleted, &mut applied.removed) {
+                            removed.keys.push(key.clone());
+                        }
+                    }
                     Err(e) if e.is_permanent() => {
                         give_up(applied, Target::Key(key.clone()), &e);
                     }
@@ -188,7 +234,7 @@ async fn apply_tags(
     applied: &mut Applied,
 ) -> Result<(), RedisError> {
     let tags: Vec<String> = targets.tags.iter().cloned().collect();
-    let list = applied.tag_members.is_some();
+    let list = applied.tag_members.is_some() || applied.removed.is_some();
     for group in tags.chunks(TAGS_IN_FLIGHT) {
         let results =
             futures::future::join_all(group.iter().map(|tag| tags::invalidate(redis, tag, list)))
@@ -198,6 +244,14 @@ async fn apply_tags(
             match result {
                 Ok((deleted, members)) => {
                     applied.deleted += deleted;
+                    if deleted > 0 {
+                        applied.by_tag.push((tag.clone(), deleted));
+                    }
+                    if let Some(removed) = &mut applied.removed {
+                        for key in &members {
+                            removed.found(key.clone());
+                        }
+                    }
                     if let Some(listed) = &mut applied.tag_members {
                         listed.push(TagMembers {
                             tag: tag.clone(),
@@ -235,8 +289,17 @@ async fn apply_patterns(
         return Ok(());
     }
     let patterns = PatternSet::new(&targets.patterns);
-    match sweep::sweep(redis, &patterns).await {
-        Ok(swept) => applied.deleted += swept.deleted,
+    let limit = applied.removed.as_ref().map(|r| r.limit);
+    match sweep::sweep_listing(redis, &patterns, limit).await {
+        Ok(swept) => {
+            applied.deleted += swept.deleted;
+            if let Some(removed) = &mut applied.removed {
+                removed.cut |= swept.cut;
+                for key in swept.removed {
+                    removed.found(key);
+                }
+            }
+        }
         // The sweep is one pass for all the patterns: a refusal (say
         // `SCAN` or `UNLINK` forbidden) refuses them all.
         Err(e) if e.is_permanent() => {

@@ -198,14 +198,16 @@ impl MemoryStore {
     pub fn apply(&self, targets: &mut TargetSet, applied: &mut Applied) {
         let now = Instant::now();
         let mut state = self.state.lock().expect("store lock");
-        let mut remove = |state: &mut State, key: &str| {
-            if state.values.remove(key).is_some_and(|e| e.live(now)) {
-                applied.deleted += 1;
-            }
-        };
+        let remove =
+            |state: &mut State, key: &str| state.values.remove(key).is_some_and(|e| e.live(now));
         let mut listed = Vec::new();
         for key in std::mem::take(&mut targets.keys) {
-            remove(&mut state, &key);
+            if remove(&mut state, &key) {
+                applied.deleted += 1;
+                if let Some(removed) = &mut applied.removed {
+                    removed.keys.push(key);
+                }
+            }
             applied.keys += 1;
         }
         for tag in std::mem::take(&mut targets.tags) {
@@ -214,9 +216,14 @@ impl MemoryStore {
                 .remove(&tag)
                 .unwrap_or_default()
                 .into_iter()
+                .filter(|key| remove(&mut state, key))
                 .collect();
-            for key in &members {
-                remove(&mut state, key);
+            applied.deleted += members.len() as u64;
+            if !members.is_empty() {
+                applied.by_tag.push((tag.clone(), members.len() as u64));
+            }
+            if let Some(removed) = &mut applied.removed {
+                members.iter().for_each(|key| removed.found(key.clone()));
             }
             applied.tags += 1;
             listed.push(TagMembers { tag, members });
@@ -230,7 +237,12 @@ impl MemoryStore {
                 .cloned()
                 .collect();
             for key in matched {
-                remove(&mut state, &key);
+                if remove(&mut state, &key) {
+                    applied.deleted += 1;
+                    if let Some(removed) = &mut applied.removed {
+                        removed.found(key);
+                    }
+                }
             }
             applied.patterns += patterns.len() as u64;
             applied.sweeps += 1;

@@ -16,9 +16,11 @@
 pub mod apply;
 pub mod glob;
 mod memory;
+pub(crate) mod removed;
 mod store;
 pub mod sweep;
 
 pub use apply::{Applied, TagMembers, Unapplied, apply};
 pub use memory::{LeaseAnswer, MemoryStore};
+pub use removed::Removed;
 pub use store::Store;

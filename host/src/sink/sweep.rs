@@ -8,6 +8,7 @@
 //! patterns share a literal prefix.
 
 use super::glob::PatternSet;
+use super::removed::lossy;
 use crate::redis::{Node, Redis, RedisError};
 
 /// Keys Redis looks at per `SCAN` step.
@@ -17,27 +18,57 @@ pub const SCAN_COUNT: usize = 1000;
 const UNLINK_BATCH: usize = 256;
 
 /// What a sweep did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Swept {
     /// Keys read back from `SCAN`.
     pub scanned: u64,
     /// Keys that matched a pattern and existed when unlinked.
     pub deleted: u64,
+    /// Those keys, when listed ([`sweep_listing`]), up to its limit.
+    pub removed: Vec<String>,
+    /// Whether keys beyond the limit were left out of `removed`.
+    pub cut: bool,
+}
+
+impl Swept {
+    fn absorb(&mut self, other: Swept, limit: usize) {
+        self.scanned += other.scanned;
+        self.deleted += other.deleted;
+        self.cut |= other.cut;
+        for key in other.removed {
+            if self.removed.len() < limit {
+                self.removed.push(key);
+            } else {
+                self.cut = true;
+            }
+        }
+    }
 }
 
 /// Deletes every key matching any of `patterns`, one `SCAN` pass per
 /// primary, primaries in parallel.
 pub async fn sweep(redis: &Redis, patterns: &PatternSet) -> Result<Swept, RedisError> {
+    sweep_listing(redis, patterns, None).await
+}
+
+/// [`sweep`], also listing up to `limit` of the keys it removed (`None`:
+/// none). Listing costs a reply per matched key (which ones existed when
+/// unlinked), so it is asked for only by whoever keeps the list.
+pub async fn sweep_listing(
+    redis: &Redis,
+    patterns: &PatternSet,
+    limit: Option<usize>,
+) -> Result<Swept, RedisError> {
     if patterns.is_empty() {
         return Ok(Swept::default());
     }
     let nodes = redis.primaries().await?;
-    let passes = nodes.iter().map(|node| sweep_node(redis, node, patterns));
+    let passes = nodes
+        .iter()
+        .map(|node| sweep_node(redis, node, patterns, limit));
     let mut total = Swept::default();
     for swept in futures::future::join_all(passes).await {
-        let swept = swept?;
-        total.scanned += swept.scanned;
-        total.deleted += swept.deleted;
+        total.absorb(swept?, limit.unwrap_or(0));
     }
     Ok(total)
 }
@@ -50,6 +81,7 @@ async fn sweep_node(
     redis: &Redis,
     node: &Node,
     patterns: &PatternSet,
+    limit: Option<usize>,
 ) -> Result<Swept, RedisError> {
     let filter = patterns.server_filter();
     let parts: Vec<u64> = if redis.is_cluster() {
@@ -59,11 +91,10 @@ async fn sweep_node(
     };
     let parts = parts
         .into_iter()
-        .map(|part| sweep_part(redis, node, patterns, filter.as_deref(), part));
+        .map(|part| sweep_part(redis, node, patterns, filter.as_deref(), part, limit));
     let mut total = Swept::default();
     for swept in futures::future::try_join_all(parts).await? {
-        total.scanned += swept.scanned;
-        total.deleted += swept.deleted;
+        total.absorb(swept, limit.unwrap_or(0));
     }
     Ok(total)
 }
@@ -97,6 +128,7 @@ async fn sweep_part(
     patterns: &PatternSet,
     filter: Option<&[u8]>,
     part: u64,
+    limit: Option<usize>,
 ) -> Result<Swept, RedisError> {
     let mut swept = Swept::default();
     let mut cursor: u64 = if part == WHOLE {
@@ -120,23 +152,50 @@ async fn sweep_part(
         } else {
             Vec::new()
         };
-        let (page, unlinked) = futures::join!(redis.query_node(node, scan), async {
-            if batch.is_empty() {
-                Ok(0)
-            } else {
-                redis.unlink(&batch).await
-            }
-        });
-        swept.deleted += unlinked?;
+        let (page, unlinked) = futures::join!(
+            redis.query_node(node, scan),
+            unlink(redis, batch, limit, &mut swept)
+        );
+        unlinked?;
         let (next, keys): (u64, Vec<Vec<u8>>) = page?;
         swept.scanned += keys.len() as u64;
         matched.extend(keys.into_iter().filter(|k| patterns.matches(k)));
         if next == 0 || (part != WHOLE && part_of(next) != part) {
-            swept.deleted += redis.unlink(&matched).await?;
+            unlink(redis, matched, limit, &mut swept).await?;
             return Ok(swept);
         }
         cursor = next;
     }
+}
+
+/// Unlinks matched keys, counting (and with a `limit`, listing) those
+/// that existed.
+async fn unlink(
+    redis: &Redis,
+    keys: Vec<Vec<u8>>,
+    limit: Option<usize>,
+    swept: &mut Swept,
+) -> Result<(), RedisError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let Some(limit) = limit else {
+        swept.deleted += redis.unlink(&keys).await?;
+        return Ok(());
+    };
+    let existed = redis.unlink_each(&keys).await?;
+    for (key, existed) in keys.into_iter().zip(existed) {
+        if !existed {
+            continue;
+        }
+        swept.deleted += 1;
+        if swept.removed.len() < limit {
+            swept.removed.push(lossy(key));
+        } else {
+            swept.cut = true;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ struct Scrape {
     /// the stream's), the pipeline's first.
     figures: Vec<(&'static str, Figure)>,
     rules: Vec<RuleFigures>,
+    removed: crate::pipeline::RemovalCounts,
 }
 
 impl Scrape {
@@ -114,6 +115,26 @@ impl Collector for Scrape {
         for rule in &self.rules {
             let bytes = i64::try_from(rule.peak_memory).unwrap_or(i64::MAX);
             ConstGauge::new(bytes).encode(family.encode_family(&Self::labels(rule))?)?;
+        }
+        for (name, help, label, counts) in [
+            (
+                "removed_keys_by_rule",
+                "Keys removed by what each rule named (counted while explain or the \
+                 feed is on; past 1000 rules, the rest under `(others)`).",
+                "rule",
+                &self.removed.by_rule,
+            ),
+            (
+                "removed_keys_by_tag",
+                "Keys removed by each tag (past 1000 tags, the rest under `(others)`).",
+                "tag",
+                &self.removed.by_tag,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, counter)?;
+            for (value, n) in counts {
+                ConstCounter::new(*n).encode(family.encode_family(&[(label, value.as_str())])?)?;
+            }
         }
         let gauge = ConstGauge::new(0.0f64).metric_type();
         let mut family = encoder.encode_descriptor(
@@ -235,7 +256,12 @@ pub(crate) async fn metrics(State(api): ApiState) -> Result<impl IntoResponse, A
         .collect();
 
     let mut registry = Registry::with_prefix("invalidator");
-    registry.register_collector(Box::new(Scrape { figures, rules }));
+    let removed = service.invalidator.removals();
+    registry.register_collector(Box::new(Scrape {
+        figures,
+        rules,
+        removed,
+    }));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .map_err(|e| ApiError::internal(format!("encoding the metrics failed: {e}")))?;

@@ -10,7 +10,8 @@ use axum::extract::State;
 
 /// `GET /v1/stats`: the pipeline's counters, the cache's hits and misses,
 /// the stream's and the Postgres source's counters (if reading them),
-/// what the HTTP listener answered, each Redis node's state, uptime.
+/// what the HTTP listener answered, each Redis node's state, the keys
+/// removed by rule and by tag, uptime.
 pub(crate) async fn stats(State(api): ApiState) -> Json<Value> {
     let service = &api.service;
     let cache = match service.cache_counts().await {
@@ -27,6 +28,7 @@ pub(crate) async fn stats(State(api): ApiState) -> Json<Value> {
         "http": service.http.snapshot(),
         "store": service.invalidator.store().describe(),
         "pipeline": service.invalidator.stats(),
+        "removed": service.invalidator.removals(),
         "cache": cache,
         "stream": service.stream.as_ref().map(|s| s.stats()),
         "postgres": service.postgres.as_ref().map(|s| s.stats()),
