@@ -329,6 +329,9 @@ fn every_metric_the_dashboard_and_the_alerts_name_is_exported_by_serve() {
             "deploy",
             "--listen",
             "127.0.0.1:0",
+            // The feed, so that removed keys are counted by rule too.
+            "--feed",
+            "invalidations",
         ],
         &[
             ("INVALIDATOR_POSTGRES__CONFIRM_EVERY", "100ms"),
@@ -346,7 +349,17 @@ fn every_metric_the_dashboard_and_the_alerts_name_is_exported_by_serve() {
     };
 
     // A commit from each source, so that the rule has been called (its
-    // latency quantiles show only then) and every figure has moved.
+    // latency quantiles show only then) and every figure has moved; the
+    // first removes a tagged value (the counts by rule and by tag).
+    rt.block_on(async {
+        let put = reqwest::Client::new()
+            .put(serve.at("/v1/cache/offer:1?tags=offers:vehicle:V1"))
+            .body("cached")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 204, "{}", serve.log());
+    });
     let response = rt.block_on(async {
         reqwest::Client::new()
             .post(serve.at("/v1/commits?wait=true"))
