@@ -19,7 +19,23 @@
 //! row. The last line: `stale with leases: 0 of N; with plain get/set: M of
 //! N`, N being the cached values compared; leases must give 0, and plain
 //! get/set more than 0, which shows the checker can see staleness.
+//!
+//! **`near`** (`cargo bench -p invalidator-tests --bench check_stale --
+//! near [ARGS...]`, `cargo xtask check-stale near`): the same servers, read
+//! through the Python client's near cache. This driver runs
+//! `clients/python/benches/check_stale_near.py` with `--pg URL --redis URL`
+//! and the ARGS after `near` (`--duration 20`, say), under
+//! `$INVALIDATOR_PYTHON` (default `target/python-venv/bin/python`, with the
+//! package installed with its `test` extra, which brings psycopg). The
+//! script runs readers (`get_or_fill` through `LocalCache`) and writers,
+//! waits until serve has drained, and compares every near-cache entry and
+//! every Redis value with its row; it prints the last line, `near cache:
+//! stale after quiescence: Z of N; read lag after invalidation p99 ms: A,
+//! max ms: B`, and fails when Z is not 0. This driver then checks Redis
+//! against the rows itself, once serve has drained again.
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -200,9 +216,54 @@ fn run(mode: Mode, pg: &PostgresServer, redis: &RedisServer) -> (u64, u64, u64) 
     (reads_total, compared, stale)
 }
 
+/// The `near` mode: the Python script against the running servers; then
+/// Redis compared with the rows here too.
+fn near(pg: &PostgresServer, redis: &RedisServer, args: &[String]) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lies in the repository")
+        .to_path_buf();
+    let python = std::env::var_os("INVALIDATOR_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/python-venv/bin/python"));
+    assert!(
+        python.is_file(),
+        "no Python interpreter at {}: make the Python packages' environment (`cargo xtask \
+         test` does; or `python3 -m venv target/python-venv && target/python-venv/bin/pip \
+         install -e 'clients/python[test]'`) or set $INVALIDATOR_PYTHON",
+        python.display()
+    );
+    let script = root.join("clients/python/benches/check_stale_near.py");
+    let status = Command::new(&python)
+        .current_dir(&root)
+        .arg(&script)
+        .args(["--pg", &pg.url("stale"), "--redis", &redis.url()])
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("running {} {}: {e}", python.display(), script.display()));
+    drained(pg);
+    let (_, stale) = compare(pg, redis);
+    assert_eq!(stale, 0, "a stale value is in Redis after quiescence");
+    assert!(
+        status.success(),
+        "{} failed ({status}): see its output above",
+        script.display()
+    );
+}
+
 fn main() {
     let bin = std::env::var("INVALIDATOR_BIN")
         .expect("run through `cargo xtask check-stale`, which builds the release binary");
+    // `near` and what follows it choose the near-cache mode and go to its
+    // script, less the `--bench` that `cargo bench` adds.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let near_args = args
+        .iter()
+        .position(|a| a == "near")
+        .map(|at| args[at + 1..].to_vec());
     let pg = PostgresServer::start();
     pg.client("postgres")
         .batch_execute("CREATE DATABASE stale")
@@ -247,6 +308,11 @@ fn main() {
             serve.log()
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(near_args) = near_args {
+        near(&pg, &redis, &near_args);
+        let _ = serve.stop(Duration::from_secs(30));
+        return;
     }
     let (lr, lc, ls) = run(Mode::Leases, &pg, &redis);
     println!("with leases: {lr} reads, {lc} cached values compared with their rows, {ls} stale");

@@ -991,7 +991,7 @@ def test_reads_fail_open_and_writes_raise(caplog):
     assert cache.get_or_set("turnus_data_1", load) == "from the database"
     assert cache.get_or_set("turnus_data_1", "plain") == "plain"
     assert len(loads) == 2, "nothing was stored"
-    assert cache.stats == {
+    assert cache.health == {
         "fail_open_reads": 7,
         "outages": 1,
         "in_outage": True,

@@ -127,7 +127,7 @@ elif command == "redis-down":
         "get_or_set": [cache.get_or_set(key, load), cache.get_or_set(key, load)],
         "get_or_fill": cache.cache.get_or_fill(key, lambda: load().encode()).decode(),
         "loads": len(loads),
-        "stats": cache.stats,
+        "health": cache.health,
     }
     try:
         cache.set(key, "x")
@@ -342,7 +342,7 @@ def test_django_cache_get_misses_what_sql_changed(tmp_path: Path) -> None:
             "get_or_set": ["clara", "clara"],
             "get_or_fill": "clara",
             "loads": 3,
-            "stats": {
+            "health": {
                 "fail_open_reads": 4,
                 "outages": 1,
                 "in_outage": True,

@@ -73,7 +73,7 @@ def test_reads_on_a_killed_node_miss_and_load_without_storing(
     assert len(loads) == 2, "nothing was stored: each read loads"
     assert cache.fail_open_reads == 5
     assert cache.outages == 1
-    assert cache.stats == {
+    assert cache.health == {
         "fail_open_reads": 5,
         "outages": 1,
         "in_outage": True,
@@ -224,7 +224,7 @@ def test_a_stalled_node_comes_back_with_nothing_stored_and_it_is_logged_once(
         assert [level for level, _ in logged] == [logging.WARNING, logging.INFO], logged
         assert "TimeoutError" in logged[0][1]
         assert logged[1][1] == "Redis reachable again (4 reads failed open so far)"
-        assert cache.stats == {
+        assert cache.health == {
             "fail_open_reads": 4,
             "outages": 1,
             "in_outage": False,
@@ -390,7 +390,7 @@ def test_a_stalled_redis_is_skipped_for_retry_after_then_used_again(stalled: Sta
     assert took < 0.1, f"50 reads within the window took {took:.3f} s: they waited on Redis"
     assert answers == [None, {}, False, b"from the database", None] * 10
     assert len(loads) == 10, "each get_or_fill loaded, nothing was stored"
-    assert cache.stats == {
+    assert cache.health == {
         "fail_open_reads": 51,
         "outages": 1,
         "in_outage": True,
@@ -483,7 +483,7 @@ def test_fail_open_false_raises_at_once_while_redis_is_down(stalled: Stalled) ->
             read()
             pytest.fail(f"{name} did not raise")
         assert time.monotonic() - started < 0.05, f"{name} waited on Redis"
-    assert cache.stats == {
+    assert cache.health == {
         "fail_open_reads": 0,
         "outages": 1,
         "in_outage": True,
@@ -562,7 +562,7 @@ def test_retry_after_zero_turns_the_breaker_off() -> None:
         with pytest.raises(redis.exceptions.ConnectionError) as raised:
             cache.set("k", b"v")
         assert not isinstance(raised.value, RedisDown), "every command tried Redis"
-    assert cache.stats["skipped_while_down"] == 0 and cache.fail_open_reads == 3
+    assert cache.health["skipped_while_down"] == 0 and cache.fail_open_reads == 3
 
 
 @pytest.mark.parametrize("bad", [-1, "1", True, float("nan"), float("inf")])
@@ -591,4 +591,4 @@ def test_the_django_backend_fails_fast_and_takes_retry_after_seconds(stalled: St
     assert took < 0.1, f"50 reads within the window took {took:.3f} s"
     with pytest.raises(RedisDown, match="considered down"):
         backend.set("page", "new")
-    assert backend.stats["skipped_while_down"] == 51
+    assert backend.health["skipped_while_down"] == 51

@@ -19,7 +19,7 @@ Reads fail open. A cache only saves work, so when Redis cannot be reached
 application keeps serving from its database instead of failing with its
 cache. The first failure of an outage is logged as a warning and the first
 answer after it as "Redis reachable again", not every read, so that an
-outage does not flood the log; `stats` counts what was served so. Writes
+outage does not flood the log; `health` counts what was served so. Writes
 (`set`, `add`, `touch`, `incr`, `set_many`, `delete`, `delete_many`) still
 raise: a write that did not happen must not pass for one (a `delete` lost
 while Redis is away leaves a value that should have gone once it is back).
@@ -37,8 +37,19 @@ Redis and until when it is considered down. The first command after the
 window tries Redis again while the others keep skipping it (half-open): an
 answer closes the breaker, a failure opens it for another window. A
 cluster has a breaker per node, so that a dead node's keys fail fast while
-the other nodes' keys are still served. `stats` counts the commands
+the other nodes' keys are still served. `health` counts the commands
 skipped.
+
+Hit figures: `stats()` counts, per key family, the reads that hit, missed,
+filled, waited on a lease, failed open and were served from the near
+cache (see `stats`); `on_read` tells callbacks (a warmer's) of each read;
+`refill` fills a key that holds nothing through the same lease as
+`get_or_fill`.
+
+A near cache (`local=LocalCache(...)`, see `invalidator.local`) keeps
+recently read values in this process, dropped when Redis says their key
+changed; `get`, `get_many` and `get_or_fill` serve from it, and every
+write through this client drops its key from it.
 
 Input is checked before anything is sent, and refused with `InvalidInput`
 (a `ValueError`) naming the argument and the key: keys and tags that are
@@ -75,8 +86,10 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from . import _scripts, _urls
+from ._stats import FAIL_OPENS, FILLS, HITS, LEASE_WAITS, LOCAL_HITS, MISSES, Figures
 from .commit import I64_MAX, I64_MIN
 from .errors import InvalidatorError, InvalidInput, shown, utf8
+from .local import LocalCache
 
 #: Where tag indexes live: `inv:tag:` then the tag.
 TAG_PREFIX = "inv:tag:"
@@ -167,6 +180,8 @@ def is_unreachable(error: BaseException) -> bool:
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+#: What a read that failed open answers, inside the reads.
+_FAILED: Any = object()
 
 # The scripts below read or change one key with the lease marker in mind;
 # they are the client's own (the host never runs them), so they live here
@@ -214,6 +229,23 @@ end
 return redis.call('INCRBY', KEYS[1], ARGV[2])
 """
 
+#: For the near cache: each of KEYS's value (nil when missing) and time to
+#: live in milliseconds (-1: none; -2: missing), read at one instant, as a
+#: flat list. A lease marker is returned as it is (the caller holds none).
+_READ_WITH_TTL = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  out[2 * i - 1] = v
+  if v then
+    out[2 * i] = redis.call('PTTL', key)
+  else
+    out[2 * i] = -2
+  end
+end
+return out
+"""
+
 
 def index_key(tag: str) -> str:
     """The key of the index of `tag`."""
@@ -226,13 +258,21 @@ class Cache:
 
     `fail_open` (default true): reads that cannot reach Redis answer a miss
     (and `get_or_fill` its loader's value, not stored) instead of raising;
-    see the module documentation. `stats` counts them.
+    see the module documentation. `health` counts them.
 
     `retry_after` (default `DEFAULT_RETRY_AFTER`, 1 s): how long commands
     skip a Redis (or a cluster node) after one found it unreachable,
     failing open or raising `RedisDown` at once; 0 turns the breaker off,
     every command then waiting for its own timeout. A client given here
     keeps its own timeouts and retries (`from_url` sets bounded ones).
+
+    `local`: a near cache (`invalidator.LocalCache`) in front of Redis, for
+    a single node or a Sentinel primary; refused (`InvalidInput`) for a
+    cluster. See `invalidator.local` for what it guarantees.
+
+    `family_separators` (default ":_"): the characters that end a key's
+    family in `stats()` when no template registered with `add_family`
+    matches it (`offers:12` and `turnus_data_3` are `offers` and `turnus`).
     """
 
     def __init__(
@@ -240,11 +280,32 @@ class Cache:
         client: redis.Redis | RedisCluster,
         fail_open: bool = True,
         retry_after: float = DEFAULT_RETRY_AFTER,
+        local: LocalCache | None = None,
+        family_separators: str = ":_",
     ) -> None:
-        self._setup(isinstance(client, RedisCluster), fail_open, retry_after, _name_of(client))
+        cluster = isinstance(client, RedisCluster)
+        name = _name_of(client)
+        self._setup(cluster, fail_open, retry_after, name, local, family_separators)
         self._attach(client)
 
-    def _setup(self, cluster: bool, fail_open: bool, retry_after: float, name: str) -> None:
+    def _setup(
+        self,
+        cluster: bool,
+        fail_open: bool,
+        retry_after: float,
+        name: str,
+        local: LocalCache | None = None,
+        family_separators: str = ":_",
+    ) -> None:
+        if local is not None and not isinstance(local, LocalCache):
+            raise InvalidInput(f"local is {shown(local)}; give an invalidator.LocalCache or None")
+        if local is not None and cluster:
+            raise InvalidInput(
+                f"local= given for the cluster `{name}`: the near cache supports a single node or "
+                "a Sentinel primary, not a cluster (it would need a tracking connection per "
+                "primary, followed across resharding and failovers)"
+            )
+        self._figures = Figures(family_separators)
         if not isinstance(fail_open, bool):
             raise InvalidInput(f"fail_open is {shown(fail_open)}; give True or False")
         if isinstance(retry_after, bool) or not isinstance(retry_after, int | float):
@@ -276,8 +337,11 @@ class Cache:
         # (`time.monotonic()`) a command may try it again, and why it opened.
         self._open: dict[str, float] = {}
         self._causes: dict[str, str] = {}
+        self._local = local
 
     def _attach(self, client: redis.Redis | RedisCluster) -> None:
+        if self._local is not None and isinstance(client, redis.Redis):
+            self._local._bind(client.connection_pool, self._name)
         self._scripts = {
             name: client.register_script(text)
             for name, text in [
@@ -289,6 +353,7 @@ class Cache:
                 ("has_value", _HAS_VALUE),
                 ("touch", _TOUCH),
                 ("incr", _INCR),
+                ("read_ttl", _READ_WITH_TTL),
             ]
         }
         self._client = client
@@ -305,11 +370,15 @@ class Cache:
         url: str,
         fail_open: bool = True,
         retry_after: float = DEFAULT_RETRY_AFTER,
+        local: LocalCache | None = None,
+        family_separators: str = ":_",
         **options: Any,
     ) -> Cache:
         """A client for one of the URLs the host takes; `options` go to
         redis-py (`socket_timeout=0.5`, `ssl_ca_certs="ca.pem"`, say);
-        `fail_open` and `retry_after` are `Cache`'s.
+        `fail_open`, `retry_after`, `local` (a near cache: not with a
+        cluster URL, which is refused with `InvalidInput` naming it) and
+        `family_separators` are `Cache`'s.
 
         - `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]`: one node;
           `rediss://...` the same over TLS;
@@ -383,20 +452,22 @@ class Cache:
         parsed = _urls.parse(url)
         options = _tls_options(parsed, options)
         if parsed.kind == "cluster":
-            return cls._cluster_from(parsed, fail_open, retry_after, options)
+            cache = cls.__new__(cls)
+            cache._setup(True, fail_open, retry_after, parsed.name, local, family_separators)
+            return cls._cluster_from(cache, parsed, options)
+        cache = cls.__new__(cls)
+        cache._setup(False, fail_open, retry_after, parsed.name, local, family_separators)
         if parsed.kind == "sentinel":
             client = _sentinel_client(parsed, {**_defaults(cluster=False), **options})
-            cache = cls.__new__(cls)
-            cache._setup(False, fail_open, retry_after, parsed.name)
-            cache._attach(client)
-            return cache
-        options = {**_defaults(cluster=False), **options}
-        return cls(redis.Redis.from_url(url, **options), fail_open, retry_after)
+        else:
+            client = redis.Redis.from_url(url, **{**_defaults(cluster=False), **options})
+        # Named as the client says (`redis://HOST:PORT/DB`), as `Cache(client)` does.
+        cache._name = parsed.name if parsed.kind == "sentinel" else _name_of(client)
+        cache._attach(client)
+        return cache
 
-    @classmethod
-    def _cluster_from(
-        cls, parsed: _urls.RedisUrl, fail_open: bool, retry_after: float, options: dict[str, Any]
-    ) -> Cache:
+    @staticmethod
+    def _cluster_from(cache: Cache, parsed: _urls.RedisUrl, options: dict[str, Any]) -> Cache:
         """`from_url` for a cluster: its client is made on first use."""
         options = {**_defaults(cluster=True), **options}
         name = parsed.name
@@ -417,8 +488,6 @@ class Cache:
                     ) from e
                 raise
 
-        cache = cls.__new__(cls)
-        cache._setup(True, fail_open, retry_after, name)
         cache._connect = connect
         return cache
 
@@ -470,17 +539,66 @@ class Cache:
         return self._outages
 
     @property
-    def stats(self) -> dict[str, int | bool]:
+    def health(self) -> dict[str, int | bool]:
         """The fail-open counters, for a metrics endpoint:
         `fail_open_reads`, `outages`, `in_outage`, whether an outage has
         begun and not yet ended, and `skipped_while_down`, the commands the
-        circuit breaker kept from waiting on a Redis found unreachable."""
+        circuit breaker kept from waiting on a Redis found unreachable.
+        (The near cache's own are `local.health`.)"""
         return {
             "fail_open_reads": self._fail_open_reads,
             "outages": self._outages,
             "in_outage": self._down,
             "skipped_while_down": self._skipped,
         }
+
+    @property
+    def local(self) -> LocalCache | None:
+        """The near cache, if one was given."""
+        return self._local
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """The hit figures since this client was made, per key family (see
+        `add_family`; at most `invalidator._stats.MAX_FAMILIES`, 1000,
+        families, the keys of any further one counted under "other"), each
+        a dict of:
+
+        - `hits`: keys read that had a value, from Redis or the near cache
+          (`get`, each key of `get_many`, `get_or_fill` without loading);
+        - `local_hits`: those of the hits served by the near cache (counted
+          in `hits` too);
+        - `misses`: keys read that had no value (a lease marker is none),
+          including reads that failed open and `get_or_fill`s that loaded;
+        - `fills`: values stored by a `get_or_fill` or `refill` under its
+          lease (a lease defeated by an invalidation stores nothing, and
+          counts none);
+        - `lease_waits`: `get_or_fill` misses that found another caller's
+          lease and waited on it (counted in `misses` too);
+        - `fail_opens`: reads that could not reach Redis (or skipped it as
+          down) and answered a miss, or their loader's value unstored
+          (counted in `misses` too; at most one per key read).
+
+        `has_key` is not counted. Counting costs a dictionary lookup and a
+        lock per key read."""
+        return self._figures.snapshot()
+
+    def add_family(self, template: str) -> None:
+        """Counts the keys matching `template` (`turnus_data_{id}`,
+        `offers:{shop}:{id}`: see `invalidator._templates`) as one family,
+        named by the template's text, in `stats()`; templates are tried in
+        the order added, before the separators. A template that cannot be
+        parsed is refused with `InvalidInput` naming it."""
+        self._figures.add_family(template)
+
+    def on_read(self, callback: Callable[[str, bool], None]) -> None:
+        """Calls `callback(key, hit)` for each key read by `get`,
+        `get_many` and `get_or_fill` (not `has_key`), once the read knows
+        whether it hit (before a `get_or_fill` runs its loader), on the
+        reading thread. `hit` is what `stats()` counts as one. An exception
+        the callback raises is logged (logger `invalidator.cache`), never
+        raised into the read. With no callback registered, reads pay
+        nothing for it."""
+        self._figures.on_read(callback)
 
     def _unreachable(self, error: BaseException, failing_open: bool) -> None:
         """Counts a command that could not reach Redis (or skipped it), and
@@ -636,6 +754,19 @@ class Cache:
         self._answered()
         return answer
 
+    def _write_dropping(self, keys: Collection[str], call: Callable[[], _T]) -> _T:
+        """`_write(call)`, a write of `keys`, which the near cache drops
+        before and after it (whether it succeeded or not): the process then
+        reads its own write, and a read in flight meanwhile holds nothing."""
+        local = self._local
+        if local is None:
+            return self._write(call)
+        local._invalidate(keys)
+        try:
+            return self._write(call)
+        finally:
+            local._invalidate(keys)
+
     def set(
         self,
         key: str,
@@ -669,7 +800,7 @@ class Cache:
                 self._at(key, lambda: self.client.set(key, value, px=ttl_ms or None))
                 self._index(key, tags, ttl_ms)
 
-        self._write(write)
+        self._write_dropping((key,), write)
 
     def add(
         self,
@@ -696,7 +827,7 @@ class Cache:
                 self._index(key, tags, ttl_ms)
             return added
 
-        return self._write(write)
+        return self._write_dropping((key,), write)
 
     def _index(self, key: str, tags: list[str], ttl_ms: int) -> None:
         """Registers `key`, already set, under each tag, one index at a time
@@ -715,22 +846,73 @@ class Cache:
 
     def get(self, key: str) -> bytes | None:
         """The value at `key`, or `None` (also while a lease holds it, and,
-        failing open, while Redis cannot be reached)."""
+        failing open, while Redis cannot be reached). With a near cache,
+        from it when it holds the key."""
         _check_key(key)
-        value = self._read(lambda: self._at(key, lambda: self.client.get(key)), None)
-        if value is None or bytes(value).startswith(LEASE_PREFIX):
+        local = self._local
+        if local is not None:
+            value = local._get(key)
+            if value is not None:
+                self._counted(key, True, LOCAL_HITS)
+                return value
+            mark = local._begin(key)
+            if mark is not None:
+                value = self._fetch(key, local, mark)
+                if value is _FAILED:
+                    self._counted(key, False, FAIL_OPENS)
+                    return None
+                self._counted(key, value is not None)
+                return value
+        value = self._read(lambda: self._at(key, lambda: self.client.get(key)), _FAILED)
+        if value is _FAILED:
+            self._counted(key, False, FAIL_OPENS)
             return None
+        if value is None or bytes(value).startswith(LEASE_PREFIX):
+            self._counted(key, False)
+            return None
+        self._counted(key, True)
         return bytes(value)
+
+    def _counted(self, key: str, hit: bool, *more: int) -> None:
+        """Counts one read of `key` in `stats()`, and tells the `on_read`
+        callbacks."""
+        figures = self._figures
+        figures.count(key, HITS if hit else MISSES, *more)
+        if figures.callbacks:
+            figures.tell(key, hit)
+
+    def _fetch(self, key: str, local: LocalCache, mark: int) -> Any:
+        """The value at `key` read from Redis for the near cache, which
+        holds it unless an invalidation came while it was read (`mark`:
+        `local._begin`'s); `None` for a miss (a lease marker is one),
+        `_FAILED` when the read failed open."""
+        value: bytes | None = None
+        pttl = -2
+        try:
+            answer = self._read(
+                lambda: self._on(self._name, lambda: self._script("read_ttl")(keys=[key])), None
+            )
+            if answer is None:
+                return _FAILED
+            if answer[0] is not None and not bytes(answer[0]).startswith(LEASE_PREFIX):
+                value, pttl = bytes(answer[0]), int(answer[1])
+            return value
+        finally:
+            local._end(key, mark, value, pttl)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         """The values of those of `keys` that have one (no lease marker), by
         key. One `MGET` on a single node, one per slot in a cluster. Failing
         open, a Redis that cannot be reached answers none of its keys: in a
-        cluster, the other nodes still answer theirs."""
+        cluster, the other nodes still answer theirs. With a near cache,
+        the keys it holds are not asked of Redis."""
         keys = _keys(keys)
         if not keys:
             return {}
+        if self._local is not None:
+            return self._get_many_near(keys, self._local)
         found: dict[str, bytes] = {}
+        failed: list[str] = []
 
         def mget(group: list[str]) -> None:
             client = self.client
@@ -742,13 +924,13 @@ class Cache:
                 if value is not None and not bytes(value).startswith(LEASE_PREFIX):
                     found[key] = bytes(value)
 
-        def read() -> None:
+        def read() -> bool:
             groups = self._by_node(keys)
             if len(groups) > 1 and not any(name in self._open for name in groups):
                 try:
                     # All at once (redis-py pipelines a cluster's slots).
                     self._on(groups, lambda: mget(keys))
-                    return
+                    return True
                 except Exception as e:
                     if not is_unreachable(e):
                         raise
@@ -761,16 +943,64 @@ class Cache:
                 except Exception as e:
                     if not is_unreachable(e):
                         raise
+                    failed.extend(group)
                     failure = e
             if failure is not None:
                 raise failure
+            return True
 
-        self._read(read, None)
+        if not self._read(read, False) and not failed:
+            failed.extend(keys)  # failed before any node was asked
+        failed_set = set(failed)
+        for key in dict.fromkeys(keys):
+            if key in found:
+                self._counted(key, True)
+            else:
+                self._counted(key, False, *((FAIL_OPENS,) if key in failed_set else ()))
+        return {key: found[key] for key in keys if key in found}
+
+    def _get_many_near(self, keys: list[str], local: LocalCache) -> dict[str, bytes]:
+        """`get_many` with a near cache (a single node): the keys it holds,
+        and the others from Redis in one script, held as `get` holds them."""
+        found: dict[str, bytes] = {}
+        pending: list[str] = []
+        for key in dict.fromkeys(keys):
+            value = local._get(key)
+            if value is None:
+                pending.append(key)
+            else:
+                found[key] = value
+                self._counted(key, True, LOCAL_HITS)
+        if pending:
+            marks = [local._begin(key) for key in pending]
+            answer: list[Any] | None = None
+            try:
+                answer = self._read(
+                    lambda: self._on(self._name, lambda: self._script("read_ttl")(keys=pending)),
+                    None,
+                )
+            finally:
+                for i, (key, mark) in enumerate(zip(pending, marks, strict=True)):
+                    value: bytes | None = None
+                    pttl = -2
+                    if answer is not None:
+                        raw = answer[2 * i]
+                        if raw is not None and not bytes(raw).startswith(LEASE_PREFIX):
+                            value, pttl = bytes(raw), int(answer[2 * i + 1])
+                            found[key] = value
+                    if mark is not None:
+                        local._end(key, mark, value, pttl)
+            for key in pending:
+                if answer is None:
+                    self._counted(key, False, FAIL_OPENS)
+                else:
+                    self._counted(key, key in found)
         return {key: found[key] for key in keys if key in found}
 
     def has_key(self, key: str) -> bool:
         """Whether `key` holds a value (a lease marker is none); false,
-        failing open, while Redis cannot be reached."""
+        failing open, while Redis cannot be reached. Asks Redis, near cache
+        or not."""
         _check_key(key)
 
         def has_value() -> bool:
@@ -797,6 +1027,12 @@ class Cache:
         of the key wait up to `wait` seconds for its value, then load by
         themselves without storing. A lease lives `lease` seconds at most.
 
+        With a near cache, a value it holds is returned at once; else the
+        value is first read as `get` reads it (and held), and only a miss
+        goes on to take the lease (two round trips for a miss, one for a
+        hit). The value a fill stores is not held: the fill's own
+        invalidation push would drop it.
+
         Failing open, when Redis cannot be reached at any step (or is
         skipped as down), the loader's value is returned and not stored;
         the loader runs once whatever happens. Its exceptions propagate,
@@ -819,50 +1055,120 @@ class Cache:
         tags = checked_tags(key, tags)
         lease_ms = max(1, int(_seconds(key, "lease", lease, zero=False) * 1000))
         wait = _seconds(key, "wait", wait, zero=True)
+        local = self._local
+        if local is not None:
+            held = local._get(key)
+            if held is not None:
+                self._counted(key, True, LOCAL_HITS)
+                return held
+            mark = local._begin(key)
+            if mark is not None:
+                read = self._fetch(key, local, mark)
+                if read is _FAILED:
+                    self._counted(key, False, FAIL_OPENS)
+                    return _loaded(key, loader())
+                if read is not None:
+                    self._counted(key, True)
+                    return read
         token = secrets.token_hex(16).encode()
-        marker = LEASE_PREFIX + token
-        indexes = [] if self._cluster else [index_key(t) for t in tags]
-
-        def take() -> list[Any] | None:
-            answer = self._at(
-                key,
-                lambda: self._script("lease_take")(
-                    keys=[key, *indexes], args=[LEASE_PREFIX, token, lease_ms]
-                ),
-            )
-            if answer[0] == 2 and self._cluster:
-                # Indexed before loading, so that a tag invalidation from now
-                # on finds the lease (lease_take.lua says why that matters).
-                self._index(key, tags, lease_ms)
-            return answer
-
-        answer = self._read(take, None)
+        answer = self._read(lambda: self._take(key, tags, token, lease_ms), None)
         if answer is None:
+            self._counted(key, False, FAIL_OPENS)
             return _loaded(key, loader())
         if answer[0] == 0:
+            self._counted(key, True)
             return bytes(answer[1])
         if answer[0] == 1:
+            self._counted(key, False, LEASE_WAITS)
             return self._wait_for(key, loader, wait)
+        self._counted(key, False)
+        marker = LEASE_PREFIX + token
         try:
             value = _loaded(key, loader())
         except BaseException:
             self._give_back(key, marker)
             raise
+        stored = self._read(lambda: self._fill(key, tags, marker, value, ttl_ms), None)
+        if stored is None:
+            self._figures.count(key, FAIL_OPENS)
+        elif stored:
+            self._figures.count(key, FILLS)
+        return value
 
-        def fill() -> None:
-            stored = self._at(
+    def refill(
+        self,
+        key: str,
+        loader: Callable[[], bytes | str],
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+        lease: float = DEFAULT_LEASE_SECONDS,
+    ) -> bool:
+        """Fills `key` with `loader()`'s value (with `ttl` and `tags`) if it
+        holds neither a value nor someone's lease, through the lease
+        `get_or_fill` takes: whether the value was stored. False, without
+        calling the loader, when the key holds a value or a lease, or when
+        Redis cannot be reached (failing open as `get_or_fill` does: with
+        `fail_open=False` that raises); false after loading when an invalidation
+        defeated the lease meanwhile. Counted as a fill in `stats()` when
+        stored, and not as a read. What `get_or_fill` refuses is refused
+        alike; the loader's exceptions propagate, its lease given back."""
+        _check_key(key)
+        if not callable(loader):
+            raise InvalidInput(f"loader of key `{key}` is {shown(loader)}; give a function")
+        ttl_ms = _ttl_ms(key, ttl)
+        tags = checked_tags(key, tags)
+        lease_ms = max(1, int(_seconds(key, "lease", lease, zero=False) * 1000))
+        token = secrets.token_hex(16).encode()
+
+        answer = self._read(lambda: self._take(key, tags, token, lease_ms), None)
+        if answer is None or answer[0] != 2:
+            return False
+        marker = LEASE_PREFIX + token
+        try:
+            value = _loaded(key, loader())
+        except BaseException:
+            self._give_back(key, marker)
+            raise
+        if not self._read(lambda: self._fill(key, tags, marker, value, ttl_ms), None):
+            return False
+        self._figures.count(key, FILLS)
+        return True
+
+    def _take(self, key: str, tags: list[str], token: bytes, lease_ms: int) -> list[Any]:
+        """`lease_take.lua` on `key`: {0, value}, {1} (another's lease) or
+        {2} (this caller's, indexed under `tags`)."""
+        indexes = [] if self._cluster else [index_key(t) for t in tags]
+        answer = self._at(
+            key,
+            lambda: self._script("lease_take")(
+                keys=[key, *indexes], args=[LEASE_PREFIX, token, lease_ms]
+            ),
+        )
+        if answer[0] == 2 and self._cluster:
+            # Indexed before loading, so that a tag invalidation from now
+            # on finds the lease (lease_take.lua says why that matters).
+            self._index(key, tags, lease_ms)
+        return answer
+
+    def _fill(self, key: str, tags: list[str], marker: bytes, value: bytes, ttl_ms: int) -> bool:
+        """`lease_fill.lua`: stores `value` under the lease `marker`;
+        whether it was stored (not when an invalidation defeated it)."""
+        indexes = [] if self._cluster else [index_key(t) for t in tags]
+        stored = bool(
+            self._at(
                 key,
                 lambda: self._script("lease_fill")(
                     keys=[key, *indexes], args=[marker, value, ttl_ms]
                 ),
             )
-            if stored and self._cluster:
-                # Indexed with the lease's expiry only, the value could
-                # outlive its index entry: a failure here unlinks it.
-                self._index(key, tags, ttl_ms)
-
-        self._read(fill, None)
-        return value
+        )
+        if stored and self._cluster:
+            # Indexed with the lease's expiry only, the value could
+            # outlive its index entry: a failure here unlinks it.
+            self._index(key, tags, ttl_ms)
+        if self._local is not None:
+            self._local._invalidate((key,))
+        return stored
 
     def _give_back(self, key: str, marker: bytes) -> None:
         """Releases a lease whose loader failed; if Redis cannot be reached
@@ -883,9 +1189,12 @@ class Cache:
         gone = object()
         while time.monotonic() < deadline:
             value = self._read(lambda: self._at(key, lambda: self.client.get(key)), gone)
-            if value is gone or value is None:
-                # Unreachable, or the lease was defeated, given back or
-                # expired: the holder stores nothing.
+            if value is gone:
+                self._figures.count(key, FAIL_OPENS)
+                break
+            if value is None:
+                # The lease was defeated, given back or expired: the holder
+                # stores nothing.
                 break
             if not bytes(value).startswith(LEASE_PREFIX):
                 return bytes(value)
@@ -918,7 +1227,7 @@ class Cache:
                 self._index(key, tags, ttl_ms)
             return touched
 
-        return self._write(write)
+        return self._write_dropping((key,), write)
 
     def incr(self, key: str, delta: int = 1) -> int | None:
         """Adds `delta` to the integer at `key` atomically, keeping its time
@@ -936,10 +1245,11 @@ class Cache:
                 "INCRBY takes"
             )
 
-        value = self._write(
+        value = self._write_dropping(
+            (key,),
             lambda: self._at(
                 key, lambda: self._script("incr")(keys=[key], args=[LEASE_PREFIX, delta])
-            )
+            ),
         )
         return None if value is None else int(value)
 
@@ -966,13 +1276,18 @@ class Cache:
                 pipe.set(key, value, px=ttl_ms or None)
             pipe.execute()
 
-        self._write(lambda: self._on(self._by_node([key for key, _ in items]), send))
+        self._write_dropping(
+            [key for key, _ in items],
+            lambda: self._on(self._by_node([key for key, _ in items]), send),
+        )
 
     def delete(self, key: str) -> bool:
         """Removes `key` (a lease on it too: a delete is an invalidation);
         whether it existed. Raises when Redis cannot be reached."""
         _check_key(key)
-        return self._write(lambda: self._at(key, lambda: bool(self.client.unlink(key))))
+        return self._write_dropping(
+            (key,), lambda: self._at(key, lambda: bool(self.client.unlink(key)))
+        )
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Removes `keys` (one `UNLINK` per slot in a cluster); how many
@@ -981,8 +1296,8 @@ class Cache:
         keys = _keys(keys)
         if not keys:
             return 0
-        return self._write(
-            lambda: self._on(self._by_node(keys), lambda: int(self.client.unlink(*keys)))
+        return self._write_dropping(
+            keys, lambda: self._on(self._by_node(keys), lambda: int(self.client.unlink(*keys)))
         )
 
 

@@ -85,15 +85,16 @@ Failing open (`fail_open`, default true): when Redis cannot be reached,
 default (the callable's value) without storing it; writes (`set`, `add`,
 `touch`, `incr`, `delete`, the `_many`s, `clear`) raise redis-py's
 `ConnectionError`, `TimeoutError` or `ClusterDownError`. One warning is
-logged per outage (logger `invalidator.cache`) and `stats` counts the
-reads served so. With `fail_open` false, reads raise too.
+logged per outage (logger `invalidator.cache`) and `health` counts the
+reads served so; `stats()` gives the hit figures per key family. With
+`fail_open` false, reads raise too.
 
 Failing open is fast: a command that finds Redis unreachable opens a
 circuit breaker, and for `retry_after_seconds` (1 by default; 0: never)
 commands skip Redis without waiting on it, reads missing at once and
 writes raising `invalidator.cache.RedisDown` (a redis-py
 `ConnectionError`) naming the Redis and until when it is considered down;
-then one command tries it again (see `invalidator.Cache`). `stats` counts
+then one command tries it again (see `invalidator.Cache`). `health` counts
 them as `skipped_while_down`. A command that does wait is bounded by
 redis-py's options, whose defaults here are those of
 `invalidator.Cache.from_url`: 1 s socket timeouts and one retry, of a
@@ -237,10 +238,18 @@ class InvalidatorCache(BaseCache):
         return cache
 
     @property
-    def stats(self) -> dict[str, int | bool]:
+    def health(self) -> dict[str, int | bool]:
         """The fail-open counters of the shared `Cache` (see
-        `invalidator.Cache.stats`)."""
-        return self.cache.stats
+        `invalidator.Cache.health`)."""
+        return self.cache.health
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """The hit figures of the shared `Cache`, per key family (see
+        `invalidator.Cache.stats`): the keys as stored, so with a
+        `KEY_PREFIX` or a `VERSION` other than 1 a key's family is its
+        prefix unless a template is registered on `self.cache` with
+        `add_family`."""
+        return self.cache.stats()
 
     def get_backend_timeout(self, timeout: Any = DEFAULT_TIMEOUT) -> float | None:
         """Django's timeout in seconds as this backend keeps it: the
