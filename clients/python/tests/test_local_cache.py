@@ -510,3 +510,45 @@ def test_on_sentinel_tracking_follows_a_failover(sentinel_group: SentinelGroup) 
     dropped(local, "k")
     assert cache.get("k") == b"3"
     local.close()
+
+
+def test_a_tracking_socket_numbered_past_1024_still_serves_from_memory(
+    redis_node: RedisNode, plain: Any
+) -> None:
+    # A busy process holds many files: `select` refuses descriptors from
+    # 1024 on, and the first read used to switch the near cache off for
+    # good (with nothing said above debug level).
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    files = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        cache, local = near(redis_node.url)
+        assert local._conn._sock.fileno() >= 1024
+        cache.set("offer:1", b"v1")
+        hold(cache, "offer:1")
+        time.sleep(0.01)  # past the push check's interval: the socket is looked at
+        assert cache.get("offer:1") == b"v1"
+        assert local.tracking, local.health
+        assert cache.stats()["offer"]["local_hits"] >= 1
+        plain.set("offer:1", b"v2")
+        dropped(local, "offer:1")
+        assert cache.get("offer:1") == b"v2"
+        local.close()
+    finally:
+        for fd in files:
+            os.close(fd)
+
+
+def test_get_many_with_a_near_cache_reads_a_key_of_another_type_as_missing(
+    redis_node: RedisNode, plain: Any
+) -> None:
+    # As MGET does without a near cache: installing one changes no answer.
+    cache, local = near(redis_node.url)
+    plain.set("s", b"x")
+    plain.hset("h", "f", "v")
+    assert cache.get_many(["s", "h", "missing"]) == {"s": b"x"}
+    assert Cache.from_url(redis_node.url).get_many(["s", "h", "missing"]) == {"s": b"x"}
+    local.close()

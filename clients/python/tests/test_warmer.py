@@ -675,3 +675,18 @@ def test_what_a_warmer_is_given_is_checked(cache: Cache) -> None:
             warmer.start()
     finally:
         warmer.stop()
+
+
+def test_a_warmer_that_is_not_running_notes_a_bounded_number_of_reads(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Built only to `warm`, never started: nothing writes its notes out,
+    # and they used to grow with every key read.
+    import invalidator.warmer as warmer_module
+
+    monkeypatch.setattr(warmer_module, "MAX_NOTED", 10)
+    warmer = turnus_warmer(cache, Database())
+    for id in range(50):
+        cache.get(f"turnus_data_{id}")
+    assert len(warmer._pending) <= 10
+    assert len(warmer._recorded) <= 10

@@ -89,7 +89,7 @@ from . import _scripts, _urls
 from ._stats import FAIL_OPENS, FILLS, HITS, LEASE_WAITS, LOCAL_HITS, MISSES, Figures
 from .commit import I64_MAX, I64_MIN
 from .errors import InvalidatorError, InvalidInput, shown, utf8
-from .local import LocalCache
+from .local import LocalCache, Mark
 
 #: Where tag indexes live: `inv:tag:` then the tag.
 TAG_PREFIX = "inv:tag:"
@@ -231,11 +231,16 @@ return redis.call('INCRBY', KEYS[1], ARGV[2])
 
 #: For the near cache: each of KEYS's value (nil when missing) and time to
 #: live in milliseconds (-1: none; -2: missing), read at one instant, as a
-#: flat list. A lease marker is returned as it is (the caller holds none).
+#: flat list. A lease marker is returned as it is (the caller holds none);
+#: a key of another type as missing, as `MGET` answers it.
 _READ_WITH_TTL = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local v = redis.call('GET', key)
+  -- A key holding another type reads as missing, as MGET has it.
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' and v.err then
+    v = false
+  end
   out[2 * i - 1] = v
   if v then
     out[2 * i] = redis.call('PTTL', key)
@@ -881,7 +886,7 @@ class Cache:
         if figures.callbacks:
             figures.tell(key, hit)
 
-    def _fetch(self, key: str, local: LocalCache, mark: int) -> Any:
+    def _fetch(self, key: str, local: LocalCache, mark: Mark) -> Any:
         """The value at `key` read from Redis for the near cache, which
         holds it unless an invalidation came while it was read (`mark`:
         `local._begin`'s); `None` for a miss (a lease marker is one),

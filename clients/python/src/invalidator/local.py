@@ -83,7 +83,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 import redis.exceptions
@@ -113,6 +113,10 @@ PUSH_CHECK_SECONDS = 0.001
 _NOT_FOR_TRACKING = ("maint_notifications_", "oss_cluster_maint_")
 
 _log = logging.getLogger(__name__)
+
+#: What `LocalCache._begin` gives a read and `_end` takes back: the
+#: invalidation count when the read began, and when (`time.monotonic()`).
+Mark: TypeAlias = tuple[int, float]
 
 
 class LocalCache:
@@ -267,14 +271,19 @@ class LocalCache:
         if conn is None:
             return False
         try:
-            if select.select([conn._sock], [], [], 0)[0]:
-                self._drain(conn)
-            else:
-                self._checked_at = now
+            # redis-py's own non-blocking check (no `select`, which refuses
+            # a socket numbered 1024 or more), on the connection still in
+            # service only (`_drain` checks, under `_reading`).
+            self._drain(conn)
         except Exception as e:
-            # The tracking thread finds the same failure, and says so.
+            # The tracking thread finds the same failure, says so, and
+            # connects again. Until then nothing is served or held; but a
+            # connection already replaced (this one was lost meanwhile)
+            # says nothing of the new one.
             _log.debug("near cache of %s: tracking connection failed: %s", self._name, e)
-            self._flush(live=False)
+            with self._reading:
+                if self._conn is conn:
+                    self._flush(live=False)
             return False
         return self._live
 
@@ -290,10 +299,11 @@ class LocalCache:
                     self._pong_at = time.monotonic()
             self._checked_at = time.monotonic()
 
-    def _begin(self, key: str) -> int | None:
-        """Before reading `key` from Redis: a mark to give `_end`, or `None`
-        when the value must not be held (tracking not established, or the
-        key outside the prefixes)."""
+    def _begin(self, key: str) -> Mark | None:
+        """Before reading `key` from Redis: a mark to give `_end` (the
+        invalidations seen so far, and when the read began), or `None` when
+        the value must not be held (tracking not established, or the key
+        outside the prefixes)."""
         if not self._live or (self._prefixes and not key.startswith(self._prefixes)):
             return None
         with self._lock:
@@ -304,30 +314,33 @@ class LocalCache:
                 self._inflight[key] = [1, 0]
             else:
                 pending[0] += 1
-            return self._seq
+            # Taken before the read is sent: an entry held for the key's
+            # time to live must not outlive the key in Redis by the reply's
+            # latency.
+            return (self._seq, time.monotonic())
 
-    def _end(self, key: str, mark: int, value: bytes | None, pttl_ms: int) -> None:
+    def _end(self, key: str, mark: Mark, value: bytes | None, pttl_ms: int) -> None:
         """After the read `_begin` marked: holds `value` (`None`: a miss,
         not held) unless an invalidation of `key`, a flush or a loss of
         tracking came in between. `pttl_ms`: the key's time to live in
         Redis when read (-1: none; -2: gone)."""
-        now = time.monotonic()
+        seq, began = mark
         with self._lock:
             pending = self._inflight[key]
             pending[0] -= 1
-            invalidated = pending[1] > mark
+            invalidated = pending[1] > seq
             if pending[0] == 0:
                 del self._inflight[key]
             if (
                 value is None
                 or invalidated
-                or self._flushed_at > mark
+                or self._flushed_at > seq
                 or not self._live
                 or pttl_ms == -2
             ):
                 return
             life = self._max_age if pttl_ms < 0 else min(self._max_age, pttl_ms / 1000)
-            self._entries[key] = (value, now + life)
+            self._entries[key] = (value, began + life)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max_items:
                 self._entries.popitem(last=False)

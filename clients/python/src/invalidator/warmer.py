@@ -101,6 +101,11 @@ from ._templates import Template
 from .cache import Cache, checked_tags, index_key
 from .errors import InvalidatorError, InvalidInput, shown, utf8
 
+#: The most reads noted and not yet written to the hot set, and the most
+#: keys remembered as recorded lately: past them, reads of further keys
+#: are not noted until the next flush (a running warmer flushes every
+#: `block` seconds).
+MAX_NOTED = 100_000
 _log = logging.getLogger(__name__)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -355,6 +360,14 @@ class Warmer:
         if self._match(key) is None:
             return
         with self._lock:
+            # Bounded: a warmer that is not running (never started, only
+            # used to `warm`, or stopped) writes nothing out, and must not
+            # grow with every key read.
+            if len(self._pending) >= MAX_NOTED and key not in self._pending:
+                return
+            if len(self._recorded) >= MAX_NOTED and key not in self._recorded:
+                fresh = {k: t for k, t in self._recorded.items() if now - t < self._record_every}
+                self._recorded = fresh if len(fresh) < MAX_NOTED else {}
             self._recorded[key] = now
             self._pending[key] = now
 
