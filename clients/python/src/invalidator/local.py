@@ -452,6 +452,14 @@ class LocalCache:
         options.update(
             protocol=2, decode_responses=False, health_check_interval=0, redis_connect_func=None
         )
+        # Never wait for ever: a push cut in half by a partition would hold
+        # the tracking thread (and `_reading`) in a read, the heartbeat
+        # would never fire, and entries would be served across a dead
+        # connection. A client made without timeouts (redis-py's default)
+        # gets the heartbeat's bound.
+        for timeout in ("socket_timeout", "socket_connect_timeout"):
+            if options.get(timeout) is None:
+                options[timeout] = max(1.0, 2 * self._heartbeat)
         conn = pool.connection_class(**options)
         try:
             conn.connect()
