@@ -29,6 +29,11 @@
 //!    through the sink, listing against not. Last line: `explain on/off
 //!    ratio: end to end X, one-write Y, tags listed/unlisted Z`.
 //!
+//! 7. The invalidation feed (`cargo xtask bench-redis feed` runs only this
+//!    part): the same figures with `--feed` on (an entry per applied
+//!    batch, listing the keys removed) against off. Last line: `feed
+//!    on/off ratio: end to end X, one-write Y, tags listed/unlisted Z`.
+//!
 //! Each figure is the median of several rounds; each ratio is taken within
 //! a round, where both sides met the same machine, and the median ratio is
 //! what the targets are set on, because this machine is shared and noisy.
@@ -79,7 +84,22 @@ fn main() {
         return;
     }
     if std::env::args().any(|a| a == "explain") {
-        explain(&server, &runtime);
+        let on = || PipelineConfig {
+            explain_capacity: invalidator::pipeline::DEFAULT_EXPLAIN_CAPACITY,
+            ..PipelineConfig::default()
+        };
+        on_against_off(&server, &runtime, "explain", on);
+        return;
+    }
+    if std::env::args().any(|a| a == "feed") {
+        let on = || PipelineConfig {
+            feed: invalidator::pipeline::FeedConfig {
+                stream: "bench:feed".to_owned(),
+                ..Default::default()
+            },
+            ..PipelineConfig::default()
+        };
+        on_against_off(&server, &runtime, "feed", on);
         return;
     }
     let only_one_write = std::env::args().any(|a| a == "one-write");
@@ -261,15 +281,17 @@ fn replicas(runtime: &tokio::runtime::Runtime) {
     );
 }
 
-/// The end-to-end and one-write figures with the explain log on (the
-/// default) and off, alternately.
-fn explain(server: &RedisServer, runtime: &tokio::runtime::Runtime) {
+/// The end-to-end and one-write figures with `what` (the explain log, or
+/// the feed) on, as `on` configures it, and off (the default),
+/// alternately.
+fn on_against_off(
+    server: &RedisServer,
+    runtime: &tokio::runtime::Runtime,
+    what: &str,
+    on: impl Fn() -> PipelineConfig,
+) {
     let off = PipelineConfig::default;
     let (mut e2e, mut one, mut tags) = (Vec::new(), Vec::new(), Vec::new());
-    let on = || PipelineConfig {
-        explain_capacity: invalidator::pipeline::DEFAULT_EXPLAIN_CAPACITY,
-        ..PipelineConfig::default()
-    };
     // More rounds than the other parts: the difference sought is small
     // beside this machine's noise. Which side goes first alternates.
     for round in 1..=EXPLAIN_ROUNDS {
@@ -286,7 +308,7 @@ fn explain(server: &RedisServer, runtime: &tokio::runtime::Runtime) {
             o_off = runtime.block_on(one_write(server, off()));
         }
         println!(
-            "round {round}: end to end explain off {e_off:.0} keys/s, on {e_on:.0} keys/s \
+            "round {round}: end to end {what} off {e_off:.0} keys/s, on {e_on:.0} keys/s \
              (ratio {:.3}); one-write off {o_off:.0}/s, on {o_on:.0}/s (ratio {:.3})",
             e_on / e_off,
             o_on / o_off
@@ -308,7 +330,7 @@ fn explain(server: &RedisServer, runtime: &tokio::runtime::Runtime) {
         tags.push(listed / unlisted);
     }
     println!(
-        "explain on/off ratio: end to end {:.3}, one-write {:.3}, tags listed/unlisted {:.3}",
+        "{what} on/off ratio: end to end {:.3}, one-write {:.3}, tags listed/unlisted {:.3}",
         median(e2e),
         median(one),
         median(tags)

@@ -14,7 +14,8 @@
 //!   and the one-pass pattern sweep); `bench-redis replicas`: the end to
 //!   end figure with one replica acknowledging against none; `bench-redis
 //!   explain`: the end-to-end and one-write figures with the explain log
-//!   on against off; `bench-redis near`: a near-cache hit of the Python
+//!   on against off; `bench-redis feed`: the same with the invalidation
+//!   feed on against off; `bench-redis near`: a near-cache hit of the Python
 //!   client against a Redis `GET` (`clients/python/benches/bench_near.py`).
 //! - `bench-reload`: rule swap latency under a stream of commits.
 //! - `bench-service`: `invalidator serve` over HTTP and a Redis stream
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
         Some("check-failover") => bench_with_binary("check_failover", &args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules [--lang rust|python|js] | bench-rules | bench-redis [near|explain|replicas] | bench-reload | bench-service | bench-cdc | bench-django | check-stale [near] | check-warm | check-failover | test [cargo test args]>"
+            "usage: cargo xtask <build-rules [--lang rust|python|js] | bench-rules | bench-redis [near|explain|feed|replicas] | bench-reload | bench-service | bench-cdc | bench-django | check-stale [near] | check-warm | check-failover | test [cargo test args]>"
                 .to_owned(),
         ),
     };
