@@ -1149,3 +1149,41 @@ def test_djangos_cache_handler_makes_the_backend_from_settings(redis_node, tmp_p
     raw = redis.Redis.from_url(redis_node.url)
     assert pickle.loads(raw.get("turnus_data_1")) == {"page": 1}
     assert pickle.loads(raw.get("user_profile_2")) == "profile"
+
+
+def test_a_near_cache_is_an_option_and_its_hits_are_counted(redis_node: RedisNode) -> None:
+    backend = InvalidatorCache(
+        redis_node.url, {"OPTIONS": {"local": {"max_items": 100, "max_age": 30}}}
+    )
+    local = backend.cache.local
+    assert local is not None and local.wait_tracking(10)
+    backend.set("turnus_data_1", {"n": 1})
+    deadline = time.monotonic() + 2
+    while local.peek("turnus_data_1") is None:
+        assert backend.get("turnus_data_1") == {"n": 1}
+        assert time.monotonic() < deadline, "the value is never held"
+        time.sleep(0.01)
+    assert backend.get("turnus_data_1") == {"n": 1}
+    assert backend.stats()["turnus"]["local_hits"] >= 1
+    # Another process's write reaches this one's near cache.
+    redis.Redis(port=redis_node.port).delete("turnus_data_1")
+    deadline = time.monotonic() + 2
+    while local.peek("turnus_data_1") is not None:
+        assert time.monotonic() < deadline, "the delete never reached the near cache"
+        time.sleep(0.01)
+    assert backend.get("turnus_data_1") is None
+    local.close()
+
+
+@pytest.mark.parametrize(
+    ("local", "says"),
+    [
+        ("yes", "give a dict of invalidator.LocalCache's arguments"),
+        ({"size": 10}, "has ['size'], which LocalCache does not take"),
+        ({"max_items": 0}, "max_items is 0"),
+    ],
+)
+def test_a_near_cache_option_that_cannot_work_is_refused_naming_it(local: Any, says: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="OPTIONS\\['local'\\]") as refused:
+        InvalidatorCache("redis://127.0.0.1:1/0", {"OPTIONS": {"local": local}})
+    assert says in str(refused.value)

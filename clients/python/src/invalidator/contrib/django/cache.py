@@ -13,6 +13,9 @@ CACHES = {
             "retry_after_seconds": 1.0,  # how long commands skip a Redis found unreachable
             "lease_seconds": 10.0,  # how long a get_or_set() loader may take
             "wait_seconds": 0.5,    # how long a miss waits for another caller's load
+            # A near cache in each process (invalidator.LocalCache's
+            # arguments); none by default:
+            # "local": {"max_items": 10_000, "max_age": 60, "prefixes": ["turnus_data_"]},
             # Anything else goes to redis-py; these are the defaults, which
             # bound how long a read waits before failing open:
             "socket_timeout": 1.0,
@@ -135,6 +138,7 @@ from ...cache import (
     checked_tags,
 )
 from ...errors import InvalidInput, shown
+from ...local import LocalCache
 
 __all__ = ["InvalidatorCache", "invalidator_key"]
 
@@ -207,6 +211,7 @@ class InvalidatorCache(BaseCache):
         if callable(serializer):
             serializer = serializer()
         self._serializer = serializer or RedisSerializer()
+        self._local = _local_options(options.pop("local", None))
         self._redis_options = options
         if params.get("KEY_FUNCTION") is None:
             self.key_func = invalidator_key
@@ -222,6 +227,7 @@ class InvalidatorCache(BaseCache):
             self._fail_open,
             self._retry_after,
             tuple(sorted((k, repr(v)) for k, v in self._redis_options.items())),
+            repr(self._local),
         )
         cache = _caches.get(identity)
         if cache is None:
@@ -232,6 +238,7 @@ class InvalidatorCache(BaseCache):
                         self._location,
                         fail_open=self._fail_open,
                         retry_after=self._retry_after,
+                        local=None if self._local is None else LocalCache(**self._local),
                         **self._redis_options,
                     )
                     _caches[identity] = cache
@@ -511,6 +518,33 @@ class InvalidatorCache(BaseCache):
         tags: Iterable[str] = (),
     ) -> Any:
         return await _in_thread(self.get_or_set)(key, default, timeout, version, tags)
+
+
+#: What `OPTIONS["local"]` may hold: `invalidator.LocalCache`'s arguments.
+_LOCAL_OPTIONS = ("max_items", "max_age", "prefixes", "heartbeat")
+
+
+def _local_options(given: Any) -> dict[str, Any] | None:
+    """`OPTIONS["local"]`, checked now rather than at the first read: a
+    mapping of `LocalCache`'s arguments, or None for no near cache."""
+    if given is None:
+        return None
+    if not isinstance(given, Mapping):
+        raise ImproperlyConfigured(
+            f"InvalidatorCache's OPTIONS['local'] is {given!r}; give a dict of "
+            f"invalidator.LocalCache's arguments ({', '.join(_LOCAL_OPTIONS)}), or None"
+        )
+    unknown = sorted(set(given) - set(_LOCAL_OPTIONS))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"InvalidatorCache's OPTIONS['local'] has {unknown}, which LocalCache does not take "
+            f"(it takes {', '.join(_LOCAL_OPTIONS)})"
+        )
+    try:
+        LocalCache(**given).close()
+    except InvalidInput as e:
+        raise ImproperlyConfigured(f"InvalidatorCache's OPTIONS['local']: {e}") from e
+    return dict(given)
 
 
 def _in_thread(method: Callable[..., Any]) -> Callable[..., Any]:
