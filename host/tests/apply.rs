@@ -248,6 +248,11 @@ fn apply_reports_bad_lines_and_gives_up_on_an_unreachable_redis() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("line 2:"), "{stderr}");
     assert!(stderr.contains("not applied after 1s"), "{stderr}");
+    // And why: what the last attempt met.
+    assert!(
+        stderr.contains("the last attempt failed:") && stderr.contains("refused"),
+        "{stderr}"
+    );
     let summary: serde_json::Value =
         serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(summary["commits"], 1);

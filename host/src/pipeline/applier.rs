@@ -132,6 +132,7 @@ impl Applier {
             match self.apply(&mut targets, seq).await {
                 Ok(()) => {
                     backoff.reset();
+                    self.progress.set_last_error(None);
                     self.replicated();
                     if let Some(batch) = batch {
                         self.remember(batch);
@@ -143,6 +144,7 @@ impl Applier {
                 }
                 Err(error) => {
                     self.progress.stats.failed_and_retrying();
+                    self.progress.set_last_error(Some(error.to_string()));
                     let delay = backoff.next_delay();
                     if let RedisError::Unreplicated { .. } = error {
                         self.unreplicated(&error);

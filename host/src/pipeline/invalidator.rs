@@ -25,7 +25,8 @@ use crate::targets::TargetSet;
 #[derive(Debug, thiserror::Error)]
 #[error(
     "invalidations not applied after {waited:?}: {queued} commits not yet evaluated, \
-     {pending} targets pending (is the cache store reachable?)"
+     {pending} targets pending (is the cache store reachable?){}",
+    last_error.as_ref().map(|e| format!("; the last attempt failed: {e}")).unwrap_or_default()
 )]
 pub struct FlushError {
     /// How long it waited.
@@ -34,6 +35,9 @@ pub struct FlushError {
     pub queued: u64,
     /// Targets evaluated and not yet applied.
     pub pending: u64,
+    /// Why the last attempt to apply failed, if it did: what a timeout
+    /// is most likely waiting on.
+    pub last_error: Option<String>,
 }
 
 /// The invalidation pipeline of one service: hand it committed
@@ -250,6 +254,7 @@ impl Invalidator {
                     waited: timeout,
                     queued: stats.queued,
                     pending: stats.pending,
+                    last_error: self.progress.last_error(),
                 })
             }
         }

@@ -26,6 +26,8 @@ pub(crate) struct Progress {
     failures: Mutex<Failures>,
     /// Why the last batch is unconfirmed, while replicas fall short.
     unreplicated: Mutex<Option<String>>,
+    /// Why the last attempt to apply a batch failed, until one succeeds.
+    last_error: Mutex<Option<String>>,
     /// What the rules decided, batch by batch, for whoever watches (the
     /// console's feed); the evaluator collects it only while someone does.
     pub(crate) feed: broadcast::Sender<Arc<Activity>>,
@@ -54,6 +56,7 @@ impl Progress {
             applied: watch::channel(0).0,
             failures: Mutex::new(Failures::default()),
             unreplicated: Mutex::new(None),
+            last_error: Mutex::new(None),
             feed: broadcast::channel(FEED_BACKLOG).0,
             rule_states: Mutex::new(RuleStates::default()),
             explain: ExplainLog::new(explain_capacity),
@@ -86,6 +89,17 @@ impl Progress {
     /// Why invalidations are not confirmed, while replicas fall short.
     pub(crate) fn unreplicated(&self) -> Option<String> {
         self.unreplicated.lock().expect("unreplicated lock").clone()
+    }
+
+    /// Notes why applying failed (`None`: a batch was applied).
+    pub(crate) fn set_last_error(&self, error: Option<String>) {
+        *self.last_error.lock().expect("last error lock") = error;
+    }
+
+    /// Why the last attempt to apply failed, while none has succeeded
+    /// since.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("last error lock").clone()
     }
 
     /// Publishes the rules' states.
