@@ -294,14 +294,21 @@ impl Applier {
         result
     }
 
-    /// A record of what applying does; it lists the keys each tag and
-    /// pattern removed when origins are traced (for explain, the counts
-    /// per rule and the feed).
+    /// A record of what applying does: with explain, it lists the keys
+    /// each tag listed; with the feed, the keys actually removed (which
+    /// the counts per rule are taken from too).
     fn new_applied(&self) -> Applied {
-        if self.progress.traced() {
-            Applied::listing().removing(self.removed.removed.limit)
+        let applied = if self.progress.explain.enabled() {
+            Applied::listing()
         } else {
             Applied::default()
+        };
+        // Which keys existed costs a reply per key: only the feed pays it
+        // (explain names targets, whether their keys existed or not).
+        if self.feed.is_some() {
+            applied.removing(self.removed.removed.limit)
+        } else {
+            applied
         }
     }
 

@@ -266,7 +266,7 @@ impl Invalidator {
     }
 
     /// How many keys each tag removed, and each rule (counted while
-    /// explain or the feed is on: see [`Removals`](super::Removals)).
+    /// the feed is on: see [`Removals`](super::Removals)).
     pub fn removals(&self) -> super::RemovalCounts {
         self.progress.removals.snapshot()
     }

@@ -4,9 +4,9 @@
 //! Per tag, the count is exact and always kept: applying a tag returns how
 //! many of its keys existed. Per rule, a batch's targets are merged before
 //! they are applied, so a removed key is credited to a rule by matching it
-//! against what the rule named; that needs the origins the explain log and
-//! the feed keep, so rules are counted only while one of them is on. A key
-//! two rules named counts for both.
+//! against what the rule named; that needs the origins and the list of
+//! removed keys the feed keeps, so rules are counted only while the feed
+//! is on. A key two rules named counts for both.
 //!
 //! Tags can be countless (`product:123`), so both maps are bounded: past
 //! [`MAX_NAMES`] names, further ones are added up under [`OTHERS`].
@@ -39,8 +39,7 @@ struct Counts {
 /// The counts at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RemovalCounts {
-    /// Keys removed by what each rule named (while explain or the feed is
-    /// on).
+    /// Keys removed by what each rule named (while the feed is on).
     pub by_rule: BTreeMap<String, u64>,
     /// Keys removed by each tag.
     pub by_tag: BTreeMap<String, u64>,
