@@ -1173,6 +1173,56 @@ async fn a_sweep_holds_up_no_commit_that_needs_none() {
     assert!(exists(&mut conn, "page:1"));
 }
 
+/// A commit that arrives while the sweep is still connecting is applied,
+/// and so is the sweep. The applier applies such a commit's keys while the
+/// sweep runs; were the sweep left unpolled meanwhile, it would keep the
+/// handle's one-connection-at-a-time lock that the keys wait on, and both
+/// would wait for ever (seen as a flush that never ends after Redis came
+/// back, and a failover that left keys behind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_arrives_while_a_sweep_connects_is_applied() {
+    let server = RedisServer::start();
+    let mut conn = server.connection();
+    let mut pipe = redis::pipe();
+    for k in [
+        "turnus_data_1",
+        "turnus_data_2",
+        "user_profile_9",
+        "unrelated",
+    ] {
+        pipe.set(k, "v").ignore();
+    }
+    pipe.exec(&mut conn).unwrap();
+    // The handle connects lazily, on the sweep's first command; with
+    // every client paused, that connection's first command is held up,
+    // and the sweep with it, while the lock is taken.
+    let no_replay = RedisConfig {
+        replay_window: Duration::ZERO,
+        ..RedisConfig::default()
+    };
+    let redis = Arc::new(Redis::open(&server.url(), no_replay).unwrap());
+    let invalidator = Invalidator::start(rules(&[guests::TURNUS]), redis, config());
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .arg("ALL")
+        .query(&mut conn)
+        .unwrap();
+    let mut sweeping = invalidator.begin("sweeping");
+    sweeping.insert("auslagerorte", [("id", 1)], [("id", 1)]);
+    sweeping.commit();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(invalidator.stats().sweeps, 0, "the sweep is under way");
+    let mut keyed = invalidator.begin("keyed");
+    keyed.insert("user_profiles", [("id", 9)], [("id", 9), ("user_id", 9)]);
+    keyed.commit();
+    if let Err(e) = invalidator.flush_timeout(Duration::from_secs(15)).await {
+        panic!("the applier never finished: {e:?}");
+    }
+    let left: BTreeSet<String> = all_keys(&mut server.connection()).into_iter().collect();
+    assert_eq!(left, set_of(&["unrelated"]));
+}
+
 fn exists(conn: &mut redis::Connection, key: &str) -> bool {
     redis::cmd("EXISTS").arg(key).query(conn).unwrap()
 }

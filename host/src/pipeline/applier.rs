@@ -129,7 +129,16 @@ impl Applier {
             };
             self.progress.stats.set_pending(0);
             let batch = self.replay.enabled().then(|| targets.clone());
-            match self.apply(&mut targets, seq).await {
+            let (size, started) = (targets.len(), Instant::now());
+            let result = self.apply(&mut targets, seq).await;
+            tracing::debug!(
+                targets = size,
+                seq,
+                took_ms = started.elapsed().as_millis() as u64,
+                error = result.as_ref().err().map(tracing::field::display),
+                "an attempt to apply a batch ended"
+            );
+            match result {
                 Ok(()) => {
                     backoff.reset();
                     self.progress.set_last_error(None);
@@ -398,15 +407,26 @@ impl Applier {
         let store = self.store.clone();
         let mut patterns = std::mem::take(targets);
         let mut swept = self.new_applied();
-        let sweep = async move {
+        // A task of its own, not a future polled here: while the keys and
+        // tags below are applied, a future of this task would not be
+        // polled, and one that holds a lock those keys wait on (the
+        // handle's one connection attempt at a time) would hold it for
+        // ever.
+        let mut sweep = AbortOnDrop(tokio::spawn(async move {
             let result = store.apply(&mut patterns, &mut swept).await;
             (patterns, swept, result)
-        };
-        tokio::pin!(sweep);
+        }));
         let mut open = true;
         loop {
             tokio::select! {
-                (left, swept, result) = &mut sweep => {
+                joined = &mut sweep.0 => {
+                    let (left, swept, result) = match joined {
+                        Ok(done) => done,
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        // Cancelled: only the runtime shutting down does
+                        // that, and this task goes with it.
+                        Err(_) => return std::future::pending().await,
+                    };
                     *targets = left;
                     applied.absorb(swept);
                     return result;
@@ -512,6 +532,16 @@ impl Applier {
             }
         }
         self.progress.stats.set_pending(self.pending.len());
+    }
+}
+
+/// A task that ends with its handle: the sweep ends with the applier
+/// that waits for it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
