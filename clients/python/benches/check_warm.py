@@ -53,12 +53,8 @@ import http.client
 import json
 import os
 import random
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -73,86 +69,6 @@ from invalidator import Cache, Warmer
 FEED = "invalidator:feed"
 #: Slack for the feed's `at`, in milliseconds, when judging a read stale.
 STALE_SLACK = 0.002
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Redis:
-    """A throwaway `redis-server` on a free port."""
-
-    def __init__(self) -> None:
-        server = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
-        if not server:
-            sys.exit("redis-server not found: install it (Debian: apt-get install redis-server)")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="check-warm-redis-")
-        args = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir]
-        args += ["--save", "", "--appendonly", "no", "--logfile", "redis.log"]
-        self.process = subprocess.Popen(
-            args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"redis-server did not start (see {self.dir}/redis.log)")
-                time.sleep(0.02)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Serve:
-    """`invalidator serve --feed FEED` against `redis_url`, listening."""
-
-    def __init__(self, binary: str, rules: str, redis_url: str) -> None:
-        args = [binary, "serve", "--rules", rules, "--redis", redis_url]
-        args += ["--feed", FEED, "--listen", "127.0.0.1:0"]
-        self.process = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stderr is not None
-        self.log: list[str] = []
-        for line in self.process.stderr:
-            if line.startswith("listening on "):
-                self.url = line.removeprefix("listening on ").strip()
-                break
-            self.log.append(line)
-        else:
-            sys.exit("`invalidator serve` exited before listening:\n" + "".join(self.log))
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 @dataclass
@@ -443,10 +359,16 @@ def main() -> None:
     if not list(Path(args.rules).glob("*.wasm")):
         sys.exit(f"no rule components in {args.rules}")
 
-    server = Redis()
+    # The tests' own helpers: redis-server on a free port, in its own
+    # folder, and `invalidator serve` (the binary `$INVALIDATOR_BIN` names).
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from conftest import RedisNode, Serve
+
+    os.environ["INVALIDATOR_BIN"] = args.invalidator
+    server = RedisNode()
     serve = None
     try:
-        serve = Serve(args.invalidator, args.rules, server.url)
+        serve = Serve(server.url, ["--feed", FEED], rules=Path(args.rules))
         bench = Bench(args, server.url, serve.url)
         print(
             f"check-warm: {args.hot} hot keys, {args.readers} readers at {args.reads:g} reads/s "

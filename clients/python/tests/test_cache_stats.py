@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import pytest
+from _leases import SlowFill
 from conftest import RedisNode, free_port
 
 from invalidator import Cache, InvalidInput, LocalCache
@@ -51,17 +52,8 @@ def test_get_or_fill_counts_hits_misses_fills_and_lease_waits(redis_node: RedisN
 
     # Another caller's lease: this one waits for its value.
     other = Cache.from_url(redis_node.url)
-    loading, release = threading.Event(), threading.Event()
-
-    def slow() -> bytes:
-        loading.set()
-        release.wait(10)
-        return b"theirs"
-
-    filler = threading.Thread(target=lambda: other.get_or_fill("offer:3", slow))
-    filler.start()
-    assert loading.wait(10)
-    threading.Timer(0.1, release.set).start()
+    filler = SlowFill(other, "offer:3", b"theirs")
+    threading.Timer(0.1, filler.release).start()
     assert cache.get_or_fill("offer:3", lambda: b"mine", wait=10) == b"theirs"
     filler.join()
     assert cache.stats() == {"offer": figures(hits=1, misses=3, fills=1, lease_waits=1)}
@@ -86,18 +78,9 @@ def test_refill_fills_only_an_empty_key_and_counts_a_fill(redis_node: RedisNode)
     # A value there: not loaded.
     assert cache.refill("offer:1", loader(b"b")) is False
     # Someone's lease there: not loaded.
-    loading, release = threading.Event(), threading.Event()
-
-    def slow() -> bytes:
-        loading.set()
-        release.wait(10)
-        return b"theirs"
-
-    filler = threading.Thread(target=lambda: cache.get_or_fill("offer:2", slow))
-    filler.start()
-    assert loading.wait(10)
+    filler = SlowFill(cache, "offer:2", b"theirs")
     assert cache.refill("offer:2", loader(b"c")) is False
-    release.set()
+    filler.release()
     filler.join()
     assert calls == ["a"]
     # A lease defeated while loading: loaded, not stored.

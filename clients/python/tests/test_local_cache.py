@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from _leases import SlowFill
 from _sentinel import SentinelGroup
 from _tls import Certs, tls_node
 from conftest import RedisNode, Serve, wait_until
@@ -202,24 +203,14 @@ def test_lease_markers_and_misses_are_never_held(redis_node: RedisNode) -> None:
     assert len(local) == 0, "a miss was held"
 
     # Another process takes the lease and loads slowly.
-    other = Cache.from_url(redis_node.url)
-    loading, release = threading.Event(), threading.Event()
-
-    def slow() -> bytes:
-        loading.set()
-        release.wait(10)
-        return b"loaded"
-
-    filler = threading.Thread(target=lambda: other.get_or_fill("leased", slow))
-    filler.start()
-    assert loading.wait(10)
+    filler = SlowFill(Cache.from_url(redis_node.url), "leased", b"loaded")
     assert cache.client.get("leased").startswith(b"\x00inv:lease:"), "the lease marker is there"
     for _ in range(3):
         assert cache.get("leased") is None
         assert cache.get_many(["leased"]) == {}
     assert cache.get_or_fill("leased", lambda: b"mine", wait=0) == b"mine"
     assert local.peek("leased") is None and "leased" not in local.keys()
-    release.set()
+    filler.release()
     filler.join()
     # The fill's push drops what it may have held meanwhile; then it is held.
     wait_until("the filled value is held", lambda: cache.get("leased") == local.peek("leased"))

@@ -142,6 +142,28 @@ def stopping() -> Iterator[list[Warmer]]:
         warmer.stop()
 
 
+def make_hot(cache: Cache, *keys: str) -> None:
+    """Sets each of `keys` to `b"old"` and reads it once: the warmer fills
+    again only keys read within `hot_for`, so this is what most tests do
+    before an invalidation that should be warmed."""
+    for key in keys:
+        cache.set(key, b"old")
+        cache.get(key)
+
+
+def left_pending(cache: Cache, consumer: str) -> None:
+    """An entry invalidating the hot `turnus_data_1`, delivered to
+    `consumer` of the warmers' group and never acknowledged: what a
+    consumer that died, or stopped, leaves pending for the others to claim
+    (or for itself to handle when it starts again). The warmer to test must
+    exist already, to see the read that makes the key hot."""
+    cache.client.xgroup_create(FEED, "invalidator-warmers", id="$", mkstream=True)
+    make_hot(cache, "turnus_data_1")
+    add_entry(cache, ["turnus_data_1"])
+    got = cache.client.xreadgroup("invalidator-warmers", consumer, {FEED: ">"}, count=10)
+    assert len(got[0][1]) == 1
+
+
 def pending(cache: Cache, group: str = "invalidator-warmers") -> int:
     return int(cache.client.xpending(FEED, group)["pending"])
 
@@ -225,8 +247,7 @@ def test_two_warmers_in_one_group_split_the_entries_and_load_each_key_once(
     caches = [Cache.from_url(redis_node.url) for _ in range(2)]
     warmers = [turnus_warmer(c, db) for c in caches]
     for t in range(20):
-        caches[t % 2].set(f"turnus_data_{t}", b"old")
-        caches[t % 2].get(f"turnus_data_{t}")
+        make_hot(caches[t % 2], f"turnus_data_{t}")
     for w in warmers:
         w.start()
         stopping.append(w)
@@ -255,9 +276,7 @@ def test_warmers_of_two_groups_both_see_each_entry_and_the_lease_loads_once(
     db = Database(delay=0.02)
     caches = [Cache.from_url(redis_node.url) for _ in range(2)]
     warmers = [turnus_warmer(c, db, group=f"group-{i}") for i, c in enumerate(caches)]
-    for t in range(10):
-        caches[0].set(f"turnus_data_{t}", b"old")
-        caches[0].get(f"turnus_data_{t}")
+    make_hot(caches[0], *(f"turnus_data_{t}" for t in range(10)))
     for w in warmers:
         w.start()
         stopping.append(w)
@@ -306,8 +325,7 @@ def test_reads_in_one_process_make_keys_hot_for_the_warmer_of_another(
 def test_a_key_read_longer_ago_than_hot_for_is_cold(cache: Cache, stopping: list[Warmer]) -> None:
     db = Database()
     warmer = turnus_warmer(cache, db, hot_for=0.3)
-    cache.set("turnus_data_1", b"old")
-    cache.get("turnus_data_1")
+    make_hot(cache, "turnus_data_1")
     warmer.flush_reads()
     assert warmer.hot(["turnus_data_1", "turnus_data_2"]) == [True, False]
     deadline = time.monotonic() + 5
@@ -398,9 +416,7 @@ def test_fills_are_rate_limited(cache: Cache, stopping: list[Warmer]) -> None:
 
     # The feed's fills too (a warmer of its own, its bucket full).
     warmer = turnus_warmer(cache, db, rate=20, burst=1)
-    for t in range(10, 20):
-        cache.set(f"turnus_data_{t}", b"old")
-        cache.get(f"turnus_data_{t}")
+    make_hot(cache, *(f"turnus_data_{t}" for t in range(10, 20)))
     warmer.start()
     stopping.append(warmer)
     began = time.monotonic()
@@ -439,9 +455,7 @@ def test_loader_errors_are_counted_and_the_thread_goes_on(
             return 42  # not bytes or text
         return f"turnus {id}"
 
-    for t in (1, 2, 3, 4):
-        cache.set(f"turnus_data_{t}", b"old")
-        cache.get(f"turnus_data_{t}")
+    make_hot(cache, *(f"turnus_data_{t}" for t in (1, 2, 3, 4)))
     warmer.start()
     stopping.append(warmer)
     add_entry(cache, ["turnus_data_1", "turnus_data_2", "turnus_data_3"])
@@ -462,9 +476,7 @@ def test_entries_that_list_part_of_what_they_removed_warm_what_they_list(
 ) -> None:
     db = Database()
     warmer = turnus_warmer(cache, db)
-    for t in range(3):
-        cache.set(f"turnus_data_{t}", b"old")
-        cache.get(f"turnus_data_{t}")
+    make_hot(cache, *(f"turnus_data_{t}" for t in range(3)))
     warmer.start()
     stopping.append(warmer)
     add_entry(cache, ["turnus_data_0", "turnus_data_1"], removed_count=3)
@@ -480,8 +492,7 @@ def test_an_entry_that_cannot_be_read_is_skipped_and_acknowledged(
 ) -> None:
     db = Database()
     warmer = turnus_warmer(cache, db)
-    cache.set("turnus_data_1", b"old")
-    cache.get("turnus_data_1")
+    make_hot(cache, "turnus_data_1")
     warmer.start()
     stopping.append(warmer)
     cache.client.xadd(FEED, {"at": "1", "removed": "[not json"})
@@ -498,13 +509,8 @@ def test_entries_left_pending_by_a_dead_consumer_are_claimed(
 ) -> None:
     db = Database()
     warmer = turnus_warmer(cache, db, claim_after=0.2)
-    cache.client.xgroup_create(FEED, "invalidator-warmers", id="$", mkstream=True)
-    cache.set("turnus_data_1", b"old")
-    cache.get("turnus_data_1")
-    add_entry(cache, ["turnus_data_1"])
     # Delivered to a consumer that dies before acknowledging it.
-    got = cache.client.xreadgroup("invalidator-warmers", "dead", {FEED: ">"}, count=10)
-    assert len(got[0][1]) == 1
+    left_pending(cache, "dead")
     warmer.start()
     stopping.append(warmer)
     handled(warmer, 1)
@@ -518,12 +524,8 @@ def test_a_named_consumer_handles_its_own_pending_entries_when_it_starts_again(
 ) -> None:
     db = Database()
     warmer = turnus_warmer(cache, db, consumer="warmer-a")
-    cache.client.xgroup_create(FEED, "invalidator-warmers", id="$", mkstream=True)
-    cache.set("turnus_data_1", b"old")
-    cache.get("turnus_data_1")
-    add_entry(cache, ["turnus_data_1"])
     # Given to warmer-a, which stopped (or died) before acknowledging it.
-    cache.client.xreadgroup("invalidator-warmers", "warmer-a", {FEED: ">"}, count=10)
+    left_pending(cache, "warmer-a")
     warmer.start()
     stopping.append(warmer)
     handled(warmer, 1)
@@ -537,8 +539,7 @@ def test_a_feed_deleted_under_a_running_warmer_is_made_again(
 ) -> None:
     db = Database()
     warmer = turnus_warmer(cache, db)
-    cache.set("turnus_data_1", b"old")
-    cache.get("turnus_data_1")
+    make_hot(cache, "turnus_data_1")
     warmer.start()
     stopping.append(warmer)
     cache.client.delete(FEED)
@@ -555,8 +556,7 @@ def test_the_warmer_rides_out_a_redis_restart(redis_node: RedisNode) -> None:
     db = Database()
     cache = Cache.from_url(redis_node.url)
     warmer = turnus_warmer(cache, db, block=0.2)
-    cache.set("turnus_data_1", b"old")
-    cache.get("turnus_data_1")
+    make_hot(cache, "turnus_data_1")
     warmer.start()
     try:
         redis_node.process.kill()
@@ -608,8 +608,7 @@ def test_stop_ends_the_thread_and_the_consumer_leaves_the_group(cache: Cache) ->
 def test_run_works_in_the_foreground_until_stop(cache: Cache) -> None:
     db = Database()
     warmer = turnus_warmer(cache, db, block=0.2)
-    cache.set("turnus_data_1", b"old")
-    cache.get("turnus_data_1")
+    make_hot(cache, "turnus_data_1")
     thread = threading.Thread(target=warmer.run)
     thread.start()
     try:
@@ -631,9 +630,7 @@ def test_a_warmer_on_a_cluster(redis_cluster: str, stopping: list[Warmer]) -> No
     warmer = Warmer(cache, feed=feed, group="cluster-warmers")
     warmer.loader("cl:turnus_data_{id}")(db.load)
     keys = [f"cl:turnus_data_{t}" for t in range(6)]
-    for key in keys:
-        cache.set(key, b"old")
-        cache.get(key)
+    make_hot(cache, *keys)
     warmer.start()
     stopping.append(warmer)
     add_entry(cache, keys[:3], feed=feed)

@@ -46,6 +46,22 @@ struct RemovedSince {
     by_tag: HashMap<String, u64>,
 }
 
+impl RemovedSince {
+    /// Nothing yet, listing up to `limit` keys.
+    fn new(limit: usize) -> Self {
+        Self {
+            removed: Removed::new(limit),
+            ..Self::default()
+        }
+    }
+
+    /// What was removed since the last take, leaving nothing.
+    fn take(&mut self) -> Self {
+        let limit = self.removed.limit;
+        std::mem::replace(self, Self::new(limit))
+    }
+}
+
 /// The applier's state, all of it its own.
 pub(crate) struct Applier {
     pending: Pending,
@@ -96,10 +112,7 @@ impl Applier {
             pending: Pending::default(),
             replay: ReplayLog::new(window, config.max_pending),
             origins: Origins::new(capacity),
-            removed: RemovedSince {
-                removed: Removed::new(limit),
-                ..RemovedSince::default()
-            },
+            removed: RemovedSince::new(limit),
             feed,
             looked: Instant::now(),
             unreplicated_since: None,
@@ -363,14 +376,7 @@ impl Applier {
             return;
         }
         let (named, members) = self.origins.applied(seq);
-        let limit = self.removed.removed.limit;
-        let since = std::mem::replace(
-            &mut self.removed,
-            RemovedSince {
-                removed: Removed::new(limit),
-                ..RemovedSince::default()
-            },
-        );
+        let since = self.removed.take();
         self.progress
             .removals
             .rules(&named, &since.removed, &since.by_tag);

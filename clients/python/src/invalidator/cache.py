@@ -182,6 +182,10 @@ _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 #: What a read that failed open answers, inside the reads.
 _FAILED: Any = object()
+#: What `Cache._read_near` answers when the near cache did not read the
+#: key (there is none, or it cannot hold the key now): read it from Redis
+#: as without one.
+_UNREAD: Any = object()
 
 # The scripts below read or change one key with the lease marker in mind;
 # they are the client's own (the host never runs them), so they live here
@@ -854,20 +858,13 @@ class Cache:
         failing open, while Redis cannot be reached). With a near cache,
         from it when it holds the key."""
         _check_key(key)
-        local = self._local
-        if local is not None:
-            value = local._get(key)
-            if value is not None:
-                self._counted(key, True, LOCAL_HITS)
-                return value
-            mark = local._begin(key)
-            if mark is not None:
-                value = self._fetch(key, local, mark)
-                if value is _FAILED:
-                    self._counted(key, False, FAIL_OPENS)
-                    return None
-                self._counted(key, value is not None)
-                return value
+        near = self._read_near(key)
+        if near is not _UNREAD:
+            if near is _FAILED:
+                return None
+            if near is None:
+                self._counted(key, False)
+            return near
         value = self._read(lambda: self._at(key, lambda: self.client.get(key)), _FAILED)
         if value is _FAILED:
             self._counted(key, False, FAIL_OPENS)
@@ -877,6 +874,32 @@ class Cache:
             return None
         self._counted(key, True)
         return bytes(value)
+
+    def _read_near(self, key: str) -> Any:
+        """The near cache's part of a read of `key`, shared by `get` and
+        `get_or_fill` so that both read and count alike: the value it holds
+        (a local hit), else the value read from Redis and held (a hit);
+        `None` for a miss, left uncounted, since `get` counts it at once and
+        `get_or_fill` only once its lease is taken; `_FAILED` when the read
+        failed open (counted); `_UNREAD` without a near cache, or when it
+        cannot hold the key now (`local._begin`), for the caller to read
+        Redis as without one."""
+        local = self._local
+        if local is None:
+            return _UNREAD
+        held = local._get(key)
+        if held is not None:
+            self._counted(key, True, LOCAL_HITS)
+            return held
+        mark = local._begin(key)
+        if mark is None:
+            return _UNREAD
+        value = self._fetch(key, local, mark)
+        if value is _FAILED:
+            self._counted(key, False, FAIL_OPENS)
+        elif value is not None:
+            self._counted(key, True)
+        return value
 
     def _counted(self, key: str, hit: bool, *more: int) -> None:
         """Counts one read of `key` in `stats()`, and tells the `on_read`
@@ -1060,21 +1083,11 @@ class Cache:
         tags = checked_tags(key, tags)
         lease_ms = max(1, int(_seconds(key, "lease", lease, zero=False) * 1000))
         wait = _seconds(key, "wait", wait, zero=True)
-        local = self._local
-        if local is not None:
-            held = local._get(key)
-            if held is not None:
-                self._counted(key, True, LOCAL_HITS)
-                return held
-            mark = local._begin(key)
-            if mark is not None:
-                read = self._fetch(key, local, mark)
-                if read is _FAILED:
-                    self._counted(key, False, FAIL_OPENS)
-                    return _loaded(key, loader())
-                if read is not None:
-                    self._counted(key, True)
-                    return read
+        near = self._read_near(key)
+        if near is _FAILED:
+            return _loaded(key, loader())
+        if near is not None and near is not _UNREAD:
+            return near
         token = secrets.token_hex(16).encode()
         answer = self._read(lambda: self._take(key, tags, token, lease_ms), None)
         if answer is None:

@@ -604,12 +604,7 @@ class Warmer:
         group is made here when Redis answers (else by the thread), so that
         entries added after `start` returns are read. With `consume` false,
         the thread only records this process's reads to `hot_key`."""
-        with self._lock:
-            if self._running:
-                raise InvalidatorError(f"{self!r} is already running")
-            self._running = True
-        self._stop.clear()
-        self._consume = consume
+        self._begin(consume)
         if consume:
             try:
                 self._ensure_group()
@@ -623,13 +618,20 @@ class Warmer:
     def run(self, consume: bool = True) -> None:
         """Runs the warmer in this thread until `stop` is called from
         another."""
+        self._begin(consume)
+        self._main()
+
+    def _begin(self, consume: bool) -> None:
+        """Marks the warmer running, or raises if it already is, and readies
+        it for a run that `consume`s the feed or not: the one way in for
+        `start` and `run`, so that a warmer never runs twice at once,
+        whichever of them began it."""
         with self._lock:
             if self._running:
                 raise InvalidatorError(f"{self!r} is already running")
             self._running = True
         self._stop.clear()
         self._consume = consume
-        self._main()
 
     def stop(self, timeout: float | None = None) -> bool:
         """Ends the running warmer: its current read of the feed (at most
