@@ -200,6 +200,7 @@ async fn each_target_kind_removes_exactly_its_keys(d: Deployment) {
             tag_members: None,
             removed: None,
             by_tag: Vec::new(),
+            ..Applied::default()
         }
     );
 }
@@ -701,6 +702,50 @@ async fn work_beyond_its_bound_collapses_into_the_fallback() {
     let remaining: BTreeSet<String> = all_keys(&mut server.connection()).into_iter().collect();
     assert_eq!(remaining, set_of(&["unrelated"]));
 }
+
+/// Keys removed are counted per rule, exactly, whatever else is on: two
+/// rules' targets merged into one batch (keys, a tag, and a pattern whose
+/// sweep removes more keys than any list keeps), each rule credited with
+/// what it named.
+async fn removed_keys_are_counted_per_rule(d: Deployment) {
+    let mut keys: Vec<String> = (0..1500).map(|i| format!("turnus_data_{i}")).collect();
+    keys.extend(strings(&[
+        "user_profile_1",
+        "customer:C1",
+        "vehicle:V1",
+        "kept",
+    ]));
+    d.seed(&keys);
+    let redis = d.redis();
+    Cache::new(redis.clone())
+        .set("list:inventory", b"v", None, &strings(&["inventory"]))
+        .await
+        .unwrap();
+    let invalidator = Invalidator::start(
+        rules(&[guests::TURNUS, guests::DEALERSHIP]),
+        redis,
+        config(),
+    );
+    // One commit: both rules' targets go into one batch.
+    let mut tx = invalidator.begin("both");
+    tx.insert("auslagerorte", [("id", 1)], [("id", 1)]);
+    tx.insert("user_profiles", [("id", 1)], [("id", 1), ("user_id", 1)]);
+    tx.insert("customers", [("id", "C1")], [("id", "C1")]);
+    tx.insert("inventory", [("vin", "V1")], [("vin", "V1")]);
+    tx.commit();
+    flush(&invalidator).await;
+    assert_eq!(d.keys(), set_of(&["kept"]));
+    let counts = invalidator.removals();
+    assert_eq!(
+        counts.by_rule,
+        // turnus: its pattern's 1,500 keys and its user's profile;
+        // dealership: the customer, the vehicle, and the list its tag held.
+        [("dealership".to_owned(), 3), ("turnus".to_owned(), 1501)].into(),
+        "{counts:?}"
+    );
+    assert_eq!(counts.by_tag, [("inventory".to_owned(), 1)].into());
+}
+on_single_node_and_cluster!(removed_keys_are_counted_per_rule);
 
 // ---------------------------------------------------------------------------
 // The cache client and the tag layout.

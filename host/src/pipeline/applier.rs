@@ -13,7 +13,6 @@
 //! applier looks for a new primary before each batch, at most once per
 //! [`LOOK_EVERY`], and as often while idle with something to replay.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,13 +36,12 @@ use crate::targets::TargetSet;
 /// How often the applier asks who the primaries are, busy or idle.
 pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(1);
 
-/// What applying removed since the last mark: the keys, how many in all,
-/// and how many each tag removed.
+/// What applying removed since the last mark: the keys, and how many in
+/// all.
 #[derive(Debug, Default)]
 struct RemovedSince {
     removed: Removed,
     count: u64,
-    by_tag: HashMap<String, u64>,
 }
 
 impl RemovedSince {
@@ -71,7 +69,7 @@ pub(crate) struct Applier {
     /// feed.
     origins: Origins,
     /// What applying removed since the last commits were marked applied,
-    /// while origins are traced.
+    /// listed while the feed is on.
     removed: RemovedSince,
     /// The invalidation feed, when there is one.
     feed: Option<FeedSender>,
@@ -97,8 +95,8 @@ impl Applier {
         feed: Option<FeedSender>,
     ) -> Self {
         let window = store.replay_window();
-        // Origins wait for their commits up to the explain log's capacity;
-        // the feed alone keeps as many as the log would by default.
+        // Origins wait for their commits up to the explain log's capacity,
+        // or without the log, as many as it would keep by default.
         let capacity = match progress.explain.capacity() {
             0 => crate::pipeline::DEFAULT_EXPLAIN_CAPACITY,
             n => n,
@@ -246,10 +244,8 @@ impl Applier {
         let targets = self.replay.targets();
         let total = targets.len();
         self.progress.stats.replayed(total);
-        if self.progress.traced() {
-            let replay = Arc::new(Origin::of(Cause::Replay));
-            self.origins.add(0, replay, targets.clone());
-        }
+        let replay = Arc::new(Origin::of(Cause::Replay));
+        self.origins.add(0, replay, targets.clone());
         tracing::warn!(
             old = %change.old,
             new = %change.new,
@@ -316,15 +312,16 @@ impl Applier {
         result
     }
 
-    /// A record of what applying does: with explain, it lists the keys
-    /// each tag listed; with the feed, the keys actually removed (which
-    /// the counts per rule are taken from too).
+    /// A record of what applying does, counting the keys removed per rule
+    /// of the origins waiting: with explain, it lists the keys each tag
+    /// listed; with the feed, the keys actually removed.
     fn new_applied(&self) -> Applied {
         let applied = if self.progress.explain.enabled() {
             Applied::listing()
         } else {
             Applied::default()
         };
+        let applied = applied.owned_by(Arc::new(self.origins.owners()));
         // Which keys existed costs a reply per key: only the feed pays it
         // (explain names targets, whether their keys existed or not).
         if self.feed.is_some() {
@@ -340,13 +337,11 @@ impl Applier {
     fn record(&mut self, mut applied: Applied, first: u64, last: u64) {
         self.progress.stats.applied(&applied);
         self.progress.removals.tags(&applied.by_tag);
+        self.progress.removals.rules(&applied.by_owner);
         if let Some(removed) = applied.removed.take() {
             let since = &mut self.removed;
             since.removed.absorb(removed);
             since.count += applied.deleted;
-            for (tag, n) in applied.by_tag.drain(..) {
-                *since.by_tag.entry(tag).or_default() += n;
-            }
         }
         if let Some(listed) = applied.tag_members.take() {
             self.origins.listed(listed);
@@ -368,18 +363,11 @@ impl Applier {
         }
     }
 
-    /// Now that the commits up to `seq` are applied: credits the rules
-    /// with what they removed, tells the feed, and puts what they named
-    /// into the explain log.
+    /// Now that the commits up to `seq` are applied: tells the feed, and
+    /// puts what they named into the explain log.
     fn trace(&mut self, seq: u64) {
-        if !self.progress.traced() {
-            return;
-        }
         let (named, members) = self.origins.applied(seq);
         let since = self.removed.take();
-        self.progress
-            .removals
-            .rules(&named, &since.removed, &since.by_tag);
         let now = SystemTime::now();
         if let Some(feed) = &self.feed
             && (!named.is_empty() || since.count > 0)
@@ -531,11 +519,9 @@ impl Applier {
             self.progress.stats.collapsed();
             // What the origins named is gone from the pending work: what
             // replaced it is the fallback, which no commit named.
-            if self.progress.traced() {
-                self.origins.clear();
-                let origin = Arc::new(Origin::of(Cause::Fallback));
-                self.origins.add(seq, origin, fallback());
-            }
+            self.origins.clear();
+            let origin = Arc::new(Origin::of(Cause::Fallback));
+            self.origins.add(seq, origin, fallback());
         }
         self.progress.stats.set_pending(self.pending.len());
     }

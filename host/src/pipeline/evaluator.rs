@@ -179,22 +179,20 @@ impl Evaluator {
             }
             return;
         }
-        // What each rule decided is collected only while someone watches,
-        // or while the explain log or the feed keeps where targets came
-        // from.
+        // What each rule decided is always collected: the applier counts
+        // per rule the keys its targets removed, the explain log and the
+        // feed say where targets came from, and a watcher sees it.
         let watched = self.progress.feed.receiver_count() > 0;
-        let explained = self.progress.traced();
-        let traced = watched || explained;
         let mut trace = Vec::new();
         let mut outcome = if commits.is_empty() {
             Outcome::default()
         } else {
-            rules.evaluate_batch_traced(&commits, traced.then_some(&mut trace))
+            rules.evaluate_batch_traced(&commits, Some(&mut trace))
         };
         // A commit whose own outcome is wanted is evaluated alone, so that
         // its answer is exactly its own targets.
         for (commit, reply) in answered {
-            let own = rules.evaluate_traced(&commit, traced.then_some(&mut trace));
+            let own = rules.evaluate_traced(&commit, Some(&mut trace));
             outcome.targets.merge(own.targets.clone());
             outcome.failures.extend(own.failures.iter().cloned());
             let _ = reply.send(own);
@@ -202,15 +200,11 @@ impl Evaluator {
         }
         let mut origins = self.manual_origin(&manual);
         for activity in trace {
-            if !watched {
-                origins.extend(origins_of(activity));
-                continue;
+            if watched {
+                // No watcher left is no error.
+                let _ = self.progress.feed.send(Arc::new(activity.clone()));
             }
-            if explained {
-                origins.extend(origins_of(activity.clone()));
-            }
-            // No watcher left is no error: the next batch stops collecting.
-            let _ = self.progress.feed.send(Arc::new(activity));
+            origins.extend(origins_of(activity));
         }
         if let Some(shadows) = &self.shadows {
             shadow::compare(&self.progress.stats, &rules, shadows, &commits);
@@ -224,10 +218,9 @@ impl Evaluator {
         self.send(targets, seq, false, origins);
     }
 
-    /// The origin of targets asked for by hand, when the explain log keeps
-    /// origins and there are any.
+    /// The origin of targets asked for by hand, if there are any.
     fn manual_origin(&self, manual: &TargetSet) -> Vec<(Arc<Origin>, TargetSet)> {
-        if manual.is_empty() || !self.progress.traced() {
+        if manual.is_empty() {
             return Vec::new();
         }
         vec![(Arc::new(Origin::of(Cause::Manual)), manual.clone())]

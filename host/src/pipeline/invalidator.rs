@@ -105,7 +105,7 @@ impl Invalidator {
             tracing::warn!(stream = %config.feed.stream,
                 "the invalidation feed needs Redis; with the in-process store it is off");
         }
-        let progress = Arc::new(Progress::new(config.explain_capacity, feeding));
+        let progress = Arc::new(Progress::new(config.explain_capacity));
         let (published_rules, rules_rx) = watch::channel(rules.clone());
         let (published_shadows, shadows_rx) = watch::channel(None);
         let (to_applier, inbox) = tokio::sync::mpsc::unbounded_channel();
@@ -265,8 +265,8 @@ impl Invalidator {
         self.progress.stats.snapshot()
     }
 
-    /// How many keys each tag removed, and each rule (counted while
-    /// the feed is on: see [`Removals`](super::Removals)).
+    /// How many keys each tag removed, and each rule (see
+    /// [`Removals`](super::Removals)).
     pub fn removals(&self) -> super::RemovalCounts {
         self.progress.removals.snapshot()
     }
@@ -278,7 +278,7 @@ impl Invalidator {
     }
 
     /// What the rules decide from now on, batch by batch: a receiver of
-    /// the feed the console shows. The evaluator collects it only while a
+    /// the feed the console shows. The evaluator sends it only while a
     /// receiver exists; one that falls more than a thousand batches behind
     /// skips ahead (`RecvError::Lagged`).
     pub fn watch(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::rules::Activity>> {

@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::explain::{Members, Origin};
-use crate::sink::TagMembers;
+use crate::sink::{Owners, TagMembers};
 use crate::targets::{Target, TargetSet};
 
 /// Origins whose targets are not applied yet, and the keys of the tags
@@ -66,6 +66,16 @@ impl Origins {
         for TagMembers { tag, members } in tags {
             self.members.entry(tag).or_default().extend(members);
         }
+    }
+
+    /// What each rule named among the origins waiting, for the sink to
+    /// count the keys each removed.
+    pub(crate) fn owners(&self) -> Owners {
+        Owners::new(
+            self.waiting
+                .iter()
+                .filter_map(|(_, origin, targets)| Some((origin.rule.clone()?, targets.clone()))),
+        )
     }
 
     /// Takes a target Redis refused for good out of every origin: it was

@@ -29,7 +29,7 @@ pub(crate) struct Progress {
     /// Why the last attempt to apply a batch failed, until one succeeds.
     last_error: Mutex<Option<String>>,
     /// What the rules decided, batch by batch, for whoever watches (the
-    /// console's feed); the evaluator collects it only while someone does.
+    /// console's feed); the evaluator sends it only while someone does.
     pub(crate) feed: broadcast::Sender<Arc<Activity>>,
     /// Probation, swap times and rollbacks, as the evaluator last
     /// published them.
@@ -39,18 +39,14 @@ pub(crate) struct Progress {
     pub(crate) explain: ExplainLog,
     /// Keys removed by rule and by tag; the applier counts them.
     pub(crate) removals: Removals,
-    /// Whether the origins of targets are traced: for the explain log, or
-    /// for the invalidation feed.
-    traced: bool,
 }
 
 /// Activities kept for a watcher that falls behind, before it skips.
 const FEED_BACKLOG: usize = 1024;
 
 impl Progress {
-    /// Reports with an explain log of `explain_capacity` (0: none); with
-    /// `feed`, origins are traced for the invalidation feed too.
-    pub(crate) fn new(explain_capacity: usize, feed: bool) -> Self {
+    /// Reports with an explain log of `explain_capacity` (0: none).
+    pub(crate) fn new(explain_capacity: usize) -> Self {
         Self {
             stats: PipelineCounters::default(),
             applied: watch::channel(0).0,
@@ -61,14 +57,7 @@ impl Progress {
             rule_states: Mutex::new(RuleStates::default()),
             explain: ExplainLog::new(explain_capacity),
             removals: Removals::default(),
-            traced: explain_capacity > 0 || feed,
         }
-    }
-
-    /// Whether the evaluator and the applier keep where targets came from
-    /// (for explain or the feed).
-    pub(crate) fn traced(&self) -> bool {
-        self.traced
     }
 
     /// Records a batch Redis refused targets of.

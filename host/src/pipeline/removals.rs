@@ -1,23 +1,17 @@
 //! [`Removals`]: how many keys each rule and each tag removed, for
 //! `/v1/stats` and `/metrics`.
 //!
-//! Per tag, the count is exact and always kept: applying a tag returns how
-//! many of its keys existed. Per rule, a batch's targets are merged before
-//! they are applied, so a removed key is credited to a rule by matching it
-//! against what the rule named; that needs the origins and the list of
-//! removed keys the feed keeps, so rules are counted only while the feed
-//! is on. A key two rules named counts for both.
+//! Both are exact and always kept. Per tag, applying a tag returns how
+//! many of its keys existed. Per rule, the sink applies a batch's targets
+//! in groups named by the same rules and counts each group for its rules
+//! ([`Owners`](crate::sink::Owners)). A key two rules named counts for
+//! both.
 //!
 //! Tags can be countless (`product:123`), so both maps are bounded: past
 //! [`MAX_NAMES`] names, further ones are added up under [`OTHERS`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-
-use super::explain::Origin;
-use crate::sink::Removed;
-use crate::sink::glob::PatternSet;
-use crate::targets::TargetSet;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 /// Most rules, and most tags, counted by name.
 pub const MAX_NAMES: usize = 1000;
@@ -39,7 +33,7 @@ struct Counts {
 /// The counts at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RemovalCounts {
-    /// Keys removed by what each rule named (while the feed is on).
+    /// Keys removed by what each rule named.
     pub by_rule: BTreeMap<String, u64>,
     /// Keys removed by each tag.
     pub by_tag: BTreeMap<String, u64>,
@@ -67,43 +61,14 @@ impl Removals {
         }
     }
 
-    /// Credits each rule among `origins` with the removed keys it named:
-    /// its keys that were removed, what its tags removed, and the listed
-    /// keys its patterns match.
-    pub(crate) fn rules(
-        &self,
-        origins: &[(Arc<Origin>, TargetSet)],
-        removed: &Removed,
-        by_tag: &HashMap<String, u64>,
-    ) {
-        if origins.iter().all(|(o, _)| o.rule.is_none()) {
+    /// Counts what each rule removed.
+    pub(crate) fn rules(&self, by_rule: &HashMap<String, u64>) {
+        if by_rule.is_empty() {
             return;
         }
-        let keys: HashSet<&str> = removed.keys.iter().map(String::as_str).collect();
-        let mut credit: Vec<(&str, u64)> = Vec::new();
-        for (origin, named) in origins {
-            let Some(rule) = &origin.rule else { continue };
-            let mut n = named
-                .keys
-                .iter()
-                .filter(|k| keys.contains(k.as_str()))
-                .count() as u64;
-            n += named.tags.iter().filter_map(|t| by_tag.get(t)).sum::<u64>();
-            if !named.patterns.is_empty() {
-                let patterns = PatternSet::new(&named.patterns);
-                n += removed
-                    .found
-                    .iter()
-                    .filter(|k| patterns.matches(k.as_bytes()))
-                    .count() as u64;
-            }
-            if n > 0 {
-                credit.push((rule, n));
-            }
-        }
         let mut counts = self.counts.lock().expect("removals lock");
-        for (rule, n) in credit {
-            add(&mut counts.by_rule, rule, n);
+        for (rule, count) in by_rule {
+            add(&mut counts.by_rule, rule, *count);
         }
     }
 
@@ -124,44 +89,6 @@ impl Removals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::explain::Cause;
-    use crate::targets::Target;
-
-    fn rule(name: &str) -> Arc<Origin> {
-        Arc::new(Origin {
-            rule: Some(name.to_owned()),
-            ..Origin::of(Cause::Rule)
-        })
-    }
-
-    #[test]
-    fn each_rule_is_credited_with_the_removed_keys_it_named() {
-        let removals = Removals::default();
-        let mut removed = Removed::new(10);
-        removed.keys = vec!["a".into(), "b".into()];
-        removed.found("p:1".into());
-        removed.found("p:2".into());
-        removed.found("t1".into());
-        let by_tag: HashMap<String, u64> = [("shop".to_owned(), 1)].into();
-        let one: TargetSet = [Target::Key("a".into()), Target::Key("gone".into())]
-            .into_iter()
-            .collect();
-        let two: TargetSet = [
-            Target::Key("b".into()),
-            Target::Pattern("p:*".into()),
-            Target::Tag("shop".into()),
-        ]
-        .into_iter()
-        .collect();
-        removals.rules(&[(rule("one"), one), (rule("two"), two)], &removed, &by_tag);
-        removals.tags(&[("shop".into(), 1)]);
-        let counts = removals.snapshot();
-        assert_eq!(
-            counts.by_rule,
-            [("one".into(), 1), ("two".into(), 4)].into()
-        );
-        assert_eq!(counts.by_tag, [("shop".into(), 1)].into());
-    }
 
     #[test]
     fn names_past_the_bound_are_added_up_together() {

@@ -1,7 +1,8 @@
 //! [`Activity`]: what the rules decided for one commit (or one batch of
 //! commits from one source, evaluated together), rule by rule: what the
-//! console's live feed shows. Collected only while someone watches, so
-//! that evaluating costs nothing more otherwise.
+//! console's live feed shows, and where the pipeline learns which rule
+//! named which target (for the counts per rule, the explain log and the
+//! invalidation feed).
 
 use serde::Serialize;
 

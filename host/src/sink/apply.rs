@@ -1,9 +1,12 @@
 //! [`apply`]: deletes what a [`TargetSet`] names, kind by kind, and gives
 //! up on exactly the targets Redis refuses for good ([`Unapplied`]).
 
+use std::collections::HashMap;
 use std::mem;
+use std::sync::Arc;
 
 use super::glob::PatternSet;
+use super::owners::Owners;
 use super::removed::Removed;
 use super::sweep;
 use crate::escape::escape;
@@ -39,6 +42,12 @@ pub struct Applied {
     /// How many keys each tag removed (tags that removed none are left
     /// out): the counts per tag of `/v1/stats` and `/metrics`.
     pub by_tag: Vec<(String, u64)>,
+    /// Who named the targets, when asked to count per owner
+    /// ([`Applied::owned_by`]).
+    pub owners: Option<Arc<Owners>>,
+    /// How many keys what each owner named removed (owners that removed
+    /// none are left out): the counts per rule of `/v1/stats`.
+    pub by_owner: HashMap<String, u64>,
 }
 
 /// A tag applied, and the keys its index listed then.
@@ -67,6 +76,13 @@ impl Applied {
         self
     }
 
+    /// Also counts the keys removed per owner of the targets, `owners`
+    /// telling who named what ([`Applied::by_owner`]).
+    pub fn owned_by(mut self, owners: Arc<Owners>) -> Self {
+        self.owners = Some(owners);
+        self
+    }
+
     /// Adds what another application did to this one.
     pub fn absorb(&mut self, other: Applied) {
         self.keys += other.keys;
@@ -82,6 +98,14 @@ impl Applied {
             removed.absorb(other);
         }
         self.by_tag.extend(other.by_tag);
+        for (owner, n) in other.by_owner {
+            *self.by_owner.entry(owner).or_default() += n;
+        }
+    }
+
+    /// The owners to count for, if asked and any are known.
+    fn owners(&self) -> Option<Arc<Owners>> {
+        self.owners.clone().filter(|o| !o.is_empty())
     }
 }
 
@@ -176,6 +200,7 @@ async fn apply_keys(
         return Ok(());
     }
     let keys: Vec<String> = targets.keys.iter().cloned().collect();
+    let owners = applied.owners();
     if let Some(removed) = &mut applied.removed {
         // Which existed: one reply per key.
         match redis.unlink_each(&keys).await {
@@ -183,6 +208,9 @@ async fn apply_keys(
                 for (key, existed) in keys.into_iter().zip(existed) {
                     if existed {
                         applied.deleted += 1;
+                        if let Some(owners) = &owners {
+                            owners.credit(&owners.of_key(&key), 1, &mut applied.by_owner);
+                        }
                         removed.keys.push(key);
                     }
                 }
@@ -195,8 +223,8 @@ async fn apply_keys(
             Err(e) => return Err(e),
         }
     }
-    match redis.unlink(&keys).await {
-        Ok(deleted) => applied.deleted += deleted,
+    match unlink_counted(redis, &keys, applied).await {
+        Ok(()) => {}
         // One refused key fails the whole pipelined batch: find which,
         // one key at a time (only ever on this path), so that the rest
         // are still deleted.
@@ -207,6 +235,9 @@ async fn apply_keys(
                         applied.deleted += deleted;
                         if let (1, Some(removed)) = (deleted, &mut applied.removed) {
                             removed.keys.push(key.clone());
+                        }
+                        if let Some(owners) = &owners {
+                            owners.credit(&owners.of_key(key), deleted, &mut applied.by_owner);
                         }
                     }
                     Err(e) if e.is_permanent() => {
@@ -222,6 +253,25 @@ async fn apply_keys(
     }
     applied.keys += targets.keys.len() as u64;
     targets.keys.clear();
+    Ok(())
+}
+
+/// Unlinks `keys`, counting what existed; with owners to count for, in
+/// groups of the same owners, each group's count going to its owners.
+async fn unlink_counted(
+    redis: &Redis,
+    keys: &[String],
+    applied: &mut Applied,
+) -> Result<(), RedisError> {
+    let Some(owners) = applied.owners() else {
+        applied.deleted += redis.unlink(keys).await?;
+        return Ok(());
+    };
+    for (group, keys) in owners.split(keys.iter().collect(), |k| owners.of_key(k)) {
+        let deleted = redis.unlink(&keys).await?;
+        applied.deleted += deleted;
+        owners.credit(&group, deleted, &mut applied.by_owner);
+    }
     Ok(())
 }
 
@@ -246,6 +296,9 @@ async fn apply_tags(
                     applied.deleted += deleted;
                     if deleted > 0 {
                         applied.by_tag.push((tag.clone(), deleted));
+                    }
+                    if let Some(owners) = applied.owners() {
+                        owners.credit(&owners.of_tag(tag), deleted, &mut applied.by_owner);
                     }
                     if let Some(removed) = &mut applied.removed {
                         for key in &members {
@@ -290,9 +343,13 @@ async fn apply_patterns(
     }
     let patterns = PatternSet::new(&targets.patterns);
     let limit = applied.removed.as_ref().map(|r| r.limit);
-    match sweep::sweep_listing(redis, &patterns, limit).await {
+    let owners = applied.owners();
+    match sweep::sweep_listing(redis, &patterns, limit, owners.as_deref()).await {
         Ok(swept) => {
             applied.deleted += swept.deleted;
+            for (owner, n) in swept.by_owner {
+                *applied.by_owner.entry(owner).or_default() += n;
+            }
             if let Some(removed) = &mut applied.removed {
                 removed.cut |= swept.cut;
                 for key in swept.removed {

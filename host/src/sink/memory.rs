@@ -201,9 +201,13 @@ impl MemoryStore {
         let remove =
             |state: &mut State, key: &str| state.values.remove(key).is_some_and(|e| e.live(now));
         let mut listed = Vec::new();
+        let owners = applied.owners.clone();
         for key in std::mem::take(&mut targets.keys) {
             if remove(&mut state, &key) {
                 applied.deleted += 1;
+                if let Some(o) = &owners {
+                    o.credit(&o.of_key(&key), 1, &mut applied.by_owner);
+                }
                 if let Some(removed) = &mut applied.removed {
                     removed.keys.push(key);
                 }
@@ -219,6 +223,9 @@ impl MemoryStore {
                 .filter(|key| remove(&mut state, key))
                 .collect();
             applied.deleted += members.len() as u64;
+            if let Some(o) = &owners {
+                o.credit(&o.of_tag(&tag), members.len() as u64, &mut applied.by_owner);
+            }
             if !members.is_empty() {
                 applied.by_tag.push((tag.clone(), members.len() as u64));
             }
@@ -239,6 +246,9 @@ impl MemoryStore {
             for key in matched {
                 if remove(&mut state, &key) {
                     applied.deleted += 1;
+                    if let Some(o) = &owners {
+                        o.credit(&o.of_found(key.as_bytes()), 1, &mut applied.by_owner);
+                    }
                     if let Some(removed) = &mut applied.removed {
                         removed.found(key);
                     }

@@ -16,11 +16,13 @@
 pub mod apply;
 pub mod glob;
 mod memory;
+mod owners;
 pub(crate) mod removed;
 mod store;
 pub mod sweep;
 
 pub use apply::{Applied, TagMembers, Unapplied, apply};
 pub use memory::{LeaseAnswer, MemoryStore};
+pub use owners::Owners;
 pub use removed::Removed;
 pub use store::Store;

@@ -7,7 +7,10 @@
 //! of them here ([`PatternSet`]), and Redis filters first whenever the
 //! patterns share a literal prefix.
 
+use std::collections::HashMap;
+
 use super::glob::PatternSet;
+use super::owners::Owners;
 use super::removed::lossy;
 use crate::redis::{Node, Redis, RedisError};
 
@@ -28,6 +31,8 @@ pub struct Swept {
     pub removed: Vec<String>,
     /// Whether keys beyond the limit were left out of `removed`.
     pub cut: bool,
+    /// Keys removed per owner of the patterns, when counted for owners.
+    pub by_owner: HashMap<String, u64>,
 }
 
 impl Swept {
@@ -35,6 +40,9 @@ impl Swept {
         self.scanned += other.scanned;
         self.deleted += other.deleted;
         self.cut |= other.cut;
+        for (owner, n) in other.by_owner {
+            *self.by_owner.entry(owner).or_default() += n;
+        }
         for key in other.removed {
             if self.removed.len() < limit {
                 self.removed.push(key);
@@ -48,16 +56,20 @@ impl Swept {
 /// Deletes every key matching any of `patterns`, one `SCAN` pass per
 /// primary, primaries in parallel.
 pub async fn sweep(redis: &Redis, patterns: &PatternSet) -> Result<Swept, RedisError> {
-    sweep_listing(redis, patterns, None).await
+    sweep_listing(redis, patterns, None, None).await
 }
 
 /// [`sweep`], also listing up to `limit` of the keys it removed (`None`:
-/// none). Listing costs a reply per matched key (which ones existed when
-/// unlinked), so it is asked for only by whoever keeps the list.
+/// none), and with `owners`, counting the keys removed per owner whose
+/// patterns matched them. Listing costs a reply per matched key (which
+/// ones existed when unlinked), so it is asked for only by whoever keeps
+/// the list; counting per owner costs an `UNLINK` per group of owners
+/// among each batch of matches.
 pub async fn sweep_listing(
     redis: &Redis,
     patterns: &PatternSet,
     limit: Option<usize>,
+    owners: Option<&Owners>,
 ) -> Result<Swept, RedisError> {
     if patterns.is_empty() {
         return Ok(Swept::default());
@@ -65,7 +77,7 @@ pub async fn sweep_listing(
     let nodes = redis.primaries().await?;
     let passes = nodes
         .iter()
-        .map(|node| sweep_node(redis, node, patterns, limit));
+        .map(|node| sweep_node(redis, node, patterns, limit, owners));
     let mut total = Swept::default();
     for swept in futures::future::join_all(passes).await {
         total.absorb(swept?, limit.unwrap_or(0));
@@ -82,6 +94,7 @@ async fn sweep_node(
     node: &Node,
     patterns: &PatternSet,
     limit: Option<usize>,
+    owners: Option<&Owners>,
 ) -> Result<Swept, RedisError> {
     let filter = patterns.server_filter();
     let parts: Vec<u64> = if redis.is_cluster() {
@@ -89,9 +102,17 @@ async fn sweep_node(
     } else {
         (0..PARTS).collect()
     };
-    let parts = parts
-        .into_iter()
-        .map(|part| sweep_part(redis, node, patterns, filter.as_deref(), part, limit));
+    let parts = parts.into_iter().map(|part| {
+        sweep_part(
+            redis,
+            node,
+            patterns,
+            filter.as_deref(),
+            part,
+            limit,
+            owners,
+        )
+    });
     let mut total = Swept::default();
     for swept in futures::future::try_join_all(parts).await? {
         total.absorb(swept, limit.unwrap_or(0));
@@ -129,6 +150,7 @@ async fn sweep_part(
     filter: Option<&[u8]>,
     part: u64,
     limit: Option<usize>,
+    owners: Option<&Owners>,
 ) -> Result<Swept, RedisError> {
     let mut swept = Swept::default();
     let mut cursor: u64 = if part == WHOLE {
@@ -154,14 +176,14 @@ async fn sweep_part(
         };
         let (page, unlinked) = futures::join!(
             redis.query_node(node, scan),
-            unlink(redis, batch, limit, &mut swept)
+            unlink(redis, batch, limit, owners, &mut swept)
         );
         unlinked?;
         let (next, keys): (u64, Vec<Vec<u8>>) = page?;
         swept.scanned += keys.len() as u64;
         matched.extend(keys.into_iter().filter(|k| patterns.matches(k)));
         if next == 0 || (part != WHOLE && part_of(next) != part) {
-            unlink(redis, matched, limit, &mut swept).await?;
+            unlink(redis, matched, limit, owners, &mut swept).await?;
             return Ok(swept);
         }
         cursor = next;
@@ -169,18 +191,41 @@ async fn sweep_part(
 }
 
 /// Unlinks matched keys, counting (and with a `limit`, listing) those
-/// that existed.
+/// that existed; with `owners`, per group of the owners whose patterns
+/// match them.
 async fn unlink(
     redis: &Redis,
     keys: Vec<Vec<u8>>,
     limit: Option<usize>,
+    owners: Option<&Owners>,
     swept: &mut Swept,
 ) -> Result<(), RedisError> {
     if keys.is_empty() {
         return Ok(());
     }
+    let Some(owners) = owners else {
+        return unlink_group(redis, keys, limit, None, swept).await;
+    };
+    for (group, keys) in owners.split(keys, |k| owners.of_found(k)) {
+        unlink_group(redis, keys, limit, Some((owners, &group)), swept).await?;
+    }
+    Ok(())
+}
+
+/// [`unlink`] of keys whose owners, if counted, are `group`.
+async fn unlink_group(
+    redis: &Redis,
+    keys: Vec<Vec<u8>>,
+    limit: Option<usize>,
+    group: Option<(&Owners, &[usize])>,
+    swept: &mut Swept,
+) -> Result<(), RedisError> {
     let Some(limit) = limit else {
-        swept.deleted += redis.unlink(&keys).await?;
+        let deleted = redis.unlink(&keys).await?;
+        swept.deleted += deleted;
+        if let Some((owners, group)) = group {
+            owners.credit(group, deleted, &mut swept.by_owner);
+        }
         return Ok(());
     };
     let existed = redis.unlink_each(&keys).await?;
@@ -189,6 +234,9 @@ async fn unlink(
             continue;
         }
         swept.deleted += 1;
+        if let Some((owners, group)) = group {
+            owners.credit(group, 1, &mut swept.by_owner);
+        }
         if swept.removed.len() < limit {
             swept.removed.push(lossy(key));
         } else {

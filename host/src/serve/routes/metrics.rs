@@ -119,8 +119,8 @@ impl Collector for Scrape {
         for (name, help, label, counts) in [
             (
                 "removed_keys_by_rule",
-                "Keys removed by what each rule named (counted while the feed is \
-                 on; past 1000 rules, the rest under `(others)`).",
+                "Keys removed by what each rule named (past 1000 rules, the rest \
+                 under `(others)`).",
                 "rule",
                 &self.removed.by_rule,
             ),
