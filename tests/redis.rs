@@ -1271,3 +1271,28 @@ async fn a_commit_that_arrives_while_a_sweep_connects_is_applied() {
 fn exists(conn: &mut redis::Connection, key: &str) -> bool {
     redis::cmd("EXISTS").arg(key).query(conn).unwrap()
 }
+
+/// A cluster node that stops answering (stopped, its connections open)
+/// fails the calls routed to it within the handle's bound, whatever the
+/// client library does meanwhile: no call on the handle waits for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_cluster_node_fails_calls_within_the_bound() {
+    let cluster = RedisCluster::start(3);
+    let keys: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+    let redis = Redis::open(&cluster.url(), RedisConfig::default()).unwrap();
+    redis.unlink(&keys).await.unwrap();
+    cluster.nodes()[0].signal(libc::SIGSTOP);
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(60), redis.unlink(&keys)).await;
+    let took = started.elapsed();
+    cluster.nodes()[0].signal(libc::SIGCONT);
+    let result = result.unwrap_or_else(|_| panic!("the call still waits after {took:?}"));
+    assert!(result.is_err(), "a stopped node answered: {result:?}");
+    assert!(took < Duration::from_secs(15), "failed only after {took:?}");
+    // The node back, the handle works again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while redis.unlink(&keys).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "never worked again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

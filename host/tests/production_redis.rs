@@ -57,6 +57,8 @@ fn serve(name: &str, redis: &str, args: &[&str]) -> ServeProcess {
         &[
             ("INVALIDATOR_PIPELINE__RETRY_MIN", "20ms"),
             ("INVALIDATOR_PIPELINE__RETRY_MAX", "300ms"),
+            // Each attempt to apply, in the log a failure prints.
+            ("RUST_LOG", "info,invalidator::pipeline::applier=debug"),
         ],
     )
 }

@@ -1,9 +1,10 @@
 //! The harness shared by the integration tests and benchmarks: the Wasm
 //! guests the test build made, real Redis servers, throwaway Postgres
-//! clusters, and `invalidator serve` processes.
+//! clusters and MariaDB servers, and `invalidator serve` processes.
 
 mod browser;
 mod files;
+mod mariadb_server;
 pub mod polyglot;
 mod postgres_server;
 mod redis_server;
@@ -16,6 +17,7 @@ pub use browser::Browser;
 pub use files::{deploy, fresh_dir};
 /// Signal numbers for [`ServeProcess::signal`].
 pub use libc::{SIGCONT, SIGKILL, SIGSTOP, SIGTERM};
+pub use mariadb_server::MariadbServer;
 /// The Postgres client the harness hands out.
 pub use postgres;
 pub use postgres_server::PostgresServer;

@@ -66,8 +66,9 @@ pub(crate) enum Command {
     },
     /// Serve: rules from a watched folder, swapped live when their files
     /// change; commits from a JSON Lines input, an HTTP API (`--listen`)
-    /// a Redis stream (`--stream`) and Postgres's logical replication
-    /// (`--postgres`); invalidations applied to Redis, or
+    /// a Redis stream (`--stream`), Postgres's logical replication
+    /// (`--postgres`) and MariaDB's binary log (`--mysql`); invalidations
+    /// applied to Redis, or
     /// to an in-process store without `--redis`. Every setting can also come
     /// from a TOML file (`--config`) and `INVALIDATOR_*` variables; flags
     /// win. Stops on SIGTERM or Ctrl-C (or at the end of the input when it
@@ -186,7 +187,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub(crate) redis_replay_window: Option<Duration>,
     /// Commits, one JSON object per line; `-` for standard input [default:
-    /// `-` when there is no `--listen`, `--stream` or `--postgres`].
+    /// `-` when there is no `--listen`, `--stream`, `--postgres` or
+    /// `--mysql`].
     #[arg(long, value_name = "FILE")]
     pub(crate) events: Option<PathBuf>,
     /// Serve the HTTP API on this address, e.g. `127.0.0.1:8080`.
@@ -205,6 +207,14 @@ pub(crate) struct ServeArgs {
     /// The replication slot holding the position [default: invalidator].
     #[arg(long, value_name = "NAME")]
     pub(crate) postgres_slot: Option<String>,
+    /// Read commits from this MariaDB server's binary log, e.g.
+    /// `mysql://user:password@host:3306/db`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) mysql: Option<String>,
+    /// This reader's replica id, unique among the server's replicas
+    /// [default: derived from the host name and the URL].
+    #[arg(long, value_name = "ID")]
+    pub(crate) mysql_server_id: Option<u32>,
     /// The consumer group [default: invalidator].
     #[arg(long, value_name = "GROUP")]
     pub(crate) group: Option<String>,
@@ -257,6 +267,7 @@ impl ServeArgs {
         let mut stream = serde_json::Map::new();
         let mut sandbox = serde_json::Map::new();
         let mut postgres = serde_json::Map::new();
+        let mut mysql = serde_json::Map::new();
         let mut redis = serde_json::Map::new();
         let mut explain = serde_json::Map::new();
         let mut feed = serde_json::Map::new();
@@ -300,6 +311,12 @@ impl ServeArgs {
             text(&self.postgres_publication),
         );
         set(&mut postgres, "slot", text(&self.postgres_slot));
+        set(&mut mysql, "url", text(&self.mysql));
+        set(
+            &mut mysql,
+            "server_id",
+            self.mysql_server_id.map(Into::into),
+        );
         set(
             &mut sandbox,
             "time_limit",
@@ -325,6 +342,7 @@ impl ServeArgs {
             ("http", http),
             ("stream", stream),
             ("postgres", postgres),
+            ("mysql", mysql),
             ("sandbox", sandbox),
             ("explain", explain),
             ("feed", feed),

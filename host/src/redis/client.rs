@@ -297,6 +297,11 @@ impl Redis {
     /// Looks at who the primaries are now (connecting if need be), so
     /// that a failover is noticed even while nothing is written.
     pub async fn check_primaries(&self) -> Result<(), RedisError> {
+        self.bounded("CLUSTER NODES", self.check_primaries_unbounded())
+            .await
+    }
+
+    async fn check_primaries_unbounded(&self) -> Result<(), RedisError> {
         let conn = self.conn().await?;
         let node = match &conn {
             Conn::Single(_) => self
@@ -332,7 +337,7 @@ impl Redis {
         if !marks.any {
             return Ok(());
         }
-        let result = self.wait_marks(&marks, wanted).await;
+        let result = self.bounded("WAIT", self.wait_marks(&marks, wanted)).await;
         if result.is_err() {
             self.written.restore(&marks);
         }
@@ -425,6 +430,42 @@ impl Redis {
         }
     }
 
+    /// How long any one call on the handle may take, whatever the client
+    /// library does meanwhile (its own timeouts, a cluster client repairing
+    /// its slot map in the background): three answers and two connection
+    /// attempts.
+    fn call_bound(&self) -> std::time::Duration {
+        self.response_timeout() * 3 + self.config.connect_timeout * 2
+    }
+
+    /// Runs `call` within [`call_bound`](Self::call_bound). A call that
+    /// outlives it fails as timed out, and the connection is forgotten, so
+    /// that the next call starts afresh: an `await` that never completes
+    /// would otherwise hold every invalidation behind it for ever.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisError> {
+        let bound = self.call_bound();
+        match tokio::time::timeout(bound, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                *self.conn.lock().expect("connection lock") = None;
+                tracing::warn!(endpoint = %self.endpoint, call = what,
+                    bound_ms = bound.as_millis() as u64,
+                    "a redis call outlived every timeout of the client: dropping the connection");
+                Err(RedisError::Redis {
+                    endpoint: self.endpoint.to_string(),
+                    source: redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("`{what}` had no answer within {} ms", bound.as_millis()),
+                    )),
+                })
+            }
+        }
+    }
+
     /// Turns a client error into a [`RedisError`], forgetting the connection
     /// when the error says it is broken.
     pub(crate) fn error(&self, e: redis::RedisError) -> RedisError {
@@ -456,11 +497,14 @@ impl Redis {
 
     /// Runs one command; in a cluster, on the node owning its first key.
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
-        let result = match self.conn().await? {
-            Conn::Single(mut c) => cmd.query_async(&mut c).await,
-            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-        };
-        result.map_err(|e| self.error(e))
+        self.bounded("a command", async {
+            let result = match self.conn().await? {
+                Conn::Single(mut c) => cmd.query_async(&mut c).await,
+                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+            };
+            result.map_err(|e| self.error(e))
+        })
+        .await
     }
 
     /// Notes that `keys` are deleted, for [`wait_for_replicas`]
@@ -486,22 +530,37 @@ impl Redis {
         &self,
         script: &ScriptInvocation<'_>,
     ) -> Result<T, RedisError> {
-        let result = match self.conn().await? {
-            Conn::Single(mut c) => {
-                // A script on a single node may delete (a tag's keys):
-                // its writes are waited for with the rest.
-                if self.config.replicas > 0 {
-                    self.written.node();
+        self.bounded("a script", async {
+            let result = match self.conn().await? {
+                Conn::Single(mut c) => {
+                    // A script on a single node may delete (a tag's keys):
+                    // its writes are waited for with the rest.
+                    if self.config.replicas > 0 {
+                        self.written.node();
+                    }
+                    script.invoke_async(&mut c).await
                 }
-                script.invoke_async(&mut c).await
-            }
-            Conn::Cluster(mut c) => script.invoke_async(&mut c).await,
-        };
-        result.map_err(|e| self.error(e))
+                Conn::Cluster(mut c) => script.invoke_async(&mut c).await,
+            };
+            result.map_err(|e| self.error(e))
+        })
+        .await
     }
 
     /// Runs one command on one node: how `SCAN` reaches every primary.
     pub async fn query_node<T: FromRedisValue>(
+        &self,
+        node: &Node,
+        cmd: Cmd,
+    ) -> Result<T, RedisError> {
+        self.bounded(
+            "a command to one node",
+            self.query_node_unbounded(node, cmd),
+        )
+        .await
+    }
+
+    async fn query_node_unbounded<T: FromRedisValue>(
         &self,
         node: &Node,
         cmd: Cmd,
@@ -530,6 +589,11 @@ impl Redis {
     /// The servers that hold data: the node itself (the primary, behind
     /// sentinels), or every cluster primary that owns slots.
     pub async fn primaries(&self) -> Result<Vec<Node>, RedisError> {
+        self.bounded("CLUSTER NODES", self.primaries_unbounded())
+            .await
+    }
+
+    async fn primaries_unbounded(&self) -> Result<Vec<Node>, RedisError> {
         let conn = self.conn().await?;
         if let Conn::Cluster(_) = conn {
             return Ok(self.observe(&conn, None).await?.nodes());
@@ -545,7 +609,7 @@ impl Redis {
     /// Returns how many keys existed.
     pub async fn unlink<K: ToRedisArgs + Sync>(&self, keys: &[K]) -> Result<u64, RedisError> {
         let mut deleted = 0;
-        let conn = self.conn().await?;
+        let conn = self.bounded("connecting", self.conn()).await?;
         self.note_written(&conn, keys);
         match conn {
             Conn::Single(mut c) => {
@@ -554,8 +618,11 @@ impl Redis {
                     for chunk in group.chunks(UNLINK_CHUNK) {
                         pipe.cmd("UNLINK").arg(chunk);
                     }
-                    let counts: Vec<u64> =
-                        pipe.query_async(&mut c).await.map_err(|e| self.error(e))?;
+                    let counts: Vec<u64> = self
+                        .bounded("UNLINK", async {
+                            pipe.query_async(&mut c).await.map_err(|e| self.error(e))
+                        })
+                        .await?;
                     deleted += counts.iter().sum::<u64>();
                 }
             }
@@ -573,7 +640,12 @@ impl Redis {
                                 .await
                         }
                     });
-                    for count in futures::future::join_all(calls).await {
+                    let counts = self
+                        .bounded("UNLINK", async {
+                            Ok(futures::future::join_all(calls).await)
+                        })
+                        .await?;
+                    for count in counts {
                         deleted += count.map_err(|e| self.error(e))?;
                     }
                 }
@@ -591,7 +663,7 @@ impl Redis {
         keys: &[K],
     ) -> Result<Vec<bool>, RedisError> {
         let mut existed = Vec::with_capacity(keys.len());
-        let conn = self.conn().await?;
+        let conn = self.bounded("connecting", self.conn()).await?;
         self.note_written(&conn, keys);
         for group in keys.chunks(UNLINK_CHUNK * UNLINK_IN_FLIGHT) {
             match &conn {
@@ -601,8 +673,11 @@ impl Redis {
                     for key in group {
                         pipe.cmd("UNLINK").arg(key);
                     }
-                    let counts: Vec<u64> =
-                        pipe.query_async(&mut c).await.map_err(|e| self.error(e))?;
+                    let counts: Vec<u64> = self
+                        .bounded("UNLINK", async {
+                            pipe.query_async(&mut c).await.map_err(|e| self.error(e))
+                        })
+                        .await?;
                     existed.extend(counts.into_iter().map(|n| n > 0));
                 }
                 Conn::Cluster(c) => {
@@ -617,7 +692,12 @@ impl Redis {
                                 .await
                         }
                     });
-                    for count in futures::future::join_all(calls).await {
+                    let counts = self
+                        .bounded("UNLINK", async {
+                            Ok(futures::future::join_all(calls).await)
+                        })
+                        .await?;
+                    for count in counts {
                         existed.push(count.map_err(|e| self.error(e))? > 0);
                     }
                 }

@@ -24,6 +24,7 @@ use super::RedisSettings;
 use crate::pipeline::PipelineConfig;
 use crate::rules::SandboxConfig;
 use crate::source::http::HttpConfig;
+use crate::source::mysql::{MysqlConfig, MysqlProblem};
 use crate::source::postgres::{PostgresConfig, PostgresProblem, redact};
 use crate::source::stream::StreamConfig;
 
@@ -41,6 +42,7 @@ const KEYS: &[&str] = &[
     "http",
     "stream",
     "postgres",
+    "mysql",
     "sandbox",
     "pipeline",
     "explain",
@@ -85,6 +87,8 @@ pub struct ServeConfig {
     pub stream: StreamConfig,
     /// The Postgres source (logical replication).
     pub postgres: PostgresConfig,
+    /// The MySQL source (the binary log).
+    pub mysql: MysqlConfig,
     /// Limits of each rule call.
     pub sandbox: SandboxConfig,
     /// Batching, bounds and retries.
@@ -148,6 +152,7 @@ impl Default for ServeConfig {
             http: HttpConfig::default(),
             stream: StreamConfig::default(),
             postgres: PostgresConfig::default(),
+            mysql: MysqlConfig::default(),
             sandbox: SandboxConfig::default(),
             pipeline: PipelineConfig::default(),
             explain: ExplainConfig::default(),
@@ -226,6 +231,9 @@ pub enum Unusable {
     /// The `[postgres]` section.
     #[error(transparent)]
     Postgres(PostgresProblem),
+    /// The `[mysql]` section.
+    #[error(transparent)]
+    Mysql(MysqlProblem),
     /// A call budget of zero.
     #[error("`sandbox.{name}` is 0: every rule call would fail; give a budget above 0")]
     NoBudget {
@@ -323,6 +331,9 @@ impl ServeConfig {
         self.check_http()?;
         if let Some(problem) = self.postgres.problem() {
             return Err(Unusable::Postgres(problem).into());
+        }
+        if let Some(problem) = self.mysql.problem() {
+            return Err(Unusable::Mysql(problem).into());
         }
         let sandbox = &self.sandbox;
         for (name, value) in [
@@ -441,6 +452,7 @@ impl ServeConfig {
             }
         }
         shown.postgres.url = shown.postgres.url.as_deref().map(redact);
+        shown.mysql.url = shown.mysql.url.as_deref().map(crate::source::mysql::redact);
         shown.redis.url = shown.redis.url.as_deref().map(crate::redis::redact_url);
         shown.stream.redis = shown.stream.redis.as_deref().map(crate::redis::redact_url);
         toml::to_string_pretty(&shown).expect("the configuration serializes to TOML")
@@ -452,7 +464,8 @@ impl ServeConfig {
         self.events.clone().or_else(|| {
             let other = self.http.listen.is_some()
                 || self.stream.name.is_some()
-                || self.postgres.url.is_some();
+                || self.postgres.url.is_some()
+                || self.mysql.url.is_some();
             (!other).then(|| PathBuf::from("-"))
         })
     }

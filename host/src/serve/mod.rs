@@ -46,6 +46,7 @@ use crate::rules::{RuleSet, Runtime};
 use crate::sink::{MemoryStore, Store};
 use crate::source::http::HttpSource;
 use crate::source::lines::LinesSource;
+use crate::source::mysql::{MysqlError, MysqlHandle, MysqlSettings, MysqlSource, MysqlStats};
 use crate::source::postgres::{
     PostgresError, PostgresHandle, PostgresSettings, PostgresSource, RuleTables,
 };
@@ -78,6 +79,9 @@ pub struct ServeSummary {
     /// The Postgres source's counters, when reading one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresStats>,
+    /// The MySQL source's counters, when reading one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<MysqlStats>,
 }
 
 /// Puts what a refresh of the rules folder produced into service. With a
@@ -142,6 +146,9 @@ pub enum ServeError {
     /// The Postgres source could not start.
     #[error(transparent)]
     Postgres(#[from] PostgresError),
+    /// The MySQL source could not start.
+    #[error(transparent)]
+    Mysql(#[from] MysqlError),
 }
 
 /// Serves as `config` says until stopped: loads and watches the rules,
@@ -185,6 +192,7 @@ struct Rules {
     reloader: Reloader,
     cache: Cache,
     postgres: Option<PostgresSource>,
+    mysql: Option<MysqlSource>,
     refused_at_start: u64,
 }
 
@@ -211,6 +219,7 @@ async fn start_rules(config: &ServeConfig) -> Result<Rules, ServeError> {
     };
     let invalidator = Arc::new(Invalidator::start(rules, store, pipeline));
     let postgres = prepare_postgres(config, &invalidator, &first).await?;
+    let mysql = prepare_mysql(config, &invalidator).await?;
     invalidator.set_shadows(first.shadows.clone());
     let reloader = {
         let invalidator = invalidator.clone();
@@ -227,6 +236,7 @@ async fn start_rules(config: &ServeConfig) -> Result<Rules, ServeError> {
         reloader,
         cache,
         postgres,
+        mysql,
         refused_at_start: first.rejected.len() as u64,
     })
 }
@@ -246,6 +256,35 @@ async fn prepare_postgres(
         retry: (config.pipeline.retry_min, config.pipeline.retry_max),
         drain: config.shutdown_timeout,
         tables: RuleTables::of(&invalidator.rule_set(), first.shadows.as_deref()),
+    })
+    .await?;
+    Ok(Some(source))
+}
+
+/// The MySQL source, when `config` names a server; its position is kept
+/// in the pipeline's Redis.
+async fn prepare_mysql(
+    config: &ServeConfig,
+    invalidator: &Invalidator,
+) -> Result<Option<MysqlSource>, ServeError> {
+    if config.mysql.url.is_none() {
+        return Ok(None);
+    }
+    let position = match invalidator.store() {
+        Store::Redis(redis) => Some(redis.clone()),
+        Store::Memory(_) => {
+            tracing::warn!(
+                "the MySQL source keeps its position in Redis; with the in-process store, each \
+                 start reads from the server's current position"
+            );
+            None
+        }
+    };
+    let source = MysqlSource::prepare(MysqlSettings {
+        config: config.mysql.clone(),
+        retry: (config.pipeline.retry_min, config.pipeline.retry_max),
+        drain: config.shutdown_timeout,
+        position,
     })
     .await?;
     Ok(Some(source))
@@ -285,6 +324,7 @@ async fn start_sources(
         cache: rules.cache,
         stream: stream.as_ref().map(StreamSource::handle),
         postgres: rules.postgres.as_ref().map(PostgresSource::handle),
+        mysql: rules.mysql.as_ref().map(MysqlSource::handle),
         started: Instant::now(),
         refused_at_start: rules.refused_at_start,
         history: Arc::new(history::History::default()),
@@ -309,6 +349,9 @@ async fn start_sources(
     }
     if let Some(postgres) = rules.postgres {
         tasks.push(spawn(postgres, &intake, stopping));
+    }
+    if let Some(mysql) = rules.mysql {
+        tasks.push(spawn(mysql, &intake, stopping));
     }
     tracing::info!(store = service.invalidator.store().describe(), dir = %config.rules.display(),
         "serving; watching for rule changes");
@@ -340,9 +383,11 @@ fn summarise(service: &Service, malformed: u64, flushed: bool) -> ServeSummary {
     let stats = service.invalidator.stats();
     let stream = service.stream.as_ref().map(StreamHandle::stats);
     let postgres = service.postgres.as_ref().map(PostgresHandle::stats);
+    let mysql = service.mysql.as_ref().map(MysqlHandle::stats);
     let mut applied = ApplySummary::new(&stats, malformed, flushed);
     applied.complete &= stream.is_none_or(|s| s.in_flight == 0);
     applied.complete &= postgres.is_none_or(|s| s.in_flight == 0);
+    applied.complete &= mysql.is_none_or(|s| s.in_flight == 0);
     ServeSummary {
         applied,
         swaps: stats.swaps,
@@ -351,6 +396,7 @@ fn summarise(service: &Service, malformed: u64, flushed: bool) -> ServeSummary {
         shadow_differences: stats.shadow_differences,
         stream,
         postgres,
+        mysql,
     }
 }
 

@@ -10,6 +10,7 @@ use crate::cache::Cache;
 use crate::pipeline::Invalidator;
 use crate::redis::RedisError;
 use crate::reload::Reloader;
+use crate::source::mysql::MysqlHandle;
 use crate::source::postgres::{self, PostgresHandle};
 use crate::source::stream::StreamHandle;
 
@@ -20,6 +21,7 @@ pub(crate) struct Service {
     pub(crate) cache: Cache,
     pub(crate) stream: Option<StreamHandle>,
     pub(crate) postgres: Option<PostgresHandle>,
+    pub(crate) mysql: Option<MysqlHandle>,
     pub(crate) started: Instant,
     pub(crate) refused_at_start: u64,
     /// The recent figures the console charts.
@@ -37,6 +39,9 @@ pub enum NotReady {
     /// The Postgres source is not streaming, or stalled.
     #[error(transparent)]
     Postgres(#[from] postgres::NotReady),
+    /// The MySQL source is not streaming.
+    #[error("{0}")]
+    Mysql(String),
     /// Replicas do not acknowledge the deletes (`redis.replicas`): the
     /// invalidations are applied on the primary but not confirmed.
     #[error("invalidations are not confirmed: {0}")]
@@ -66,6 +71,9 @@ impl Service {
         }
         if let Some(postgres) = &self.postgres {
             postgres.ready()?;
+        }
+        if let Some(mysql) = &self.mysql {
+            mysql.ready().map_err(NotReady::Mysql)?;
         }
         if let Some(why) = self.invalidator.unreplicated() {
             return Err(NotReady::Unreplicated(why));

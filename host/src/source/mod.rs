@@ -12,6 +12,8 @@
 //! - [`postgres`]: the database's own log of committed transactions
 //!   (logical replication); a transaction's position is confirmed to
 //!   Postgres once applied.
+//! - [`mysql`]: a MariaDB server's binary log, read as a replica reads it;
+//!   a transaction's GTID position is stored once applied.
 //! - [`transaction`]: for services that embed the host, their own code: a
 //!   guard that records a transaction's writes and hands them over only
 //!   when it commits. It is driven by the service's calls rather than run,
@@ -20,6 +22,7 @@
 pub mod http;
 mod in_flight;
 pub mod lines;
+pub mod mysql;
 pub mod postgres;
 pub mod stream;
 mod transaction;

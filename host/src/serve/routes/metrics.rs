@@ -236,6 +236,10 @@ pub(crate) async fn metrics(State(api): ApiState) -> Result<impl IntoResponse, A
         let postgres = postgres.stats().figures().into_iter();
         figures.extend(postgres.map(|f| ("postgres_", f)));
     }
+    if let Some(mysql) = &service.mysql {
+        let mysql = mysql.stats().figures().into_iter();
+        figures.extend(mysql.map(|f| ("mysql_", f)));
+    }
     let rules = service
         .invalidator
         .rule_set()

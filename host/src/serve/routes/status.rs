@@ -32,6 +32,7 @@ pub(crate) async fn stats(State(api): ApiState) -> Json<Value> {
         "cache": cache,
         "stream": service.stream.as_ref().map(|s| s.stats()),
         "postgres": service.postgres.as_ref().map(|s| s.stats()),
+        "mysql": service.mysql.as_ref().map(|s| s.stats()),
         "rules_in_service": service.invalidator.rule_set().rules().len(),
         "rules_refused": service.refused(),
     }))

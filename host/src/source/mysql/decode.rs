@@ -1,0 +1,502 @@
+//! [`Assembler`]: turns the binary log's events (a GTID event, table maps,
+//! row events, the `XID` or `COMMIT` that ends the transaction) into
+//! [`Commit`]s, one per MariaDB transaction, in the shape rules expect.
+//!
+//! - `txn` is the transaction's GTID; `source` is `mysql:SERVER`.
+//! - Tables are named `db.table`, or plain `table` in the database the URL
+//!   names, so rules written against an application's table names work
+//!   unchanged.
+//! - Column names and the primary key come from the table map's optional
+//!   metadata, which only `binlog_row_metadata=FULL` writes (checked at
+//!   start).
+//! - Values are typed as the Postgres source types them: integers and
+//!   floats as numbers, `DECIMAL`, dates, times and text as text, `ENUM`
+//!   and `SET` as their labels, bytes that are not UTF-8 as `\x` and hex.
+//! - A DDL statement is a transaction of its own with no rows: it ends at
+//!   once, as an empty commit, so that the position moves past it.
+//!
+//! Nothing here does I/O: the source feeds it events.
+
+use std::collections::HashMap;
+
+use mysql_async::Value as SqlValue;
+use mysql_async::binlog::events::{
+    Event, EventData, OptionalMetadataField, RowsEventData, TableMapEvent,
+};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::ColumnType;
+
+use super::gtid::{GTID_EVENT, Gtid, GtidEvent};
+use crate::commit::{Commit, Op, Row, Value, Write};
+
+/// What is known of a table from its table map.
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    /// Its name as rules see it.
+    pub(crate) name: String,
+    /// The column names, in table order (`@N` where metadata is missing).
+    pub(crate) columns: Vec<String>,
+    /// The primary-key columns' indexes.
+    pub(crate) key: Vec<usize>,
+    /// Each column's type.
+    pub(crate) types: Vec<Option<ColumnType>>,
+    /// The labels of each `ENUM` or `SET` column, by column index.
+    pub(crate) labels: HashMap<usize, Vec<String>>,
+}
+
+impl Table {
+    /// Reads a table map; `database` is the URL's, whose tables go by
+    /// their plain names.
+    pub(crate) fn of(tme: &TableMapEvent<'_>, database: &str) -> Result<Self, String> {
+        let db = tme.database_name();
+        let table = tme.table_name();
+        let name = if db == database {
+            table.to_string()
+        } else {
+            format!("{db}.{table}")
+        };
+        let count = tme.columns_count() as usize;
+        let types: Vec<Option<ColumnType>> = (0..count)
+            .map(|i| tme.get_column_type(i).ok().flatten())
+            .collect();
+        let mut columns: Vec<String> = Vec::new();
+        let mut key: Vec<usize> = Vec::new();
+        let mut enums: Vec<Vec<String>> = Vec::new();
+        let mut sets: Vec<Vec<String>> = Vec::new();
+        let bad = |e: std::io::Error| format!("the table map of `{name}`: {e}");
+        for field in tme.iter_optional_meta() {
+            match field.map_err(bad)? {
+                OptionalMetadataField::ColumnName(names) => {
+                    for n in names.iter_names() {
+                        columns.push(n.map_err(bad)?.name().into_owned());
+                    }
+                }
+                OptionalMetadataField::SimplePrimaryKey(pk) => {
+                    for i in pk.iter_indexes() {
+                        key.push(i.map_err(bad)? as usize);
+                    }
+                }
+                OptionalMetadataField::PrimaryKeyWithPrefix(pk) => {
+                    for k in pk.iter_keys() {
+                        key.push(k.map_err(bad)?.column_index() as usize);
+                    }
+                }
+                OptionalMetadataField::EnumStrValue(values) => {
+                    for column in values.iter_values() {
+                        let column = column.map_err(bad)?;
+                        enums.push(
+                            column
+                                .values()
+                                .iter()
+                                .map(|v| v.value().into_owned())
+                                .collect(),
+                        );
+                    }
+                }
+                OptionalMetadataField::SetStrValue(values) => {
+                    for column in values.iter_values() {
+                        let column = column.map_err(bad)?;
+                        sets.push(
+                            column
+                                .values()
+                                .iter()
+                                .map(|v| v.value().into_owned())
+                                .collect(),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        if columns.len() != count {
+            return Err(format!(
+                "the table map of `{name}` names {} of its {count} columns: is \
+                 `binlog_row_metadata` FULL?",
+                columns.len()
+            ));
+        }
+        // Labels are listed per ENUM (and per SET) column, in column order.
+        let mut labels = HashMap::new();
+        let (mut enums, mut sets) = (enums.into_iter(), sets.into_iter());
+        for (i, t) in types.iter().enumerate() {
+            let next = match t {
+                Some(ColumnType::MYSQL_TYPE_ENUM) => enums.next(),
+                Some(ColumnType::MYSQL_TYPE_SET) => sets.next(),
+                _ => continue,
+            };
+            if let Some(list) = next {
+                labels.insert(i, list);
+            }
+        }
+        Ok(Self {
+            name,
+            columns,
+            key,
+            types,
+            labels,
+        })
+    }
+
+    /// A row image as rules see it: every column the image holds.
+    fn row(&self, row: BinlogRow) -> Row {
+        let names: Vec<String> = row
+            .columns_ref()
+            .iter()
+            .map(|c| c.name_str().into_owned())
+            .collect();
+        names
+            .into_iter()
+            .zip(row.unwrap())
+            .map(|(name, value)| {
+                let index = self.columns.iter().position(|c| *c == name);
+                let value = self.value(index, value);
+                (name, value)
+            })
+            .collect()
+    }
+
+    /// The key columns of `row`.
+    fn key_of(&self, row: &Row) -> Row {
+        self.key
+            .iter()
+            .filter_map(|&i| {
+                let name = self.columns.get(i)?;
+                row.iter().find(|(n, _)| n == name).cloned()
+            })
+            .collect()
+    }
+
+    /// A value of column `index`, typed as rules see it.
+    fn value(&self, index: Option<usize>, value: BinlogValue<'_>) -> Value {
+        let kind = index.and_then(|i| self.types.get(i).copied().flatten());
+        let labels = index.and_then(|i| self.labels.get(&i));
+        match value {
+            BinlogValue::Value(v) => typed(v, kind, labels),
+            // MySQL's binary JSON (MariaDB's JSON is text).
+            BinlogValue::Jsonb(j) => Value::Text(format!("{j:?}")),
+            BinlogValue::JsonDiff(d) => Value::Text(format!("{d:?}")),
+        }
+    }
+}
+
+/// A column value by its type: see the module's documentation.
+fn typed(value: SqlValue, kind: Option<ColumnType>, labels: Option<&Vec<String>>) -> Value {
+    match value {
+        SqlValue::NULL => Value::Null,
+        SqlValue::Int(n) => match (kind, labels) {
+            // An ENUM is its label's index, from 1 (0: the empty error value).
+            (Some(ColumnType::MYSQL_TYPE_ENUM), Some(labels)) => Value::Text(
+                usize::try_from(n)
+                    .ok()
+                    .and_then(|i| i.checked_sub(1))
+                    .and_then(|i| labels.get(i))
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            _ => Value::Integer(n),
+        },
+        SqlValue::UInt(n) => match i64::try_from(n) {
+            Ok(n) => Value::Integer(n),
+            Err(_) => Value::Text(n.to_string()),
+        },
+        SqlValue::Float(f) => Value::Float(f.into()),
+        SqlValue::Double(f) => Value::Float(f),
+        SqlValue::Bytes(bytes) => match (kind, labels) {
+            // A SET is a bit mask of its labels, little-endian.
+            (Some(ColumnType::MYSQL_TYPE_SET), Some(labels)) => {
+                let mut mask = [0u8; 8];
+                let n = bytes.len().min(8);
+                mask[..n].copy_from_slice(&bytes[..n]);
+                let mask = u64::from_le_bytes(mask);
+                let chosen: Vec<&str> = labels
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i < 64 && mask & (1 << i) != 0)
+                    .map(|(_, l)| l.as_str())
+                    .collect();
+                Value::Text(chosen.join(","))
+            }
+            _ => text(bytes),
+        },
+        SqlValue::Date(y, m, d, h, mi, s, us) => {
+            let date = format!("{y:04}-{m:02}-{d:02}");
+            if matches!(
+                kind,
+                Some(ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE)
+            ) {
+                Value::Text(date)
+            } else if us == 0 {
+                Value::Text(format!("{date} {h:02}:{mi:02}:{s:02}"))
+            } else {
+                Value::Text(format!("{date} {h:02}:{mi:02}:{s:02}.{us:06}"))
+            }
+        }
+        SqlValue::Time(negative, days, h, m, s, us) => {
+            let sign = if negative { "-" } else { "" };
+            let hours = u64::from(days) * 24 + u64::from(h);
+            if us == 0 {
+                Value::Text(format!("{sign}{hours:02}:{m:02}:{s:02}"))
+            } else {
+                Value::Text(format!("{sign}{hours:02}:{m:02}:{s:02}.{us:06}"))
+            }
+        }
+    }
+}
+
+/// Bytes as text: UTF-8 as it is, anything else as `\x` and hex (as
+/// Postgres prints `bytea`).
+fn text(bytes: Vec<u8>) -> Value {
+    match String::from_utf8(bytes) {
+        Ok(s) => Value::Text(s),
+        Err(e) => {
+            let mut hex = String::from("\\x");
+            for b in e.as_bytes() {
+                hex.push_str(&format!("{b:02x}"));
+            }
+            Value::Text(hex)
+        }
+    }
+}
+
+/// Something in the stream that could not be taken as it is; logged by
+/// the source, never fatal.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Oddity {
+    /// The binary log position of the event (`log_pos`, where the next
+    /// one starts).
+    pub(crate) pos: u32,
+    /// What was odd, and what was done instead.
+    pub(crate) what: String,
+}
+
+/// The transaction being read.
+struct Open {
+    gtid: Gtid,
+    standalone: bool,
+    writes: Vec<Write>,
+}
+
+/// What an event meant to the transaction being read.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Step {
+    /// Nothing to hand over yet.
+    Nothing,
+    /// A transaction ended: hand it over; its GTID is the new position.
+    Committed(Commit, Gtid),
+}
+
+/// Assembles transactions from the stream's events.
+pub(crate) struct Assembler {
+    /// `mysql:SERVER`, each commit's source.
+    source: String,
+    /// The database the URL names.
+    database: String,
+    tables: HashMap<u64, Table>,
+    open: Option<Open>,
+    oddities: Vec<Oddity>,
+}
+
+impl Assembler {
+    pub(crate) fn new(source: String, database: String) -> Self {
+        Self {
+            source,
+            database,
+            tables: HashMap::new(),
+            open: None,
+            oddities: Vec::new(),
+        }
+    }
+
+    /// Forgets a transaction half read (the stream broke): it is read
+    /// again from the position.
+    pub(crate) fn reset(&mut self) {
+        self.open = None;
+        self.tables.clear();
+    }
+
+    /// The oddities since last taken.
+    pub(crate) fn take_oddities(&mut self) -> Vec<Oddity> {
+        std::mem::take(&mut self.oddities)
+    }
+
+    fn odd(&mut self, event: &Event, what: String) {
+        self.oddities.push(Oddity {
+            pos: event.header().log_pos(),
+            what,
+        });
+    }
+
+    /// Takes one event. A table map is needed to read the rows that
+    /// follow it: `table_map` finds the one the stream kept by id.
+    pub(crate) fn event<'t>(
+        &mut self,
+        event: &Event,
+        table_map: impl Fn(u64) -> Option<&'t TableMapEvent<'static>>,
+    ) -> Step {
+        if let Some(what) = checksum_mismatch(event) {
+            self.odd(event, what);
+        }
+        let header = event.header();
+        if header.event_type_raw() == GTID_EVENT {
+            return self.gtid(event);
+        }
+        let data = match event.read_data() {
+            Ok(Some(data)) => data,
+            // MariaDB's own events other than GTID (annotations, GTID
+            // lists, checkpoints): nothing of a transaction's rows.
+            Ok(None) => return Step::Nothing,
+            Err(e) => {
+                self.odd(
+                    event,
+                    format!("an event that could not be read ({e}): skipped"),
+                );
+                return Step::Nothing;
+            }
+        };
+        match data {
+            EventData::TableMapEvent(tme) => {
+                match Table::of(&tme, &self.database) {
+                    Ok(table) => {
+                        self.tables.insert(tme.table_id(), table);
+                    }
+                    Err(what) => self.odd(event, what),
+                }
+                Step::Nothing
+            }
+            EventData::RowsEvent(rows) => {
+                self.rows(event, &rows, table_map);
+                Step::Nothing
+            }
+            EventData::XidEvent(_) => self.end(event),
+            EventData::QueryEvent(query) => {
+                let text = query.query();
+                let statement = text.trim();
+                if statement.eq_ignore_ascii_case("COMMIT") {
+                    self.end(event)
+                } else if self.open.as_ref().is_some_and(|o| o.standalone) {
+                    // DDL: the whole transaction.
+                    self.end(event)
+                } else {
+                    Step::Nothing
+                }
+            }
+            _ => Step::Nothing,
+        }
+    }
+
+    fn gtid(&mut self, event: &Event) -> Step {
+        match GtidEvent::parse(event.data(), event.header().server_id()) {
+            Ok(gtid) => {
+                if let Some(open) = &self.open {
+                    let was = open.gtid;
+                    self.odd(
+                        event,
+                        format!(
+                            "transaction {was} did not end before {}: its rows are read \
+                             with the next",
+                            gtid.gtid
+                        ),
+                    );
+                }
+                let writes = self.open.take().map(|o| o.writes).unwrap_or_default();
+                self.open = Some(Open {
+                    gtid: gtid.gtid,
+                    standalone: gtid.standalone,
+                    writes,
+                });
+            }
+            Err(what) => self.odd(event, what),
+        }
+        Step::Nothing
+    }
+
+    fn rows<'t>(
+        &mut self,
+        event: &Event,
+        rows: &RowsEventData<'_>,
+        table_map: impl Fn(u64) -> Option<&'t TableMapEvent<'static>>,
+    ) {
+        let id = rows.table_id();
+        let (Some(table), Some(tme)) = (self.tables.get(&id), table_map(id)) else {
+            let what = format!("rows of table id {id}, whose table map was not read: skipped");
+            self.odd(event, what);
+            return;
+        };
+        let table = table.clone();
+        let mut writes = Vec::new();
+        let mut odd = None;
+        for pair in rows.rows(tme) {
+            let (before, after) = match pair {
+                Ok(pair) => pair,
+                Err(e) => {
+                    odd = Some(format!(
+                        "rows of `{}` that could not be read: {e}",
+                        table.name
+                    ));
+                    break;
+                }
+            };
+            let before = before.map(|r| table.row(r));
+            let after = after.map(|r| table.row(r));
+            let (op, key) = match (&before, &after) {
+                (None, Some(after)) => (Op::Insert, table.key_of(after)),
+                (Some(_), Some(after)) => (Op::Update, table.key_of(after)),
+                (Some(before), None) => (Op::Delete, table.key_of(before)),
+                (None, None) => continue,
+            };
+            writes.push(Write {
+                table: table.name.clone(),
+                op,
+                key,
+                before,
+                after,
+            });
+        }
+        if let Some(what) = odd {
+            self.odd(event, what);
+        }
+        match &mut self.open {
+            Some(open) => open.writes.extend(writes),
+            None => {
+                let what = format!(
+                    "rows of `{}` outside a transaction (no GTID event before them): skipped",
+                    table.name
+                );
+                self.odd(event, what);
+            }
+        }
+    }
+
+    fn end(&mut self, event: &Event) -> Step {
+        let Some(open) = self.open.take() else {
+            self.odd(
+                event,
+                "a transaction end with no GTID event before it".into(),
+            );
+            return Step::Nothing;
+        };
+        let commit = Commit {
+            txn: open.gtid.to_string(),
+            source: Some(self.source.clone()),
+            writes: open.writes,
+        };
+        Step::Committed(commit, open.gtid)
+    }
+}
+
+/// Whether `event`'s checksum is wrong: `mysql_common` strips it without
+/// checking it. `None` when it is right, or when the event has none (the
+/// server's `binlog_checksum=NONE`, or the first, artificial rotate).
+fn checksum_mismatch(event: &Event) -> Option<String> {
+    use mysql_async::binlog::BinlogChecksumAlg;
+    let alg = event.footer().get_checksum_alg().ok().flatten()?;
+    if alg != BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32 {
+        return None;
+    }
+    let stored = u32::from_le_bytes(event.checksum()?);
+    let computed = event.calc_checksum(alg);
+    (stored != computed).then(|| {
+        format!("an event whose CRC32 is {stored:08x}, computed {computed:08x}: read anyway")
+    })
+}

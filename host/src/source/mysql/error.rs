@@ -1,0 +1,73 @@
+//! [`MysqlError`]: why the MySQL source could not start or lost its
+//! stream, naming the server (its password hidden), the statement or the
+//! setting concerned, and how to fix what an administrator must fix.
+
+/// Why the MySQL source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MysqlError {
+    /// No `mysql.url` was given.
+    #[error("no `mysql.url` given")]
+    NoUrl,
+    /// The URL could not be read.
+    #[error("`mysql.url` `{url}` cannot be used: {error}")]
+    Url {
+        /// The URL, its password hidden.
+        url: String,
+        /// Why.
+        error: mysql_async::UrlError,
+    },
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to MySQL at `{url}`: {error}")]
+    Connect {
+        /// The URL, its password hidden.
+        url: String,
+        /// Why.
+        error: mysql_async::Error,
+    },
+    /// A statement failed.
+    #[error("MySQL refused `{statement}`: {error}")]
+    Statement {
+        /// The statement.
+        statement: String,
+        /// Why.
+        error: mysql_async::Error,
+    },
+    /// The server's binary log cannot serve a reader; each problem with
+    /// the statement that fixes it.
+    #[error(
+        "the server at `{url}` cannot be read from:\n{}\n(`invalidator mysql check` prints \
+         the SQL for an administrator)",
+        .problems.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n")
+    )]
+    Unfit {
+        /// The URL, its password hidden.
+        url: String,
+        /// What is wrong, each with its fix.
+        problems: Vec<String>,
+    },
+    /// The binary log stream failed (the connection dropped, another
+    /// reader took this server id, the server shut down).
+    #[error("the binary log stream failed: {0}")]
+    Stream(mysql_async::Error),
+    /// The server ended the stream (it shut down, or restarted).
+    #[error("the server ended the binary log stream (shut down or restarted)")]
+    Ended,
+    /// Nothing came, not even a heartbeat, for three heartbeats.
+    #[error(
+        "the server sent nothing, not even a heartbeat, for {silent_ms} ms; dropping the \
+         stream to open it again"
+    )]
+    Silent {
+        /// How long.
+        silent_ms: u64,
+    },
+    /// The position stored in Redis could not be read or is not a GTID
+    /// position.
+    #[error("the stored position at `{key}`: {reason}")]
+    Position {
+        /// The Redis key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,309 @@
+//! `invalidator serve --mysql`: commits read from a real MariaDB's binary
+//! log (a throwaway server per test), invalidations applied to a real
+//! Redis, through the example rules. Nothing in the application posts a
+//! commit: the tests only write SQL.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use invalidator_tests::{
+    MariadbServer, RedisServer, ServeProcess, all_keys, deploy, fresh_dir, guests,
+};
+use redis::Commands;
+
+const BIN: &str = env!("CARGO_BIN_EXE_invalidator");
+
+/// The example rules' tables, as their applications would have them.
+const SCHEMA: &str = "
+    CREATE DATABASE app;
+    USE app;
+    CREATE TABLE customers (id varchar(20) PRIMARY KEY, shop_id int, payment_method text,
+        credit_score int, income decimal(12,2)) ENGINE=InnoDB;
+    CREATE TABLE inventory (vin varchar(20) PRIMARY KEY, price decimal(10,2),
+        status enum('available','reserved','sold')) ENGINE=InnoDB;
+    CREATE TABLE kinder (id int PRIMARY KEY, turnus_id int, notes text) ENGINE=InnoDB;
+    CREATE TABLE user_profiles (id int PRIMARY KEY, user_id int, name text) ENGINE=InnoDB;
+";
+
+/// A server with the schema, a Redis, and a rules folder with the
+/// dealership and turnus rules.
+struct Setup {
+    db: MariadbServer,
+    redis: RedisServer,
+    rules: PathBuf,
+}
+
+fn setup(name: &str, options: &[&str]) -> Setup {
+    let db = MariadbServer::start_with(options);
+    db.sql(None, SCHEMA);
+    let rules = fresh_dir(&format!("mysql-{name}"));
+    for (guest, file) in [
+        (guests::DEALERSHIP, "dealership.wasm"),
+        (guests::TURNUS, "turnus.wasm"),
+    ] {
+        deploy(guest, &rules.join(file));
+    }
+    Setup {
+        db,
+        redis: RedisServer::start(),
+        rules,
+    }
+}
+
+impl Setup {
+    /// `serve --mysql` on database `app`, listening (so that it has read
+    /// the server's position when this returns), with `args` added.
+    fn serve(&self, args: &[&str]) -> ServeProcess {
+        let url = self.db.url("app");
+        let mut all = vec![
+            "--rules",
+            self.rules.to_str().unwrap(),
+            "--redis",
+            &self.redis.url(),
+            "--mysql",
+            &url,
+            "--listen",
+            "127.0.0.1:0",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        ServeProcess::start(
+            BIN,
+            &all,
+            &[
+                ("INVALIDATOR_PIPELINE__RETRY_MIN", "20ms"),
+                ("INVALIDATOR_PIPELINE__RETRY_MAX", "500ms"),
+                ("INVALIDATOR_MYSQL__HEARTBEAT", "1s"),
+            ],
+        )
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.db.sql(Some("app"), sql)
+    }
+
+    fn cache(&self, keys: &[&str]) {
+        let mut conn = self.redis.connection();
+        for key in keys {
+            let () = conn.set(key, "cached").unwrap();
+        }
+    }
+
+    /// The application's keys in Redis (the source's own position left
+    /// out).
+    fn keys(&self) -> BTreeSet<String> {
+        all_keys(&mut self.redis.connection())
+            .into_iter()
+            .filter(|k| !k.starts_with("inv:mysql:"))
+            .collect()
+    }
+
+    /// The position stored in Redis.
+    fn stored(&self) -> Option<String> {
+        let mut conn = self.redis.connection();
+        let keys: Vec<String> = conn.keys("inv:mysql:*:gtid").unwrap();
+        assert!(keys.len() <= 1, "{keys:?}");
+        keys.first().map(|k| conn.get(k).unwrap())
+    }
+}
+
+fn set_of(keys: &[&str]) -> BTreeSet<String> {
+    keys.iter().map(|k| k.to_string()).collect()
+}
+
+/// Waits until Redis holds exactly `expected`, or fails showing the
+/// difference and `serve`'s log.
+fn wait_for_keys(s: &Setup, serve: &ServeProcess, expected: &BTreeSet<String>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let keys = s.keys();
+        if &keys == expected {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "Redis holds {keys:?}, expected {expected:?}; serve's log:\n{}",
+                serve.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `done`, or fails naming `what` with `serve`'s log.
+fn wait_until(what: &str, serve: &ServeProcess, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}; serve's log:\n{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn writes_in_sql_invalidate_the_rules_keys() {
+    let s = setup("writes", &[]);
+    s.sql(
+        "INSERT INTO customers VALUES ('C1', 1, 'card', 700, 50000), ('C2', 2, 'cash', 600, 1);
+         INSERT INTO inventory VALUES ('VIN-A', 21500, 'available'), ('VIN-B', 9000, 'sold');
+         INSERT INTO kinder VALUES (3, 1, 'x'), (4, 2, 'y'), (5, 3, 'z');",
+    );
+    s.cache(&[
+        "customer:C1",
+        "customer:C2",
+        "vehicle:VIN-A",
+        "vehicle:VIN-B",
+        "turnus_data_1",
+        "turnus_data_2",
+        "turnus_data_3",
+        "turnus_data_4",
+        "user_profile_9",
+        "unrelated",
+    ]);
+    let serve = s.serve(&[]);
+    let mut expected = s.keys();
+
+    // An update: the dealership rule's key.
+    s.sql("UPDATE inventory SET price = 19900, status = 'reserved' WHERE vin = 'VIN-A'");
+    expected.remove("vehicle:VIN-A");
+    wait_for_keys(&s, &serve, &expected);
+
+    // A multi-statement transaction: every write's targets, once committed.
+    s.sql(
+        "BEGIN;
+         UPDATE customers SET payment_method = 'cash' WHERE id = 'C1';
+         INSERT INTO user_profiles VALUES (1, 9, 'Ada');
+         COMMIT;",
+    );
+    expected.remove("customer:C1");
+    expected.remove("user_profile_9");
+    wait_for_keys(&s, &serve, &expected);
+
+    // A delete.
+    s.sql("DELETE FROM customers WHERE id = 'C2'");
+    expected.remove("customer:C2");
+    wait_for_keys(&s, &serve, &expected);
+
+    // A rolled-back transaction is never in the log; what commits after it
+    // is.
+    s.sql(
+        "BEGIN; UPDATE kinder SET notes = 'r' WHERE id = 4; ROLLBACK;
+         UPDATE kinder SET notes = 'w' WHERE id = 3;",
+    );
+    expected.remove("turnus_data_1");
+    wait_for_keys(&s, &serve, &expected);
+    assert!(
+        s.keys().contains("turnus_data_2"),
+        "the rolled-back update left it"
+    );
+
+    // DDL in the middle of the stream: the next table map has the new
+    // column, and the rows after it are read with it.
+    s.sql("ALTER TABLE kinder ADD COLUMN age int AFTER id");
+    s.sql("UPDATE kinder SET age = 4 WHERE id = 4");
+    expected.remove("turnus_data_2");
+    wait_for_keys(&s, &serve, &expected);
+
+    // A row that moves: the turnus it left and the one it joined.
+    s.sql("UPDATE kinder SET turnus_id = 4 WHERE id = 5");
+    expected.remove("turnus_data_3");
+    expected.remove("turnus_data_4");
+    wait_for_keys(&s, &serve, &expected);
+
+    // A key update: the old key and the new.
+    s.cache(&["vehicle:VIN-B", "vehicle:VIN-C"]);
+    let mut expected = s.keys();
+    s.sql("UPDATE inventory SET vin = 'VIN-C' WHERE vin = 'VIN-B'");
+    expected.remove("vehicle:VIN-B");
+    expected.remove("vehicle:VIN-C");
+    wait_for_keys(&s, &serve, &expected);
+    assert!(s.keys().contains("unrelated"));
+
+    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
+    wait_until("the last transaction's position is stored", &serve, || {
+        s.stored().as_deref() == Some(position.as_str())
+    });
+    let (status, summary) = serve.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert_eq!(summary["mysql"]["in_flight"], 0, "{summary}");
+    assert_eq!(summary["mysql"]["oddities"], 0, "{summary}");
+    assert!(
+        summary["mysql"]["transactions"].as_u64().unwrap() >= 8,
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_restart_resumes_from_the_stored_position() {
+    let s = setup("resume", &[]);
+    s.sql("INSERT INTO kinder VALUES (1, 1, 'a'), (2, 2, 'b')");
+    let serve = s.serve(&[]);
+    s.cache(&["turnus_data_1"]);
+    s.sql("UPDATE kinder SET notes = 'x' WHERE id = 1");
+    wait_for_keys(&s, &serve, &set_of(&[]));
+    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
+    wait_until("the position is stored", &serve, || {
+        s.stored().as_deref() == Some(position.as_str())
+    });
+    serve.kill();
+    // Written while nobody reads: read at the next start, from the
+    // stored position.
+    s.cache(&["turnus_data_2", "unrelated"]);
+    s.sql("UPDATE kinder SET notes = 'y' WHERE id = 2");
+    let serve = s.serve(&[]);
+    wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
+    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
+    wait_until("the new position is stored", &serve, || {
+        s.stored().as_deref() == Some(position.as_str())
+    });
+    let (status, summary) = serve.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}
+
+#[test]
+fn a_server_that_cannot_be_read_is_refused_naming_the_fix() {
+    let s = setup(
+        "unfit",
+        &["--binlog-format=STATEMENT", "--binlog-row-metadata=MINIMAL"],
+    );
+    let mut serve = s.serve_unlistened();
+    let status = serve.wait(Duration::from_secs(30));
+    assert!(!status.success());
+    let log = serve.log();
+    for fix in [
+        "SET GLOBAL binlog_format = 'ROW';",
+        "SET GLOBAL binlog_row_metadata = 'FULL';",
+    ] {
+        assert!(log.contains(fix), "{fix} not in:\n{log}");
+    }
+    assert!(
+        !log.contains("binlog_row_image"),
+        "the row image is right:\n{log}"
+    );
+}
+
+impl Setup {
+    /// `serve --mysql` without a listener: for a start that must fail.
+    fn serve_unlistened(&self) -> ServeProcess {
+        let url = self.db.url("app");
+        ServeProcess::start(
+            BIN,
+            &[
+                "--rules",
+                self.rules.to_str().unwrap(),
+                "--redis",
+                &self.redis.url(),
+                "--mysql",
+                &url,
+            ],
+            &[],
+        )
+    }
+}
