@@ -287,6 +287,69 @@ fn a_server_that_cannot_be_read_is_refused_naming_the_fix() {
         !log.contains("binlog_row_image"),
         "the row image is right:\n{log}"
     );
+
+    // `invalidator mysql check` prints the same fixes as SQL; run as it is
+    // by an administrator, it readies the server, and `serve` starts.
+    let check = |expected: i32| {
+        let out = std::process::Command::new(BIN)
+            .args(["mysql", "check", "--mysql", &s.db.url("app")])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let sql = check(1);
+    assert!(sql.contains("SET GLOBAL binlog_format = 'ROW';"), "{sql}");
+    s.db.sql(None, &sql);
+    assert!(check(0).contains("ready"));
+    let serve = s.serve(&[]);
+    s.cache(&["turnus_data_1"]);
+    s.sql("INSERT INTO kinder VALUES (1, 1, 'a')");
+    wait_for_keys(&s, &serve, &set_of(&[]));
+}
+
+/// Writes a session hides from the rows of the log are counted and logged
+/// with what can be said of them: a statement logged as text, rows with
+/// some columns only.
+#[test]
+fn sessions_that_hide_rows_are_counted_and_logged() {
+    let s = setup("hidden", &[]);
+    s.sql("INSERT INTO kinder VALUES (1, 1, 'a'), (2, 2, 'b')");
+    let serve = s.serve(&[]);
+    s.cache(&["turnus_data_1", "turnus_data_2"]);
+    s.sql(
+        "SET SESSION binlog_format = 'STATEMENT';
+         UPDATE kinder SET notes = 'x' WHERE id = 1;",
+    );
+    wait_until("the statement is logged", &serve, || {
+        let log = serve.log();
+        log.contains("a write logged as a statement")
+            && log.contains("UPDATE kinder SET notes = 'x'")
+    });
+    // Its rows are not in the log: nothing can name its keys (what the
+    // README says of such sessions).
+    assert!(s.keys().contains("turnus_data_1"));
+    s.sql(
+        "SET SESSION binlog_row_image = 'MINIMAL';
+         UPDATE kinder SET notes = 'y' WHERE id = 2;",
+    );
+    wait_until("the partial rows are logged", &serve, || {
+        serve
+            .log()
+            .contains("rows of `kinder` logged with some columns only")
+    });
+    // The minimal image lacks `turnus_id`: the rule cannot name the
+    // turnus, and its fallback (`turnus_data_*`) applies. Misses, never a
+    // stale key.
+    wait_for_keys(&s, &serve, &set_of(&[]));
+    let (_, summary) = serve.stop(Duration::from_secs(30));
+    assert_eq!(summary["mysql"]["oddities"], 2, "{summary}");
 }
 
 impl Setup {

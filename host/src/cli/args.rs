@@ -116,6 +116,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PostgresCommand,
     },
+    /// Set up the MySQL source: what the server needs (as SQL to run).
+    Mysql {
+        #[command(subcommand)]
+        command: MysqlCommand,
+    },
     /// Ask a running `serve` why a key is gone: the recent invalidations
     /// that removed it, newest first, with the target that matched (the
     /// key, a pattern, a tag), the commit, the rule and when. Reads the
@@ -353,6 +358,21 @@ impl ServeArgs {
         }
         top.into()
     }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MysqlCommand {
+    /// Print the SQL that readies the server for `serve --mysql` as the
+    /// address's user: the binary log's format, row images and metadata,
+    /// and the user's rights. What is not SQL is printed as `--` comments,
+    /// so the output can be piped to the `mariadb` client as an
+    /// administrator. Exit status 0: nothing to do; 1: statements printed;
+    /// 2: trouble.
+    Check {
+        /// The server, as `serve` will reach it (its user is checked).
+        #[arg(long, value_name = "URL")]
+        mysql: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -10,6 +10,7 @@ mod diff;
 mod dry_run;
 mod explain;
 mod log_fields;
+mod mysql;
 mod new;
 mod postgres;
 mod serve;
@@ -59,6 +60,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => tokio_runtime()?.block_on(explain::run(&server, &key, token, limit, json)),
         Command::Postgres { command } => postgres::run(command),
+        Command::Mysql { command } => mysql::run(command),
         Command::Test {
             rule,
             fixtures,

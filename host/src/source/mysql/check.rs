@@ -2,8 +2,8 @@
 //! start: a binary log (`log_bin`), in rows (`binlog_format=ROW`), with
 //! whole before images (`binlog_row_image=FULL`) and column names and keys
 //! (`binlog_row_metadata=FULL`), and a user allowed to read it. Each
-//! problem comes with the statement that fixes it, as [`statements`]
-//! prints them for an administrator.
+//! problem comes with the statement that fixes it, as `invalidator mysql
+//! check` prints them for an administrator ([`check`]).
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -17,9 +17,38 @@ const SETTINGS: [(&str, &str); 3] = [
     ("binlog_row_metadata", "FULL"),
 ];
 
+/// Something the server must change, and the SQL (or `--` comment) that
+/// changes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What is wrong.
+    pub what: String,
+    /// What fixes it: SQL, or a `--` comment for what SQL cannot do.
+    pub fix: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: `{}`", self.what, self.fix.trim_start_matches("-- "))
+    }
+}
+
+/// What the server at `url` must change for its binary log to be read;
+/// empty when nothing: what `invalidator mysql check` prints.
+pub async fn check(url: &str) -> Result<Vec<Problem>, MysqlError> {
+    let opts = mysql_async::Opts::from_url(url).map_err(|error| MysqlError::Url {
+        url: super::redact(url),
+        error,
+    })?;
+    let mut conn = super::connect(&opts, url).await?;
+    let found = problems(&mut conn).await;
+    let _ = conn.disconnect().await;
+    found
+}
+
 /// The problems of the server behind `conn`, each with its fix; empty
 /// when it can be read from.
-pub(crate) async fn problems(conn: &mut Conn) -> Result<Vec<String>, MysqlError> {
+pub(crate) async fn problems(conn: &mut Conn) -> Result<Vec<Problem>, MysqlError> {
     let mut problems = Vec::new();
     let statement = "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata";
     let row: Option<(String, String, String, String)> =
@@ -31,18 +60,20 @@ pub(crate) async fn problems(conn: &mut Conn) -> Result<Vec<String>, MysqlError>
             })?;
     let (log_bin, format, image, metadata) = row.unwrap_or_default();
     if log_bin != "1" && !log_bin.eq_ignore_ascii_case("ON") {
-        problems.push(
-            "the binary log is off (`log_bin`): start the server with `log-bin` (in my.cnf, \
-             `[mysqld]` `log-bin = binlog`) and restart it"
-                .to_owned(),
-        );
+        problems.push(Problem {
+            what: "the binary log is off (`log_bin`)".to_owned(),
+            fix: "-- in my.cnf, [mysqld] log-bin = binlog, then restart the server".to_owned(),
+        });
     }
     for ((name, wanted), value) in SETTINGS.iter().zip([format, image, metadata]) {
         if !value.eq_ignore_ascii_case(wanted) {
-            problems.push(format!(
-                "`{name}` is {value}, not {wanted}: `SET GLOBAL {name} = '{wanted}';` (and \
-                 `{name} = {wanted}` in my.cnf, to keep it across restarts)"
-            ));
+            problems.push(Problem {
+                what: format!(
+                    "`{name}` is {value}, not {wanted} (keep it across restarts with \
+                     `{name} = {wanted}` in my.cnf)"
+                ),
+                fix: format!("SET GLOBAL {name} = '{wanted}';"),
+            });
         }
     }
     let grants = "SHOW GRANTS FOR CURRENT_USER()";
@@ -63,10 +94,10 @@ pub(crate) async fn problems(conn: &mut Conn) -> Result<Vec<String>, MysqlError>
                     error,
                 })?;
         let current = quoted_user(&current.unwrap_or_default());
-        problems.push(format!(
-            "the user may not read the binary log (it lacks {missing}): `GRANT REPLICATION \
-             SLAVE, BINLOG MONITOR ON *.* TO {current};`"
-        ));
+        problems.push(Problem {
+            what: format!("the user may not read the binary log (it lacks {missing})"),
+            fix: format!("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO {current};"),
+        });
     }
     Ok(problems)
 }
@@ -103,26 +134,6 @@ fn quoted_user(current: &str) -> String {
     format!("'{user}'@'{host}'")
 }
 
-/// The statements an administrator runs to make a server readable by
-/// `user` (`'name'@'host'`): what `invalidator mysql check` prints.
-pub fn statements(user: &str) -> String {
-    let mut out = String::from(
-        "-- The binary log must be on: in my.cnf, [mysqld] log-bin = binlog (needs a restart).\n",
-    );
-    for (name, wanted) in SETTINGS {
-        out.push_str(&format!("SET GLOBAL {name} = '{wanted}';\n"));
-    }
-    out.push_str("-- Keep them across restarts: in my.cnf, [mysqld]\n");
-    for (name, wanted) in SETTINGS {
-        out.push_str(&format!("--   {name} = {wanted}\n"));
-    }
-    out.push_str(&format!(
-        "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO {user};\n\
-         -- MySQL 8: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {user};\n"
-    ));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +162,5 @@ mod tests {
             Some("REPLICATION SLAVE and BINLOG MONITOR")
         );
         assert_eq!(quoted_user("inv@%"), "'inv'@'%'");
-        assert!(statements("'inv'@'%'").contains("SET GLOBAL binlog_row_metadata = 'FULL';"));
     }
 }

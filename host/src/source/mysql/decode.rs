@@ -377,7 +377,21 @@ impl Assembler {
                 } else if self.open.as_ref().is_some_and(|o| o.standalone) {
                     // DDL: the whole transaction.
                     self.end(event)
+                } else if statement.eq_ignore_ascii_case("BEGIN") || self.open.is_none() {
+                    Step::Nothing
                 } else {
+                    // Inside a transaction, a statement logged as text: a
+                    // session that set `binlog_format=STATEMENT` (or
+                    // MIXED chose it). Its rows are not in the log.
+                    let shown: String = statement.chars().take(120).collect();
+                    self.odd(
+                        event,
+                        format!(
+                            "a write logged as a statement, not as rows (a session with \
+                             binlog_format=STATEMENT or MIXED); rules cannot see its rows: \
+                             `{shown}`"
+                        ),
+                    );
                     Step::Nothing
                 }
             }
@@ -424,6 +438,24 @@ impl Assembler {
             return;
         };
         let table = table.clone();
+        // A session's `binlog_row_image=MINIMAL` (or NOBLOB) logs only some
+        // columns: rules see the others as changed, which costs misses,
+        // never a stale key; it is still worth knowing.
+        let n = table.columns.len();
+        let partial_before = rows
+            .columns_before_image()
+            .is_some_and(|bits| bits.iter().take(n).any(|b| !*b));
+        let partial_after = rows
+            .columns_after_image()
+            .is_some_and(|bits| bits.iter().take(n).any(|b| !*b));
+        if partial_before || partial_after {
+            let what = format!(
+                "rows of `{}` logged with some columns only (a session with \
+                 binlog_row_image=MINIMAL or NOBLOB): rules see the others as changed",
+                table.name
+            );
+            self.odd(event, what);
+        }
         let mut writes = Vec::new();
         let mut odd = None;
         for pair in rows.rows(tme) {

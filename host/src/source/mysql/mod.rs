@@ -41,7 +41,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder};
 use tokio::sync::{Mutex, watch};
 
-pub use check::statements as check_statements;
+pub use check::{Problem, check};
 pub use config::{MysqlConfig, MysqlProblem, redact};
 pub use error::MysqlError;
 pub use gtid::{Gtid, GtidState};
@@ -168,7 +168,7 @@ impl MysqlSource {
         if !problems.is_empty() {
             return Err(MysqlError::Unfit {
                 url: redact(&url),
-                problems,
+                problems: problems.iter().map(ToString::to_string).collect(),
             });
         }
         let server: u32 = query_one(&mut conn, "SELECT @@server_id").await?;
