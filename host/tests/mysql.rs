@@ -370,3 +370,51 @@ impl Setup {
         )
     }
 }
+
+/// A transaction in the log but not yet visible to other sessions is not
+/// invalidated until it is: here semi-synchronous replication waits after
+/// the log is synced (`AFTER_SYNC`) for a replica that never answers, as
+/// it would for a slow one, while the log is read. Invalidating then would
+/// let a reader store the old row for good.
+#[test]
+fn a_commit_is_invalidated_only_once_visible() {
+    let s = setup("visible", &[]);
+    s.sql("INSERT INTO kinder VALUES (1, 1, 'old')");
+    let serve = s.serve(&[]);
+    s.cache(&["turnus_data_1"]);
+    s.db.sql(
+        None,
+        "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC';
+         SET GLOBAL rpl_semi_sync_master_timeout = 4000;
+         SET GLOBAL rpl_semi_sync_master_enabled = 1;",
+    );
+    let before = s.db.sql(None, "SELECT @@gtid_binlog_pos");
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| s.sql("UPDATE kinder SET notes = 'new' WHERE id = 1"));
+        // The commit waits for the replica: in the log, not visible.
+        wait_until("the commit is in the log", &serve, || {
+            s.db.sql(None, "SELECT @@gtid_binlog_pos") != before
+        });
+        assert_eq!(s.sql("SELECT notes FROM kinder WHERE id = 1").trim(), "old");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            s.sql("SELECT notes FROM kinder WHERE id = 1").trim(),
+            "old",
+            "still invisible (the wait is 4 s)"
+        );
+        assert!(
+            s.keys().contains("turnus_data_1"),
+            "invalidated before the row could be seen; serve's log:\n{}",
+            serve.log()
+        );
+        writer.join().unwrap();
+    });
+    // Visible now: the key goes.
+    assert_eq!(s.sql("SELECT notes FROM kinder WHERE id = 1").trim(), "new");
+    wait_for_keys(&s, &serve, &set_of(&[]));
+    let (_, summary) = serve.stop(Duration::from_secs(30));
+    assert!(
+        summary["mysql"]["visibility_checks"].as_u64() > Some(1),
+        "{summary}"
+    );
+}

@@ -277,13 +277,29 @@ struct Open {
     writes: Vec<Write>,
 }
 
+/// Where in the binary log: a file, and a byte offset in it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct LogPos {
+    /// The file, as `SHOW MASTER STATUS` names it (`binlog.000042`): the
+    /// server numbers them with zero-padded digits, so names order as the
+    /// files do.
+    pub(crate) file: String,
+    /// The offset.
+    pub(crate) pos: u64,
+}
+
 /// What an event meant to the transaction being read.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Step {
     /// Nothing to hand over yet.
     Nothing,
-    /// A transaction ended: hand it over; its GTID is the new position.
-    Committed(Commit, Gtid),
+    /// A transaction ended: hand it over once it is visible (everything
+    /// up to `end` in the log is); its GTID is the new position.
+    Committed {
+        commit: Commit,
+        gtid: Gtid,
+        end: LogPos,
+    },
 }
 
 /// Assembles transactions from the stream's events.
@@ -295,6 +311,8 @@ pub(crate) struct Assembler {
     tables: HashMap<u64, Table>,
     open: Option<Open>,
     oddities: Vec<Oddity>,
+    /// The log file being read, from the last rotate event.
+    file: String,
 }
 
 impl Assembler {
@@ -305,6 +323,7 @@ impl Assembler {
             tables: HashMap::new(),
             open: None,
             oddities: Vec::new(),
+            file: String::new(),
         }
     }
 
@@ -355,6 +374,10 @@ impl Assembler {
             }
         };
         match data {
+            EventData::RotateEvent(_) => {
+                self.file = rotated_to(event);
+                Step::Nothing
+            }
             EventData::TableMapEvent(tme) => {
                 match Table::of(&tme, &self.database) {
                     Ok(table) => {
@@ -513,8 +536,41 @@ impl Assembler {
             source: Some(self.source.clone()),
             writes: open.writes,
         };
-        Step::Committed(commit, open.gtid)
+        Step::Committed {
+            commit,
+            gtid: open.gtid,
+            end: LogPos {
+                file: self.file.clone(),
+                pos: u64::from(event.header().log_pos()),
+            },
+        }
     }
+}
+
+/// The file a rotate event names. The first event of a stream is an
+/// artificial rotate sent before the format description, and
+/// `mysql_common` then leaves its checksum on the end of the name
+/// (mysql_async issue 189): the last four bytes are dropped when they are
+/// the CRC32 of the rest of the event.
+fn rotated_to(event: &Event) -> String {
+    let body = event.data();
+    let name = body.get(8..).unwrap_or_default();
+    if name.len() > 4 {
+        let (rest, crc) = body.split_at(body.len() - 4);
+        let h = event.header();
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&h.timestamp().to_le_bytes());
+        hasher.update(&[h.event_type_raw()]);
+        hasher.update(&h.server_id().to_le_bytes());
+        hasher.update(&h.event_size().to_le_bytes());
+        hasher.update(&h.log_pos().to_le_bytes());
+        hasher.update(&h.flags_raw().to_le_bytes());
+        hasher.update(rest);
+        if hasher.finalize().to_le_bytes() == crc {
+            return String::from_utf8_lossy(&name[..name.len() - 4]).into_owned();
+        }
+    }
+    String::from_utf8_lossy(name).into_owned()
 }
 
 /// Whether `event`'s checksum is wrong: `mysql_common` strips it without

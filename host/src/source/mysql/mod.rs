@@ -18,6 +18,8 @@
 //!   resumed from the last transaction read (what was read is in the
 //!   pipeline's hands). A stream silent for three heartbeats is dropped
 //!   and opened again.
+//! - A transaction is handed over only once other sessions can see it
+//!   ([`visibility`]): the log can hold it before InnoDB commits it.
 //! - Every event's CRC32 is checked (`mysql_common` strips it unchecked);
 //!   a bad one is counted as an oddity and logged.
 //!
@@ -30,6 +32,7 @@ mod config;
 mod decode;
 mod error;
 mod gtid;
+mod visibility;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -47,6 +50,7 @@ pub use error::MysqlError;
 pub use gtid::{Gtid, GtidState};
 
 use self::decode::{Assembler, Step};
+use self::visibility::Visibility;
 use super::in_flight::InFlight;
 use super::{Intake, Source, SourceReport};
 use crate::redis::Redis;
@@ -69,6 +73,9 @@ crate::figures! {
         Counter reconnects,
         /// Streams dropped because nothing came for three heartbeats.
         Counter silent_streams,
+        /// Consistent snapshots taken to see whether a transaction read is
+        /// visible to other sessions yet.
+        Counter visibility_checks,
         /// Events that could not be taken as they are (a bad checksum,
         /// rows of an unknown table, an event that could not be read);
         /// each is logged with its position.
@@ -428,6 +435,7 @@ impl State {
             );
         }
         let silence = config.heartbeat * 3;
+        let mut visibility = Visibility::new(self.opts.clone(), self.url.clone());
         loop {
             // Back-pressure: at the bound, wait for the pipeline.
             self.in_flight
@@ -449,7 +457,12 @@ impl State {
                 self.counters.oddities.fetch_add(1, Relaxed);
                 tracing::warn!(pos = oddity.pos, "binary log: {}", oddity.what);
             }
-            if let Step::Committed(commit, gtid) = step {
+            if let Step::Committed { commit, gtid, end } = step {
+                visibility
+                    .wait(&end, || {
+                        self.counters.visibility_checks.fetch_add(1, Relaxed);
+                    })
+                    .await?;
                 self.counters.transactions.fetch_add(1, Relaxed);
                 self.counters
                     .writes
