@@ -418,3 +418,54 @@ fn a_commit_is_invalidated_only_once_visible() {
         "{summary}"
     );
 }
+
+/// An XA transaction's rows are invalidated at its `XA COMMIT`, not at its
+/// `XA PREPARE` (they are not visible before), and never after an
+/// `XA ROLLBACK`; a restart between the two reads the prepared rows again.
+#[test]
+fn xa_transactions_are_invalidated_at_their_commit() {
+    let s = setup("xa", &[]);
+    s.sql("INSERT INTO kinder VALUES (1, 1, 'a'), (2, 2, 'b'), (3, 3, 'c')");
+    let serve = s.serve(&[]);
+    s.cache(&[
+        "turnus_data_1",
+        "turnus_data_2",
+        "turnus_data_3",
+        "unrelated",
+    ]);
+    s.sql(
+        "XA START 'one'; UPDATE kinder SET notes = 'x' WHERE id = 1; XA END 'one';
+         XA PREPARE 'one';",
+    );
+    s.sql(
+        "XA START 'two'; UPDATE kinder SET notes = 'y' WHERE id = 2; XA END 'two';
+         XA PREPARE 'two';",
+    );
+    // A plain transaction after them is applied, and its position stored
+    // stays before the prepared ones.
+    s.sql("UPDATE kinder SET notes = 'z' WHERE id = 3");
+    wait_for_keys(
+        &s,
+        &serve,
+        &set_of(&["turnus_data_1", "turnus_data_2", "unrelated"]),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        s.keys(),
+        set_of(&["turnus_data_1", "turnus_data_2", "unrelated"]),
+        "prepared, not committed: nothing to invalidate yet"
+    );
+    // Killed while both are held: the restart reads them again.
+    serve.kill();
+    let serve = s.serve(&[]);
+    s.sql("XA ROLLBACK 'two'");
+    s.sql("XA COMMIT 'one'");
+    wait_for_keys(&s, &serve, &set_of(&["turnus_data_2", "unrelated"]));
+    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
+    wait_until("the position after the XA commit is stored", &serve, || {
+        s.stored().as_deref() == Some(position.as_str())
+    });
+    assert!(s.keys().contains("turnus_data_2"), "rolled back: kept");
+    let (_, summary) = serve.stop(Duration::from_secs(30));
+    assert_eq!(summary["mysql"]["oddities"], 0, "{summary}");
+}

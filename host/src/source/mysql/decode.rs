@@ -274,8 +274,16 @@ pub(crate) struct Oddity {
 struct Open {
     gtid: Gtid,
     standalone: bool,
+    /// The first part of an XA transaction: its rows are held at its
+    /// `XA PREPARE` until an `XA COMMIT` ends it.
+    prepared_xa: bool,
+    /// Its XA id, as its `XA END` names it (`X'7831',X'',1`).
+    xid: Option<String>,
     writes: Vec<Write>,
 }
+
+/// MariaDB's `XA PREPARE` event.
+const XA_PREPARE_EVENT: u8 = 38;
 
 /// Where in the binary log: a file, and a byte offset in it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -300,6 +308,9 @@ pub(crate) enum Step {
         gtid: Gtid,
         end: LogPos,
     },
+    /// An XA transaction was prepared: its rows are held until its
+    /// `XA COMMIT`, and the position must not pass it while they are.
+    Held(Gtid),
 }
 
 /// Assembles transactions from the stream's events.
@@ -313,6 +324,9 @@ pub(crate) struct Assembler {
     oddities: Vec<Oddity>,
     /// The log file being read, from the last rotate event.
     file: String,
+    /// Prepared XA transactions' rows, by XA id, until committed or
+    /// rolled back.
+    held: Vec<(String, Vec<Write>)>,
 }
 
 impl Assembler {
@@ -324,7 +338,13 @@ impl Assembler {
             open: None,
             oddities: Vec::new(),
             file: String::new(),
+            held: Vec::new(),
         }
+    }
+
+    /// How many prepared XA transactions are held.
+    pub(crate) fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// Forgets a transaction half read (the stream broke): it is read
@@ -332,6 +352,8 @@ impl Assembler {
     pub(crate) fn reset(&mut self) {
         self.open = None;
         self.tables.clear();
+        // Held XA transactions stay: the stream resumes after their
+        // prepare.
     }
 
     /// The oddities since last taken.
@@ -359,6 +381,9 @@ impl Assembler {
         let header = event.header();
         if header.event_type_raw() == GTID_EVENT {
             return self.gtid(event);
+        }
+        if header.event_type_raw() == XA_PREPARE_EVENT {
+            return self.prepared(event);
         }
         let data = match event.read_data() {
             Ok(Some(data)) => data,
@@ -395,8 +420,18 @@ impl Assembler {
             EventData::QueryEvent(query) => {
                 let text = query.query();
                 let statement = text.trim();
+                let upper = statement.to_ascii_uppercase();
                 if statement.eq_ignore_ascii_case("COMMIT") {
                     self.end(event)
+                } else if let Some(xid) = upper.strip_prefix("XA END ") {
+                    if let Some(open) = &mut self.open {
+                        open.xid = Some(xid.trim().to_owned());
+                    }
+                    Step::Nothing
+                } else if let Some(xid) = upper.strip_prefix("XA COMMIT ") {
+                    self.xa_completed(event, xid.trim(), true)
+                } else if let Some(xid) = upper.strip_prefix("XA ROLLBACK ") {
+                    self.xa_completed(event, xid.trim(), false)
                 } else if self.open.as_ref().is_some_and(|o| o.standalone) {
                     // DDL: the whole transaction.
                     self.end(event)
@@ -440,6 +475,8 @@ impl Assembler {
                 self.open = Some(Open {
                     gtid: gtid.gtid,
                     standalone: gtid.standalone,
+                    prepared_xa: gtid.prepared_xa,
+                    xid: None,
                     writes,
                 });
             }
@@ -521,6 +558,54 @@ impl Assembler {
                 self.odd(event, what);
             }
         }
+    }
+
+    /// `XA PREPARE`: the open transaction's rows are held until its
+    /// `XA COMMIT`.
+    fn prepared(&mut self, event: &Event) -> Step {
+        let Some(open) = self.open.take() else {
+            self.odd(event, "an XA PREPARE with no GTID event before it".into());
+            return Step::Nothing;
+        };
+        let Some(xid) = open.xid.clone().filter(|_| open.prepared_xa) else {
+            // Not as MariaDB writes XA: take it as ended, the safe way.
+            self.odd(
+                event,
+                format!(
+                    "an XA PREPARE of transaction {} with no XA END before it: its rows are \
+                     applied now",
+                    open.gtid
+                ),
+            );
+            self.open = Some(open);
+            return self.end(event);
+        };
+        self.held.push((xid, open.writes));
+        Step::Held(open.gtid)
+    }
+
+    /// `XA COMMIT` (or, `committed` false, `XA ROLLBACK`) of the prepared
+    /// transaction `xid`: its held rows are handed over, or dropped, with
+    /// this transaction.
+    fn xa_completed(&mut self, event: &Event, xid: &str, committed: bool) -> Step {
+        let xid = xid.strip_suffix(" ONE PHASE").unwrap_or(xid);
+        match self.held.iter().position(|(held, _)| held == xid) {
+            Some(i) => {
+                let (_, writes) = self.held.remove(i);
+                if committed && let Some(open) = &mut self.open {
+                    open.writes.extend(writes);
+                }
+            }
+            None if committed => {
+                let what = format!(
+                    "XA COMMIT {xid} of a transaction prepared before this stream began: its \
+                     rows are unknown, and not invalidated"
+                );
+                self.odd(event, what);
+            }
+            None => {}
+        }
+        self.end(event)
     }
 
     fn end(&mut self, event: &Event) -> Step {

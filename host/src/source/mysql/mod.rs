@@ -18,6 +18,9 @@
 //!   resumed from the last transaction read (what was read is in the
 //!   pipeline's hands). A stream silent for three heartbeats is dropped
 //!   and opened again.
+//! - An XA transaction's rows are held from its `XA PREPARE` to its
+//!   `XA COMMIT` (dropped at `XA ROLLBACK`), and the stored position stays
+//!   before the first held meanwhile.
 //! - A transaction is handed over only once other sessions can see it
 //!   ([`visibility`]): the log can hold it before InnoDB commits it.
 //! - Every event's CRC32 is checked (`mysql_common` strips it unchecked);
@@ -147,6 +150,9 @@ struct State {
     database: String,
     /// The last transaction read, where a new stream resumes.
     read: Mutex<GtidState>,
+    /// While prepared XA transactions are held, the position before the
+    /// first of them: what is stored meanwhile.
+    xa_floor: Mutex<Option<String>>,
     /// What was read and handed over, with the position after it.
     in_flight: InFlight<String>,
     counters: MysqlCounters,
@@ -211,6 +217,7 @@ impl MysqlSource {
                 server,
                 database,
                 read: Mutex::new(read),
+                xa_floor: Mutex::new(None),
                 in_flight: InFlight::default(),
                 counters: MysqlCounters::default(),
                 last_event_ms: AtomicU64::new(0),
@@ -470,11 +477,25 @@ impl State {
                 let position = {
                     let mut read = self.read.lock().await;
                     read.advance(gtid);
-                    read.to_string()
+                    let mut floor = self.xa_floor.lock().await;
+                    if assembler.held() == 0 {
+                        *floor = None;
+                    }
+                    // While prepared XA transactions are held, the stored
+                    // position stays before the first: a restart reads
+                    // their rows again.
+                    floor.clone().unwrap_or_else(|| read.to_string())
                 };
                 let seq = intake.hand_over(commit);
                 self.in_flight.push(seq, position);
                 self.in_flight.added.notify_one();
+            } else if let Step::Held(gtid) = step {
+                let mut read = self.read.lock().await;
+                let mut floor = self.xa_floor.lock().await;
+                if floor.is_none() {
+                    *floor = Some(read.to_string());
+                }
+                read.advance(gtid);
             }
         }
     }
