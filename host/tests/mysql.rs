@@ -469,3 +469,82 @@ fn xa_transactions_are_invalidated_at_their_commit() {
     let (_, summary) = serve.stop(Duration::from_secs(30));
     assert_eq!(summary["mysql"]["oddities"], 0, "{summary}");
 }
+
+/// A stored position whose logs were purged is refused loudly: `serve`
+/// logs why, `/readyz` names the way out, nothing is read past the gap.
+/// `--mysql-resync` then invalidates the rules' fallback targets and reads
+/// from the server's position.
+#[test]
+fn purged_logs_are_refused_and_resync_recovers() {
+    let s = setup("purged", &[]);
+    s.sql("INSERT INTO kinder VALUES (1, 1, 'a')");
+    let serve = s.serve(&[]);
+    s.sql("UPDATE kinder SET notes = 'b' WHERE id = 1");
+    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
+    wait_until("the position is stored", &serve, || {
+        s.stored().as_deref() == Some(position.as_str())
+    });
+    serve.kill();
+    // Written while nobody reads, then purged.
+    s.sql("UPDATE kinder SET notes = 'c' WHERE id = 1");
+    s.db.sql(None, "FLUSH BINARY LOGS");
+    let last = s.db.sql(None, "SHOW MASTER STATUS");
+    let file = last.split_whitespace().next().unwrap().to_owned();
+    // MariaDB keeps a log until InnoDB's checkpoint has passed it (for
+    // crash recovery): purge until it is gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        s.db.sql(None, &format!("PURGE BINARY LOGS TO '{file}'"));
+        let logs = s.db.sql(None, "SHOW BINARY LOGS");
+        if logs.lines().count() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never purged: {logs}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s.cache(&[
+        "turnus_data_1",
+        "turnus_data_7",
+        "user_profile_3",
+        "unrelated",
+    ]);
+
+    let serve = s.serve(&[]);
+    wait_until("the purge is reported", &serve, || {
+        serve.log().contains("is no longer on the server")
+    });
+    let (status, why) = get(&serve, "/readyz");
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("--mysql-resync"), "{why}");
+    assert_eq!(
+        s.stored().as_deref(),
+        Some(position.as_str()),
+        "nothing read past the gap"
+    );
+    assert!(s.keys().contains("turnus_data_1"));
+    serve.kill();
+
+    // The way out: the fallback targets go, and reading starts from now.
+    let serve = s.serve(&["--mysql-resync"]);
+    let now = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
+    wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
+    wait_until("the server's position is stored", &serve, || {
+        s.stored().as_deref() == Some(now.as_str())
+    });
+    s.cache(&["turnus_data_1"]);
+    s.sql("UPDATE kinder SET notes = 'd' WHERE id = 1");
+    wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
+    wait_until("ready", &serve, || get(&serve, "/readyz").0 == 200);
+}
+
+/// `GET path` on `serve`: the status and the body.
+fn get(serve: &ServeProcess, path: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(serve.at(path)).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}

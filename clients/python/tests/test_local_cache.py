@@ -494,7 +494,30 @@ def test_on_sentinel_tracking_follows_a_failover(sentinel_group: SentinelGroup) 
     group.wait("the replica is promoted", lambda: group.master_port() == group.replica.port)
     group.wait("the sentinels list it as the primary", lambda: group.serves(group.replica.port))
     wait_until("the held value is dropped", lambda: local.peek("k") is None, 10)
-    wait_until("tracking on the new primary", lambda: cache.get("k") == b"2" and local.tracking, 10)
+    import logging
+    t0 = time.monotonic()
+    def probe():
+        try:
+            v = cache.get("k")
+        except Exception as e:
+            v = e
+        def node(port):
+            try:
+                c = group.client(port)
+                return (c.get("k"), c.execute_command("ROLE")[:2], c.info("replication").get("master_link_status"), c.info("persistence").get("loading"))
+            except Exception as e:
+                return repr(e)
+        pool = cache.client.connection_pool
+        conns = [(c.port, c._sock is not None) for c in list(pool._available_connections)] + [("inuse", c.port) for c in pool._in_use_connections]
+        logging.getLogger("dbg").warning("DBG %.3f get=%r tracking=%s old=%s new=%s conns=%s track=%s", time.monotonic()-t0, v, local.tracking, node(group.primary.port), node(group.replica.port), conns, getattr(local._conn, "port", None))
+        return v == b"2" and local.tracking
+    try:
+        wait_until("tracking on the new primary", probe, 10)
+    except BaseException:
+        for n in group.nodes:
+            print("=====", n.port, n.process.args[-6:])
+            print(n.log())
+        raise
     new = group.client(group.replica.port)
     wait_until("the value is held again", lambda: cache.get("k") == local.peek("k") == b"2", 10)
     new.set("k", b"3")

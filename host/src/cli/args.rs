@@ -220,6 +220,11 @@ pub(crate) struct ServeArgs {
     /// [default: derived from the host name and the URL].
     #[arg(long, value_name = "ID")]
     pub(crate) mysql_server_id: Option<u32>,
+    /// Read from the server's current position whatever is stored, after
+    /// invalidating the rules' fallback targets: when the logs the stored
+    /// position needs were purged.
+    #[arg(long)]
+    pub(crate) mysql_resync: bool,
     /// The consumer group [default: invalidator].
     #[arg(long, value_name = "GROUP")]
     pub(crate) group: Option<String>,
@@ -321,6 +326,11 @@ impl ServeArgs {
             &mut mysql,
             "server_id",
             self.mysql_server_id.map(Into::into),
+        );
+        set(
+            &mut mysql,
+            "resync",
+            self.mysql_resync.then_some(true.into()),
         );
         set(
             &mut sandbox,

@@ -112,6 +112,17 @@ impl Intake {
         self.pipeline.after_commit_answered(commit)
     }
 
+    /// Hands over targets to invalidate as they are; returns their
+    /// sequence number.
+    pub fn invalidate(&self, targets: crate::targets::TargetSet) -> u64 {
+        self.pipeline.invalidate(targets)
+    }
+
+    /// The rules in service.
+    pub fn rule_set(&self) -> Arc<crate::rules::RuleSet> {
+        self.pipeline.rule_set()
+    }
+
     /// Follows the sequence number of the last commit applied.
     pub fn applied(&self) -> watch::Receiver<u64> {
         self.pipeline.applied()

@@ -560,6 +560,7 @@ def _track(ref: weakref.ref[LocalCache], closed: threading.Event) -> None:
             del local
             _follow(ref, conn, heartbeat, closed)
         except Exception as e:
+            _log.warning("DBG track failure %r pause=%s", e, pause)
             local = ref()
             if local is None or closed.is_set():
                 break  # closed: the connection's end is no loss

@@ -28,6 +28,10 @@ pub struct MysqlConfig {
     /// Transactions read and not yet applied, at most: reading pauses at
     /// this bound until the pipeline catches up. Default 10000.
     pub max_in_flight: usize,
+    /// Start from the server's current position whatever is stored, after
+    /// invalidating the rules' fallback targets: the way out when the
+    /// logs the stored position needs are purged. Default `false`.
+    pub resync: bool,
 }
 
 impl Default for MysqlConfig {
@@ -37,6 +41,7 @@ impl Default for MysqlConfig {
             server_id: None,
             heartbeat: Duration::from_secs(5),
             max_in_flight: 10_000,
+            resync: false,
         }
     }
 }

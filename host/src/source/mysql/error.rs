@@ -49,6 +49,19 @@ pub enum MysqlError {
     /// reader took this server id, the server shut down).
     #[error("the binary log stream failed: {0}")]
     Stream(mysql_async::Error),
+    /// The logs the position needs are purged: what was written since is
+    /// unknown.
+    #[error(
+        "the binary log from position {position} is no longer on the server ({message}): what \
+         was written since cannot be read. Restart with `--mysql-resync` (`mysql.resync`) to \
+         invalidate the rules' fallback targets and read from the server's current position"
+    )]
+    Purged {
+        /// The position asked for.
+        position: String,
+        /// The server's words.
+        message: String,
+    },
     /// The server ended the stream (it shut down, or restarted).
     #[error("the server ended the binary log stream (shut down or restarted)")]
     Ended,

@@ -127,6 +127,11 @@ impl MysqlHandle {
 
     /// Ready while the binary log stream is up; else why not.
     pub fn ready(&self) -> Result<(), String> {
+        if let Ok(purged) = self.state.purged.try_lock()
+            && let Some(why) = purged.as_ref()
+        {
+            return Err(why.clone());
+        }
         if self.state.counters.connected.load(Relaxed) == 1 {
             Ok(())
         } else {
@@ -153,6 +158,9 @@ struct State {
     /// While prepared XA transactions are held, the position before the
     /// first of them: what is stored meanwhile.
     xa_floor: Mutex<Option<String>>,
+    /// Why reading cannot go on (the logs the position needs are purged),
+    /// for readiness.
+    purged: Mutex<Option<String>>,
     /// What was read and handed over, with the position after it.
     in_flight: InFlight<String>,
     counters: MysqlCounters,
@@ -186,6 +194,9 @@ impl MysqlSource {
         }
         let server: u32 = query_one(&mut conn, "SELECT @@server_id").await?;
         let stored = match &settings.position {
+            // A resync starts from the server's position, whatever is
+            // stored.
+            Some(_) if settings.config.resync => None,
             Some(redis) => stored_position(redis, &position_key(server)).await?,
             None => None,
         };
@@ -218,6 +229,7 @@ impl MysqlSource {
                 database,
                 read: Mutex::new(read),
                 xa_floor: Mutex::new(None),
+                purged: Mutex::new(None),
                 in_flight: InFlight::default(),
                 counters: MysqlCounters::default(),
                 last_event_ms: AtomicU64::new(0),
@@ -242,6 +254,9 @@ impl Source for MysqlSource {
     async fn run(self, intake: Intake, mut stop: watch::Receiver<bool>) -> SourceReport {
         let state = self.state;
         let storer = tokio::spawn(state.clone().store_positions(intake.clone()));
+        if state.settings.config.resync {
+            state.resync(&intake).await;
+        }
         let (min, max) = state.settings.retry;
         let mut backoff = Backoff::new(min, max);
         let mut assembler =
@@ -262,6 +277,17 @@ impl Source for MysqlSource {
             };
             if let MysqlError::Silent { .. } = error {
                 state.counters.silent_streams.fetch_add(1, Relaxed);
+            }
+            if let MysqlError::Purged { .. } = error {
+                // Not an outage that ends by itself: said loudly, each
+                // time, and readiness names the way out.
+                tracing::error!(%error, "the MySQL source cannot go on");
+                *state.purged.lock().await = Some(error.to_string());
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|&s| s) => break,
+                }
+                continue;
             }
             if outage.is_none() {
                 outage = Some(Instant::now());
@@ -331,6 +357,10 @@ async fn run_statement(conn: &mut Conn, statement: &str) -> Result<(), MysqlErro
         })
 }
 
+/// The server's error when the logs a position needs are gone
+/// (`ER_MASTER_FATAL_ERROR_READING_BINLOG`).
+const PURGED: u16 = 1236;
+
 /// The Redis key of server `server`'s position.
 pub fn position_key(server: u32) -> String {
     format!("inv:mysql:{server}:gtid")
@@ -362,6 +392,20 @@ impl State {
         let last = self.last_event_ms.load(Relaxed);
         stats.idle_ms = (self.started.elapsed().as_millis() as u64).saturating_sub(last);
         stats
+    }
+
+    /// `--mysql-resync`: what was written while the logs went unread is
+    /// unknown, so the rules' fallback targets are invalidated, and the
+    /// position the server has now is stored once they are applied.
+    async fn resync(&self, intake: &Intake) {
+        let fallback = intake.rule_set().fallback();
+        let position = self.read.lock().await.to_string();
+        tracing::warn!(targets = fallback.len(), %position,
+            "resync: invalidating the rules' fallback targets, then reading from the server's \
+             position");
+        let seq = intake.invalidate(fallback);
+        self.in_flight.push(seq, position);
+        self.in_flight.added.notify_one();
     }
 
     fn touch(&self) {
@@ -455,6 +499,13 @@ impl State {
                     });
                 }
                 Ok(None) => return Err(MysqlError::Ended),
+                Ok(Some(Err(mysql_async::Error::Server(error)))) if error.code == PURGED => {
+                    let from = self.read.lock().await.to_string();
+                    return Err(MysqlError::Purged {
+                        position: from,
+                        message: error.message,
+                    });
+                }
                 Ok(Some(Err(error))) => return Err(MysqlError::Stream(error)),
                 Ok(Some(Ok(event))) => event,
             };
