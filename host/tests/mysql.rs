@@ -548,3 +548,44 @@ fn get(serve: &ServeProcess, path: &str) -> (u16, String) {
         (r.status().as_u16(), r.text().await.unwrap())
     })
 }
+
+/// A 12 MB value, a transaction over two engines (MariaDB logs it as two
+/// transactions), and the server restarted under the stream: every key
+/// goes, and nothing is odd.
+#[test]
+fn large_values_mixed_engines_and_a_server_restart() {
+    let mut s = setup("mixed", &[]);
+    s.sql(
+        "CREATE TABLE blobs (id int PRIMARY KEY, turnus_id int, body longtext) ENGINE=InnoDB;
+         CREATE TABLE legacy (id int PRIMARY KEY, user_id int) ENGINE=MyISAM;
+         INSERT INTO kinder VALUES (1, 1, 'a');",
+    );
+    // `blobs` is not a rule's table: the turnus rule reads `kinder`;
+    // a 12 MB row beside a write to it in one transaction.
+    let serve = s.serve(&[]);
+    s.cache(&["turnus_data_1", "user_profile_5", "unrelated"]);
+    let big = "x".repeat(12 << 20);
+    s.sql(&format!(
+        "BEGIN; INSERT INTO blobs VALUES (1, 1, '{big}');
+         UPDATE kinder SET notes = 'b' WHERE id = 1; COMMIT;"
+    ));
+    wait_for_keys(&s, &serve, &set_of(&["user_profile_5", "unrelated"]));
+    // InnoDB and MyISAM in one transaction: `user_profiles` is the turnus
+    // rule's; MyISAM's `legacy` is logged apart, at once.
+    s.sql(
+        "BEGIN; INSERT INTO legacy VALUES (1, 5);
+         INSERT INTO user_profiles VALUES (1, 5, 'Ada'); COMMIT;",
+    );
+    wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
+
+    // The server restarted: the stream ends, `serve` reconnects and reads
+    // from where it was.
+    s.db.restart();
+    s.cache(&["turnus_data_1"]);
+    s.sql("UPDATE kinder SET notes = 'c' WHERE id = 1");
+    wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
+    let (status, summary) = serve.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert_eq!(summary["mysql"]["oddities"], 0, "{summary}");
+    assert!(summary["mysql"]["reconnects"].as_u64() >= Some(1), "{summary}");
+}
