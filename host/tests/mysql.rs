@@ -71,15 +71,15 @@ impl Setup {
         .collect::<Vec<_>>();
         all.extend(args.iter().map(|a| a.to_string()));
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        ServeProcess::start(
-            BIN,
-            &all,
-            &[
-                ("INVALIDATOR_PIPELINE__RETRY_MIN", "20ms"),
-                ("INVALIDATOR_PIPELINE__RETRY_MAX", "500ms"),
-                ("INVALIDATOR_MYSQL__HEARTBEAT", "1s"),
-            ],
-        )
+        let e = [
+            ("INVALIDATOR_PIPELINE__RETRY_MIN", "20ms"),
+            ("INVALIDATOR_PIPELINE__RETRY_MAX", "500ms"),
+            ("INVALIDATOR_MYSQL__HEARTBEAT", "1s"),
+            // A killed reader's lease runs out soon: a restart reads again
+            // within seconds.
+            ("INVALIDATOR_MYSQL__LEASE", "2s"),
+        ];
+        ServeProcess::start(BIN, &all, &e)
     }
 
     fn sql(&self, sql: &str) -> String {
@@ -587,5 +587,41 @@ fn large_values_mixed_engines_and_a_server_restart() {
     let (status, summary) = serve.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
     assert_eq!(summary["mysql"]["oddities"], 0, "{summary}");
-    assert!(summary["mysql"]["reconnects"].as_u64() >= Some(1), "{summary}");
+    assert!(
+        summary["mysql"]["reconnects"].as_u64() >= Some(1),
+        "{summary}"
+    );
+}
+
+/// Two `serve` processes on one server: one reads (it holds the lease in
+/// Redis), the other stands by without disturbing it, and takes over from
+/// the stored position when the first dies.
+#[test]
+fn a_standby_takes_over_when_the_reader_dies() {
+    let s = setup("standby", &[]);
+    s.sql("INSERT INTO kinder VALUES (1, 1, 'a'), (2, 2, 'b')");
+    let first = s.serve(&[]);
+    wait_until("the first reads", &first, || {
+        first.log().contains("this process reads the binary log")
+    });
+    let second = s.serve(&[]);
+    wait_until("the second stands by", &second, || {
+        second.log().contains("stands by")
+    });
+    s.cache(&["turnus_data_1"]);
+    s.sql("UPDATE kinder SET notes = 'x' WHERE id = 1");
+    wait_for_keys(&s, &first, &set_of(&[]));
+    assert!(
+        !first.log().contains("lost its stream"),
+        "the standby disturbed the reader:\n{}",
+        first.log()
+    );
+    first.kill();
+    // Written while nobody reads: the standby reads it once it takes over.
+    s.cache(&["turnus_data_2"]);
+    s.sql("UPDATE kinder SET notes = 'y' WHERE id = 2");
+    wait_for_keys(&s, &second, &set_of(&[]));
+    assert!(second.log().contains("this process reads the binary log"));
+    let (status, summary) = second.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
 }

@@ -28,6 +28,12 @@ const BINLOG_OPTIONS: [&str; 5] = [
     "--server-id=1",
 ];
 
+/// Options that let many test servers run at once on a small machine: a
+/// small buffer pool, and InnoDB's own I/O threads rather than the
+/// kernel's asynchronous I/O contexts, which every server on the machine
+/// shares (`fs.aio-max-nr`).
+const SMALL: [&str; 2] = ["--innodb-buffer-pool-size=32M", "--innodb-use-native-aio=0"];
+
 /// A running throwaway MariaDB; its `root` has no password.
 pub struct MariadbServer {
     child: Option<Child>,
@@ -69,14 +75,19 @@ impl MariadbServer {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("creating the server's folder");
+        // Its own temporary folder: servers sharing /tmp removed each
+        // other's temporary tables while `mariadb-install-db` ran.
+        std::fs::create_dir_all(dir.join("tmp")).expect("creating the server's tmpdir");
         let out = Command::new(binary("mariadb-install-db"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .args([
                 "--user=root",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
             ])
+            .args(SMALL)
             .output()
             .expect("running mariadb-install-db");
         if !out.status.success() {
@@ -115,9 +126,11 @@ impl MariadbServer {
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--port={}", self.port))
             .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .arg(format!("--tmpdir={}", self.dir.join("tmp").display()))
             .args(["--user=root", "--bind-address=127.0.0.1"])
             // Throwaway: no durability asked of the disk.
             .args(["--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0"])
+            .args(SMALL)
             .args(&self.options)
             .current_dir(&data)
             .stdin(Stdio::null())

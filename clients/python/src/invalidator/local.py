@@ -543,8 +543,18 @@ def _track(ref: weakref.ref[LocalCache], closed: threading.Event) -> None:
     when the connection is lost flushes the near cache (bypassed until
     tracking is back) and tries again, at once, then backing off up to 2 s.
     Holds its `LocalCache` only while working on it, so that one dropped by
-    its application ends the thread."""
+    its application ends the thread.
+
+    What it logs: each loss, as a warning; the first failed attempt of a
+    streak (at the start, or after a loss), as a warning too, but not the
+    retries that fail after it, so that no streak goes unsaid and none
+    floods the log; and, at INFO, tracking back after a loss or a streak
+    that was logged, with the number of attempts that failed."""
     pause = 0.0
+    # Attempts that failed since tracking was last established (or since
+    # the start); whether the first of them was logged.
+    failed = 0
+    told = False
     while not closed.wait(pause):
         local = ref()
         if local is None:
@@ -554,13 +564,19 @@ def _track(ref: weakref.ref[LocalCache], closed: threading.Event) -> None:
         try:
             conn = local._open()
             local._established_now(conn)
-            if local._losses:
-                _log.info("near cache of %s: tracking re-established", local._name)
+            if local._losses or told:
+                _log.info(
+                    "near cache of %s: tracking %s%s",
+                    local._name,
+                    "re-established" if local._established > 1 else "established",
+                    f" after {failed} failed attempts" if failed else "",
+                )
             pause = 0.0
+            failed = 0
+            told = False
             del local
             _follow(ref, conn, heartbeat, closed)
         except Exception as e:
-            _log.warning("DBG track failure %r pause=%s", e, pause)
             local = ref()
             if local is None or closed.is_set():
                 break  # closed: the connection's end is no loss
@@ -575,15 +591,19 @@ def _track(ref: weakref.ref[LocalCache], closed: threading.Event) -> None:
                     type(e).__name__,
                     e,
                 )
-            elif pause == 0.0:
-                # The first failure of a streak is logged, not each retry.
-                _log.warning(
-                    "near cache of %s: cannot establish tracking (%s: %s); reads go to Redis "
-                    "meanwhile",
-                    local._name,
-                    type(e).__name__,
-                    e,
-                )
+            else:
+                failed += 1
+                if not told:
+                    # The first failure of a streak is logged, not each retry.
+                    told = True
+                    _log.warning(
+                        "near cache of %s: cannot %s tracking (%s: %s); retrying, backing off "
+                        "up to 2 s, and reads go to Redis meanwhile",
+                        local._name,
+                        "re-establish" if local._established else "establish",
+                        type(e).__name__,
+                        e,
+                    )
             del local
             pause = min(2.0, max(0.05, pause * 2))
         finally:

@@ -32,6 +32,11 @@ pub struct MysqlConfig {
     /// invalidating the rules' fallback targets: the way out when the
     /// logs the stored position needs are purged. Default `false`.
     pub resync: bool,
+    /// How long the reader's lease in Redis lasts without renewal: a
+    /// standby `serve` takes over this long after the reader dies.
+    /// Default `10s`.
+    #[serde(with = "crate::duration::required")]
+    pub lease: Duration,
 }
 
 impl Default for MysqlConfig {
@@ -42,6 +47,7 @@ impl Default for MysqlConfig {
             heartbeat: Duration::from_secs(5),
             max_in_flight: 10_000,
             resync: false,
+            lease: Duration::from_secs(10),
         }
     }
 }
@@ -61,6 +67,9 @@ impl MysqlConfig {
         }
         if self.heartbeat.is_zero() {
             return Some(MysqlProblem::NoHeartbeat);
+        }
+        if self.lease < Duration::from_millis(300) {
+            return Some(MysqlProblem::ShortLease);
         }
         None
     }
@@ -103,6 +112,9 @@ pub enum MysqlProblem {
     /// A heartbeat of zero.
     #[error("`mysql.heartbeat` must be above 0")]
     NoHeartbeat,
+    /// A lease too short to be renewed in time.
+    #[error("`mysql.lease` must be at least 300ms")]
+    ShortLease,
 }
 
 /// `url` with its password hidden, for logs and printed configuration.

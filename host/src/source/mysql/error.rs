@@ -62,6 +62,20 @@ pub enum MysqlError {
         /// The server's words.
         message: String,
     },
+    /// Another process reads the log (it holds the lease): this one
+    /// stands by.
+    #[error("standing by: `{holder}` reads the binary log (it holds the lease in Redis)")]
+    Standby {
+        /// The process that holds the lease.
+        holder: String,
+    },
+    /// The lease ran out while reading (Redis unreachable for too long,
+    /// or this process paused): another may read now, so this one stops.
+    #[error("the lease in Redis was lost while reading; standing by")]
+    LeaseLost,
+    /// The lease could not be taken (Redis unreachable).
+    #[error("the lease in Redis cannot be taken: {0}")]
+    Lease(crate::redis::RedisError),
     /// The server ended the stream (it shut down, or restarted).
     #[error("the server ended the binary log stream (shut down or restarted)")]
     Ended,

@@ -35,6 +35,7 @@ mod config;
 mod decode;
 mod error;
 mod gtid;
+mod lease;
 mod visibility;
 
 use std::sync::Arc;
@@ -53,6 +54,7 @@ pub use error::MysqlError;
 pub use gtid::{Gtid, GtidState};
 
 use self::decode::{Assembler, Step};
+use self::lease::Lease;
 use self::visibility::Visibility;
 use super::in_flight::InFlight;
 use super::{Intake, Source, SourceReport};
@@ -161,6 +163,8 @@ struct State {
     /// Why reading cannot go on (the logs the position needs are purged),
     /// for readiness.
     purged: Mutex<Option<String>>,
+    /// The claim on reading, when the position is kept in Redis.
+    lease: Option<Lease>,
     /// What was read and handed over, with the position after it.
     in_flight: InFlight<String>,
     counters: MysqlCounters,
@@ -218,6 +222,10 @@ impl MysqlSource {
             }
         };
         let _ = conn.disconnect().await;
+        let lease = settings
+            .position
+            .as_ref()
+            .map(|_| Lease::new(server, settings.config.lease));
         tracing::info!(address = %redact(&url), server_id = server,
             reader_id = settings.config.server_id(), "reading commits from MySQL");
         Ok(Self {
@@ -230,6 +238,7 @@ impl MysqlSource {
                 read: Mutex::new(read),
                 xa_floor: Mutex::new(None),
                 purged: Mutex::new(None),
+                lease,
                 in_flight: InFlight::default(),
                 counters: MysqlCounters::default(),
                 last_event_ms: AtomicU64::new(0),
@@ -262,6 +271,7 @@ impl Source for MysqlSource {
         let mut assembler =
             Assembler::new(format!("mysql:{}", state.server), state.database.clone());
         let mut outage: Option<Instant> = None;
+        let mut standing_by = false;
         while !*stop.borrow() {
             let result = tokio::select! {
                 result = state.session(&intake, &mut assembler, &mut backoff, &mut outage) => result,
@@ -277,6 +287,18 @@ impl Source for MysqlSource {
             };
             if let MysqlError::Silent { .. } = error {
                 state.counters.silent_streams.fetch_add(1, Relaxed);
+            }
+            if let MysqlError::Standby { .. } | MysqlError::LeaseLost = error {
+                // Waiting for the reader to die is no outage.
+                if !standing_by {
+                    standing_by = true;
+                    tracing::info!(%error, "the MySQL source stands by");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|&s| s) => break,
+                }
+                continue;
             }
             if let MysqlError::Purged { .. } = error {
                 // Not an outage that ends by itself: said loudly, each
@@ -308,6 +330,9 @@ impl Source for MysqlSource {
             tokio::time::timeout(state.settings.drain, state.in_flight.wait_until(|n| n == 0))
                 .await;
         storer.abort();
+        if let (Some(lease), Some(redis)) = (&state.lease, &state.settings.position) {
+            lease.release(redis).await;
+        }
         if drained.is_err() {
             tracing::warn!(
                 transactions = state.in_flight.len(),
@@ -408,6 +433,24 @@ impl State {
         self.in_flight.added.notify_one();
     }
 
+    /// Renews the lease while reading; an error when another process may
+    /// read now.
+    async fn renew_lease(&self) -> Result<(), MysqlError> {
+        let (Some(lease), Some(redis)) = (&self.lease, &self.settings.position) else {
+            return Ok(());
+        };
+        match lease.renew(redis).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(MysqlError::LeaseLost),
+            // Redis unreachable: go on reading (the stream is the
+            // server's to end); the lease may run out meanwhile.
+            Err(error) => {
+                tracing::warn!(%error, "renewing the MySQL lease failed; retrying");
+                Ok(())
+            }
+        }
+    }
+
     fn touch(&self) {
         self.last_event_ms
             .store(self.started.elapsed().as_millis() as u64, Relaxed);
@@ -423,6 +466,14 @@ impl State {
         outage: &mut Option<Instant>,
     ) -> Result<(), MysqlError> {
         let config = &self.settings.config;
+        if let (Some(lease), Some(redis)) = (&self.lease, &self.settings.position) {
+            match lease.take(redis).await {
+                Ok(Ok(())) => {}
+                Ok(Err(holder)) => return Err(MysqlError::Standby { holder }),
+                Err(error) => return Err(MysqlError::Lease(error)),
+            }
+            tracing::info!(holder = lease.holder(), "this process reads the binary log");
+        }
         let mut conn = connect(&self.opts, &self.url).await?;
         // Without it, MariaDB turns its GTID events into `BEGIN` queries.
         run_statement(&mut conn, "SET @mariadb_slave_capability=4").await?;
@@ -487,12 +538,29 @@ impl State {
         }
         let silence = config.heartbeat * 3;
         let mut visibility = Visibility::new(self.opts.clone(), self.url.clone());
+        let renew_every = self
+            .lease
+            .as_ref()
+            .map_or(Duration::from_secs(3600), Lease::renew_every);
+        let mut renew = tokio::time::interval(renew_every);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        renew.tick().await; // the first tick is immediate: just taken
+        let mut last_event = Instant::now();
         loop {
             // Back-pressure: at the bound, wait for the pipeline.
             self.in_flight
                 .wait_until(|n| n < config.max_in_flight)
                 .await;
-            let event = match tokio::time::timeout(silence, stream.next()).await {
+            // Silence counts from the last event, across the renewals.
+            let deadline = tokio::time::Instant::from_std(last_event + silence);
+            let next = tokio::select! {
+                next = tokio::time::timeout_at(deadline, stream.next()) => next,
+                _ = renew.tick() => {
+                    self.renew_lease().await?;
+                    continue;
+                }
+            };
+            let event = match next {
                 Err(_) => {
                     return Err(MysqlError::Silent {
                         silent_ms: silence.as_millis() as u64,
@@ -510,6 +578,7 @@ impl State {
                 Ok(Some(Ok(event))) => event,
             };
             self.touch();
+            last_event = Instant::now();
             let step = assembler.event(&event, |id| stream.get_tme(id));
             for oddity in assembler.take_oddities() {
                 self.counters.oddities.fetch_add(1, Relaxed);
