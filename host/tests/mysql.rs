@@ -625,3 +625,41 @@ fn a_standby_takes_over_when_the_reader_dies() {
     let (status, summary) = second.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
 }
+
+/// `kill -9` of `serve` in the middle of 5,000 transactions, then a
+/// restart: every key is gone, and the stored position is the last
+/// transaction's.
+#[test]
+fn a_kill_in_the_middle_of_5000_transactions_loses_nothing() {
+    let s = setup("kill", &[]);
+    let serve = s.serve(&[]);
+    let keys: Vec<String> = (0..5000).map(|i| format!("turnus_data_{i}")).collect();
+    {
+        let mut conn = s.redis.connection();
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.set(k, "cached").ignore();
+        }
+        pipe.exec(&mut conn).unwrap();
+    }
+    let statements: String = (0..5000)
+        .map(|i| format!("INSERT INTO kinder VALUES ({i}, {i}, 'n');\n"))
+        .collect();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| s.sql(&statements));
+        // Some applied, most not yet.
+        wait_until("some keys are gone", &serve, || s.keys().len() < 4990);
+        serve.kill();
+        writer.join().unwrap();
+    });
+    let left = s.keys().len();
+    assert!(left > 0, "everything was applied before the kill: no test");
+    let serve = s.serve(&[]);
+    wait_for_keys(&s, &serve, &set_of(&[]));
+    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
+    wait_until("the last transaction's position is stored", &serve, || {
+        s.stored().as_deref() == Some(position.as_str())
+    });
+    let (status, summary) = serve.stop(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+}
