@@ -3,6 +3,7 @@
 //! clusters and MariaDB servers, and `invalidator serve` processes.
 
 mod browser;
+pub mod cdc;
 mod files;
 mod mariadb_server;
 pub mod polyglot;

@@ -22,7 +22,9 @@
 //!   (commits per second, p99 latency), with the release binary.
 //! - `bench-cdc`: `invalidator serve --postgres` on a throwaway Postgres
 //!   (commit-to-key-gone latency at 1,000 tx/s, and throughput against
-//!   `pg_recvlogical`), with the release binary.
+//!   `pg_recvlogical`), with the release binary; `bench-cdc --mysql` the
+//!   same for `serve --mysql` on a throwaway MariaDB, against
+//!   `mariadb-binlog --read-from-remote-server`.
 //! - `bench-django`: µs per Django `save()` with nothing, with the Postgres
 //!   source, and with the hooks over HTTP and over a stream, interleaved in
 //!   one run (`clients/python/benches/bench_django.py`), with the release
@@ -79,6 +81,9 @@ fn main() -> ExitCode {
             .and_then(|_| toolchains::build_js_examples())
             .and_then(|_| bench("reload", &args[1..])),
         Some("bench-service") => bench_with_binary("service", &args[1..]),
+        Some("bench-cdc") if args[1..].iter().any(|a| a == "--mysql") => {
+            bench_with_binary("cdc_mysql", &[])
+        }
         Some("bench-cdc") => bench_with_binary("cdc", &args[1..]),
         Some("bench-django") => bench_django(&args[1..]),
         Some("check-stale") => check_stale(&args[1..]),
@@ -86,7 +91,7 @@ fn main() -> ExitCode {
         Some("check-failover") => bench_with_binary("check_failover", &args[1..]),
         Some("test") => test(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <build-rules [--lang rust|python|js] | bench-rules | bench-redis [near|explain|feed|replicas] | bench-reload | bench-service | bench-cdc | bench-django | check-stale [near] | check-warm | check-failover | test [cargo test args]>"
+            "usage: cargo xtask <build-rules [--lang rust|python|js] | bench-rules | bench-redis [near|explain|feed|replicas] | bench-reload | bench-service | bench-cdc [--mysql] | bench-django | check-stale [near] | check-warm | check-failover | test [cargo test args]>"
                 .to_owned(),
         ),
     };
