@@ -24,6 +24,10 @@ const SCHEMA: &str = "
         status enum('available','reserved','sold')) ENGINE=InnoDB;
     CREATE TABLE kinder (id int PRIMARY KEY, turnus_id int, notes text) ENGINE=InnoDB;
     CREATE TABLE user_profiles (id int PRIMARY KEY, user_id int, name text) ENGINE=InnoDB;
+    CREATE TABLE hedge_instructions (id int PRIMARY KEY, currency char(3), entity_id int)
+        ENGINE=InnoDB;
+    CREATE TABLE products (id int PRIMARY KEY, shop_id int, name text) ENGINE=InnoDB;
+    CREATE TABLE bills (id int PRIMARY KEY, shop_id int, total decimal(10,2)) ENGINE=InnoDB;
 ";
 
 /// A server with the schema, a Redis, and a rules folder with the
@@ -35,13 +39,22 @@ struct Setup {
 }
 
 fn setup(name: &str, options: &[&str]) -> Setup {
+    setup_with_rules(
+        name,
+        options,
+        &[
+            (guests::DEALERSHIP, "dealership.wasm"),
+            (guests::TURNUS, "turnus.wasm"),
+        ],
+    )
+}
+
+/// [`setup`], with the rules `guests` (component, file name).
+fn setup_with_rules(name: &str, options: &[&str], guests: &[(&str, &str)]) -> Setup {
     let db = MariadbServer::start_with(options);
     db.sql(None, SCHEMA);
     let rules = fresh_dir(&format!("mysql-{name}"));
-    for (guest, file) in [
-        (guests::DEALERSHIP, "dealership.wasm"),
-        (guests::TURNUS, "turnus.wasm"),
-    ] {
+    for (guest, file) in guests {
         deploy(guest, &rules.join(file));
     }
     Setup {
@@ -662,4 +675,77 @@ fn a_kill_in_the_middle_of_5000_transactions_loses_nothing() {
     });
     let (status, summary) = serve.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
+}
+
+/// The hedge rule's patterns and tags and the point of sale's shop tags,
+/// from inserts, updates and deletes, one of them in a multi-statement
+/// transaction.
+#[test]
+fn the_hedge_and_point_of_sale_rules_invalidate_their_patterns_and_tags() {
+    let s = setup_with_rules(
+        "hedge-pos",
+        &[],
+        &[(guests::HEDGE, "hedge.wasm"), (guests::POS, "pos.wasm")],
+    );
+    s.sql(
+        "INSERT INTO products VALUES (1, 7, 'tea'), (2, 8, 'coffee');
+         INSERT INTO bills VALUES (1, 8, 9.50);",
+    );
+    let serve = s.serve(&[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = invalidator::cache::Cache::new(std::sync::Arc::new(
+        invalidator::redis::Redis::open(&s.redis.url(), Default::default()).unwrap(),
+    ));
+    rt.block_on(async {
+        for (key, tag) in [
+            ("shop7-catalog", "shop:7:catalog"),
+            ("shop8-revenue", "shop:8:revenue"),
+            ("eur-report", "currency:EUR"),
+        ] {
+            cache
+                .set(key, b"{}", None, &[tag.to_owned()])
+                .await
+                .unwrap();
+        }
+    });
+    s.cache(&[
+        "report_v_available_amounts_fast_7",
+        "gl_hedge_positions_v1",
+        "unrelated",
+    ]);
+    let mut expected = s.keys();
+
+    // The hedge rule: a table's views, by pattern, and its currency tag.
+    s.sql("INSERT INTO hedge_instructions VALUES (1, 'EUR', 9)");
+    for gone in [
+        "report_v_available_amounts_fast_7",
+        "gl_hedge_positions_v1",
+        "eur-report",
+        "inv:tag:currency:EUR",
+    ] {
+        expected.remove(gone);
+    }
+    wait_for_keys(&s, &serve, &expected);
+
+    // The point of sale: an update and a delete in one transaction, each
+    // its shop's tags.
+    s.sql(
+        "BEGIN; UPDATE products SET name = 'green tea' WHERE id = 1;
+         DELETE FROM bills WHERE id = 1; COMMIT;",
+    );
+    for gone in [
+        "shop7-catalog",
+        "inv:tag:shop:7:catalog",
+        "shop8-revenue",
+        "inv:tag:shop:8:revenue",
+    ] {
+        expected.remove(gone);
+    }
+    wait_for_keys(&s, &serve, &expected);
+    assert!(s.keys().contains("unrelated"));
+    let (_, summary) = serve.stop(Duration::from_secs(30));
+    assert_eq!(summary["mysql"]["oddities"], 0, "{summary}");
 }
