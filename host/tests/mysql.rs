@@ -115,6 +115,19 @@ impl Setup {
             .collect()
     }
 
+    /// Waits until the position stored is the server's now (its last
+    /// transaction's), or fails naming `what`.
+    fn wait_stored(&self, serve: &ServeProcess, what: &str) {
+        let position = self
+            .db
+            .sql(None, "SELECT @@gtid_binlog_pos")
+            .trim()
+            .to_owned();
+        wait_until(what, serve, || {
+            self.stored().as_deref() == Some(position.as_str())
+        });
+    }
+
     /// The position stored in Redis.
     fn stored(&self) -> Option<String> {
         let mut conn = self.redis.connection();
@@ -239,10 +252,7 @@ fn writes_in_sql_invalidate_the_rules_keys() {
     wait_for_keys(&s, &serve, &expected);
     assert!(s.keys().contains("unrelated"));
 
-    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
-    wait_until("the last transaction's position is stored", &serve, || {
-        s.stored().as_deref() == Some(position.as_str())
-    });
+    s.wait_stored(&serve, "the last transaction's position is stored");
     let (status, summary) = serve.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
     assert_eq!(summary["mysql"]["in_flight"], 0, "{summary}");
@@ -261,10 +271,7 @@ fn a_restart_resumes_from_the_stored_position() {
     s.cache(&["turnus_data_1"]);
     s.sql("UPDATE kinder SET notes = 'x' WHERE id = 1");
     wait_for_keys(&s, &serve, &set_of(&[]));
-    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
-    wait_until("the position is stored", &serve, || {
-        s.stored().as_deref() == Some(position.as_str())
-    });
+    s.wait_stored(&serve, "the position is stored");
     serve.kill();
     // Written while nobody reads: read at the next start, from the
     // stored position.
@@ -272,10 +279,7 @@ fn a_restart_resumes_from_the_stored_position() {
     s.sql("UPDATE kinder SET notes = 'y' WHERE id = 2");
     let serve = s.serve(&[]);
     wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
-    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
-    wait_until("the new position is stored", &serve, || {
-        s.stored().as_deref() == Some(position.as_str())
-    });
+    s.wait_stored(&serve, "the new position is stored");
     let (status, summary) = serve.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
 }
@@ -474,10 +478,7 @@ fn xa_transactions_are_invalidated_at_their_commit() {
     s.sql("XA ROLLBACK 'two'");
     s.sql("XA COMMIT 'one'");
     wait_for_keys(&s, &serve, &set_of(&["turnus_data_2", "unrelated"]));
-    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
-    wait_until("the position after the XA commit is stored", &serve, || {
-        s.stored().as_deref() == Some(position.as_str())
-    });
+    s.wait_stored(&serve, "the position after the XA commit is stored");
     assert!(s.keys().contains("turnus_data_2"), "rolled back: kept");
     let (_, summary) = serve.stop(Duration::from_secs(30));
     assert_eq!(summary["mysql"]["oddities"], 0, "{summary}");
@@ -493,10 +494,8 @@ fn purged_logs_are_refused_and_resync_recovers() {
     s.sql("INSERT INTO kinder VALUES (1, 1, 'a')");
     let serve = s.serve(&[]);
     s.sql("UPDATE kinder SET notes = 'b' WHERE id = 1");
-    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
-    wait_until("the position is stored", &serve, || {
-        s.stored().as_deref() == Some(position.as_str())
-    });
+    s.wait_stored(&serve, "the position is stored");
+    let position = s.stored().unwrap();
     serve.kill();
     // Written while nobody reads, then purged.
     s.sql("UPDATE kinder SET notes = 'c' WHERE id = 1");
@@ -539,11 +538,8 @@ fn purged_logs_are_refused_and_resync_recovers() {
 
     // The way out: the fallback targets go, and reading starts from now.
     let serve = s.serve(&["--mysql-resync"]);
-    let now = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
     wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
-    wait_until("the server's position is stored", &serve, || {
-        s.stored().as_deref() == Some(now.as_str())
-    });
+    s.wait_stored(&serve, "the server's position is stored");
     s.cache(&["turnus_data_1"]);
     s.sql("UPDATE kinder SET notes = 'd' WHERE id = 1");
     wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
@@ -669,10 +665,7 @@ fn a_kill_in_the_middle_of_5000_transactions_loses_nothing() {
     assert!(left > 0, "everything was applied before the kill: no test");
     let serve = s.serve(&[]);
     wait_for_keys(&s, &serve, &set_of(&[]));
-    let position = s.db.sql(None, "SELECT @@gtid_binlog_pos").trim().to_owned();
-    wait_until("the last transaction's position is stored", &serve, || {
-        s.stored().as_deref() == Some(position.as_str())
-    });
+    s.wait_stored(&serve, "the last transaction's position is stored");
     let (status, summary) = serve.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
 }

@@ -267,20 +267,22 @@ impl Source for MysqlSource {
             state.resync(&intake).await;
         }
         let (min, max) = state.settings.retry;
-        let mut backoff = Backoff::new(min, max);
-        let mut assembler =
-            Assembler::new(format!("mysql:{}", state.server), state.database.clone());
-        let mut outage: Option<Instant> = None;
+        let mut run = Run {
+            intake,
+            assembler: Assembler::new(format!("mysql:{}", state.server), state.database.clone()),
+            backoff: Backoff::new(min, max),
+            outage: None,
+        };
         let mut standing_by = false;
         while !*stop.borrow() {
             let result = tokio::select! {
-                result = state.session(&intake, &mut assembler, &mut backoff, &mut outage) => result,
+                result = state.session(&mut run) => result,
                 _ = stop.wait_for(|&s| s) => break,
             };
             state.counters.connected.store(0, Relaxed);
-            assembler.reset();
+            run.assembler.reset();
             state.counters.reconnects.fetch_add(1, Relaxed);
-            let delay = backoff.next_delay();
+            let delay = run.backoff.next_delay();
             let error = match result {
                 Ok(()) => break,
                 Err(error) => error,
@@ -311,8 +313,8 @@ impl Source for MysqlSource {
                 }
                 continue;
             }
-            if outage.is_none() {
-                outage = Some(Instant::now());
+            if run.outage.is_none() {
+                run.outage = Some(Instant::now());
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64,
                     "the MySQL source lost its stream; retrying until it is back");
             } else {
@@ -342,6 +344,17 @@ impl Source for MysqlSource {
         }
         SourceReport::default()
     }
+}
+
+/// What a run of the source carries from one stream to the next.
+struct Run {
+    intake: Intake,
+    /// The transaction being read, the table maps, the XA transactions
+    /// held.
+    assembler: Assembler,
+    backoff: Backoff,
+    /// Since when the stream is lost, while it is.
+    outage: Option<Instant>,
 }
 
 /// Connects, naming the server (its password hidden) on failure.
@@ -458,13 +471,7 @@ impl State {
 
     /// One stream: opened at the last transaction read, read until it
     /// fails.
-    async fn session(
-        &self,
-        intake: &Intake,
-        assembler: &mut Assembler,
-        backoff: &mut Backoff,
-        outage: &mut Option<Instant>,
-    ) -> Result<(), MysqlError> {
+    async fn session(&self, run: &mut Run) -> Result<(), MysqlError> {
         let config = &self.settings.config;
         if let (Some(lease), Some(redis)) = (&self.lease, &self.settings.position) {
             match lease.take(redis).await {
@@ -498,17 +505,13 @@ impl State {
             self.stream(
                 conn,
                 request.with_filename(file.as_bytes()).with_pos(pos),
-                intake,
-                assembler,
-                backoff,
-                outage,
+                run,
             )
             .await
         } else {
             run_statement(&mut conn, &format!("SET @slave_connect_state='{from}'")).await?;
             run_statement(&mut conn, "SET @slave_gtid_strict_mode=1").await?;
-            self.stream(conn, request, intake, assembler, backoff, outage)
-                .await
+            self.stream(conn, request, run).await
         }
     }
 
@@ -517,10 +520,7 @@ impl State {
         &self,
         conn: Conn,
         request: BinlogStreamRequest<'_>,
-        intake: &Intake,
-        assembler: &mut Assembler,
-        backoff: &mut Backoff,
-        outage: &mut Option<Instant>,
+        run: &mut Run,
     ) -> Result<(), MysqlError> {
         let config = &self.settings.config;
         let mut stream = conn
@@ -529,8 +529,8 @@ impl State {
             .map_err(MysqlError::Stream)?;
         self.counters.connected.store(1, Relaxed);
         self.touch();
-        backoff.reset();
-        if let Some(since) = outage.take() {
+        run.backoff.reset();
+        if let Some(since) = run.outage.take() {
             tracing::info!(
                 after_ms = since.elapsed().as_millis() as u64,
                 "the MySQL source streams again"
@@ -579,8 +579,8 @@ impl State {
             };
             self.touch();
             last_event = Instant::now();
-            let step = assembler.event(&event, |id| stream.get_tme(id));
-            for oddity in assembler.take_oddities() {
+            let step = run.assembler.event(&event, |id| stream.get_tme(id));
+            for oddity in run.assembler.take_oddities() {
                 self.counters.oddities.fetch_add(1, Relaxed);
                 tracing::warn!(pos = oddity.pos, "binary log: {}", oddity.what);
             }
@@ -598,7 +598,7 @@ impl State {
                     let mut read = self.read.lock().await;
                     read.advance(gtid);
                     let mut floor = self.xa_floor.lock().await;
-                    if assembler.held() == 0 {
+                    if run.assembler.held() == 0 {
                         *floor = None;
                     }
                     // While prepared XA transactions are held, the stored
@@ -606,7 +606,7 @@ impl State {
                     // their rows again.
                     floor.clone().unwrap_or_else(|| read.to_string())
                 };
-                let seq = intake.hand_over(commit);
+                let seq = run.intake.hand_over(commit);
                 self.in_flight.push(seq, position);
                 self.in_flight.added.notify_one();
             } else if let Step::Held(gtid) = step {
