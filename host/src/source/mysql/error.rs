@@ -32,6 +32,17 @@ pub enum MysqlError {
         /// Why.
         error: mysql_async::Error,
     },
+    /// A server this source cannot read yet (MySQL rather than MariaDB).
+    #[error(
+        "the server at `{url}` is `{version}`: only MariaDB (10.5 and later) is read for now; \
+         MySQL's GTIDs and positions differ, and are not supported yet"
+    )]
+    Unsupported {
+        /// The URL, its password hidden.
+        url: String,
+        /// What `SELECT VERSION()` answered.
+        version: String,
+    },
     /// The server's binary log cannot serve a reader; each problem with
     /// the statement that fixes it.
     #[error(

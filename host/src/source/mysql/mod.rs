@@ -189,6 +189,13 @@ impl MysqlSource {
             .into();
         let database = opts.db_name().unwrap_or_default().to_owned();
         let mut conn = connect(&opts, &url).await?;
+        let version: String = query_one(&mut conn, "SELECT VERSION()").await?;
+        if !is_mariadb(&version) {
+            return Err(MysqlError::Unsupported {
+                url: redact(&url),
+                version,
+            });
+        }
         let problems = check::problems(&mut conn).await?;
         if !problems.is_empty() {
             return Err(MysqlError::Unfit {
@@ -393,6 +400,15 @@ async fn run_statement(conn: &mut Conn, statement: &str) -> Result<(), MysqlErro
             statement: statement.to_owned(),
             error,
         })
+}
+
+/// Whether `version` (`SELECT VERSION()`) is MariaDB's: the one server
+/// this source reads for now. MySQL differs where it opens the stream and
+/// keeps its position (its GTID events and sets, `COM_BINLOG_DUMP_GTID`,
+/// `SHOW BINARY LOG STATUS`) and has no `Binlog_snapshot_position` for the
+/// visibility check; those are the seam a MySQL flavour would fill.
+fn is_mariadb(version: &str) -> bool {
+    version.to_ascii_lowercase().contains("mariadb")
 }
 
 /// The server's error when the logs a position needs are gone
@@ -654,5 +670,17 @@ impl State {
                 .confirmed
                 .fetch_add(done.len() as u64, Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_mariadb_is_read_for_now() {
+        assert!(is_mariadb("10.11.19-MariaDB-0+deb12u1-log"));
+        assert!(!is_mariadb("8.0.36"));
+        assert!(!is_mariadb("8.4.0-commercial"));
     }
 }
