@@ -141,10 +141,11 @@ impl Applier {
             self.progress.stats.set_pending(0);
             let batch = self.replay.enabled().then(|| targets.clone());
             let (size, started) = (targets.len(), Instant::now());
-            let result = self.apply(&mut targets, seq).await;
+            let (result, deleted) = self.apply(&mut targets, seq).await;
             tracing::debug!(
                 targets = size,
                 seq,
+                deleted,
                 took_ms = started.elapsed().as_millis() as u64,
                 error = result.as_ref().err().map(tracing::field::display),
                 "an attempt to apply a batch ended"
@@ -293,11 +294,13 @@ impl Applier {
 
     /// Applies one batch of targets, the commits up to `seq`, and records
     /// what Redis refused for good: keys and tags first, then the sweep.
+    /// Also says how many keys existed and were removed (for the debug log
+    /// of each attempt).
     async fn apply(
         &mut self,
         targets: &mut TargetSet,
         seq: u64,
-    ) -> Result<(), crate::redis::RedisError> {
+    ) -> (Result<(), crate::redis::RedisError>, u64) {
         // Commits are applied in order: this batch starts after the last
         // one applied.
         let first = self.progress.applied() + 1;
@@ -308,8 +311,9 @@ impl Applier {
         if result.is_ok() && !targets.patterns.is_empty() {
             result = self.sweep(targets, &mut applied, seq).await;
         }
+        let deleted = applied.deleted;
         self.record(applied, first, seq);
-        result
+        (result, deleted)
     }
 
     /// A record of what applying does, counting the keys removed per rule
