@@ -19,7 +19,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use invalidator_tests::cdc::{cache_keys, cpu_us, percentile, watch_deletions};
+use invalidator_tests::cdc::{cache_keys, cpu_us, latencies_ms, percentile, watch_deletions};
 use invalidator_tests::{MariadbServer, RedisServer, ServeProcess, deploy, fresh_dir, guests};
 use mysql_async::prelude::Queryable;
 
@@ -129,14 +129,7 @@ fn latency(
     let committed = commit(rt, &db.url("bench"), total, Some(RATE));
     let deleted = deletions.join().unwrap();
     let cpu_per_commit = (cpu_us(service.pid()) - cpu_before) / f64::from(total);
-    let mut ms: Vec<f64> = deleted
-        .iter()
-        .map(|(id, at)| {
-            let c = committed[*id as usize].expect("every deleted key was committed");
-            at.saturating_duration_since(c).as_secs_f64() * 1e3
-        })
-        .collect();
-    ms.sort_by(f64::total_cmp);
+    let ms = latencies_ms(&deleted, &committed);
     let _ = service.stop(Duration::from_secs(60));
     (percentile(&ms, 0.5), percentile(&ms, 0.99), cpu_per_commit)
 }

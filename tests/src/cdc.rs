@@ -70,3 +70,18 @@ pub fn cpu_us(pid: u32) -> f64 {
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks / per_second * 1e6
 }
+
+/// Each deleted key's latency, from its commit's return to its deletion,
+/// in milliseconds, sorted: `deleted` from [`watch_deletions`], and
+/// `committed` the time each id's commit returned.
+pub fn latencies_ms(deleted: &[(u32, Instant)], committed: &[Option<Instant>]) -> Vec<f64> {
+    let mut ms: Vec<f64> = deleted
+        .iter()
+        .map(|(id, at)| {
+            let c = committed[*id as usize].expect("every deleted key was committed");
+            at.saturating_duration_since(c).as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms
+}

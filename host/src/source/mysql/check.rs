@@ -51,13 +51,10 @@ pub async fn check(url: &str) -> Result<Vec<Problem>, MysqlError> {
 pub(crate) async fn problems(conn: &mut Conn) -> Result<Vec<Problem>, MysqlError> {
     let mut problems = Vec::new();
     let statement = "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata";
-    let row: Option<(String, String, String, String)> =
-        conn.query_first(statement)
-            .await
-            .map_err(|error| MysqlError::Statement {
-                statement: statement.to_owned(),
-                error,
-            })?;
+    let row: Option<(String, String, String, String)> = conn
+        .query_first(statement)
+        .await
+        .map_err(MysqlError::of_statement(statement))?;
     let (log_bin, format, image, metadata) = row.unwrap_or_default();
     if log_bin != "1" && !log_bin.eq_ignore_ascii_case("ON") {
         problems.push(Problem {
@@ -80,19 +77,13 @@ pub(crate) async fn problems(conn: &mut Conn) -> Result<Vec<Problem>, MysqlError
     let granted: Vec<String> = conn
         .query(grants)
         .await
-        .map_err(|error| MysqlError::Statement {
-            statement: grants.to_owned(),
-            error,
-        })?;
+        .map_err(MysqlError::of_statement(grants))?;
     if let Some(missing) = missing_grants(&granted) {
         let user = "SELECT CURRENT_USER()";
-        let current: Option<String> =
-            conn.query_first(user)
-                .await
-                .map_err(|error| MysqlError::Statement {
-                    statement: user.to_owned(),
-                    error,
-                })?;
+        let current: Option<String> = conn
+            .query_first(user)
+            .await
+            .map_err(MysqlError::of_statement(user))?;
         let current = quoted_user(&current.unwrap_or_default());
         problems.push(Problem {
             what: format!("the user may not read the binary log (it lacks {missing})"),

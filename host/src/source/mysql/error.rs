@@ -109,3 +109,14 @@ pub enum MysqlError {
         reason: String,
     },
 }
+
+impl MysqlError {
+    /// Turns a failure of `statement` into a [`MysqlError::Statement`]
+    /// naming it: for `map_err`.
+    pub(crate) fn of_statement(statement: &str) -> impl FnOnce(mysql_async::Error) -> Self + '_ {
+        move |error| Self::Statement {
+            statement: statement.to_owned(),
+            error,
+        }
+    }
+}

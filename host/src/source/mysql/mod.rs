@@ -379,13 +379,10 @@ async fn query_one<T: mysql_async::prelude::FromValue + Send + 'static>(
     conn: &mut Conn,
     statement: &str,
 ) -> Result<T, MysqlError> {
-    let value: Option<T> =
-        conn.query_first(statement)
-            .await
-            .map_err(|error| MysqlError::Statement {
-                statement: statement.to_owned(),
-                error,
-            })?;
+    let value: Option<T> = conn
+        .query_first(statement)
+        .await
+        .map_err(MysqlError::of_statement(statement))?;
     value.ok_or_else(|| MysqlError::Statement {
         statement: statement.to_owned(),
         error: mysql_async::Error::Other("no row".into()),
@@ -396,10 +393,7 @@ async fn query_one<T: mysql_async::prelude::FromValue + Send + 'static>(
 async fn run_statement(conn: &mut Conn, statement: &str) -> Result<(), MysqlError> {
     conn.query_drop(statement)
         .await
-        .map_err(|error| MysqlError::Statement {
-            statement: statement.to_owned(),
-            error,
-        })
+        .map_err(MysqlError::of_statement(statement))
 }
 
 /// Whether `version` (`SELECT VERSION()`) is MariaDB's: the one server
@@ -510,13 +504,10 @@ impl State {
         let request = BinlogStreamRequest::new(config.server_id());
         if from.is_empty() {
             // No transaction yet in any domain: from the end of the log.
-            let row: Option<(String, u64)> =
-                conn.query_first("SHOW MASTER STATUS")
-                    .await
-                    .map_err(|error| MysqlError::Statement {
-                        statement: "SHOW MASTER STATUS".to_owned(),
-                        error,
-                    })?;
+            let row: Option<(String, u64)> = conn
+                .query_first("SHOW MASTER STATUS")
+                .await
+                .map_err(MysqlError::of_statement("SHOW MASTER STATUS"))?;
             let (file, pos) = row.unwrap_or_default();
             self.stream(
                 conn,

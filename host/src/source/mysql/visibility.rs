@@ -88,15 +88,18 @@ impl Visibility {
 }
 
 async fn read_snapshot(conn: &mut Conn) -> Result<LogPos, MysqlError> {
-    let failed = |statement: &str| {
-        let statement = statement.to_owned();
-        move |error| MysqlError::Statement { statement, error }
-    };
     let start = "START TRANSACTION WITH CONSISTENT SNAPSHOT";
-    conn.query_drop(start).await.map_err(failed(start))?;
+    conn.query_drop(start)
+        .await
+        .map_err(MysqlError::of_statement(start))?;
     let show = "SHOW STATUS LIKE 'binlog_snapshot_%'";
-    let rows: Vec<(String, String)> = conn.query(show).await.map_err(failed(show))?;
-    conn.query_drop("COMMIT").await.map_err(failed("COMMIT"))?;
+    let rows: Vec<(String, String)> = conn
+        .query(show)
+        .await
+        .map_err(MysqlError::of_statement(show))?;
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(MysqlError::of_statement("COMMIT"))?;
     let value = |name: &str| {
         rows.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
