@@ -1296,3 +1296,47 @@ async fn a_silent_cluster_node_fails_calls_within_the_bound() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A cluster primary that dies: every delete of the keys in its slots
+/// fails until its slots have an owner again, however the client library
+/// repairs its view meanwhile. redis-rs 1.8 splits a multi-slot `UNLINK`
+/// itself and silently drops the part for a node it could not reconnect
+/// to, answering with the rest's count as if whole: the applier counted
+/// those deletes as done, and a failover then promoted a replica that
+/// still served them (seen in the cluster failover test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_cluster_primary_fails_the_deletes_of_its_slots_instead_of_skipping_them() {
+    // A long node timeout: the cluster stays `ok` (answering for the
+    // other slots) while the test runs.
+    let mut cluster = RedisCluster::with(invalidator_tests::ClusterSpec {
+        primaries: 3,
+        node_timeout_ms: Some(30_000),
+        ..Default::default()
+    });
+    let keys: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+    {
+        let mut conn = cluster.connection();
+        for key in &keys {
+            let () = redis::cmd("SET").arg(key).arg(1).query(&mut conn).unwrap();
+        }
+    }
+    let on_first: usize = all_keys(&mut cluster.nodes()[0].connection()).len();
+    assert!(on_first > 50, "the first primary holds {on_first} keys");
+    let redis = Redis::open(&cluster.url(), RedisConfig::default()).unwrap();
+    // Connected to every primary, then the first one dies.
+    redis.unlink(&["warm-up"]).await.unwrap();
+    cluster.kill(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    let mut attempts = 0;
+    while std::time::Instant::now() < deadline {
+        attempts += 1;
+        if let Ok(deleted) = redis.unlink(&keys).await {
+            panic!(
+                "attempt {attempts} reported success ({deleted} deleted) while the owner of \
+                 {on_first} of the keys was dead"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(attempts > 3, "only {attempts} attempts in the time");
+}

@@ -22,6 +22,7 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 
 use super::primary::{self, Primaries};
 use super::replicas::{Marks, Written};
+use super::slot;
 use super::{Endpoint, PrimaryChange, RedisConfig, RedisError, SentinelEndpoint, tls};
 
 /// One Redis server of a deployment: a single node, or a cluster primary.
@@ -627,17 +628,27 @@ impl Redis {
                 }
             }
             Conn::Cluster(c) => {
-                // The cluster client splits a multi-key UNLINK by slot and
-                // sums the answers; sending chunks together pipelines them
-                // on each node's connection.
-                for group in keys.chunks(UNLINK_CHUNK * UNLINK_IN_FLIGHT) {
-                    let calls = group.chunks(UNLINK_CHUNK).map(|chunk| {
+                // One `UNLINK` per slot (and chunk), routed to the slot's
+                // primary: never a multi-slot command, whose part for a
+                // node the client holds no connection to is silently left
+                // out (see `slot`). Sent together, the commands for one
+                // node are pipelined on its connection.
+                let groups = slot::by_slot(keys);
+                let commands: Vec<(u16, &[Vec<u8>])> = groups
+                    .iter()
+                    .flat_map(|(s, group)| group.chunks(UNLINK_CHUNK).map(move |c| (*s, c)))
+                    .collect();
+                for window in commands.chunks(UNLINK_CHUNK * UNLINK_IN_FLIGHT) {
+                    let calls = window.iter().map(|(s, chunk)| {
                         let mut c = c.clone();
+                        let mut unlink = redis::cmd("UNLINK");
+                        unlink.arg(*chunk);
+                        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                            Route::new(*s, SlotAddr::Master),
+                        ));
                         async move {
-                            redis::cmd("UNLINK")
-                                .arg(chunk)
-                                .query_async::<u64>(&mut c)
-                                .await
+                            let value = c.route_command(unlink, route).await?;
+                            redis::from_redis_value::<u64>(value).map_err(Into::into)
                         }
                     });
                     let counts = self

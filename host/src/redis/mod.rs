@@ -16,6 +16,7 @@ mod error;
 mod nodes;
 mod primary;
 mod replicas;
+mod slot;
 mod tls;
 
 pub use client::{Node, Redis};

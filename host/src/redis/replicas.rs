@@ -1,5 +1,5 @@
 //! Replica acknowledgements: which primaries were written to since their
-//! replicas were last waited for ([`Written`]), and the cluster's key
+//! replicas were last waited for ([`Written`]), by the cluster's key
 //! slots that tell them apart.
 //!
 //! `WAIT n` waits for the writes *of the connection it is sent on*, so the
@@ -9,23 +9,7 @@
 
 use std::sync::Mutex;
 
-/// Key slots of a cluster.
-const SLOTS: usize = 16384;
-
-/// The slot of `key`: CRC16 of the key, or of its `{hash tag}`, modulo
-/// 16384.
-pub(crate) fn slot(key: &[u8]) -> u16 {
-    let tagged = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16::State::<crc16::XMODEM>::calculate(tagged) % SLOTS as u16
-}
+use super::slot::{SLOTS, slot};
 
 /// What was written since the last wait: on a single node, whether
 /// anything was; in a cluster, which slots.
@@ -97,18 +81,6 @@ impl Written {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_follow_redis_including_hash_tags() {
-        // Known values: `CLUSTER KEYSLOT foo` is 12182, `{user1}.x` is
-        // the slot of `user1`, 8106.
-        assert_eq!(slot(b"foo"), 12182);
-        assert_eq!(slot(b"{user1}.following"), slot(b"user1"));
-        assert_eq!(slot(b"user1"), 8106);
-        // An empty tag is no tag.
-        assert_eq!(slot(b"{}x"), slot(b"{}x"));
-        assert_ne!(slot(b"{}x"), slot(b""));
-    }
 
     #[test]
     fn marks_are_taken_once_and_can_be_put_back() {
