@@ -123,7 +123,7 @@ impl Setup {
             .sql(None, "SELECT @@gtid_binlog_pos")
             .trim()
             .to_owned();
-        wait_until(what, serve, || {
+        serve.wait_until(what, Duration::from_secs(30), || {
             self.stored().as_deref() == Some(position.as_str())
         });
     }
@@ -139,38 +139,6 @@ impl Setup {
 
 fn set_of(keys: &[&str]) -> BTreeSet<String> {
     keys.iter().map(|k| k.to_string()).collect()
-}
-
-/// Waits until Redis holds exactly `expected`, or fails showing the
-/// difference and `serve`'s log.
-fn wait_for_keys(s: &Setup, serve: &ServeProcess, expected: &BTreeSet<String>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let keys = s.keys();
-        if &keys == expected {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "Redis holds {keys:?}, expected {expected:?}; serve's log:\n{}",
-                serve.log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits until `done`, or fails naming `what` with `serve`'s log.
-fn wait_until(what: &str, serve: &ServeProcess, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting until {what}; serve's log:\n{}",
-            serve.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -199,7 +167,7 @@ fn writes_in_sql_invalidate_the_rules_keys() {
     // An update: the dealership rule's key.
     s.sql("UPDATE inventory SET price = 19900, status = 'reserved' WHERE vin = 'VIN-A'");
     expected.remove("vehicle:VIN-A");
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
 
     // A multi-statement transaction: every write's targets, once committed.
     s.sql(
@@ -210,12 +178,12 @@ fn writes_in_sql_invalidate_the_rules_keys() {
     );
     expected.remove("customer:C1");
     expected.remove("user_profile_9");
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
 
     // A delete.
     s.sql("DELETE FROM customers WHERE id = 'C2'");
     expected.remove("customer:C2");
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
 
     // A rolled-back transaction is never in the log; what commits after it
     // is.
@@ -224,7 +192,7 @@ fn writes_in_sql_invalidate_the_rules_keys() {
          UPDATE kinder SET notes = 'w' WHERE id = 3;",
     );
     expected.remove("turnus_data_1");
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
     assert!(
         s.keys().contains("turnus_data_2"),
         "the rolled-back update left it"
@@ -235,13 +203,13 @@ fn writes_in_sql_invalidate_the_rules_keys() {
     s.sql("ALTER TABLE kinder ADD COLUMN age int AFTER id");
     s.sql("UPDATE kinder SET age = 4 WHERE id = 4");
     expected.remove("turnus_data_2");
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
 
     // A row that moves: the turnus it left and the one it joined.
     s.sql("UPDATE kinder SET turnus_id = 4 WHERE id = 5");
     expected.remove("turnus_data_3");
     expected.remove("turnus_data_4");
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
 
     // A key update: the old key and the new.
     s.cache(&["vehicle:VIN-B", "vehicle:VIN-C"]);
@@ -249,7 +217,7 @@ fn writes_in_sql_invalidate_the_rules_keys() {
     s.sql("UPDATE inventory SET vin = 'VIN-C' WHERE vin = 'VIN-B'");
     expected.remove("vehicle:VIN-B");
     expected.remove("vehicle:VIN-C");
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
     assert!(s.keys().contains("unrelated"));
 
     s.wait_stored(&serve, "the last transaction's position is stored");
@@ -270,7 +238,7 @@ fn a_restart_resumes_from_the_stored_position() {
     let serve = s.serve(&[]);
     s.cache(&["turnus_data_1"]);
     s.sql("UPDATE kinder SET notes = 'x' WHERE id = 1");
-    wait_for_keys(&s, &serve, &set_of(&[]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&[]));
     s.wait_stored(&serve, "the position is stored");
     serve.kill();
     // Written while nobody reads: read at the next start, from the
@@ -278,7 +246,7 @@ fn a_restart_resumes_from_the_stored_position() {
     s.cache(&["turnus_data_2", "unrelated"]);
     s.sql("UPDATE kinder SET notes = 'y' WHERE id = 2");
     let serve = s.serve(&[]);
-    wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
     s.wait_stored(&serve, "the new position is stored");
     let (status, summary) = serve.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
@@ -328,7 +296,7 @@ fn a_server_that_cannot_be_read_is_refused_naming_the_fix() {
     let serve = s.serve(&[]);
     s.cache(&["turnus_data_1"]);
     s.sql("INSERT INTO kinder VALUES (1, 1, 'a')");
-    wait_for_keys(&s, &serve, &set_of(&[]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&[]));
 }
 
 /// Writes a session hides from the rows of the log are counted and logged
@@ -344,7 +312,7 @@ fn sessions_that_hide_rows_are_counted_and_logged() {
         "SET SESSION binlog_format = 'STATEMENT';
          UPDATE kinder SET notes = 'x' WHERE id = 1;",
     );
-    wait_until("the statement is logged", &serve, || {
+    serve.wait_until("the statement is logged", Duration::from_secs(30), || {
         let log = serve.log();
         log.contains("a write logged as a statement")
             && log.contains("UPDATE kinder SET notes = 'x'")
@@ -356,15 +324,19 @@ fn sessions_that_hide_rows_are_counted_and_logged() {
         "SET SESSION binlog_row_image = 'MINIMAL';
          UPDATE kinder SET notes = 'y' WHERE id = 2;",
     );
-    wait_until("the partial rows are logged", &serve, || {
-        serve
-            .log()
-            .contains("rows of `kinder` logged with some columns only")
-    });
+    serve.wait_until(
+        "the partial rows are logged",
+        Duration::from_secs(30),
+        || {
+            serve
+                .log()
+                .contains("rows of `kinder` logged with some columns only")
+        },
+    );
     // The minimal image lacks `turnus_id`: the rule cannot name the
     // turnus, and its fallback (`turnus_data_*`) applies. Misses, never a
     // stale key.
-    wait_for_keys(&s, &serve, &set_of(&[]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&[]));
     let (_, summary) = serve.stop(Duration::from_secs(30));
     assert_eq!(summary["mysql"]["oddities"], 2, "{summary}");
 }
@@ -409,7 +381,7 @@ fn a_commit_is_invalidated_only_once_visible() {
     std::thread::scope(|scope| {
         let writer = scope.spawn(|| s.sql("UPDATE kinder SET notes = 'new' WHERE id = 1"));
         // The commit waits for the replica: in the log, not visible.
-        wait_until("the commit is in the log", &serve, || {
+        serve.wait_until("the commit is in the log", Duration::from_secs(30), || {
             s.db.sql(None, "SELECT @@gtid_binlog_pos") != before
         });
         assert_eq!(s.sql("SELECT notes FROM kinder WHERE id = 1").trim(), "old");
@@ -428,7 +400,7 @@ fn a_commit_is_invalidated_only_once_visible() {
     });
     // Visible now: the key goes.
     assert_eq!(s.sql("SELECT notes FROM kinder WHERE id = 1").trim(), "new");
-    wait_for_keys(&s, &serve, &set_of(&[]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&[]));
     let (_, summary) = serve.stop(Duration::from_secs(30));
     assert!(
         summary["mysql"]["visibility_checks"].as_u64() > Some(1),
@@ -461,9 +433,8 @@ fn xa_transactions_are_invalidated_at_their_commit() {
     // A plain transaction after them is applied, and its position stored
     // stays before the prepared ones.
     s.sql("UPDATE kinder SET notes = 'z' WHERE id = 3");
-    wait_for_keys(
-        &s,
-        &serve,
+    serve.wait_for_keys(
+        || s.keys(),
         &set_of(&["turnus_data_1", "turnus_data_2", "unrelated"]),
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -477,7 +448,7 @@ fn xa_transactions_are_invalidated_at_their_commit() {
     let serve = s.serve(&[]);
     s.sql("XA ROLLBACK 'two'");
     s.sql("XA COMMIT 'one'");
-    wait_for_keys(&s, &serve, &set_of(&["turnus_data_2", "unrelated"]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&["turnus_data_2", "unrelated"]));
     s.wait_stored(&serve, "the position after the XA commit is stored");
     assert!(s.keys().contains("turnus_data_2"), "rolled back: kept");
     let (_, summary) = serve.stop(Duration::from_secs(30));
@@ -522,7 +493,7 @@ fn purged_logs_are_refused_and_resync_recovers() {
     ]);
 
     let serve = s.serve(&[]);
-    wait_until("the purge is reported", &serve, || {
+    serve.wait_until("the purge is reported", Duration::from_secs(30), || {
         serve.log().contains("is no longer on the server")
     });
     let (status, why) = get(&serve, "/readyz");
@@ -538,12 +509,14 @@ fn purged_logs_are_refused_and_resync_recovers() {
 
     // The way out: the fallback targets go, and reading starts from now.
     let serve = s.serve(&["--mysql-resync"]);
-    wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
     s.wait_stored(&serve, "the server's position is stored");
     s.cache(&["turnus_data_1"]);
     s.sql("UPDATE kinder SET notes = 'd' WHERE id = 1");
-    wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
-    wait_until("ready", &serve, || get(&serve, "/readyz").0 == 200);
+    serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
+    serve.wait_until("ready", Duration::from_secs(30), || {
+        get(&serve, "/readyz").0 == 200
+    });
 }
 
 /// `GET path` on `serve`: the status and the body.
@@ -578,21 +551,21 @@ fn large_values_mixed_engines_and_a_server_restart() {
         "BEGIN; INSERT INTO blobs VALUES (1, 1, '{big}');
          UPDATE kinder SET notes = 'b' WHERE id = 1; COMMIT;"
     ));
-    wait_for_keys(&s, &serve, &set_of(&["user_profile_5", "unrelated"]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&["user_profile_5", "unrelated"]));
     // InnoDB and MyISAM in one transaction: `user_profiles` is the turnus
     // rule's; MyISAM's `legacy` is logged apart, at once.
     s.sql(
         "BEGIN; INSERT INTO legacy VALUES (1, 5);
          INSERT INTO user_profiles VALUES (1, 5, 'Ada'); COMMIT;",
     );
-    wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
 
     // The server restarted: the stream ends, `serve` reconnects and reads
     // from where it was.
     s.db.restart();
     s.cache(&["turnus_data_1"]);
     s.sql("UPDATE kinder SET notes = 'c' WHERE id = 1");
-    wait_for_keys(&s, &serve, &set_of(&["unrelated"]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
     let (status, summary) = serve.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
     assert_eq!(summary["mysql"]["oddities"], 0, "{summary}");
@@ -610,16 +583,16 @@ fn a_standby_takes_over_when_the_reader_dies() {
     let s = setup("standby", &[]);
     s.sql("INSERT INTO kinder VALUES (1, 1, 'a'), (2, 2, 'b')");
     let first = s.serve(&[]);
-    wait_until("the first reads", &first, || {
+    first.wait_until("the first reads", Duration::from_secs(30), || {
         first.log().contains("this process reads the binary log")
     });
     let second = s.serve(&[]);
-    wait_until("the second stands by", &second, || {
+    second.wait_until("the second stands by", Duration::from_secs(30), || {
         second.log().contains("stands by")
     });
     s.cache(&["turnus_data_1"]);
     s.sql("UPDATE kinder SET notes = 'x' WHERE id = 1");
-    wait_for_keys(&s, &first, &set_of(&[]));
+    first.wait_for_keys(|| s.keys(), &set_of(&[]));
     assert!(
         !first.log().contains("lost its stream"),
         "the standby disturbed the reader:\n{}",
@@ -629,7 +602,7 @@ fn a_standby_takes_over_when_the_reader_dies() {
     // Written while nobody reads: the standby reads it once it takes over.
     s.cache(&["turnus_data_2"]);
     s.sql("UPDATE kinder SET notes = 'y' WHERE id = 2");
-    wait_for_keys(&s, &second, &set_of(&[]));
+    second.wait_for_keys(|| s.keys(), &set_of(&[]));
     assert!(second.log().contains("this process reads the binary log"));
     let (status, summary) = second.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
@@ -657,14 +630,16 @@ fn a_kill_in_the_middle_of_5000_transactions_loses_nothing() {
     std::thread::scope(|scope| {
         let writer = scope.spawn(|| s.sql(&statements));
         // Some applied, most not yet.
-        wait_until("some keys are gone", &serve, || s.keys().len() < 4990);
+        serve.wait_until("some keys are gone", Duration::from_secs(30), || {
+            s.keys().len() < 4990
+        });
         serve.kill();
         writer.join().unwrap();
     });
     let left = s.keys().len();
     assert!(left > 0, "everything was applied before the kill: no test");
     let serve = s.serve(&[]);
-    wait_for_keys(&s, &serve, &set_of(&[]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&[]));
     s.wait_stored(&serve, "the last transaction's position is stored");
     let (status, summary) = serve.stop(Duration::from_secs(30));
     assert!(status.success(), "{summary}");
@@ -721,7 +696,7 @@ fn the_hedge_and_point_of_sale_rules_invalidate_their_patterns_and_tags() {
     ] {
         expected.remove(gone);
     }
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
 
     // The point of sale: an update and a delete in one transaction, each
     // its shop's tags.
@@ -737,7 +712,7 @@ fn the_hedge_and_point_of_sale_rules_invalidate_their_patterns_and_tags() {
     ] {
         expected.remove(gone);
     }
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
     assert!(s.keys().contains("unrelated"));
     let (_, summary) = serve.stop(Duration::from_secs(30));
     assert_eq!(summary["mysql"]["oddities"], 0, "{summary}");

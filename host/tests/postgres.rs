@@ -11,7 +11,7 @@ use invalidator::cache::Cache;
 use invalidator::redis::{Redis, RedisConfig};
 use invalidator_tests::postgres::Client;
 use invalidator_tests::{
-    PostgresServer, RedisServer, ServeProcess, all_keys, deploy, fresh_dir, guests,
+    PostgresServer, RedisServer, ServeProcess, all_keys, deploy, fresh_dir, guests, wait_until,
 };
 use redis::Commands;
 
@@ -163,33 +163,6 @@ fn set_of(keys: &[&str]) -> BTreeSet<String> {
     keys.iter().map(|k| k.to_string()).collect()
 }
 
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits until Redis holds exactly `expected`, or fails showing the
-/// difference and `serve`'s log.
-fn wait_for_keys(s: &Setup, serve: &ServeProcess, expected: &BTreeSet<String>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let keys = s.keys();
-        if &keys == expected {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "Redis holds {keys:?}, expected {expected:?}; serve's log:\n{}",
-                serve.log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn writes_in_sql_invalidate_the_example_rules_keys_patterns_and_tags() {
     let s = setup("writes");
@@ -240,7 +213,7 @@ fn writes_in_sql_invalidate_the_example_rules_keys_patterns_and_tags() {
         expected.remove(gone);
     }
     expected.remove("inv:tag:offers:vehicle:VIN-A");
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
 
     // A multi-statement transaction: every write's targets, once committed.
     db.batch_execute(
@@ -259,14 +232,14 @@ fn writes_in_sql_invalidate_the_example_rules_keys_patterns_and_tags() {
     ] {
         expected.remove(gone);
     }
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
 
     // A delete without REPLICA IDENTITY FULL names only its key: the
     // customer's key still goes.
     db.batch_execute("DELETE FROM customers WHERE id = 'C2'")
         .unwrap();
     expected.remove("customer:C2");
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
 
     // A rolled-back transaction invalidates nothing, and what commits after
     // it still does.
@@ -276,7 +249,7 @@ fn writes_in_sql_invalidate_the_example_rules_keys_patterns_and_tags() {
     )
     .unwrap();
     expected.remove("turnus_data_1");
-    wait_for_keys(&s, &serve, &expected);
+    serve.wait_for_keys(|| s.keys(), &expected);
     assert!(
         s.keys().contains("turnus_data_2"),
         "the rolled-back update left it"
@@ -306,13 +279,13 @@ fn a_row_that_moves_invalidates_both_places_and_truncate_applies_the_fallback() 
     // turnus the child left is as stale as the one it joined.
     db.batch_execute("UPDATE kinder SET turnus_id = 2 WHERE id = 3")
         .unwrap();
-    wait_for_keys(&s, &serve, &set_of(&["turnus_data_3"]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&["turnus_data_3"]));
 
     // TRUNCATE names no row: the rule cannot find a turnus, fails, and its
     // fallback (`turnus_data_*`, `user_profile_*`) is applied.
     s.cache(&["user_profile_1", "other"]);
     db.batch_execute("TRUNCATE kinder").unwrap();
-    wait_for_keys(&s, &serve, &set_of(&["other"]));
+    serve.wait_for_keys(|| s.keys(), &set_of(&["other"]));
     let _ = serve.stop(Duration::from_secs(30));
 }
 

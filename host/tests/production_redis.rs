@@ -136,25 +136,6 @@ async fn wait_until(
     }
 }
 
-/// [`wait_until`], for a test with no runtime (the Postgres client
-/// blocks).
-fn wait_until_blocking(
-    what: &str,
-    service: &ServeProcess,
-    within: Duration,
-    mut done: impl FnMut() -> bool,
-) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting until {what}; serve's log:\n{}",
-            service.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test]
 async fn invalidations_apply_over_tls_with_client_certificates() {
     let certs = TlsCerts::make("single");
@@ -659,9 +640,8 @@ fn the_postgres_position_waits_for_the_replicas_and_is_confirmed_after_the_failo
             .unwrap();
         (row.get(0), row.get(1))
     };
-    wait_until_blocking(
+    service.wait_until(
         "serve streams from the slot",
-        &service,
         Duration::from_secs(30),
         || {
             sql.query_opt(
@@ -677,9 +657,8 @@ fn the_postgres_position_waits_for_the_replicas_and_is_confirmed_after_the_failo
     sql.batch_execute("UPDATE inventory SET price = 8").unwrap();
     let (_, written) = positions(&mut sql);
     let primary = &group.primary;
-    wait_until_blocking(
+    service.wait_until(
         "the deletes reach the primary",
-        &service,
         Duration::from_secs(30),
         || present(&mut primary.connection(), &ours) == 0,
     );
@@ -696,9 +675,8 @@ fn the_postgres_position_waits_for_the_replicas_and_is_confirmed_after_the_failo
     // replica, which then acknowledges.
     group.primary.restart();
     let promoted = &group.replica;
-    wait_until_blocking(
+    service.wait_until(
         "the invalidations are confirmed",
-        &service,
         Duration::from_secs(60),
         || positions(&mut sql).0 >= written,
     );

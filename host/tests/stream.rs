@@ -2,10 +2,11 @@
 //! a consumer group. One of three is killed with SIGKILL in the middle and
 //! nothing is lost; poison entries go to the dead-letter stream.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use invalidator_tests::{
     RedisCluster, RedisServer, SIGCONT, SIGSTOP, ServeProcess, deploy, fresh_dir, guests,
+    wait_until,
 };
 use redis::Commands;
 use serde_json::json;
@@ -96,14 +97,6 @@ fn entries_read(conn: &mut redis::Connection) -> u64 {
     let map: std::collections::HashMap<String, redis::Value> =
         redis::from_redis_value(group).unwrap();
     redis::from_redis_value_ref(&map["entries-read"]).unwrap_or(0)
-}
-
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

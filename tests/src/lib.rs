@@ -13,6 +13,7 @@ mod sentinel;
 mod serve_process;
 mod startup;
 mod tls_certs;
+mod wait;
 
 pub use browser::Browser;
 pub use files::{deploy, fresh_dir};
@@ -28,6 +29,7 @@ pub use redis_server::{
 pub use sentinel::{SentinelGroup, SentinelSpec};
 pub use serve_process::ServeProcess;
 pub use tls_certs::TlsCerts;
+pub use wait::wait_until;
 
 /// Paths of the guest components built by this crate's build script, one
 /// constant per guest crate (example rules and hostile test rules).

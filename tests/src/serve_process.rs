@@ -2,6 +2,8 @@
 //! it, for tests and benchmarks: started with its flags and environment,
 //! its HTTP address read from its standard error, stopped by signal.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -87,6 +89,41 @@ impl ServeProcess {
     /// What it wrote to standard error so far.
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Polls `done` until it holds; after `within`, fails naming `what`,
+    /// with this process's log.
+    pub fn wait_until(&self, what: &str, within: Duration, done: impl FnMut() -> bool) {
+        crate::wait::wait_or(what, within, done, || {
+            format!("; serve's log:\n{}", self.log())
+        });
+    }
+
+    /// Waits up to 30 s until `keys()` (what Redis holds) is exactly
+    /// `expected`; fails showing both and this process's log.
+    pub fn wait_for_keys(
+        &self,
+        mut keys: impl FnMut() -> BTreeSet<String>,
+        expected: &BTreeSet<String>,
+    ) {
+        // Both closures read the last keys seen: the check sets them, the
+        // failure shows them.
+        let last = RefCell::new(BTreeSet::new());
+        crate::wait::wait_or(
+            "Redis holds the expected keys",
+            Duration::from_secs(30),
+            || {
+                *last.borrow_mut() = keys();
+                &*last.borrow() == expected
+            },
+            || {
+                format!(
+                    ": it holds {:?}, expected {expected:?}; serve's log:\n{}",
+                    last.borrow(),
+                    self.log()
+                )
+            },
+        );
     }
 
     /// Sends `signal` (such as `libc::SIGTERM`, `SIGSTOP`, `SIGCONT`).
