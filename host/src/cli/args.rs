@@ -67,7 +67,7 @@ pub(crate) enum Command {
     /// Serve: rules from a watched folder, swapped live when their files
     /// change; commits from a JSON Lines input, an HTTP API (`--listen`)
     /// a Redis stream (`--stream`), Postgres's logical replication
-    /// (`--postgres`) and MariaDB's binary log (`--mysql`); invalidations
+    /// (`--postgres`) and MariaDB's or MySQL's binary log (`--mysql`); invalidations
     /// applied to Redis, or
     /// to an in-process store without `--redis`. Every setting can also come
     /// from a TOML file (`--config`) and `INVALIDATOR_*` variables; flags
@@ -212,7 +212,8 @@ pub(crate) struct ServeArgs {
     /// The replication slot holding the position [default: invalidator].
     #[arg(long, value_name = "NAME")]
     pub(crate) postgres_slot: Option<String>,
-    /// Read commits from this MariaDB server's binary log, e.g.
+    /// Read commits from this MariaDB (10.5+) or MySQL (8.0+) server's
+    /// binary log, e.g.
     /// `mysql://user:password@host:3306/db`.
     #[arg(long, value_name = "URL")]
     pub(crate) mysql: Option<String>,
@@ -375,7 +376,7 @@ pub(crate) enum MysqlCommand {
     /// Print the SQL that readies the server for `serve --mysql` as the
     /// address's user: the binary log's format, row images and metadata,
     /// and the user's rights. What is not SQL is printed as `--` comments,
-    /// so the output can be piped to the `mariadb` client as an
+    /// so the output can be piped to the `mariadb` or `mysql` client as an
     /// administrator. Exit status 0: nothing to do; 1: statements printed;
     /// 2: trouble.
     Check {

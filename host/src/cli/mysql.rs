@@ -4,7 +4,7 @@
 //! - `check` prints what the server at the address must change for `serve
 //!   --mysql` to read its binary log: SQL, and what is not SQL as `--`
 //!   comments, so that an administrator can pipe it to the `mariadb`
-//!   client as it is. Exit status 0: nothing to do; 1: statements printed;
+//!   (or `mysql`) client as it is. Exit status 0: nothing to do; 1: statements printed;
 //!   2: trouble.
 
 use std::process::ExitCode;

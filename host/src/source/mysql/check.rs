@@ -1,7 +1,9 @@
 //! What the server must be for its binary log to be read, checked at
 //! start: a binary log (`log_bin`), in rows (`binlog_format=ROW`), with
 //! whole before images (`binlog_row_image=FULL`) and column names and keys
-//! (`binlog_row_metadata=FULL`), and a user allowed to read it. Each
+//! (`binlog_row_metadata=FULL`), on MySQL transaction ids
+//! (`gtid_mode=ON`, which a resume needs), and a user allowed to read it.
+//! Each
 //! problem comes with the statement that fixes it, as `invalidator mysql
 //! check` prints them for an administrator ([`check`]).
 
@@ -9,6 +11,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::MysqlError;
+use super::flavour::Flavour;
 
 /// The settings read, and what each must be.
 const SETTINGS: [(&str, &str); 3] = [
@@ -41,14 +44,25 @@ pub async fn check(url: &str) -> Result<Vec<Problem>, MysqlError> {
         error,
     })?;
     let mut conn = super::connect(&opts, url).await?;
-    let found = problems(&mut conn).await;
+    let version: String = super::query_one(&mut conn, "SELECT VERSION()").await?;
+    let Some(flavour) = Flavour::of(&version) else {
+        let _ = conn.disconnect().await;
+        return Err(MysqlError::Unsupported {
+            url: super::redact(url),
+            version,
+        });
+    };
+    let found = problems(&mut conn, flavour).await;
     let _ = conn.disconnect().await;
     found
 }
 
 /// The problems of the server behind `conn`, each with its fix; empty
 /// when it can be read from.
-pub(crate) async fn problems(conn: &mut Conn) -> Result<Vec<Problem>, MysqlError> {
+pub(crate) async fn problems(
+    conn: &mut Conn,
+    flavour: Flavour,
+) -> Result<Vec<Problem>, MysqlError> {
     let mut problems = Vec::new();
     let statement = "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata";
     let row: Option<(String, String, String, String)> = conn
@@ -73,6 +87,24 @@ pub(crate) async fn problems(conn: &mut Conn) -> Result<Vec<Problem>, MysqlError
             });
         }
     }
+    if flavour == Flavour::Mysql {
+        let statement = "SELECT @@GLOBAL.gtid_mode";
+        let mode: Option<String> = conn
+            .query_first(statement)
+            .await
+            .map_err(MysqlError::of_statement(statement))?;
+        let mode = mode.unwrap_or_default();
+        if !mode.eq_ignore_ascii_case("ON") {
+            problems.push(Problem {
+                what: format!(
+                    "`gtid_mode` is {mode}, not ON: a reader resumes by GTID (keep it across \
+                     restarts with `gtid_mode = ON` and `enforce_gtid_consistency = ON` in \
+                     my.cnf)"
+                ),
+                fix: gtid_mode_steps(&mode),
+            });
+        }
+    }
     let grants = "SHOW GRANTS FOR CURRENT_USER()";
     let granted: Vec<String> = conn
         .query(grants)
@@ -87,7 +119,7 @@ pub(crate) async fn problems(conn: &mut Conn) -> Result<Vec<Problem>, MysqlError
         let current = quoted_user(&current.unwrap_or_default());
         problems.push(Problem {
             what: format!("the user may not read the binary log (it lacks {missing})"),
-            fix: format!("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO {current};"),
+            fix: format!("GRANT {} ON *.* TO {current};", flavour.grants()),
         });
     }
     Ok(problems)
@@ -117,6 +149,23 @@ fn missing_grants(granted: &[String]) -> Option<&'static str> {
         (true, false) => Some("BINLOG MONITOR"),
         (false, false) => Some("REPLICATION SLAVE and BINLOG MONITOR"),
     }
+}
+
+/// MySQL's way to `gtid_mode=ON` from `mode`: one step at a time, as
+/// MySQL requires, with consistency enforced first.
+fn gtid_mode_steps(mode: &str) -> String {
+    let steps = ["OFF", "OFF_PERMISSIVE", "ON_PERMISSIVE", "ON"];
+    let at = steps
+        .iter()
+        .position(|s| s.eq_ignore_ascii_case(mode))
+        .unwrap_or(0);
+    let mut sql = vec!["SET GLOBAL enforce_gtid_consistency = ON;".to_owned()];
+    sql.extend(
+        steps[at + 1..]
+            .iter()
+            .map(|s| format!("SET GLOBAL gtid_mode = {s};")),
+    );
+    sql.join(" ")
 }
 
 /// `user@host` as `CURRENT_USER()` prints it, quoted for a `GRANT`.
@@ -153,5 +202,23 @@ mod tests {
             Some("REPLICATION SLAVE and BINLOG MONITOR")
         );
         assert_eq!(quoted_user("inv@%"), "'inv'@'%'");
+        // MySQL has no BINLOG MONITOR: REPLICATION CLIENT serves.
+        assert_eq!(
+            grants(&["GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO `inv`@`%`"]),
+            None
+        );
+    }
+
+    #[test]
+    fn gtid_mode_is_raised_one_step_at_a_time() {
+        assert_eq!(
+            gtid_mode_steps("OFF"),
+            "SET GLOBAL enforce_gtid_consistency = ON; SET GLOBAL gtid_mode = OFF_PERMISSIVE; \
+             SET GLOBAL gtid_mode = ON_PERMISSIVE; SET GLOBAL gtid_mode = ON;"
+        );
+        assert_eq!(
+            gtid_mode_steps("ON_PERMISSIVE"),
+            "SET GLOBAL enforce_gtid_consistency = ON; SET GLOBAL gtid_mode = ON;"
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! [`Assembler`]: turns the binary log's events (a GTID event, table maps,
 //! row events, the `XID` or `COMMIT` that ends the transaction) into
-//! [`Commit`]s, one per MariaDB transaction, in the shape rules expect.
+//! [`Commit`]s, one per transaction, in the shape rules expect.
 //!
-//! - `txn` is the transaction's GTID; `source` is `mysql:SERVER`.
+//! - `txn` is the transaction's GTID, in its server's form (MariaDB's
+//!   GTID event is parsed by hand, MySQL's by `mysql_common`); `source`
+//!   is `mysql:SERVER`.
 //! - Tables are named `db.table`, or plain `table` in the database the URL
 //!   names, so rules written against an application's table names work
 //!   unchanged.
@@ -13,7 +15,9 @@
 //!   floats as numbers, `DECIMAL`, dates, times and text as text, `ENUM`
 //!   and `SET` as their labels, bytes that are not UTF-8 as `\x` and hex.
 //! - A DDL statement is a transaction of its own with no rows: it ends at
-//!   once, as an empty commit, so that the position moves past it.
+//!   once, as an empty commit, so that the position moves past it. MariaDB
+//!   flags it in its GTID event; on MySQL it is a transaction whose first
+//!   statement is not `BEGIN` (or `XA START`).
 //!
 //! Nothing here does I/O: the source feeds it events.
 
@@ -27,7 +31,9 @@ use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
 
-use super::gtid::{GTID_EVENT, Gtid, GtidEvent};
+use super::flavour::TxnId;
+use super::gtid::{GTID_EVENT, GtidEvent};
+use super::gtid_set::SidGtid;
 use crate::commit::{Commit, Op, Row, Value, Write};
 
 /// What is known of a table from its table map.
@@ -174,7 +180,12 @@ impl Table {
         match value {
             BinlogValue::Value(v) => typed(v, kind, labels),
             // MySQL's binary JSON (MariaDB's JSON is text).
-            BinlogValue::Jsonb(j) => Value::Text(format!("{j:?}")),
+            // MySQL logs JSON in its binary form (MariaDB's is text):
+            // rendered as JSON text, as the Postgres source gives it.
+            BinlogValue::Jsonb(j) => match j.clone().parse() {
+                Ok(dom) => Value::Text(serde_json::Value::from(dom).to_string()),
+                Err(_) => Value::Text(format!("{j:?}")),
+            },
             BinlogValue::JsonDiff(d) => Value::Text(format!("{d:?}")),
         }
     }
@@ -272,7 +283,8 @@ pub(crate) struct Oddity {
 
 /// The transaction being read.
 struct Open {
-    gtid: Gtid,
+    gtid: TxnId,
+    /// A transaction of one statement with no end event after it (DDL).
     standalone: bool,
     /// The first part of an XA transaction: its rows are held at its
     /// `XA PREPARE` until an `XA COMMIT` ends it.
@@ -282,7 +294,7 @@ struct Open {
     writes: Vec<Write>,
 }
 
-/// MariaDB's `XA PREPARE` event.
+/// The `XA PREPARE` event (the same number on MariaDB and MySQL).
 const XA_PREPARE_EVENT: u8 = 38;
 
 /// Where in the binary log: a file, and a byte offset in it.
@@ -305,12 +317,12 @@ pub(crate) enum Step {
     /// up to `end` in the log is); its GTID is the new position.
     Committed {
         commit: Commit,
-        gtid: Gtid,
+        gtid: TxnId,
         end: LogPos,
     },
     /// An XA transaction was prepared: its rows are held until its
     /// `XA COMMIT`, and the position must not pass it while they are.
-    Held(Gtid),
+    Held(TxnId),
 }
 
 /// Assembles transactions from the stream's events.
@@ -416,6 +428,13 @@ impl Assembler {
                 self.rows(event, &rows, table_map);
                 Step::Nothing
             }
+            EventData::GtidEvent(gtid) => {
+                // MySQL's: a DDL transaction until a `BEGIN` says it is not.
+                let tag = gtid.tag().map(ToString::to_string);
+                let id = SidGtid::of_event(gtid.sid(), tag, gtid.gno());
+                self.begin(event, TxnId::Set(id), true, false);
+                Step::Nothing
+            }
             EventData::XidEvent(_) => self.end(event),
             EventData::QueryEvent(query) => {
                 let text = query.query();
@@ -432,10 +451,19 @@ impl Assembler {
                     self.xa_completed(event, xid.trim(), true)
                 } else if let Some(xid) = upper.strip_prefix("XA ROLLBACK ") {
                     self.xa_completed(event, xid.trim(), false)
+                } else if statement.eq_ignore_ascii_case("BEGIN") || upper.starts_with("XA START ")
+                {
+                    // MySQL opens a transaction of rows so (MariaDB's GTID
+                    // event says it instead).
+                    if let Some(open) = &mut self.open {
+                        open.standalone = false;
+                        open.prepared_xa |= upper.starts_with("XA START ");
+                    }
+                    Step::Nothing
                 } else if self.open.as_ref().is_some_and(|o| o.standalone) {
                     // DDL: the whole transaction.
                     self.end(event)
-                } else if statement.eq_ignore_ascii_case("BEGIN") || self.open.is_none() {
+                } else if self.open.is_none() {
                     Step::Nothing
                 } else {
                     // Inside a transaction, a statement logged as text: a
@@ -457,32 +485,38 @@ impl Assembler {
         }
     }
 
+    /// MariaDB's GTID event, which `mysql_common` does not know.
     fn gtid(&mut self, event: &Event) -> Step {
         match GtidEvent::parse(event.data(), event.header().server_id()) {
-            Ok(gtid) => {
-                if let Some(open) = &self.open {
-                    let was = open.gtid;
-                    self.odd(
-                        event,
-                        format!(
-                            "transaction {was} did not end before {}: its rows are read \
-                             with the next",
-                            gtid.gtid
-                        ),
-                    );
-                }
-                let writes = self.open.take().map(|o| o.writes).unwrap_or_default();
-                self.open = Some(Open {
-                    gtid: gtid.gtid,
-                    standalone: gtid.standalone,
-                    prepared_xa: gtid.prepared_xa,
-                    xid: None,
-                    writes,
-                });
-            }
+            Ok(gtid) => self.begin(
+                event,
+                TxnId::Domain(gtid.gtid),
+                gtid.standalone,
+                gtid.prepared_xa,
+            ),
             Err(what) => self.odd(event, what),
         }
         Step::Nothing
+    }
+
+    /// A transaction begins with its id: one still open did not end, and
+    /// its rows are carried into this one (the safe way: invalidated too).
+    fn begin(&mut self, event: &Event, gtid: TxnId, standalone: bool, prepared_xa: bool) {
+        if let Some(open) = &self.open {
+            let what = format!(
+                "transaction {} did not end before {gtid}: its rows are read with the next",
+                open.gtid
+            );
+            self.odd(event, what);
+        }
+        let writes = self.open.take().map(|o| o.writes).unwrap_or_default();
+        self.open = Some(Open {
+            gtid,
+            standalone,
+            prepared_xa,
+            xid: None,
+            writes,
+        });
     }
 
     fn rows<'t>(
@@ -588,7 +622,11 @@ impl Assembler {
     /// transaction `xid`: its held rows are handed over, or dropped, with
     /// this transaction.
     fn xa_completed(&mut self, event: &Event, xid: &str, committed: bool) -> Step {
-        let xid = xid.strip_suffix(" ONE PHASE").unwrap_or(xid);
+        if xid.ends_with(" ONE PHASE") {
+            // Never prepared: the rows are this transaction's own (MySQL
+            // logs a one-phase XA commit so).
+            return self.end(event);
+        }
         match self.held.iter().position(|(held, _)| held == xid) {
             Some(i) => {
                 let (_, writes) = self.held.remove(i);
@@ -672,4 +710,130 @@ fn checksum_mismatch(event: &Event) -> Option<String> {
     (stored != computed).then(|| {
         format!("an event whose CRC32 is {stored:08x}, computed {computed:08x}: read anyway")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! MySQL's transaction shapes, from events built byte by byte as MySQL
+    //! 8 writes them (MySQL itself could not be installed here; MariaDB's
+    //! are covered against a real server in `host/tests/mysql.rs`).
+
+    use mysql_async::binlog::BinlogVersion;
+    use mysql_async::binlog::events::FormatDescriptionEvent;
+
+    use super::*;
+
+    const SID: [u8; 16] = [
+        0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95,
+        0x62,
+    ];
+    const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    /// An event of type `kind` with `body`, as the stream carries it
+    /// (with no checksum).
+    fn event(kind: u8, body: &[u8]) -> Event {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&0u32.to_le_bytes()); // timestamp
+        bytes.push(kind);
+        bytes.extend_from_slice(&1u32.to_le_bytes()); // server id
+        bytes.extend_from_slice(&((19 + body.len()) as u32).to_le_bytes());
+        bytes.extend_from_slice(&4u32.to_le_bytes()); // log position
+        bytes.extend_from_slice(&0u16.to_le_bytes()); // flags
+        bytes.extend_from_slice(body);
+        let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
+        Event::read(&fde, &bytes[..]).expect("a well-formed event")
+    }
+
+    /// MySQL's GTID event (33): flags, server UUID, number, then the
+    /// logical clock.
+    fn gtid(gno: u64) -> Event {
+        let mut body = vec![1];
+        body.extend_from_slice(&SID);
+        body.extend_from_slice(&gno.to_le_bytes());
+        body.push(2);
+        body.extend_from_slice(&0u64.to_le_bytes());
+        body.extend_from_slice(&1u64.to_le_bytes());
+        event(33, &body)
+    }
+
+    /// A query event (2) of `text`, with no status variables.
+    fn query(text: &str) -> Event {
+        let mut body = vec![0; 8]; // thread id, execution time
+        body.push(0); // schema length
+        body.extend_from_slice(&[0, 0, 0, 0]); // error code, status length
+        body.push(0); // the empty schema's terminator
+        body.extend_from_slice(text.as_bytes());
+        event(2, &body)
+    }
+
+    fn xid() -> Event {
+        event(16, &7u64.to_le_bytes())
+    }
+
+    fn feed(assembler: &mut Assembler, events: &[Event]) -> Vec<Step> {
+        events
+            .iter()
+            .map(|e| assembler.event(e, |_| None))
+            .filter(|s| *s != Step::Nothing)
+            .collect()
+    }
+
+    fn committed_txn(step: &Step) -> String {
+        match step {
+            Step::Committed { commit, .. } => commit.txn.clone(),
+            other => panic!("not a commit: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn mysql_ddl_ends_at_its_statement_and_dml_at_its_xid() {
+        let mut a = Assembler::new("mysql:1".into(), "app".into());
+        let steps = feed(
+            &mut a,
+            &[
+                gtid(5),
+                query("CREATE TABLE t (id int primary key)"),
+                gtid(6),
+                query("BEGIN"),
+                xid(),
+            ],
+        );
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert_eq!(committed_txn(&steps[0]), format!("{UUID}:5"));
+        assert_eq!(committed_txn(&steps[1]), format!("{UUID}:6"));
+        assert!(a.take_oddities().is_empty());
+    }
+
+    #[test]
+    fn mysql_xa_is_held_from_prepare_to_commit_and_one_phase_is_not() {
+        let mut a = Assembler::new("mysql:1".into(), "app".into());
+        let xa = "X'78',X'',1";
+        let steps = feed(
+            &mut a,
+            &[
+                gtid(7),
+                query(&format!("XA START {xa}")),
+                query(&format!("XA END {xa}")),
+                event(38, &[0; 8]),
+            ],
+        );
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert!(matches!(&steps[0], Step::Held(TxnId::Set(g)) if g.gno == 7));
+        assert_eq!(a.held(), 1);
+        let steps = feed(&mut a, &[gtid(8), query(&format!("XA COMMIT {xa}"))]);
+        assert_eq!(committed_txn(&steps[0]), format!("{UUID}:8"));
+        assert_eq!(a.held(), 0);
+        // One phase: never prepared, never held, nothing odd.
+        let steps = feed(
+            &mut a,
+            &[
+                gtid(9),
+                query(&format!("XA START {xa}")),
+                query(&format!("XA END {xa}")),
+                query(&format!("XA COMMIT {xa} ONE PHASE")),
+            ],
+        );
+        assert_eq!(committed_txn(&steps[0]), format!("{UUID}:9"));
+        assert!(a.take_oddities().is_empty(), "{:?}", a.take_oddities());
+    }
 }

@@ -32,10 +32,10 @@ pub enum MysqlError {
         /// Why.
         error: mysql_async::Error,
     },
-    /// A server this source cannot read yet (MySQL rather than MariaDB).
+    /// A server too old to read (MySQL before 8.0, MariaDB before 10.5).
     #[error(
-        "the server at `{url}` is `{version}`: only MariaDB (10.5 and later) is read for now; \
-         MySQL's GTIDs and positions differ, and are not supported yet"
+        "the server at `{url}` is `{version}`: the binary log is read from MariaDB 10.5 and \
+         later, and MySQL 8.0 and later"
     )]
     Unsupported {
         /// The URL, its password hidden.

@@ -1,11 +1,14 @@
-//! The MySQL source: commits read from a MariaDB server's binary log, as a
-//! replica reads it, so that every write is seen with no change to the
-//! application.
+//! The MySQL source: commits read from a MariaDB or MySQL server's binary
+//! log, as a replica reads it, so that every write is seen with no change
+//! to the application. Where the two servers differ (transaction ids,
+//! positions, how a stream resumes, the visibility check) is one seam,
+//! [`flavour`].
 //!
 //! - One transaction (one GTID) becomes one commit ([`decode`]); `txn` is
 //!   its GTID, `source` is `mysql:SERVER_ID`.
-//! - The position is the GTID state (the last transaction of each
-//!   replication domain). It is written to Redis
+//! - The position is the GTID state (MariaDB: the last transaction of each
+//!   replication domain; MySQL: the set of transactions read). It is
+//!   written to Redis
 //!   (`inv:mysql:<server_id>:gtid`, the server's `server_id`) only once a
 //!   transaction's invalidations are applied, and a start resumes from
 //!   it: at least once, and invalidations are idempotent. Without a stored
@@ -26,15 +29,16 @@
 //! - Every event's CRC32 is checked (`mysql_common` strips it unchecked);
 //!   a bad one is counted as an oddity and logged.
 //!
-//! Tested with MariaDB 10.11. MySQL 8 sends its GTIDs in other events and
-//! names its position otherwise (`SHOW BINARY LOG STATUS`); it is not
-//! supported yet.
+//! Tested with MariaDB 10.11. MySQL could not be installed where this was
+//! built: its side of the seam is covered by unit tests only.
 
 mod check;
 mod config;
 mod decode;
 mod error;
+mod flavour;
 mod gtid;
+mod gtid_set;
 mod lease;
 mod visibility;
 
@@ -51,7 +55,9 @@ use tokio::sync::{Mutex, watch};
 pub use check::{Problem, check};
 pub use config::{MysqlConfig, MysqlProblem, redact};
 pub use error::MysqlError;
+pub use flavour::{Flavour, Position, TxnId};
 pub use gtid::{Gtid, GtidState};
+pub use gtid_set::{GtidSet, SidGtid};
 
 use self::decode::{Assembler, Step};
 use self::lease::Lease;
@@ -153,10 +159,12 @@ struct State {
     settings: MysqlSettings,
     /// The server's `server_id`: commits' `source`, the position's key.
     server: u32,
+    /// MariaDB or MySQL.
+    flavour: Flavour,
     /// The database the URL names ("" for none).
     database: String,
     /// The last transaction read, where a new stream resumes.
-    read: Mutex<GtidState>,
+    read: Mutex<Position>,
     /// While prepared XA transactions are held, the position before the
     /// first of them: what is stored meanwhile.
     xa_floor: Mutex<Option<String>>,
@@ -190,13 +198,11 @@ impl MysqlSource {
         let database = opts.db_name().unwrap_or_default().to_owned();
         let mut conn = connect(&opts, &url).await?;
         let version: String = query_one(&mut conn, "SELECT VERSION()").await?;
-        if !is_mariadb(&version) {
-            return Err(MysqlError::Unsupported {
-                url: redact(&url),
-                version,
-            });
-        }
-        let problems = check::problems(&mut conn).await?;
+        let flavour = Flavour::of(&version).ok_or_else(|| MysqlError::Unsupported {
+            url: redact(&url),
+            version: version.clone(),
+        })?;
+        let problems = check::problems(&mut conn, flavour).await?;
         if !problems.is_empty() {
             return Err(MysqlError::Unfit {
                 url: redact(&url),
@@ -208,7 +214,7 @@ impl MysqlSource {
             // A resync starts from the server's position, whatever is
             // stored.
             Some(_) if settings.config.resync => None,
-            Some(redis) => stored_position(redis, &position_key(server)).await?,
+            Some(redis) => stored_position(redis, &position_key(server), flavour).await?,
             None => None,
         };
         let read = match stored {
@@ -218,11 +224,15 @@ impl MysqlSource {
                 state
             }
             None => {
-                let current: String = query_one(&mut conn, "SELECT @@gtid_binlog_pos").await?;
-                let state: GtidState = current.parse().map_err(|reason| MysqlError::Position {
-                    key: "@@gtid_binlog_pos".to_owned(),
-                    reason,
-                })?;
+                let variable = flavour.position_variable();
+                let current: String = query_one(&mut conn, &format!("SELECT {variable}")).await?;
+                let state =
+                    flavour
+                        .parse_position(&current)
+                        .map_err(|reason| MysqlError::Position {
+                            key: variable.to_owned(),
+                            reason,
+                        })?;
                 tracing::info!(position = %state,
                     "no stored position: reading the binary log from the server's position");
                 state
@@ -233,7 +243,7 @@ impl MysqlSource {
             .position
             .as_ref()
             .map(|_| Lease::new(server, settings.config.lease));
-        tracing::info!(address = %redact(&url), server_id = server,
+        tracing::info!(address = %redact(&url), server_id = server, %flavour, %version,
             reader_id = settings.config.server_id(), "reading commits from MySQL");
         Ok(Self {
             state: Arc::new(State {
@@ -241,6 +251,7 @@ impl MysqlSource {
                 opts,
                 settings,
                 server,
+                flavour,
                 database,
                 read: Mutex::new(read),
                 xa_floor: Mutex::new(None),
@@ -396,18 +407,13 @@ async fn run_statement(conn: &mut Conn, statement: &str) -> Result<(), MysqlErro
         .map_err(MysqlError::of_statement(statement))
 }
 
-/// Whether `version` (`SELECT VERSION()`) is MariaDB's: the one server
-/// this source reads for now. MySQL differs where it opens the stream and
-/// keeps its position (its GTID events and sets, `COM_BINLOG_DUMP_GTID`,
-/// `SHOW BINARY LOG STATUS`) and has no `Binlog_snapshot_position` for the
-/// visibility check; those are the seam a MySQL flavour would fill.
-fn is_mariadb(version: &str) -> bool {
-    version.to_ascii_lowercase().contains("mariadb")
-}
-
 /// The server's error when the logs a position needs are gone
 /// (`ER_MASTER_FATAL_ERROR_READING_BINLOG`).
 const PURGED: u16 = 1236;
+
+/// The server's error for a statement it cannot parse
+/// (`ER_PARSE_ERROR`): a name an older version does not know.
+const PARSE_ERROR: u16 = 1064;
 
 /// The Redis key of server `server`'s position.
 pub fn position_key(server: u32) -> String {
@@ -415,7 +421,11 @@ pub fn position_key(server: u32) -> String {
 }
 
 /// The position stored at `key`, if any.
-async fn stored_position(redis: &Redis, key: &str) -> Result<Option<GtidState>, MysqlError> {
+async fn stored_position(
+    redis: &Redis,
+    key: &str,
+    flavour: Flavour,
+) -> Result<Option<Position>, MysqlError> {
     let text: Option<String> =
         redis
             .query(redis::cmd("GET").arg(key))
@@ -425,10 +435,12 @@ async fn stored_position(redis: &Redis, key: &str) -> Result<Option<GtidState>, 
                 reason: e.to_string(),
             })?;
     text.map(|t| {
-        t.parse().map_err(|reason| MysqlError::Position {
-            key: key.to_owned(),
-            reason,
-        })
+        flavour
+            .parse_position(&t)
+            .map_err(|reason| MysqlError::Position {
+                key: key.to_owned(),
+                reason,
+            })
     })
     .transpose()
 }
@@ -492,34 +504,85 @@ impl State {
             tracing::info!(holder = lease.holder(), "this process reads the binary log");
         }
         let mut conn = connect(&self.opts, &self.url).await?;
-        // Without it, MariaDB turns its GTID events into `BEGIN` queries.
-        run_statement(&mut conn, "SET @mariadb_slave_capability=4").await?;
-        let heartbeat = config.heartbeat;
-        run_statement(
-            &mut conn,
-            &format!("SET @master_heartbeat_period={}", heartbeat.as_nanos()),
-        )
-        .await?;
+        let heartbeat = config.heartbeat.as_nanos();
+        // MySQL 8.0.26 renamed the variables a dump thread reads; the old
+        // names are read where the new are not.
+        let mut statements = vec![
+            format!("SET @master_heartbeat_period={heartbeat}"),
+            format!("SET @source_heartbeat_period={heartbeat}"),
+        ];
+        match self.flavour {
+            // Without it, MariaDB turns its GTID events into `BEGIN`
+            // queries.
+            Flavour::Mariadb => statements.push("SET @mariadb_slave_capability=4".to_owned()),
+            // `mysql_async` announces checksums by the old name only.
+            Flavour::Mysql => {
+                statements.push("SET @source_binlog_checksum=@@GLOBAL.binlog_checksum".to_owned())
+            }
+        }
+        for statement in &statements {
+            run_statement(&mut conn, statement).await?;
+        }
         let from = self.read.lock().await.clone();
         let request = BinlogStreamRequest::new(config.server_id());
         if from.is_empty() {
-            // No transaction yet in any domain: from the end of the log.
-            let row: Option<(String, u64)> = conn
-                .query_first("SHOW MASTER STATUS")
-                .await
-                .map_err(MysqlError::of_statement("SHOW MASTER STATUS"))?;
-            let (file, pos) = row.unwrap_or_default();
-            self.stream(
-                conn,
-                request.with_filename(file.as_bytes()).with_pos(pos),
-                run,
-            )
-            .await
-        } else {
-            run_statement(&mut conn, &format!("SET @slave_connect_state='{from}'")).await?;
-            run_statement(&mut conn, "SET @slave_gtid_strict_mode=1").await?;
-            self.stream(conn, request, run).await
+            // No transaction yet: from the end of the log.
+            let (file, pos) = self.log_end(&mut conn).await?;
+            return self
+                .stream(
+                    conn,
+                    request.with_filename(file.as_bytes()).with_pos(pos),
+                    run,
+                )
+                .await;
         }
+        match &from {
+            Position::Domains(state) => {
+                run_statement(&mut conn, &format!("SET @slave_connect_state='{state}'")).await?;
+                run_statement(&mut conn, "SET @slave_gtid_strict_mode=1").await?;
+                self.stream(conn, request, run).await
+            }
+            Position::Set(set) => {
+                // Every transaction not in the set, from the oldest log
+                // that holds one.
+                let sids = set.sids().map_err(|reason| MysqlError::Position {
+                    key: position_key(self.server),
+                    reason,
+                })?;
+                self.stream(conn, request.with_gtid().with_gtid_set(sids), run)
+                    .await
+            }
+        }
+    }
+
+    /// The end of the log now (file and offset), by the first of the
+    /// flavour's statements the server knows.
+    async fn log_end(&self, conn: &mut Conn) -> Result<(String, u64), MysqlError> {
+        let statements = self.flavour.log_end_statements();
+        let mut last = None;
+        for statement in statements {
+            match conn.query_first::<mysql_async::Row, _>(*statement).await {
+                Ok(row) => {
+                    let row = row.ok_or_else(|| MysqlError::Statement {
+                        statement: (*statement).to_owned(),
+                        error: mysql_async::Error::Other(
+                            "no row: is the binary log on (`log_bin`)?".into(),
+                        ),
+                    })?;
+                    let file: Option<String> = row.get(0);
+                    let pos: Option<u64> = row.get(1);
+                    return Ok((file.unwrap_or_default(), pos.unwrap_or(4)));
+                }
+                // A name this version does not know: the next.
+                Err(mysql_async::Error::Server(error)) if error.code == PARSE_ERROR => {
+                    last = Some(MysqlError::of_statement(statement)(
+                        mysql_async::Error::Server(error),
+                    ));
+                }
+                Err(error) => return Err(MysqlError::of_statement(statement)(error)),
+            }
+        }
+        Err(last.expect("at least one statement"))
     }
 
     /// Reads the stream `request` asks for, handing each transaction over.
@@ -544,7 +607,7 @@ impl State {
             );
         }
         let silence = config.heartbeat * 3;
-        let mut visibility = Visibility::new(self.opts.clone(), self.url.clone());
+        let mut visibility = Visibility::new(self.flavour, self.opts.clone(), self.url.clone());
         let renew_every = self
             .lease
             .as_ref()
@@ -593,7 +656,7 @@ impl State {
             }
             if let Step::Committed { commit, gtid, end } = step {
                 visibility
-                    .wait(&end, || {
+                    .wait(&gtid, &end, || {
                         self.counters.visibility_checks.fetch_add(1, Relaxed);
                     })
                     .await?;
@@ -603,7 +666,7 @@ impl State {
                     .fetch_add(commit.writes.len() as u64, Relaxed);
                 let position = {
                     let mut read = self.read.lock().await;
-                    read.advance(gtid);
+                    read.advance(&gtid);
                     let mut floor = self.xa_floor.lock().await;
                     if run.assembler.held() == 0 {
                         *floor = None;
@@ -622,7 +685,7 @@ impl State {
                 if floor.is_none() {
                     *floor = Some(read.to_string());
                 }
-                read.advance(gtid);
+                read.advance(&gtid);
             }
         }
     }
@@ -661,17 +724,5 @@ impl State {
                 .confirmed
                 .fetch_add(done.len() as u64, Relaxed);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_mariadb_is_read_for_now() {
-        assert!(is_mariadb("10.11.19-MariaDB-0+deb12u1-log"));
-        assert!(!is_mariadb("8.0.36"));
-        assert!(!is_mariadb("8.4.0-commercial"));
     }
 }
