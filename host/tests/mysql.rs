@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use invalidator_tests::{
-    MariadbServer, RedisServer, ServeProcess, all_keys, deploy, fresh_dir, guests,
+    MariadbServer, RedisServer, SIGCONT, SIGSTOP, ServeProcess, all_keys, deploy, fresh_dir, guests,
 };
 use redis::Commands;
 
@@ -716,4 +716,43 @@ fn the_hedge_and_point_of_sale_rules_invalidate_their_patterns_and_tags() {
     assert!(s.keys().contains("unrelated"));
     let (_, summary) = serve.stop(Duration::from_secs(30));
     assert_eq!(summary["mysql"]["oddities"], 0, "{summary}");
+}
+
+/// On a server with no transaction in its log yet, a stream lost before
+/// the first transaction is read opens again where the first one began,
+/// not at the log's end then: a write made while it was down is read.
+/// (Each reconnect used to read the log's end afresh, skipping it.)
+#[test]
+fn a_stream_lost_before_its_first_transaction_skips_nothing() {
+    let db = MariadbServer::start_with(&[]);
+    // The schema kept out of the log: the log holds no transaction.
+    db.sql(None, &format!("SET sql_log_bin = 0; {SCHEMA}"));
+    assert_eq!(db.sql(None, "SELECT @@gtid_binlog_pos").trim(), "");
+    let rules = fresh_dir("mysql-first-reconnect");
+    deploy(guests::DEALERSHIP, &rules.join("dealership.wasm"));
+    let s = Setup {
+        db,
+        redis: RedisServer::start(),
+        rules,
+    };
+    s.cache(&["vehicle:VIN-A", "unrelated"]);
+    let serve = s.serve(&[]);
+    let streaming = || {
+        s.sql(
+            "SELECT COUNT(*) FROM information_schema.processlist WHERE command LIKE 'Binlog Dump%'",
+        )
+        .trim()
+            == "1"
+    };
+    serve.wait_until("serve streams", Duration::from_secs(30), streaming);
+    // The stream is cut while serve cannot reconnect, and a write lands.
+    serve.signal(SIGSTOP);
+    s.sql(
+        "SELECT CONCAT('KILL ', id) INTO @kill FROM information_schema.processlist \
+         WHERE command LIKE 'Binlog Dump%'; \
+         PREPARE k FROM @kill; EXECUTE k;",
+    );
+    s.sql("INSERT INTO inventory VALUES ('VIN-A', 21500, 'available')");
+    serve.signal(SIGCONT);
+    serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
 }

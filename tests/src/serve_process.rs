@@ -93,6 +93,7 @@ impl ServeProcess {
 
     /// Polls `done` until it holds; after `within`, fails naming `what`,
     /// with this process's log.
+    #[track_caller]
     pub fn wait_until(&self, what: &str, within: Duration, done: impl FnMut() -> bool) {
         crate::wait::wait_or(what, within, done, || {
             format!("; serve's log:\n{}", self.log())
@@ -101,6 +102,7 @@ impl ServeProcess {
 
     /// Waits up to 30 s until `keys()` (what Redis holds) is exactly
     /// `expected`; fails showing both and this process's log.
+    #[track_caller]
     pub fn wait_for_keys(
         &self,
         mut keys: impl FnMut() -> BTreeSet<String>,

@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 
 /// Polls `done` every 20 ms until it holds; after `within`, fails naming
 /// `what`.
+#[track_caller]
 pub fn wait_until(what: &str, within: Duration, done: impl FnMut() -> bool) {
     wait_or(what, within, done, String::new);
 }
 
 /// [`wait_until`], adding `context()` (a process's log, say) to the
 /// failure.
+#[track_caller]
 pub(crate) fn wait_or(
     what: &str,
     within: Duration,

@@ -110,7 +110,7 @@ pub(crate) async fn problems(
         .query(grants)
         .await
         .map_err(MysqlError::of_statement(grants))?;
-    if let Some(missing) = missing_grants(&granted) {
+    if let Some(missing) = missing_grants(&granted, flavour) {
         let user = "SELECT CURRENT_USER()";
         let current: Option<String> = conn
             .query_first(user)
@@ -125,9 +125,10 @@ pub(crate) async fn problems(
     Ok(problems)
 }
 
-/// What the grants lack of `REPLICATION SLAVE` and `BINLOG MONITOR` (or
-/// its older name, `REPLICATION CLIENT`), if anything.
-fn missing_grants(granted: &[String]) -> Option<&'static str> {
+/// What the grants lack of `REPLICATION SLAVE` and MariaDB's
+/// `BINLOG MONITOR` (or its older name, MySQL's `REPLICATION CLIENT`), if
+/// anything, named as `flavour` names them.
+fn missing_grants(granted: &[String], flavour: Flavour) -> Option<&'static str> {
     let all = granted.iter().any(|g| {
         g.to_ascii_uppercase()
             .contains("GRANT ALL PRIVILEGES ON *.*")
@@ -143,10 +144,13 @@ fn missing_grants(granted: &[String]) -> Option<&'static str> {
         .join(" ");
     let slave = global.contains("REPLICATION SLAVE") || global.contains("REPLICATION REPLICA");
     let monitor = global.contains("BINLOG MONITOR") || global.contains("REPLICATION CLIENT");
+    let mysql = flavour == Flavour::Mysql;
     match (slave, monitor) {
         (true, true) => None,
         (false, true) => Some("REPLICATION SLAVE"),
+        (true, false) if mysql => Some("REPLICATION CLIENT"),
         (true, false) => Some("BINLOG MONITOR"),
+        (false, false) if mysql => Some("REPLICATION SLAVE and REPLICATION CLIENT"),
         (false, false) => Some("REPLICATION SLAVE and BINLOG MONITOR"),
     }
 }
@@ -180,8 +184,8 @@ mod tests {
 
     #[test]
     fn missing_grants_are_named() {
-        let grants =
-            |g: &[&str]| missing_grants(&g.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let named = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let grants = |g: &[&str]| missing_grants(&named(g), Flavour::Mariadb);
         assert_eq!(
             grants(&["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"]),
             None
@@ -202,10 +206,18 @@ mod tests {
             Some("REPLICATION SLAVE and BINLOG MONITOR")
         );
         assert_eq!(quoted_user("inv@%"), "'inv'@'%'");
-        // MySQL has no BINLOG MONITOR: REPLICATION CLIENT serves.
+        // MySQL has no BINLOG MONITOR: REPLICATION CLIENT serves, and is
+        // what a MySQL user is told to lack.
         assert_eq!(
             grants(&["GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO `inv`@`%`"]),
             None
+        );
+        assert_eq!(
+            missing_grants(
+                &named(&["GRANT REPLICATION SLAVE ON *.* TO `inv`@`%`"]),
+                Flavour::Mysql
+            ),
+            Some("REPLICATION CLIENT")
         );
     }
 

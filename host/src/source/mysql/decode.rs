@@ -597,6 +597,11 @@ impl Assembler {
     /// `XA PREPARE`: the open transaction's rows are held until its
     /// `XA COMMIT`.
     fn prepared(&mut self, event: &Event) -> Step {
+        // Its first byte says "one phase": MySQL logs `XA COMMIT … ONE
+        // PHASE` as this event, after `XA END`, and nothing follows it.
+        if event.data().first() == Some(&1) {
+            return self.end(event);
+        }
         let Some(open) = self.open.take() else {
             self.odd(event, "an XA PREPARE with no GTID event before it".into());
             return Step::Nothing;
@@ -623,8 +628,9 @@ impl Assembler {
     /// this transaction.
     fn xa_completed(&mut self, event: &Event, xid: &str, committed: bool) -> Step {
         if xid.ends_with(" ONE PHASE") {
-            // Never prepared: the rows are this transaction's own (MySQL
-            // logs a one-phase XA commit so).
+            // Never prepared: the rows are this transaction's own. (MySQL
+            // logs a one-phase commit as a flagged prepare event instead:
+            // see `prepared`.)
             return self.end(event);
         }
         match self.held.iter().position(|(held, _)| held == xid) {
@@ -701,6 +707,12 @@ fn rotated_to(event: &Event) -> String {
 /// server's `binlog_checksum=NONE`, or the first, artificial rotate).
 fn checksum_mismatch(event: &Event) -> Option<String> {
     use mysql_async::binlog::BinlogChecksumAlg;
+    // The events of a compressed transaction (MySQL's
+    // `binlog_transaction_compression`) carry none: the payload that held
+    // them was checked.
+    if !event.footer().get_checksum_enabled() {
+        return None;
+    }
     let alg = event.footer().get_checksum_alg().ok().flatten()?;
     if alg != BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32 {
         return None;
@@ -814,7 +826,7 @@ mod tests {
                 gtid(7),
                 query(&format!("XA START {xa}")),
                 query(&format!("XA END {xa}")),
-                event(38, &[0; 8]),
+                event(38, &[0; 13]),
             ],
         );
         assert_eq!(steps.len(), 1, "{steps:?}");
@@ -823,14 +835,17 @@ mod tests {
         let steps = feed(&mut a, &[gtid(8), query(&format!("XA COMMIT {xa}"))]);
         assert_eq!(committed_txn(&steps[0]), format!("{UUID}:8"));
         assert_eq!(a.held(), 0);
-        // One phase: never prepared, never held, nothing odd.
+        // One phase, as MySQL logs it: the prepare event, flagged; never
+        // held, nothing odd.
+        let mut one_phase = vec![1];
+        one_phase.extend_from_slice(&[0; 12]);
         let steps = feed(
             &mut a,
             &[
                 gtid(9),
                 query(&format!("XA START {xa}")),
                 query(&format!("XA END {xa}")),
-                query(&format!("XA COMMIT {xa} ONE PHASE")),
+                event(38, &one_phase),
             ],
         );
         assert_eq!(committed_txn(&steps[0]), format!("{UUID}:9"));

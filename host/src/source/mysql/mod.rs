@@ -165,6 +165,10 @@ struct State {
     database: String,
     /// The last transaction read, where a new stream resumes.
     read: Mutex<Position>,
+    /// Where the first stream began, while no transaction is read yet: a
+    /// stream opened again starts there too, not at the log's end then,
+    /// which would skip what was written during the outage.
+    log_start: Mutex<Option<(String, u64)>>,
     /// While prepared XA transactions are held, the position before the
     /// first of them: what is stored meanwhile.
     xa_floor: Mutex<Option<String>>,
@@ -254,6 +258,7 @@ impl MysqlSource {
                 flavour,
                 database,
                 read: Mutex::new(read),
+                log_start: Mutex::new(None),
                 xa_floor: Mutex::new(None),
                 purged: Mutex::new(None),
                 lease,
@@ -526,8 +531,14 @@ impl State {
         let from = self.read.lock().await.clone();
         let request = BinlogStreamRequest::new(config.server_id());
         if from.is_empty() {
-            // No transaction yet: from the end of the log.
-            let (file, pos) = self.log_end(&mut conn).await?;
+            // No transaction yet: from the end of the log, as it was when
+            // the first stream began.
+            let mut start = self.log_start.lock().await;
+            let (file, pos) = match start.clone() {
+                Some(at) => at,
+                None => start.insert(self.log_end(&mut conn).await?).clone(),
+            };
+            drop(start);
             return self
                 .stream(
                     conn,
