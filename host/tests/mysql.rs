@@ -341,6 +341,32 @@ fn sessions_that_hide_rows_are_counted_and_logged() {
     assert_eq!(summary["mysql"]["oddities"], 2, "{summary}");
 }
 
+/// Savepoints (Django's nested `atomic` and `get_or_create`,
+/// SQLAlchemy's `begin_nested`) are logged as text inside a transaction:
+/// they write nothing, so they are no oddity, and the rows kept are
+/// invalidated. (Each was counted and logged as a write hidden in a
+/// statement.)
+#[test]
+fn savepoints_are_no_oddity_and_the_rows_kept_are_invalidated() {
+    let s = setup("savepoints", &[]);
+    s.sql("INSERT INTO inventory VALUES ('VIN-A', 1, 'available')");
+    s.cache(&["vehicle:VIN-A", "unrelated"]);
+    let serve = s.serve(&[]);
+    s.sql(
+        "BEGIN;
+         UPDATE inventory SET price = 2 WHERE vin = 'VIN-A';
+         SAVEPOINT s1;
+         INSERT INTO inventory VALUES ('VIN-B', 3, 'sold');
+         ROLLBACK TO SAVEPOINT s1;
+         SAVEPOINT s2;
+         RELEASE SAVEPOINT s2;
+         COMMIT;",
+    );
+    serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
+    let (_, summary) = serve.stop(Duration::from_secs(30));
+    assert_eq!(summary["mysql"]["oddities"], 0, "{summary}");
+}
+
 impl Setup {
     /// `serve --mysql` without a listener: for a start that must fail.
     fn serve_unlistened(&self) -> ServeProcess {

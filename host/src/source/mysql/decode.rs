@@ -463,7 +463,11 @@ impl Assembler {
                 } else if self.open.as_ref().is_some_and(|o| o.standalone) {
                     // DDL: the whole transaction.
                     self.end(event)
-                } else if self.open.is_none() {
+                } else if self.open.is_none() || is_savepoint(&upper) {
+                    // Savepoints are logged as text inside a transaction
+                    // (Django's nested `atomic`, `get_or_create`,
+                    // SQLAlchemy's `begin_nested`), and write nothing;
+                    // rows rolled back to one are cut from the log.
                     Step::Nothing
                 } else {
                     // Inside a transaction, a statement logged as text: a
@@ -676,6 +680,15 @@ impl Assembler {
     }
 }
 
+/// Whether `upper` (a statement, upper-cased) sets, releases or rolls
+/// back to a savepoint.
+fn is_savepoint(upper: &str) -> bool {
+    upper.starts_with("SAVEPOINT ")
+        || upper.starts_with("RELEASE SAVEPOINT ")
+        || upper.starts_with("ROLLBACK TO ")
+        || upper.starts_with("ROLLBACK WORK TO ")
+}
+
 /// The file a rotate event names. The first event of a stream is an
 /// artificial rotate sent before the format description, and
 /// `mysql_common` then leaves its checksum on the end of the name
@@ -814,6 +827,30 @@ mod tests {
         assert_eq!(committed_txn(&steps[0]), format!("{UUID}:5"));
         assert_eq!(committed_txn(&steps[1]), format!("{UUID}:6"));
         assert!(a.take_oddities().is_empty());
+    }
+
+    #[test]
+    fn savepoints_are_no_statement_writes() {
+        let mut a = Assembler::new("mysql:1".into(), "app".into());
+        let steps = feed(
+            &mut a,
+            &[
+                gtid(10),
+                query("BEGIN"),
+                query("SAVEPOINT `s1`"),
+                query("ROLLBACK TO `s1`"),
+                query("RELEASE SAVEPOINT `s1`"),
+                xid(),
+            ],
+        );
+        assert_eq!(committed_txn(&steps[0]), format!("{UUID}:10"));
+        assert!(a.take_oddities().is_empty());
+        // A statement that writes is still one.
+        feed(
+            &mut a,
+            &[gtid(11), query("BEGIN"), query("UPDATE t SET v = 1"), xid()],
+        );
+        assert_eq!(a.take_oddities().len(), 1);
     }
 
     #[test]
