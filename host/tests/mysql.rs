@@ -341,6 +341,20 @@ fn sessions_that_hide_rows_are_counted_and_logged() {
     assert_eq!(summary["mysql"]["oddities"], 2, "{summary}");
 }
 
+/// `TRUNCATE` empties a table with no row events: it reaches rules as a
+/// delete with nothing known, as from the Postgres source, and the
+/// dealership rule's fallback invalidates every vehicle. (It was an empty
+/// commit, and every cached row of the table stayed.)
+#[test]
+fn truncate_invalidates_the_whole_table() {
+    let s = setup("truncate", &[]);
+    s.sql("INSERT INTO inventory VALUES ('VIN-A', 1, 'available'), ('VIN-B', 2, 'sold')");
+    s.cache(&["vehicle:VIN-A", "vehicle:VIN-B", "unrelated"]);
+    let serve = s.serve(&[]);
+    s.sql("TRUNCATE TABLE inventory");
+    serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
+}
+
 /// Savepoints (Django's nested `atomic` and `get_or_create`,
 /// SQLAlchemy's `begin_nested`) are logged as text inside a transaction:
 /// they write nothing, so they are no oddity, and the rows kept are

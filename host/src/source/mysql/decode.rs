@@ -461,7 +461,21 @@ impl Assembler {
                     }
                     Step::Nothing
                 } else if self.open.as_ref().is_some_and(|o| o.standalone) {
-                    // DDL: the whole transaction.
+                    // DDL: the whole transaction. `TRUNCATE` deletes every
+                    // row with no row events: a delete with nothing known
+                    // (no key, an empty image), as the Postgres source
+                    // gives it, so rules invalidate the whole table.
+                    if let Some(table) = truncated(statement, &query.schema(), &self.database)
+                        && let Some(open) = &mut self.open
+                    {
+                        open.writes.push(Write {
+                            table,
+                            op: Op::Delete,
+                            key: Row::new(),
+                            before: Some(Row::new()),
+                            after: None,
+                        });
+                    }
                     self.end(event)
                 } else if self.open.is_none() || is_savepoint(&upper) {
                     // Savepoints are logged as text inside a transaction
@@ -680,6 +694,75 @@ impl Assembler {
     }
 }
 
+/// The table a `TRUNCATE [TABLE] [db.]name` statement empties, named as
+/// rules see tables (plain for `database`, the URL's); `schema` is the
+/// session's database, for a name without one. `None` for any other
+/// statement.
+fn truncated(statement: &str, schema: &str, database: &str) -> Option<String> {
+    let rest = strip_word(statement.trim_start(), "TRUNCATE")?;
+    // `TABLE` is optional, and a table may itself be called `table`.
+    let rest = match strip_word(rest, "TABLE") {
+        Some(after) if !after.is_empty() => after,
+        _ => rest,
+    };
+    let mut parts = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'`') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    // A doubled backquote is one inside the name.
+                    '`' if chars.peek() == Some(&'`') => {
+                        chars.next();
+                        part.push('`');
+                    }
+                    '`' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_alphanumeric() || c == '_' || c == '$' {
+                    part.push(c);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+        }
+        if part.is_empty() {
+            return None;
+        }
+        parts.push(part);
+        if chars.peek() == Some(&'.') {
+            chars.next();
+        } else {
+            break;
+        }
+    }
+    let (db, table) = match parts.as_slice() {
+        [table] => (schema.to_owned(), table.clone()),
+        [db, table] => (db.clone(), table.clone()),
+        _ => return None,
+    };
+    Some(if db == database {
+        table
+    } else {
+        format!("{db}.{table}")
+    })
+}
+
+/// `text` after the keyword `word` (any case) and the blanks after it;
+/// `None` unless it starts with that whole word.
+fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
+    let head = text.get(..word.len())?;
+    let rest = &text[word.len()..];
+    (head.eq_ignore_ascii_case(word) && (rest.is_empty() || rest.starts_with(char::is_whitespace)))
+        .then(|| rest.trim_start())
+}
+
 /// Whether `upper` (a statement, upper-cased) sets, releases or rolls
 /// back to a savepoint.
 fn is_savepoint(upper: &str) -> bool {
@@ -783,10 +866,16 @@ mod tests {
 
     /// A query event (2) of `text`, with no status variables.
     fn query(text: &str) -> Event {
+        query_in("", text)
+    }
+
+    /// A query event of `text` in a session whose database is `schema`.
+    fn query_in(schema: &str, text: &str) -> Event {
         let mut body = vec![0; 8]; // thread id, execution time
-        body.push(0); // schema length
+        body.push(schema.len() as u8);
         body.extend_from_slice(&[0, 0, 0, 0]); // error code, status length
-        body.push(0); // the empty schema's terminator
+        body.extend_from_slice(schema.as_bytes());
+        body.push(0); // the schema's terminator
         body.extend_from_slice(text.as_bytes());
         event(2, &body)
     }
@@ -827,6 +916,60 @@ mod tests {
         assert_eq!(committed_txn(&steps[0]), format!("{UUID}:5"));
         assert_eq!(committed_txn(&steps[1]), format!("{UUID}:6"));
         assert!(a.take_oddities().is_empty());
+    }
+
+    #[test]
+    fn truncate_is_a_delete_of_every_row_of_its_table() {
+        let mut a = Assembler::new("mysql:1".into(), "app".into());
+        let steps = feed(
+            &mut a,
+            &[
+                gtid(12),
+                query_in("app", "TRUNCATE TABLE inventory"),
+                gtid(13),
+                query_in("app", "truncate `shop`.`bills`"),
+            ],
+        );
+        let tables: Vec<Vec<(String, Op, usize)>> = steps
+            .iter()
+            .map(|step| match step {
+                Step::Committed { commit, .. } => commit
+                    .writes
+                    .iter()
+                    .map(|w| (w.table.clone(), w.op, w.key.len()))
+                    .collect(),
+                other => panic!("not a commit: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            tables,
+            [
+                vec![("inventory".to_owned(), Op::Delete, 0)],
+                vec![("shop.bills".to_owned(), Op::Delete, 0)]
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_tables_are_read_from_the_statement() {
+        let t = |s: &str| truncated(s, "app", "app");
+        assert_eq!(t("TRUNCATE inventory").as_deref(), Some("inventory"));
+        assert_eq!(
+            t("  Truncate Table `inventory`;").as_deref(),
+            Some("inventory")
+        );
+        assert_eq!(t("TRUNCATE `app`.inventory").as_deref(), Some("inventory"));
+        assert_eq!(t("TRUNCATE other.t").as_deref(), Some("other.t"));
+        assert_eq!(t("TRUNCATE TABLE `we``ird`").as_deref(), Some("we`ird"));
+        // A table called `table`.
+        assert_eq!(t("TRUNCATE table").as_deref(), Some("table"));
+        assert_eq!(
+            truncated("TRUNCATE t", "other", "app").as_deref(),
+            Some("other.t")
+        );
+        assert_eq!(t("TRUNCATED"), None);
+        assert_eq!(t("CREATE TABLE t (id int)"), None);
+        assert_eq!(t("TRUNCATE"), None);
     }
 
     #[test]
