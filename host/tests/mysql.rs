@@ -355,6 +355,30 @@ fn truncate_invalidates_the_whole_table() {
     serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
 }
 
+/// Rows a foreign key's `ON DELETE CASCADE` deletes are not in the binary
+/// log (InnoDB deletes them inside the engine): the source follows the
+/// key, and the turnus rule names the children's turnus from the key's
+/// column. The key is added while `serve` reads: DDL makes it read the
+/// keys again. (Every child's key stayed cached.)
+#[test]
+fn rows_a_foreign_key_cascade_deletes_are_invalidated() {
+    let s = setup("cascade", &[]);
+    s.sql(
+        "CREATE TABLE turnus (id int PRIMARY KEY) ENGINE=InnoDB;
+         INSERT INTO turnus VALUES (1), (2);
+         INSERT INTO kinder VALUES (1, 1, 'a'), (2, 2, 'b');",
+    );
+    s.cache(&["turnus_data_1", "turnus_data_2", "unrelated"]);
+    let serve = s.serve(&[]);
+    s.sql(
+        "ALTER TABLE kinder ADD CONSTRAINT kinder_turnus FOREIGN KEY (turnus_id)
+             REFERENCES turnus (id) ON DELETE CASCADE",
+    );
+    s.sql("DELETE FROM turnus WHERE id = 1");
+    serve.wait_for_keys(|| s.keys(), &set_of(&["turnus_data_2", "unrelated"]));
+    assert_eq!(s.sql("SELECT COUNT(*) FROM kinder").trim(), "1");
+}
+
 /// Savepoints (Django's nested `atomic` and `get_or_create`,
 /// SQLAlchemy's `begin_nested`) are logged as text inside a transaction:
 /// they write nothing, so they are no oddity, and the rows kept are

@@ -110,16 +110,38 @@ pub(crate) async fn problems(
         .query(grants)
         .await
         .map_err(MysqlError::of_statement(grants))?;
-    if let Some(missing) = missing_grants(&granted, flavour) {
-        let user = "SELECT CURRENT_USER()";
-        let current: Option<String> = conn
-            .query_first(user)
-            .await
-            .map_err(MysqlError::of_statement(user))?;
-        let current = quoted_user(&current.unwrap_or_default());
+    let missing = missing_grants(&granted, flavour);
+    let database = "SELECT DATABASE()";
+    let database: Option<String> = conn
+        .query_first::<Option<String>, _>(database)
+        .await
+        .map_err(MysqlError::of_statement(database))?
+        .flatten();
+    let blind = !sees_tables(&granted, database.as_deref());
+    if missing.is_none() && !blind {
+        return Ok(problems);
+    }
+    let user = "SELECT CURRENT_USER()";
+    let current: Option<String> = conn
+        .query_first(user)
+        .await
+        .map_err(MysqlError::of_statement(user))?;
+    let current = quoted_user(&current.unwrap_or_default());
+    if let Some(missing) = missing {
         problems.push(Problem {
             what: format!("the user may not read the binary log (it lacks {missing})"),
             fix: format!("GRANT {} ON *.* TO {current};", flavour.grants()),
+        });
+    }
+    if blind {
+        let on = database.map_or_else(|| "*.*".to_owned(), |db| format!("`{db}`.*"));
+        problems.push(Problem {
+            what: format!(
+                "the user cannot see the foreign keys of {on}: the rows a key's ON DELETE or \
+                 ON UPDATE action changes are not in the binary log, and are invalidated only \
+                 when the key is known (REFERENCES lets it see them, and read nothing)"
+            ),
+            fix: format!("GRANT REFERENCES ON {on} TO {current};"),
         });
     }
     Ok(problems)
@@ -153,6 +175,35 @@ fn missing_grants(granted: &[String], flavour: Flavour) -> Option<&'static str> 
         (false, false) if mysql => Some("REPLICATION SLAVE and REPLICATION CLIENT"),
         (false, false) => Some("REPLICATION SLAVE and BINLOG MONITOR"),
     }
+}
+
+/// Whether the grants let the user see the tables (and so the foreign
+/// keys) of `database` in `information_schema`, or of every database when
+/// the URL names none: any table privilege on them, at the database or
+/// global level.
+fn sees_tables(granted: &[String], database: Option<&str>) -> bool {
+    let scopes: Vec<String> = std::iter::once(" ON *.* ".to_owned())
+        .chain(database.map(|db| format!(" ON `{}`.* ", db.replace('`', "``"))))
+        .collect();
+    granted.iter().any(|grant| {
+        let upper = grant.to_ascii_uppercase();
+        let Some(on) = scopes
+            .iter()
+            .find_map(|scope| grant.find(scope.as_str()).map(|at| (at, scope)))
+        else {
+            return false;
+        };
+        let privileges = upper
+            .get("GRANT ".len()..on.0)
+            .unwrap_or_default()
+            .to_owned();
+        privileges.split(',').map(str::trim).any(|p| {
+            matches!(
+                p,
+                "ALL PRIVILEGES" | "ALL" | "SELECT" | "REFERENCES" | "INSERT" | "UPDATE" | "DELETE"
+            )
+        })
+    })
 }
 
 /// MySQL's way to `gtid_mode=ON` from `mode`: one step at a time, as
@@ -219,6 +270,36 @@ mod tests {
             ),
             Some("REPLICATION CLIENT")
         );
+    }
+
+    #[test]
+    fn the_foreign_keys_are_seen_with_any_table_privilege() {
+        let sees = |g: &[&str], db: Option<&str>| {
+            sees_tables(&g.iter().map(|s| s.to_string()).collect::<Vec<_>>(), db)
+        };
+        let replication = "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `inv`@`%`";
+        assert!(!sees(&[replication], Some("app")));
+        assert!(sees(
+            &[replication, "GRANT REFERENCES ON `app`.* TO `inv`@`%`"],
+            Some("app")
+        ));
+        assert!(!sees(
+            &[replication, "GRANT REFERENCES ON `shop`.* TO `inv`@`%`"],
+            Some("app")
+        ));
+        // With no database in the URL, only a global grant shows them all.
+        assert!(!sees(
+            &[replication, "GRANT REFERENCES ON `app`.* TO `inv`@`%`"],
+            None
+        ));
+        assert!(sees(
+            &["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"],
+            None
+        ));
+        assert!(sees(
+            &["GRANT SELECT, REPLICATION SLAVE ON *.* TO `inv`@`%`"],
+            None
+        ));
     }
 
     #[test]

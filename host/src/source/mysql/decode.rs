@@ -31,6 +31,7 @@ use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
 
+use super::cascade::Cascades;
 use super::flavour::TxnId;
 use super::gtid::{GTID_EVENT, GtidEvent};
 use super::gtid_set::SidGtid;
@@ -319,6 +320,8 @@ pub(crate) enum Step {
         commit: Commit,
         gtid: TxnId,
         end: LogPos,
+        /// A DDL transaction: the foreign keys may have changed.
+        ddl: bool,
     },
     /// An XA transaction was prepared: its rows are held until its
     /// `XA COMMIT`, and the position must not pass it while they are.
@@ -339,6 +342,8 @@ pub(crate) struct Assembler {
     /// Prepared XA transactions' rows, by XA id, until committed or
     /// rolled back.
     held: Vec<(String, Vec<Write>)>,
+    /// The foreign keys whose actions change rows the log does not carry.
+    cascades: Cascades,
 }
 
 impl Assembler {
@@ -351,7 +356,13 @@ impl Assembler {
             oddities: Vec::new(),
             file: String::new(),
             held: Vec::new(),
+            cascades: Cascades::default(),
         }
+    }
+
+    /// Sets the foreign keys whose actions are followed.
+    pub(crate) fn set_cascades(&mut self, cascades: Cascades) {
+        self.cascades = cascades;
     }
 
     /// How many prepared XA transactions are held.
@@ -589,13 +600,17 @@ impl Assembler {
                 (Some(before), None) => (Op::Delete, table.key_of(before)),
                 (None, None) => continue,
             };
-            writes.push(Write {
+            let write = Write {
                 table: table.name.clone(),
                 op,
                 key,
                 before,
                 after,
-            });
+            };
+            // What the write's foreign keys change, which the log lacks.
+            let children = self.cascades.follow(&write);
+            writes.push(write);
+            writes.extend(children);
         }
         if let Some(what) = odd {
             self.odd(event, what);
@@ -685,6 +700,7 @@ impl Assembler {
         };
         Step::Committed {
             commit,
+            ddl: open.standalone,
             gtid: open.gtid,
             end: LogPos {
                 file: self.file.clone(),

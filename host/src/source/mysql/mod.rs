@@ -32,6 +32,7 @@
 //! Tested with MariaDB 10.11. MySQL could not be installed where this was
 //! built: its side of the seam is covered by unit tests only.
 
+mod cascade;
 mod check;
 mod config;
 mod decode;
@@ -59,6 +60,7 @@ pub use flavour::{Flavour, Position, TxnId};
 pub use gtid::{Gtid, GtidState};
 pub use gtid_set::{GtidSet, SidGtid};
 
+use self::cascade::Cascades;
 use self::decode::{Assembler, Step};
 use self::lease::Lease;
 use self::visibility::Visibility;
@@ -177,6 +179,8 @@ struct State {
     purged: Mutex<Option<String>>,
     /// The claim on reading, when the position is kept in Redis.
     lease: Option<Lease>,
+    /// The foreign keys with actions, as read at start.
+    cascades: Cascades,
     /// What was read and handed over, with the position after it.
     in_flight: InFlight<String>,
     counters: MysqlCounters,
@@ -242,6 +246,14 @@ impl MysqlSource {
                 state
             }
         };
+        let cascades = Cascades::load(&mut conn, &database).await?;
+        if cascades.len() > 0 {
+            tracing::info!(
+                foreign_keys = cascades.len(),
+                "following the foreign keys whose ON DELETE or ON UPDATE actions change rows \
+                 the binary log does not carry"
+            );
+        }
         let _ = conn.disconnect().await;
         let lease = settings
             .position
@@ -262,6 +274,7 @@ impl MysqlSource {
                 xa_floor: Mutex::new(None),
                 purged: Mutex::new(None),
                 lease,
+                cascades,
                 in_flight: InFlight::default(),
                 counters: MysqlCounters::default(),
                 last_event_ms: AtomicU64::new(0),
@@ -290,9 +303,12 @@ impl Source for MysqlSource {
             state.resync(&intake).await;
         }
         let (min, max) = state.settings.retry;
+        let mut assembler =
+            Assembler::new(format!("mysql:{}", state.server), state.database.clone());
+        assembler.set_cascades(state.cascades.clone());
         let mut run = Run {
             intake,
-            assembler: Assembler::new(format!("mysql:{}", state.server), state.database.clone()),
+            assembler,
             backoff: Backoff::new(min, max),
             outage: None,
         };
@@ -491,6 +507,22 @@ impl State {
         }
     }
 
+    /// Reads the foreign keys again into `assembler`; on failure, says so
+    /// and keeps the ones it has.
+    async fn reload_cascades(&self, assembler: &mut Assembler) {
+        let loaded = async {
+            let mut conn = connect(&self.opts, &self.url).await?;
+            let cascades = Cascades::load(&mut conn, &self.database).await;
+            let _ = conn.disconnect().await;
+            cascades
+        };
+        match loaded.await {
+            Ok(cascades) => assembler.set_cascades(cascades),
+            Err(error) => tracing::warn!(%error,
+                "reading the foreign keys again after DDL failed; following the ones known"),
+        }
+    }
+
     fn touch(&self) {
         self.last_event_ms
             .store(self.started.elapsed().as_millis() as u64, Relaxed);
@@ -665,7 +697,13 @@ impl State {
                 self.counters.oddities.fetch_add(1, Relaxed);
                 tracing::warn!(pos = oddity.pos, "binary log: {}", oddity.what);
             }
-            if let Step::Committed { commit, gtid, end } = step {
+            if let Step::Committed {
+                commit,
+                gtid,
+                end,
+                ddl,
+            } = step
+            {
                 visibility
                     .wait(&gtid, &end, || {
                         self.counters.visibility_checks.fetch_add(1, Relaxed);
@@ -690,6 +728,11 @@ impl State {
                 let seq = run.intake.hand_over(commit);
                 self.in_flight.push(seq, position);
                 self.in_flight.added.notify_one();
+                if ddl {
+                    // A key may be new or gone: read them again before the
+                    // next rows.
+                    self.reload_cascades(&mut run.assembler).await;
+                }
             } else if let Step::Held(gtid) = step {
                 let mut read = self.read.lock().await;
                 let mut floor = self.xa_floor.lock().await;
