@@ -341,17 +341,32 @@ fn sessions_that_hide_rows_are_counted_and_logged() {
     assert_eq!(summary["mysql"]["oddities"], 2, "{summary}");
 }
 
-/// `TRUNCATE` empties a table with no row events: it reaches rules as a
-/// delete with nothing known, as from the Postgres source, and the
-/// dealership rule's fallback invalidates every vehicle. (It was an empty
-/// commit, and every cached row of the table stayed.)
+/// `TRUNCATE`, `DROP TABLE` and the `RENAME TABLE` swap that ends an ETL
+/// load or an online schema change empty or replace a table with no row
+/// events: each reaches rules as a delete with nothing known, as a
+/// `TRUNCATE` from the Postgres source, and the dealership rule's fallback
+/// invalidates every vehicle. (Each was an empty commit, and every cached
+/// row of the table stayed.)
 #[test]
-fn truncate_invalidates_the_whole_table() {
+fn truncate_drop_and_rename_invalidate_the_whole_table() {
     let s = setup("truncate", &[]);
     s.sql("INSERT INTO inventory VALUES ('VIN-A', 1, 'available'), ('VIN-B', 2, 'sold')");
     s.cache(&["vehicle:VIN-A", "vehicle:VIN-B", "unrelated"]);
     let serve = s.serve(&[]);
     s.sql("TRUNCATE TABLE inventory");
+    serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
+
+    // A new table loaded aside, then swapped in.
+    s.cache(&["vehicle:VIN-A"]);
+    s.sql(
+        "CREATE TABLE inventory_new LIKE inventory;
+         INSERT INTO inventory_new VALUES ('VIN-C', 3, 'available');
+         RENAME TABLE inventory TO inventory_old, inventory_new TO inventory;",
+    );
+    serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
+
+    s.cache(&["vehicle:VIN-C"]);
+    s.sql("DROP TABLE IF EXISTS inventory, inventory_old");
     serve.wait_for_keys(|| s.keys(), &set_of(&["unrelated"]));
 }
 

@@ -32,6 +32,7 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
 
 use super::cascade::Cascades;
+use super::ddl;
 use super::flavour::TxnId;
 use super::gtid::{GTID_EVENT, GtidEvent};
 use super::gtid_set::SidGtid;
@@ -472,20 +473,20 @@ impl Assembler {
                     }
                     Step::Nothing
                 } else if self.open.as_ref().is_some_and(|o| o.standalone) {
-                    // DDL: the whole transaction. `TRUNCATE` deletes every
-                    // row with no row events: a delete with nothing known
-                    // (no key, an empty image), as the Postgres source
-                    // gives it, so rules invalidate the whole table.
-                    if let Some(table) = truncated(statement, &query.schema(), &self.database)
-                        && let Some(open) = &mut self.open
-                    {
-                        open.writes.push(Write {
+                    // DDL: the whole transaction. A table it empties or
+                    // replaces (`TRUNCATE`, `DROP`, `RENAME`) has no row
+                    // events: a delete with nothing known (no key, an empty
+                    // image), as the Postgres source gives a `TRUNCATE`, so
+                    // rules invalidate the whole table.
+                    let tables = ddl::emptied(statement, &query.schema(), &self.database);
+                    if let Some(open) = &mut self.open {
+                        open.writes.extend(tables.into_iter().map(|table| Write {
                             table,
                             op: Op::Delete,
                             key: Row::new(),
                             before: Some(Row::new()),
                             after: None,
-                        });
+                        }));
                     }
                     self.end(event)
                 } else if self.open.is_none() || is_savepoint(&upper) {
@@ -710,75 +711,6 @@ impl Assembler {
     }
 }
 
-/// The table a `TRUNCATE [TABLE] [db.]name` statement empties, named as
-/// rules see tables (plain for `database`, the URL's); `schema` is the
-/// session's database, for a name without one. `None` for any other
-/// statement.
-fn truncated(statement: &str, schema: &str, database: &str) -> Option<String> {
-    let rest = strip_word(statement.trim_start(), "TRUNCATE")?;
-    // `TABLE` is optional, and a table may itself be called `table`.
-    let rest = match strip_word(rest, "TABLE") {
-        Some(after) if !after.is_empty() => after,
-        _ => rest,
-    };
-    let mut parts = Vec::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        let mut part = String::new();
-        if chars.peek() == Some(&'`') {
-            chars.next();
-            loop {
-                match chars.next()? {
-                    // A doubled backquote is one inside the name.
-                    '`' if chars.peek() == Some(&'`') => {
-                        chars.next();
-                        part.push('`');
-                    }
-                    '`' => break,
-                    c => part.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_alphanumeric() || c == '_' || c == '$' {
-                    part.push(c);
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-        }
-        if part.is_empty() {
-            return None;
-        }
-        parts.push(part);
-        if chars.peek() == Some(&'.') {
-            chars.next();
-        } else {
-            break;
-        }
-    }
-    let (db, table) = match parts.as_slice() {
-        [table] => (schema.to_owned(), table.clone()),
-        [db, table] => (db.clone(), table.clone()),
-        _ => return None,
-    };
-    Some(if db == database {
-        table
-    } else {
-        format!("{db}.{table}")
-    })
-}
-
-/// `text` after the keyword `word` (any case) and the blanks after it;
-/// `None` unless it starts with that whole word.
-fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
-    let head = text.get(..word.len())?;
-    let rest = &text[word.len()..];
-    (head.eq_ignore_ascii_case(word) && (rest.is_empty() || rest.starts_with(char::is_whitespace)))
-        .then(|| rest.trim_start())
-}
-
 /// Whether `upper` (a statement, upper-cased) sets, releases or rolls
 /// back to a savepoint.
 fn is_savepoint(upper: &str) -> bool {
@@ -964,28 +896,6 @@ mod tests {
                 vec![("shop.bills".to_owned(), Op::Delete, 0)]
             ]
         );
-    }
-
-    #[test]
-    fn truncated_tables_are_read_from_the_statement() {
-        let t = |s: &str| truncated(s, "app", "app");
-        assert_eq!(t("TRUNCATE inventory").as_deref(), Some("inventory"));
-        assert_eq!(
-            t("  Truncate Table `inventory`;").as_deref(),
-            Some("inventory")
-        );
-        assert_eq!(t("TRUNCATE `app`.inventory").as_deref(), Some("inventory"));
-        assert_eq!(t("TRUNCATE other.t").as_deref(), Some("other.t"));
-        assert_eq!(t("TRUNCATE TABLE `we``ird`").as_deref(), Some("we`ird"));
-        // A table called `table`.
-        assert_eq!(t("TRUNCATE table").as_deref(), Some("table"));
-        assert_eq!(
-            truncated("TRUNCATE t", "other", "app").as_deref(),
-            Some("other.t")
-        );
-        assert_eq!(t("TRUNCATED"), None);
-        assert_eq!(t("CREATE TABLE t (id int)"), None);
-        assert_eq!(t("TRUNCATE"), None);
     }
 
     #[test]

@@ -35,6 +35,7 @@
 mod cascade;
 mod check;
 mod config;
+mod ddl;
 mod decode;
 mod error;
 mod flavour;
