@@ -15,11 +15,17 @@
 //!   floats as numbers, `DECIMAL`, dates, times and text as text, `ENUM`
 //!   and `SET` as their labels, bytes that are not UTF-8 as `\x` and hex.
 //! - A DDL statement is a transaction of its own with no rows: it ends at
-//!   once, as an empty commit, so that the position moves past it. MariaDB
+//!   once, so that the position moves past it, as an empty commit, or as
+//!   deletes with nothing known of the tables it empties or replaces
+//!   ([`super::ddl`]). MariaDB
 //!   flags it in its GTID event; on MySQL it is a transaction whose first
 //!   statement is not `BEGIN` (or `XA START`).
 //!
-//! Nothing here does I/O: the source feeds it events.
+//! - Rows a foreign key's action changes, which the log lacks, are added
+//!   after the row that set them off ([`super::cascade`]).
+//!
+//! Nothing here does I/O: the source feeds it events (and the foreign
+//! keys).
 
 use std::collections::HashMap;
 
